@@ -1,0 +1,56 @@
+# Quanchenglian ledger: `make run` starts the dev deployment, `make test` runs every suite.
+# Both install what is missing (and only that) first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.installed
+NPM_STAMP := node_modules/.installed
+HARDHAT := node_modules/.bin/node node_modules/hardhat/dist/src/cli.js
+
+.PHONY: all run test test-fast test-python test-hardhat install tools lint bench clean distclean
+
+all: test
+
+tools:
+	@PYTHON=$(PYTHON) scripts/check-tools.sh
+
+$(PY_STAMP): pyproject.toml constraints.txt | tools
+	@echo "==> installing Python packages into $(VENV) (pinned by constraints.txt)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $@
+
+$(NPM_STAMP): package.json package-lock.json | tools
+	@echo "==> installing npm packages (package-lock.json)"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(PY_STAMP) $(NPM_STAMP)
+
+run: install
+	@$(VENV)/bin/qcl dev
+
+test: test-hardhat test-python
+
+test-hardhat: install
+	@echo "==> Hardhat: Solidity unit and fuzz tests"
+	@$(HARDHAT) test solidity
+
+test-python: install
+	@echo "==> pytest: Python suites (every node)"
+	@$(PY) -m pytest
+
+test-fast: install
+	@$(PY) -m pytest -m "not nodes and not slow"
+
+lint: install
+	@$(VENV)/bin/ruff check chain_client api vault tests scripts
+	@$(VENV)/bin/mypy chain_client api vault
+
+clean:
+	rm -rf build .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV) node_modules

@@ -1,0 +1,97 @@
+"""The ``qcl`` command line."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from chain_client import ChainError, compile_contracts, free_port
+from chain_client._nodes import port_in_use
+
+from .app import create_app
+from .runtime import bootstrap, open_node
+from .settings import Settings
+
+app = typer.Typer(help="Quanchenglian ledger: development and operations commands.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _say(message: str) -> None:
+    console.print(f"[bold cyan]qcl[/] {message}")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def dev() -> None:
+    """Start the development deployment (SPEC §8): chain, contracts and API. Ctrl-C stops all."""
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        _fail(f"invalid configuration: {exc}")
+        return
+    if port_in_use(settings.api_port, settings.api_host):
+        _fail(f"{settings.api_host}:{settings.api_port} is already in use (set QCL_API_PORT)")
+    node = None
+    try:
+        where = settings.chain if "://" in settings.chain else f"{settings.chain} on {settings.chain_host}:{settings.chain_port}"
+        _say(f"starting chain: {where}")
+        node = open_node(settings)
+        _say(f"chain {node.chain_id} answers at {node.url or 'in-process'}")
+        ledger = bootstrap(settings, node, _say)
+        _say(f"dev accounts in {settings.accounts_path} (admin {ledger.tx.address})")
+        _say(f"API on http://{settings.api_host}:{settings.api_port}  (docs: /docs, health: /health) — Ctrl-C stops")
+        api = create_app(settings, ledger=ledger)
+        uvicorn.run(api, host=settings.api_host, port=settings.api_port, log_level="warning")
+    except ChainError as exc:
+        _fail(str(exc))
+    finally:
+        if node is not None:
+            node.stop()
+            _say("chain stopped")
+
+
+@app.command()
+def serve() -> None:
+    """Serve the API against the chain named by QCL_CHAIN (a URL in production)."""
+    try:
+        settings = Settings()
+        node = open_node(settings)
+        ledger = bootstrap(settings, node, _say)
+    except (ValueError, ChainError) as exc:
+        _fail(str(exc))
+        return
+    try:
+        uvicorn.run(create_app(settings, ledger=ledger), host=settings.api_host, port=settings.api_port)
+    finally:
+        node.stop()
+
+
+@app.command("compile")
+def compile_cmd() -> None:
+    """Compile the contracts (cached by source hash) and print their sizes."""
+    try:
+        result = compile_contracts()
+    except ChainError as exc:
+        _fail(str(exc))
+        return
+    for name, art in sorted(result.contracts.items()):
+        if art.source.startswith("contracts/") and art.deployed_bytecode:
+            console.print(f"{name:20} {len(art.deployed_bytecode) // 2 - 1:6} bytes  ({art.source})")
+    console.print(f"solc {result.solc_version} via {result.route}; source hash {result.source_hash}")
+
+
+@app.command("free-port")
+def free_port_cmd() -> None:
+    """Print a free TCP port on 127.0.0.1 (used by scripts and tests)."""
+    print(free_port())
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

@@ -1,0 +1,95 @@
+"""One table from domain errors to HTTP status and stable ``code``; RFC 9457 bodies."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chain_client import errors as ce
+
+log = logging.getLogger("qcl.api")
+
+PROBLEM_JSON = "application/problem+json"
+
+#: Domain error -> (HTTP status, stable code). The most specific class wins.
+ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
+    ce.ChainUnavailable: (503, "chain_unavailable"),
+    ce.NotAuthorized: (403, "role_required"),
+    ce.UnknownMember: (404, "member_not_found"),
+    ce.AlreadyMember: (409, "member_exists"),
+    ce.InvalidRoles: (422, "invalid_roles"),
+    ce.InvalidHpkeKey: (422, "invalid_hpke_key"),
+    ce.ZeroAddress: (422, "invalid_address"),
+    ce.SuspensionUnchanged: (409, "suspension_unchanged"),
+    ce.SelfLockout: (409, "self_lockout"),
+    ce.ContractRevert: (409, "contract_rejected"),
+    ce.TransactionFailed: (502, "transaction_failed"),
+    ce.ChainError: (503, "chain_error"),
+}
+
+_STATUS_CODES = {400: "bad_request", 401: "not_authenticated", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
+
+
+class Problem(Exception):
+    """An error a router raises directly with its status and code."""
+
+    def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.extra = extra
+
+
+def problem(status: int, code: str, detail: str, *, instance: str | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": f"urn:qcl:problem:{code}", "title": code.replace("_", " "),
+                            "status": status, "code": code, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def lookup(exc: Exception) -> tuple[int, str] | None:
+    for cls in type(exc).__mro__:
+        if cls in ERROR_TABLE:
+            return ERROR_TABLE[cls]
+    return None
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers once."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem(exc.status, exc.code, exc.detail, instance=request.url.path, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid input"}
+        detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        return problem(422, "invalid_input", detail, instance=request.url.path, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        return problem(exc.status_code, code, str(exc.detail), instance=request.url.path)
+
+    @app.exception_handler(ce.ChainError)
+    async def _chain(request: Request, exc: ce.ChainError) -> JSONResponse:
+        status, code = lookup(exc) or (503, "chain_error")
+        if status >= 500:
+            log.warning("chain error on %s: %s", request.url.path, exc)
+        return problem(status, code, str(exc), instance=request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return problem(500, "internal_error", "the server failed; the error was logged", instance=request.url.path)

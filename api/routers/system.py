@@ -1,0 +1,32 @@
+"""Service health and the chain description clients sign against."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ..deps import LedgerDep
+from ..schemas import ChainPublic, Eip712DomainPublic, HealthPublic, ProblemPublic
+
+router = APIRouter(tags=["system"])
+
+_UNAVAILABLE = {503: {"model": ProblemPublic, "description": "the chain does not answer (`chain_unavailable`)"}}
+
+
+@router.get("/health", response_model=HealthPublic, responses=_UNAVAILABLE)
+def health(ledger: LedgerDep) -> HealthPublic:
+    """Liveness and readiness: answers 200 only when the chain answers too."""
+    head = ledger.head_block()
+    return HealthPublic(
+        status="ok", chain_id=ledger.chain_id, head_block=head, contracts=dict(ledger.deployment.contracts)
+    )
+
+
+@router.get("/v1/chain", response_model=ChainPublic)
+def chain(ledger: LedgerDep) -> ChainPublic:
+    """The chain id, contract addresses and EIP-712 domain of SPEC §3."""
+    domain = ledger.domain()
+    return ChainPublic(
+        chain_id=ledger.chain_id,
+        contracts=dict(ledger.deployment.contracts),
+        domain=Eip712DomainPublic(**domain.as_dict()),  # type: ignore[arg-type]
+    )

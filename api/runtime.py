@@ -1,0 +1,106 @@
+"""Bring a deployment up: compile, start or connect to the chain, deploy or reuse, build the Ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from chain_client import (
+    ChainUnavailable,
+    Ledger,
+    Node,
+    compile_contracts,
+    connect,
+    ensure_deployment,
+    start_node,
+)
+from chain_client._revert import RevertDecoder
+from chain_client._tx import Transactor
+
+from .settings import Settings
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DevAccounts:
+    admin: LocalAccount
+    relayer: LocalAccount
+
+
+def dev_accounts(path: Path) -> DevAccounts:
+    """Load the dev ADMIN and relayer keys (SPEC §8), creating them on first use (mode 0600)."""
+    if path.is_file():
+        data = json.loads(path.read_text())
+        return DevAccounts(
+            admin=Account.from_key(data["admin"]["private_key"]),
+            relayer=Account.from_key(data["relayer"]["private_key"]),
+        )
+    admin, relayer = Account.create(), Account.create()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {
+        name: {"address": acct.address, "private_key": acct.key.to_0x_hex()}
+        for name, acct in (("admin", admin), ("relayer", relayer))
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(body, fh, indent=2)
+        fh.write("\n")
+    return DevAccounts(admin=admin, relayer=relayer)
+
+
+def operator_accounts(settings: Settings) -> DevAccounts:
+    """The operator (ADMIN) and relayer accounts: from settings, else the dev accounts file."""
+    if settings.operator_key and settings.relayer_key:
+        return DevAccounts(
+            admin=Account.from_key(settings.operator_key.get_secret_value()),
+            relayer=Account.from_key(settings.relayer_key.get_secret_value()),
+        )
+    if settings.env == "production":  # Settings already refuses this; belt and braces
+        raise ValueError("production needs QCL_OPERATOR_KEY and QCL_RELAYER_KEY")
+    return dev_accounts(settings.accounts_path)
+
+
+def open_node(settings: Settings) -> Node:
+    """Start the embedded chain, or connect to ``settings.chain`` when it is a URL."""
+    if settings.chain.startswith(("http://", "https://")):
+        return connect(settings.chain)
+    state = None
+    if settings.chain == "anvil" and settings.persist_chain:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        state = settings.data_dir / "anvil-state.json"
+    return start_node(
+        settings.chain,
+        host=settings.chain_host,
+        port=settings.chain_port,
+        chain_id=settings.chain_id if settings.chain == "anvil" else None,
+        state_path=state,
+        log_dir=settings.data_dir / "logs",
+    )
+
+
+def bootstrap(settings: Settings, node: Node, say: Say = lambda _m: None) -> Ledger:
+    """Compile, fund (local chains), deploy or reuse, and return a Ledger for ``node``."""
+    compiled = compile_contracts()
+    say(f"contracts compiled (solc {compiled.solc_version}, {compiled.route} route, source {compiled.source_hash[:12]}…)")
+    accounts = operator_accounts(settings)
+    if node.kind in ("anvil", "hardhat", "ganache", "eth-tester"):
+        for acct in (accounts.admin, accounts.relayer):
+            if node.w3.eth.get_balance(acct.address) < 10**20:
+                node.fund(acct.address)
+    elif node.w3.eth.get_balance(accounts.admin.address) == 0 and settings.env == "dev":
+        raise ChainUnavailable(f"the operator account {accounts.admin.address} has no Ether on {node.url}")
+    decoder = RevertDecoder([c.abi for c in compiled.contracts.values()])
+    transactor = Transactor(w3=node.w3, account=accounts.admin, decoder=decoder)
+    deployment, reused = ensure_deployment(
+        transactor, compiled, admin=accounts.admin.address, manifest=settings.manifest_path
+    )
+    say(("reusing" if reused else "deployed") + f" contracts on chain {deployment.chain_id}: "
+        + ", ".join(f"{n} {a}" for n, a in deployment.contracts.items()))
+    return Ledger(w3=node.w3, deployment=deployment, compiled=compiled, operator=accounts.admin)

@@ -1,0 +1,72 @@
+"""Configuration: the one place that reads the environment (prefix ``QCL_``)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chain_client import LOCAL_KINDS
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="QCL_", env_file=".env", extra="ignore")
+
+    env: Literal["dev", "test", "production"] = Field("dev", description="deployment mode")
+    chain: str = Field("anvil", description="anvil | hardhat | ganache | eth-tester | http(s):// JSON-RPC URL")
+    chain_host: str = Field("127.0.0.1", description="interface the embedded chain listens on")
+    chain_port: int = Field(8545, ge=1, le=65535, description="port of the embedded chain")
+    chain_id: int = Field(31337, ge=1, description="chain id of the embedded anvil chain")
+    api_host: str = Field("127.0.0.1", description="interface the API listens on")
+    api_port: int = Field(8000, ge=1, le=65535, description="port of the API")
+    data_dir: Path = Field(Path(".qcl/dev"), description="where the dev deployment keeps its files")
+    manifest: Path | None = Field(None, description="deployment manifest (default: <data_dir>/deployment.json)")
+    operator_key: SecretStr | None = Field(None, description="private key of the ADMIN operator account")
+    relayer_key: SecretStr | None = Field(None, description="private key of the relayer account")
+    persist_chain: bool = Field(True, description="dev: keep anvil's state in <data_dir> between runs")
+
+    @field_validator("chain")
+    @classmethod
+    def _known_chain(cls, value: str) -> str:
+        if value in LOCAL_KINDS or value.startswith(("http://", "https://")):
+            return value
+        raise ValueError(f"QCL_CHAIN must be one of {', '.join(LOCAL_KINDS)} or an http(s):// URL, got {value!r}")
+
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> Settings:
+        if self.env != "production":
+            return self
+        if not self.chain.startswith(("http://", "https://")):
+            raise ValueError("production needs QCL_CHAIN set to the network's JSON-RPC URL")
+        for name in ("operator_key", "relayer_key"):
+            secret = getattr(self, name)
+            if secret is None or not secret.get_secret_value().strip():
+                raise ValueError(f"production needs QCL_{name.upper()}")
+            if secret.get_secret_value().lower().removeprefix("0x") in _KNOWN_DEV_KEYS:
+                raise ValueError(f"QCL_{name.upper()} is a well-known development key; refusing to start")
+        if self.manifest is None:
+            raise ValueError("production needs QCL_MANIFEST, the deployment manifest of the network")
+        return self
+
+    @cached_property
+    def manifest_path(self) -> Path:
+        return self.manifest or self.data_dir / "deployment.json"
+
+    @property
+    def accounts_path(self) -> Path:
+        """SPEC §8: the dev deployment's ADMIN and relayer keys."""
+        return self.data_dir / "accounts.json"
+
+
+#: Keys printed by every local node on start (anvil/hardhat's and ganache's first accounts);
+#: a production deployment must never use them.
+_KNOWN_DEV_KEYS = {
+    "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "4f3edf983ac636a65a842ce7c78d9aa706d3b113bce9c46f30d7d21715b23b1d",
+}

@@ -1,0 +1,57 @@
+"""chain_client: the only code that talks to a chain.
+
+Compile the contracts, start or connect to a node, deploy, and call the contracts with locally
+signed transactions whose reverts arrive as typed exceptions.
+"""
+
+from ._compiler import CompilationResult, CompiledContract, compile_contracts, compiler_config, standard_json_input
+from ._deploy import CONTRACTS, Deployment, check_deployment, deploy, ensure_deployment
+from ._nodes import LOCAL_KINDS, Node, connect, free_port, open_chain, start_node
+from ._tx import NonceManager, Receipt, Transactor
+from .errors import (
+    ChainError,
+    ChainUnavailable,
+    CompilationFailed,
+    ContractRevert,
+    DeploymentMismatch,
+    ToolMissing,
+    TransactionFailed,
+)
+from .ledger import Ledger, org_id
+from .types import Address, Bytes32, Eip712Domain, Member, Role
+
+__all__ = [
+    "CONTRACTS",
+    "LOCAL_KINDS",
+    "Address",
+    "Bytes32",
+    "ChainError",
+    "ChainUnavailable",
+    "CompilationFailed",
+    "CompilationResult",
+    "CompiledContract",
+    "ContractRevert",
+    "Deployment",
+    "DeploymentMismatch",
+    "Eip712Domain",
+    "Ledger",
+    "Member",
+    "Node",
+    "NonceManager",
+    "Receipt",
+    "Role",
+    "ToolMissing",
+    "TransactionFailed",
+    "Transactor",
+    "check_deployment",
+    "compile_contracts",
+    "compiler_config",
+    "connect",
+    "deploy",
+    "ensure_deployment",
+    "free_port",
+    "open_chain",
+    "org_id",
+    "standard_json_input",
+    "start_node",
+]

@@ -1,0 +1,240 @@
+"""Local chains for development and tests, and the connection to any other one.
+
+``QCL_CHAIN`` (or the ``chain`` argument) picks one of:
+
+* ``anvil`` (the default): the anvil binary shipped by the npm package ``@foundry-rs/anvil``;
+* ``hardhat``: ``hardhat node`` of Hardhat 3 (run by the npm ``node@22`` package);
+* ``ganache``: the npm ``ganache`` 7.9 CLI;
+* ``eth-tester``: py-evm in this process (no node at all; slow, but nothing to start);
+* an ``http(s)://`` URL of any EVM JSON-RPC endpoint (e.g. a Besu QBFT network).
+
+Local nodes start as subprocesses in their own process group, on a free port unless one is given,
+and :meth:`Node.stop` ends the whole group, so no node outlives its owner.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from web3 import Web3
+from web3.providers import EthereumTesterProvider, HTTPProvider
+
+from ._paths import node_binary, node_modules, npm_package, project_root
+from .errors import ChainUnavailable, ToolMissing
+
+LOCAL_KINDS = ("anvil", "hardhat", "ganache", "eth-tester")
+_READY_TIMEOUT = 90.0
+#: Ether given to the operator and relayer accounts on local chains.
+DEV_BALANCE_WEI = 10_000 * 10**18
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+@dataclass
+class Node:
+    """A chain this process talks to; ``process`` is set when we started it."""
+
+    kind: str
+    url: str | None
+    w3: Web3
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def chain_id(self) -> int:
+        return int(self.w3.eth.chain_id)
+
+    def fund(self, address: str, wei: int = DEV_BALANCE_WEI) -> None:
+        """Give ``address`` a balance on a local chain (no-op on remote chains)."""
+        hexwei = hex(wei)
+        if self.kind == "anvil":
+            self.w3.provider.make_request("anvil_setBalance", [address, hexwei])  # type: ignore[arg-type]
+        elif self.kind == "hardhat":
+            self.w3.provider.make_request("hardhat_setBalance", [address, hexwei])  # type: ignore[arg-type]
+        elif self.kind == "ganache":
+            self.w3.provider.make_request("evm_setAccountBalance", [address, hexwei])  # type: ignore[arg-type]
+        elif self.kind == "eth-tester":
+            faucet = self.w3.eth.accounts[0]
+            tx = self.w3.eth.send_transaction({"from": faucet, "to": address, "value": wei})
+            self.w3.eth.wait_for_transaction_receipt(tx)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the node we started (its whole process group); idempotent."""
+        if self.process is None or self._stopped:
+            return
+        self._stopped = True
+        proc = self.process
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGINT)  # anvil dumps its --state on SIGINT
+                proc.wait(timeout=timeout)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=timeout)
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _anvil_binary() -> str:
+    machine = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        platform.machine().lower(), platform.machine().lower()
+    )
+    system = platform.system().lower()
+    exe = node_modules() / "@foundry-rs" / f"anvil-{system}-{machine}" / "bin" / "anvil"
+    if exe.is_file():
+        return str(exe)
+    npm_package("@foundry-rs/anvil")
+    raise ToolMissing("anvil", f"no anvil binary for {system}-{machine} under {exe.parent}: run `make install`.")
+
+
+def _node22() -> str:
+    exe = node_modules() / "node" / "bin" / "node"
+    if not exe.is_file():
+        raise ToolMissing("node@22", "Hardhat 3 runs on the npm package node@22: run `make install`.")
+    return str(exe)
+
+
+def _command(kind: str, host: str, port: int, chain_id: int | None, state_path: Path | None) -> list[str]:
+    if kind == "anvil":
+        cmd = [_anvil_binary(), "--host", host, "--port", str(port), "--hardfork", "shanghai"]
+        if chain_id is not None:
+            cmd += ["--chain-id", str(chain_id)]
+        if state_path is not None:
+            cmd += ["--state", str(state_path)]
+        return cmd
+    if kind == "hardhat":
+        cli = npm_package("hardhat") / "dist" / "src" / "cli.js"
+        return [_node22(), str(cli), "node", "--hostname", host, "--port", str(port)]
+    if kind == "ganache":
+        cli = npm_package("ganache") / "dist" / "node" / "cli.js"
+        cmd = [node_binary(), str(cli), "--server.host", host, "--server.port", str(port)]
+        cmd += ["--chain.hardfork", "shanghai", "--logging.quiet", "--wallet.totalAccounts", "1"]
+        if chain_id is not None:
+            cmd += ["--chain.chainId", str(chain_id)]
+        return cmd
+    raise ValueError(f"unknown node kind {kind!r}; expected one of {', '.join(LOCAL_KINDS)} or a URL")
+
+
+def _http_w3(url: str, timeout: float = 30.0) -> Web3:
+    return Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
+
+
+def start_node(
+    kind: str = "anvil",
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    chain_id: int | None = None,
+    state_path: Path | None = None,
+    log_dir: Path | None = None,
+    ready_timeout: float = _READY_TIMEOUT,
+) -> Node:
+    """Start a local chain of ``kind`` and wait until it answers JSON-RPC.
+
+    ``port`` defaults to a free one. ``state_path`` (anvil only) keeps the chain between runs.
+    Raises :class:`ChainUnavailable` with the node's own output when it does not come up.
+    """
+    if kind == "eth-tester":
+        w3 = Web3(EthereumTesterProvider())
+        return Node(kind=kind, url=None, w3=w3)
+    if kind not in LOCAL_KINDS:
+        raise ValueError(f"unknown node kind {kind!r}; expected one of {', '.join(LOCAL_KINDS)} or a URL")
+    if port is not None and port_in_use(port, host):
+        raise ChainUnavailable(f"cannot start {kind}: {host}:{port} is already in use")
+    port = port or free_port(host)
+    cmd = _command(kind, host, port, chain_id, state_path)
+    log_dir = log_dir or Path(os.environ.get("QCL_LOG_DIR", project_root() / "build" / "logs"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{kind}-{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=project_root(), start_new_session=True,
+        )
+    url = f"http://{host}:{port}"
+    node = Node(kind=kind, url=url, w3=_http_w3(url), process=proc, log_path=log_path)
+    try:
+        _wait_ready(node, ready_timeout)
+    except BaseException:
+        node.stop()
+        raise
+    return node
+
+
+def _wait_ready(node: Node, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    assert node.process is not None
+    while time.monotonic() < deadline:
+        if node.process.poll() is not None:
+            raise ChainUnavailable(f"{node.kind} exited with code {node.process.returncode}: {_tail(node.log_path)}")
+        try:
+            node.w3.eth.chain_id
+            return
+        except Exception:  # noqa: BLE001 - any failure here means "not ready yet"
+            time.sleep(0.1)
+    raise ChainUnavailable(f"{node.kind} did not answer at {node.url} within {timeout:.0f}s: {_tail(node.log_path)}")
+
+
+def _tail(path: Path | None, lines: int = 15) -> str:
+    if path is None or not path.is_file():
+        return "(no output)"
+    text = path.read_text(errors="replace").strip().splitlines()
+    return "\n".join(text[-lines:]) or "(no output)"
+
+
+def connect(url: str, *, timeout: float = 10.0) -> Node:
+    """Connect to an existing JSON-RPC endpoint; :class:`ChainUnavailable` if it does not answer."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"chain URL must start with http:// or https://, got {url!r}")
+    w3 = _http_w3(url, timeout)
+    try:
+        w3.eth.chain_id
+    except Exception as exc:  # noqa: BLE001 - connection, HTTP and JSON errors alike
+        raise ChainUnavailable(f"the chain at {url} does not answer: {exc.__class__.__name__}: {exc}") from None
+    return Node(kind=_probe_kind(w3), url=url, w3=w3)
+
+
+def _probe_kind(w3: Web3) -> str:
+    """Recognise a local dev node behind a URL (so funding works on it), else "remote"."""
+    try:
+        version = str(w3.client_version).lower()
+    except Exception:  # noqa: BLE001
+        return "remote"
+    for kind in ("anvil", "hardhat", "ganache"):
+        if kind in version:
+            return kind
+    return "remote"
+
+
+def open_chain(spec: str, **kwargs: Any) -> Node:
+    """Start or connect to the chain named by ``spec`` (a kind or a URL)."""
+    if spec.startswith(("http://", "https://")):
+        return connect(spec)
+    return start_node(spec, **kwargs)
