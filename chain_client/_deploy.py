@@ -16,7 +16,9 @@ from ._tx import Transactor, guard
 from .errors import DeploymentMismatch
 
 #: Deployable contracts, in deployment order.
-CONTRACTS = ("MemberRegistry", "ConsentLedger")
+CONTRACTS = ("ConsentLedger", "AuditAnchor")
+#: Approvals that activate an emergency (SPEC §3: never below 2, one ADMIN and one AUDITOR).
+DEFAULT_EMERGENCY_THRESHOLD = 2
 
 
 @dataclass(frozen=True)
@@ -47,15 +49,20 @@ class Deployment:
         tmp.replace(path)
 
 
-def deploy(transactor: Transactor, compiled: CompilationResult, *, admin: str) -> Deployment:
+def deploy(
+    transactor: Transactor,
+    compiled: CompilationResult,
+    *,
+    admin: str,
+    emergency_threshold: int = DEFAULT_EMERGENCY_THRESHOLD,
+) -> Deployment:
     """Deploy every contract with ``transactor``'s account; ``admin`` becomes the first ADMIN."""
     w3 = transactor.w3
     addresses: dict[str, str] = {}
     first_block: int | None = None
-    constructor_args: dict[str, list[Any]] = {"MemberRegistry": [admin], "ConsentLedger": []}
     for name in CONTRACTS:
         art = compiled[name]
-        args = constructor_args[name] or [addresses["MemberRegistry"]]
+        args: list[Any] = [admin, emergency_threshold] if name == "ConsentLedger" else [addresses["ConsentLedger"]]
         factory = w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
         receipt = transactor.transact(factory.constructor(*args))
         assert receipt.contract_address is not None

@@ -36,6 +36,12 @@ class RevertDecoder:
     def error_names(self) -> set[str]:
         return {item["name"] for item in self._errors.values()}
 
+    def from_selector(self, selector: bytes, args: dict[str, Any]) -> ContractRevert:
+        """The exception class of a known 4-byte error selector, built with the given ``args``."""
+        item = self._errors.get(bytes(selector))
+        name = item["name"] if item else "0x" + bytes(selector).hex()
+        return REVERT_CLASSES.get(name, ContractRevert)(name, args)
+
     def decode(self, data: bytes | str | None, *, tx_hash: str | None = None) -> Exception:
         """The exception for revert ``data`` (a known custom error, or :class:`TransactionFailed`)."""
         raw = _to_bytes(data)

@@ -127,7 +127,21 @@ class Transactor:
         )
 
     def _failure(self, raw: Any, tx_hash: str, fn: ContractFunction | ContractConstructor | None) -> Exception:
-        """Replay a failed transaction as a call at its block to recover the revert data."""
+        """Recover the revert data of a mined, failed transaction.
+
+        A call tracer (anvil, Hardhat, geth, Besu) gives the exact output, also when earlier
+        transactions of the same block caused the failure; otherwise replay it as a call on the
+        state before its block.
+        """
+        try:
+            trace = self.w3.provider.make_request(  # type: ignore[arg-type]
+                "debug_traceTransaction", [tx_hash, {"tracer": "callTracer"}]
+            )
+            output = (trace.get("result") or {}).get("output")
+            if isinstance(output, str) and len(output) >= 10:
+                return self.decoder.decode(output, tx_hash=tx_hash)
+        except Exception:  # noqa: BLE001 - tracing is optional on a node
+            pass
         tx = self.w3.eth.get_transaction(HexBytes(tx_hash))
         call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "gas": tx["gas"], "value": tx["value"]}
         try:

@@ -98,7 +98,156 @@ class SelfLockout(ContractRevert):
 
 
 class ConstructionRevert(ContractRevert):
-    """A constructor argument was refused (OpenZeppelin ShortStrings errors of the EIP-712 name)."""
+    """A constructor argument was refused (OpenZeppelin ShortStrings errors, emergency threshold)."""
+
+
+# ---- data catalog ------------------------------------------------------------------------------
+
+
+class ResourceExists(ContractRevert):
+    """The resource code is already in the catalog."""
+
+
+class UnknownResource(ContractRevert, LookupError):
+    """The resource is not in the catalog."""
+
+
+class InvalidSensitivity(ContractRevert, ValueError):
+    """Sensitivity must be 1-4."""
+
+
+class InvalidProvider(ContractRevert, ValueError):
+    """The provider is not an active PROVIDER member."""
+
+
+class ReservedResourceId(ContractRevert, ValueError):
+    """The wildcard's id cannot be a catalog entry."""
+
+
+# ---- consent ledger ----------------------------------------------------------------------------
+
+
+class ExpiredDeadline(ContractRevert):
+    """The signed message's deadline has passed."""
+
+
+class SignatureInvalid(ContractRevert):
+    """The signature is not the expected signer's."""
+
+
+class SignatureMalleable(SignatureInvalid):
+    """The signature is in its malleable high-s form."""
+
+
+class NonceUsed(ContractRevert):
+    """The signer already used this nonce (or this exact grant is already recorded)."""
+
+
+class InactiveMember(ContractRevert):
+    """A party is not an active member with the needed role."""
+
+
+class InvalidResources(ContractRevert, ValueError):
+    """A grant or emergency names no resources, too many, or one outside the catalog."""
+
+
+class InvalidWindow(ContractRevert, ValueError):
+    """validFrom must be before validUntil (an emergency lasts at most 72 h)."""
+
+
+class UnknownGrant(ContractRevert, LookupError):
+    """No grant has this id."""
+
+
+class GrantRevoked(ContractRevert):
+    """The grant was revoked."""
+
+
+class GrantPaused(ContractRevert):
+    """The grant is paused."""
+
+
+class GrantNotYetValid(ContractRevert):
+    """The grant's window has not started."""
+
+
+class GrantExpired(ContractRevert):
+    """The grant's window has ended."""
+
+
+class GrantExhausted(ContractRevert):
+    """The grant reached its maxUses."""
+
+
+class ResourceNotGranted(ContractRevert):
+    """The grant does not cover the resource."""
+
+
+class NotGrantee(ContractRevert):
+    """The release request was not signed by the grantee."""
+
+
+class RequestUsed(ContractRevert):
+    """The grantee already used this request id."""
+
+
+class PauseUnchanged(ContractRevert):
+    """The grant already is in the requested pause state."""
+
+
+class UnknownEmergency(ContractRevert, LookupError):
+    """No emergency has this id, or the scope differs from the proposed one."""
+
+
+class EmergencyExists(ContractRevert):
+    """An emergency with this id already exists."""
+
+
+class NotApprover(ContractRevert):
+    """The signer is not an active ADMIN or AUDITOR."""
+
+
+class AlreadyApproved(ContractRevert):
+    """The approver already approved this emergency."""
+
+
+class EmergencyNotApproved(ContractRevert):
+    """The emergency lacks the approvals that make it active."""
+
+
+class EmergencyOutsideWindow(ContractRevert):
+    """The emergency's window does not contain the current block."""
+
+
+class EmergencyOutOfScope(ContractRevert):
+    """The consumer or resource is outside the emergency's scope."""
+
+
+# ---- audit anchor ------------------------------------------------------------------------------
+
+
+class DocumentExists(ContractRevert):
+    """A document with this id is already anchored."""
+
+
+class UnknownDocument(ContractRevert, LookupError):
+    """No document with this id is anchored."""
+
+
+class DocumentShredded(ContractRevert):
+    """The document was crypto-shredded."""
+
+
+class InvalidIssuer(ContractRevert):
+    """The issuer may not issue this resource to this subject."""
+
+
+class InvalidCommitment(ContractRevert, ValueError):
+    """A document commitment must not be zero."""
+
+
+class InvalidCheckpoint(ContractRevert, ValueError):
+    """A checkpoint must grow the tree and have a non-zero root."""
 
 
 #: Solidity custom error name -> Python exception class. Every custom error declared by our
@@ -114,4 +263,42 @@ REVERT_CLASSES: dict[str, type[ContractRevert]] = {
     "MemberRegistrySelfLockout": SelfLockout,
     "InvalidShortString": ConstructionRevert,
     "StringTooLong": ConstructionRevert,
+    "DataCatalogResourceExists": ResourceExists,
+    "DataCatalogUnknownResource": UnknownResource,
+    "DataCatalogInvalidSensitivity": InvalidSensitivity,
+    "DataCatalogInvalidProvider": InvalidProvider,
+    "DataCatalogReservedId": ReservedResourceId,
+    "ConsentLedgerInvalidThreshold": ConstructionRevert,
+    "ConsentLedgerExpiredDeadline": ExpiredDeadline,
+    "ConsentLedgerInvalidSignature": SignatureInvalid,
+    "ConsentLedgerMalleableSignature": SignatureMalleable,
+    "ConsentLedgerNonceUsed": NonceUsed,
+    "ConsentLedgerInactiveMember": InactiveMember,
+    "ConsentLedgerInvalidResources": InvalidResources,
+    "ConsentLedgerInvalidWindow": InvalidWindow,
+    "ConsentLedgerUnknownGrant": UnknownGrant,
+    "ConsentLedgerGrantRevoked": GrantRevoked,
+    "ConsentLedgerGrantPaused": GrantPaused,
+    "ConsentLedgerGrantNotYetValid": GrantNotYetValid,
+    "ConsentLedgerGrantExpired": GrantExpired,
+    "ConsentLedgerGrantExhausted": GrantExhausted,
+    "ConsentLedgerResourceNotGranted": ResourceNotGranted,
+    "ConsentLedgerNotGrantee": NotGrantee,
+    "ConsentLedgerRequestUsed": RequestUsed,
+    "ConsentLedgerPauseUnchanged": PauseUnchanged,
+    "ConsentLedgerUnknownEmergency": UnknownEmergency,
+    "ConsentLedgerEmergencyExists": EmergencyExists,
+    "ConsentLedgerNotApprover": NotApprover,
+    "ConsentLedgerAlreadyApproved": AlreadyApproved,
+    "ConsentLedgerEmergencyNotApproved": EmergencyNotApproved,
+    "ConsentLedgerEmergencyOutsideWindow": EmergencyOutsideWindow,
+    "ConsentLedgerEmergencyOutOfScope": EmergencyOutOfScope,
+    "AuditAnchorUnauthorized": NotAuthorized,
+    "AuditAnchorDocumentExists": DocumentExists,
+    "AuditAnchorUnknownDocument": UnknownDocument,
+    "AuditAnchorDocumentShredded": DocumentShredded,
+    "AuditAnchorInvalidIssuer": InvalidIssuer,
+    "AuditAnchorUnknownResource": UnknownResource,
+    "AuditAnchorInvalidCommitment": InvalidCommitment,
+    "AuditAnchorInvalidCheckpoint": InvalidCheckpoint,
 }

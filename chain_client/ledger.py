@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -13,7 +14,19 @@ from ._deploy import Deployment
 from ._revert import RevertDecoder
 from ._tx import Receipt, Transactor, guard
 from .eip712 import DOMAIN_NAME, DOMAIN_VERSION
-from .types import Address, Eip712Domain, Member, Role
+from .errors import ContractRevert
+from .types import (
+    Address,
+    Eip712Domain,
+    EmergencyScope,
+    EmergencyState,
+    GrantState,
+    GrantStatus,
+    GrantTerms,
+    Member,
+    ReleaseItem,
+    Role,
+)
 
 
 def org_id(org_code: str | None) -> bytes:
@@ -21,11 +34,53 @@ def org_id(org_code: str | None) -> bytes:
     return keccak(text=org_code) if org_code else bytes(32)
 
 
-class Ledger:
-    """The consent ledger and member registry of one deployment, seen by the platform operator.
+@dataclass(frozen=True)
+class GrantRecorded:
+    grant_id: bytes
+    receipt: Receipt
 
-    ``operator`` signs the transactions that are not signed by a data subject (SPEC §3): it holds
-    ADMIN on chain.
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Outcome of a grouped release: which items were recorded, and why the others were refused."""
+
+    receipt: Receipt
+    recorded: list[int]
+    rejected: dict[int, ContractRevert]
+
+
+@dataclass(frozen=True)
+class Resource:
+    provider: str
+    sensitivity: int
+
+    @property
+    def exists(self) -> bool:
+        return int(self.provider, 16) != 0
+
+
+@dataclass(frozen=True)
+class Document:
+    commitment: bytes
+    subject: str
+    issuer: str
+    anchored_at: int
+    shredded: bool
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    index: int
+    tree_size: int
+    root_hash: bytes
+    anchored_at: int
+
+
+class Ledger:
+    """The deployment's contracts as seen by one signing account.
+
+    ``operator`` signs the transactions; for the platform this is the operator account, which
+    holds ADMIN on chain and relays the subjects' and departments' signed messages (SPEC §3).
     """
 
     def __init__(self, *, w3: Web3, deployment: Deployment, compiled: CompilationResult, operator: LocalAccount) -> None:
@@ -33,11 +88,13 @@ class Ledger:
         self.deployment = deployment
         self.decoder = RevertDecoder([c.abi for c in compiled.contracts.values()])
         self.tx = Transactor(w3=w3, account=operator, decoder=self.decoder)
-        self.registry = w3.eth.contract(
-            address=Web3.to_checksum_address(deployment.contracts["MemberRegistry"]), abi=compiled["MemberRegistry"].abi
-        )
         self.consent = w3.eth.contract(
             address=Web3.to_checksum_address(deployment.contracts["ConsentLedger"]), abi=compiled["ConsentLedger"].abi
+        )
+        #: The member registry and data catalog live in the ConsentLedger contract.
+        self.registry = self.consent
+        self.anchor = w3.eth.contract(
+            address=Web3.to_checksum_address(deployment.contracts["AuditAnchor"]), abi=compiled["AuditAnchor"].abi
         )
 
     # ---- chain --------------------------------------------------------------------------------
@@ -48,6 +105,9 @@ class Ledger:
 
     def head_block(self) -> int:
         return int(guard(lambda: self.w3.eth.block_number))
+
+    def block_timestamp(self, block: int | str = "latest") -> int:
+        return int(guard(lambda: self.w3.eth.get_block(block)["timestamp"]))
 
     def domain(self) -> Eip712Domain:
         """The EIP-712 domain of SPEC §3 for this deployment."""
@@ -87,25 +147,141 @@ class Ledger:
     def is_active(self, account: str, roles: Role = Role(0)) -> bool:
         return bool(self.tx.call(self.registry.functions.isActive(_addr(account), int(roles))))
 
-    # ---- consent ledger -----------------------------------------------------------------------
+    # ---- data catalog -------------------------------------------------------------------------
 
-    def hash_grant(self, message: dict[str, Any]) -> bytes:
+    def register_resource(self, code: str, name: str, provider: str, sensitivity: int) -> Receipt:
+        fn = self.consent.functions.registerResource(code, name, _addr(provider), sensitivity)
+        return self.tx.transact(fn)
+
+    def update_resource(self, resource: bytes, provider: str, sensitivity: int) -> Receipt:
+        return self.tx.transact(self.consent.functions.updateResource(resource, _addr(provider), sensitivity))
+
+    def resource(self, resource: bytes) -> Resource:
+        provider, sensitivity = self.tx.call(self.consent.functions.resourceInfo(resource))
+        return Resource(provider=str(provider), sensitivity=int(sensitivity))
+
+    # ---- grants -------------------------------------------------------------------------------
+
+    def record_grant(self, terms: GrantTerms, signature: bytes) -> GrantRecorded:
+        """Relay a subject's signed ``Grant``; returns its grant id (the EIP-712 digest)."""
+        receipt = self.tx.transact(self.consent.functions.recordGrant(terms.as_tuple(), signature))
+        (event,) = self.consent.events.GrantRecorded().process_receipt(receipt.raw)
+        return GrantRecorded(grant_id=bytes(event.args.grantId), receipt=receipt)
+
+    def revoke(self, grant_id: bytes, nonce: int, deadline: int, signature: bytes, *, gas: int | None = None) -> Receipt:
+        return self.tx.transact(self.consent.functions.revoke(grant_id, nonce, deadline, signature), gas=gas)
+
+    def set_paused(self, grant_id: bytes, paused: bool, nonce: int, deadline: int, signature: bytes) -> Receipt:
+        return self.tx.transact(self.consent.functions.setPaused(grant_id, paused, nonce, deadline, signature))
+
+    def grant_state(self, grant_id: bytes) -> GrantState:
+        subject, uses, revoked, paused = self.tx.call(self.consent.functions.grantState(grant_id))
+        return GrantState(subject=str(subject), uses=int(uses), revoked=bool(revoked), paused=bool(paused))
+
+    def grant_status(self, terms: GrantTerms) -> GrantStatus:
+        return GrantStatus(self.tx.call(self.consent.functions.grantStatus(terms.as_tuple())))
+
+    def hash_grant(self, message: dict[str, Any] | GrantTerms) -> bytes:
         """The contract's own digest of a ``Grant`` message (its grant id)."""
-        fields = (
-            _addr(message["subject"]),
-            _addr(message["grantee"]),
-            [bytes(r) for r in message["resources"]],
-            bytes(message["purpose"]),
-            int(message["validFrom"]),
-            int(message["validUntil"]),
-            int(message["maxUses"]),
-            int(message["nonce"]),
-            int(message["deadline"]),
-        )
-        return bytes(self.tx.call(self.consent.functions.hashGrant(fields)))
+        terms = message if isinstance(message, GrantTerms) else GrantTerms.from_message(message)
+        return bytes(self.tx.call(self.consent.functions.hashGrant(terms.as_tuple())))
 
     def domain_separator(self) -> bytes:
         return bytes(self.tx.call(self.consent.functions.domainSeparator()))
+
+    def nonce_used(self, signer: str, nonce: int) -> bool:
+        return bool(self.tx.call(self.consent.functions.nonceUsed(_addr(signer), nonce)))
+
+    # ---- releases -----------------------------------------------------------------------------
+
+    def record_release(
+        self, terms: GrantTerms, resource: bytes, request_id: bytes, deadline: int, signature: bytes,
+        *, gas: int | None = None,
+    ) -> Receipt:
+        """Record one release under ``terms`` with the grantee's signed ``ReleaseRequest``."""
+        fn = self.consent.functions.recordRelease(terms.as_tuple(), resource, request_id, deadline, signature)
+        return self.tx.transact(fn, gas=gas)
+
+    def send_release(
+        self, terms: GrantTerms, resource: bytes, request_id: bytes, deadline: int, signature: bytes, *, gas: int
+    ) -> str:
+        """Send a release without estimating or waiting (for pipelined submission); returns the tx hash."""
+        fn = self.consent.functions.recordRelease(terms.as_tuple(), resource, request_id, deadline, signature)
+        return self.tx.send(fn, gas=gas)
+
+    def record_releases(self, items: list[ReleaseItem], *, gas: int | None = None) -> BatchResult:
+        """Record many releases in one transaction; each item is checked on its own."""
+        receipt = self.tx.transact(self.consent.functions.recordReleases([i.as_tuple() for i in items]), gas=gas)
+        rejected: dict[int, ContractRevert] = {}
+        for event in self.consent.events.ReleaseRejected().process_receipt(receipt.raw):
+            rejected[int(event.args.index)] = self.decoder.from_selector(
+                bytes(event.args.reason), {"grantId": bytes(event.args.grantId)}
+            )
+        recorded = [i for i in range(len(items)) if i not in rejected]
+        return BatchResult(receipt=receipt, recorded=recorded, rejected=rejected)
+
+    def request_used(self, grantee: str, request_id: bytes) -> bool:
+        return bool(self.tx.call(self.consent.functions.requestUsed(_addr(grantee), request_id)))
+
+    # ---- emergencies --------------------------------------------------------------------------
+
+    def propose_emergency(self, scope: EmergencyScope, signature: bytes) -> Receipt:
+        return self.tx.transact(self.consent.functions.proposeEmergency(scope.as_tuple(), signature))
+
+    def approve_emergency(self, scope: EmergencyScope, signature: bytes) -> Receipt:
+        return self.tx.transact(self.consent.functions.approveEmergency(scope.as_tuple(), signature))
+
+    def record_emergency_release(
+        self, scope: EmergencyScope, subject: str, resource: bytes, request_id: bytes, deadline: int, signature: bytes
+    ) -> Receipt:
+        fn = self.consent.functions.recordEmergencyRelease(
+            scope.as_tuple(), _addr(subject), resource, request_id, deadline, signature
+        )
+        return self.tx.transact(fn)
+
+    def emergency_state(self, emergency_id: bytes) -> EmergencyState:
+        digest, valid_from, valid_until, approvals, admin_ok, auditor_ok = self.tx.call(
+            self.consent.functions.emergencyState(emergency_id)
+        )
+        return EmergencyState(
+            digest=bytes(digest), valid_from=int(valid_from), valid_until=int(valid_until),
+            approvals=int(approvals), admin_approved=bool(admin_ok), auditor_approved=bool(auditor_ok),
+        )
+
+    # ---- anchors ------------------------------------------------------------------------------
+
+    def anchor_document(self, document_id: bytes, subject: str, resource: bytes, commitment: bytes, issuer: str) -> Receipt:
+        fn = self.anchor.functions.anchorDocument(document_id, _addr(subject), resource, commitment, _addr(issuer))
+        return self.tx.transact(fn)
+
+    def shred_document(self, document_id: bytes) -> Receipt:
+        return self.tx.transact(self.anchor.functions.shredDocument(document_id))
+
+    def document(self, document_id: bytes) -> Document:
+        commitment, subject, issuer, anchored_at, shredded = self.tx.call(self.anchor.functions.document(document_id))
+        return Document(
+            commitment=bytes(commitment), subject=str(subject), issuer=str(issuer),
+            anchored_at=int(anchored_at), shredded=bool(shredded),
+        )
+
+    def anchor_checkpoint(self, tree_size: int, root_hash: bytes) -> Receipt:
+        return self.tx.transact(self.anchor.functions.anchorCheckpoint(tree_size, root_hash))
+
+    def checkpoints(self) -> list[Checkpoint]:
+        count = int(self.tx.call(self.anchor.functions.checkpointCount()))
+        found = []
+        for index in range(count):
+            size, at, root = self.tx.call(self.anchor.functions.checkpoint(index))
+            found.append(Checkpoint(index=index, tree_size=int(size), root_hash=bytes(root), anchored_at=int(at)))
+        return found
+
+    # ---- events -------------------------------------------------------------------------------
+
+    def events(self, name: str, *, from_block: int = 0, to_block: int | str = "latest") -> list[Any]:
+        """Decoded logs of event ``name`` (of ConsentLedger or AuditAnchor) in a block range."""
+        contract = self.consent if any(e.get("name") == name for e in self.consent.abi if e.get("type") == "event") else self.anchor
+        event = getattr(contract.events, name)()
+        return list(guard(lambda: event.get_logs(from_block=from_block, to_block=to_block)))
 
 
 def _addr(value: str) -> str:

@@ -1,18 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
-pragma solidity 0.8.30;
+pragma solidity ^0.8.24;
 
 import {IMemberRegistry} from "./interfaces/IMemberRegistry.sol";
 import {Roles} from "./Roles.sol";
 
 /// @title MemberRegistry
-/// @notice See {IMemberRegistry}. The deployer's `admin` account is the first ADMIN.
-contract MemberRegistry is IMemberRegistry {
+/// @notice See {IMemberRegistry}. The constructor's `admin` account is the first ADMIN.
+/// @dev Abstract: it is deployed as part of {ConsentLedger}, so that the ledger's checks read
+/// members with plain storage reads instead of external calls.
+abstract contract MemberRegistry is IMemberRegistry {
     /// @dev Length of a raw X25519 public key (DHKEM(X25519, HKDF-SHA256)).
     uint256 private constant _X25519_KEY_LENGTH = 32;
     /// @dev Length of an MLKEM768-X25519 hybrid public key (1184 + 32 bytes).
     uint256 private constant _MLKEM768_X25519_KEY_LENGTH = 1216;
 
-    mapping(address account => Member) private _members;
+    mapping(address account => Member) internal _members;
     mapping(address account => bytes) private _hpkeKeys;
 
     constructor(address admin) {
@@ -22,8 +24,12 @@ contract MemberRegistry is IMemberRegistry {
     }
 
     modifier onlyAdmin() {
-        if (!isActive(msg.sender, Roles.ADMIN)) revert MemberRegistryUnauthorized(msg.sender);
+        _checkAdmin();
         _;
+    }
+
+    function _checkAdmin() internal view {
+        if (!isActive(msg.sender, Roles.ADMIN)) revert MemberRegistryUnauthorized(msg.sender);
     }
 
     /// @inheritdoc IMemberRegistry

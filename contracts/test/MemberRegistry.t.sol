@@ -2,12 +2,12 @@
 pragma solidity 0.8.30;
 
 import {IMemberRegistry} from "../interfaces/IMemberRegistry.sol";
-import {MemberRegistry} from "../MemberRegistry.sol";
+import {ConsentLedger} from "../ConsentLedger.sol";
 import {Roles} from "../Roles.sol";
 import {CheatCodes} from "./Vm.sol";
 
 contract MemberRegistryTest is CheatCodes {
-    MemberRegistry internal registry;
+    ConsentLedger internal registry;
     address internal constant ADMIN = address(0xA11CE);
     address internal constant DEPT = address(0xD0D0);
     address internal constant CITIZEN = address(0xC171);
@@ -16,7 +16,7 @@ contract MemberRegistryTest is CheatCodes {
     event MemberOnboarded(address indexed account, uint8 roles, bytes32 orgId, bytes hpkeKey);
 
     function setUp() public {
-        registry = new MemberRegistry(ADMIN);
+        registry = new ConsentLedger(ADMIN, 2);
     }
 
     function testDeployerAdmin() public view {

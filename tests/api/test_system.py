@@ -25,7 +25,7 @@ def test_health_reports_chain_and_contracts(deployed: Deployed, tmp_path: Path) 
     assert body["chain_id"] == deployed.node.chain_id
     assert body["head_block"] == deployed.node.w3.eth.block_number
     assert body["contracts"] == deployed.ledger.deployment.contracts
-    assert set(body["contracts"]) == {"MemberRegistry", "ConsentLedger"}
+    assert set(body["contracts"]) == {"ConsentLedger", "AuditAnchor"}
 
 
 def test_chain_serves_the_eip712_domain(deployed: Deployed, tmp_path: Path) -> None:

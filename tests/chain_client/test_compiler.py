@@ -12,7 +12,7 @@ from chain_client import CompilationResult, compile_contracts, compiler_config, 
 from chain_client._compiler import _native_solc
 from chain_client._paths import project_root
 
-DEPLOYABLE = ("MemberRegistry", "ConsentLedger")
+DEPLOYABLE = ("ConsentLedger", "AuditAnchor")
 
 
 def test_settings_are_pinned_for_every_node() -> None:
@@ -23,7 +23,7 @@ def test_settings_are_pinned_for_every_node() -> None:
 
 def test_input_embeds_every_import_and_excludes_tests() -> None:
     sources = standard_json_input()["sources"]
-    assert "contracts/MemberRegistry.sol" in sources
+    assert "contracts/ConsentLedger.sol" in sources and "contracts/MemberRegistry.sol" in sources
     assert "@openzeppelin/contracts/utils/cryptography/EIP712.sol" in sources
     assert not any("/test/" in name or name.endswith(".t.sol") for name in sources)
 
@@ -31,7 +31,7 @@ def test_input_embeds_every_import_and_excludes_tests() -> None:
 def test_npm_route_compiles_and_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QCL_BUILD_DIR", str(tmp_path))
     first = compile_contracts(route="npm")
-    assert first.route == "npm" and first["MemberRegistry"].bytecode.startswith("0x60")
+    assert first.route == "npm" and first["ConsentLedger"].bytecode.startswith("0x6")
     cached = list((tmp_path / "contracts").glob("*-npm.json"))
     assert len(cached) == 1
     again = compile_contracts(route="npm")
