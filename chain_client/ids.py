@@ -36,3 +36,24 @@ def new_request_ids(count: int = 1) -> list[bytes]:
         raise ValueError("count must be 1-256")
     prefix = secrets.randbits(248) << 8
     return [(prefix | i).to_bytes(32, "big") for i in range(count)]
+
+
+class RequestIdAllocator:
+    """Hands out request ids in runs of 256 that share one random 248-bit prefix.
+
+    Keep one per requesting account (e.g. per department client): consecutive releases then
+    share the ledger's bitmap word, so only the first of every 256 pays for a new storage slot.
+    Ids stay unpredictable to others (the prefix is random) and are never reused by one allocator.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = 0
+        self._next = 256
+
+    def next(self) -> bytes:
+        if self._next == 256:
+            self._prefix = secrets.randbits(248) << 8
+            self._next = 0
+        value = self._prefix | self._next
+        self._next += 1
+        return value.to_bytes(32, "big")

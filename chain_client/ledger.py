@@ -8,6 +8,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
+from web3.logs import DISCARD
 
 from ._compiler import CompilationResult
 from ._deploy import Deployment
@@ -213,7 +214,7 @@ class Ledger:
         """Record many releases in one transaction; each item is checked on its own."""
         receipt = self.tx.transact(self.consent.functions.recordReleases([i.as_tuple() for i in items]), gas=gas)
         rejected: dict[int, ContractRevert] = {}
-        for event in self.consent.events.ReleaseRejected().process_receipt(receipt.raw):
+        for event in self.consent.events.ReleaseRejected().process_receipt(receipt.raw, errors=DISCARD):
             rejected[int(event.args.index)] = self.decoder.from_selector(
                 bytes(event.args.reason), {"grantId": bytes(event.args.grantId)}
             )

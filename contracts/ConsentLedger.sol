@@ -387,7 +387,7 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
                     EMERGENCY_TYPEHASH,
                     e.emergencyId,
                     keccak256(abi.encodePacked(e.resources)),
-                    keccak256(abi.encode(e.consumers)),
+                    keccak256(abi.encodePacked(e.consumers)),
                     e.validFrom,
                     e.validUntil,
                     e.reason,
