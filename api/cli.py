@@ -7,15 +7,19 @@ import sys
 import typer
 import uvicorn
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from chain_client import ChainError, compile_contracts, free_port
 from chain_client._nodes import port_in_use
+from vault import VaultError
 
 from .app import create_app
-from .runtime import bootstrap, open_node
+from .runtime import bootstrap, open_node, open_vault
 from .settings import Settings
 
 app = typer.Typer(help="Quanchenglian ledger: development and operations commands.", no_args_is_help=True)
+vault_app = typer.Typer(help="The digital safe-deposit box: key ring and rotation.", no_args_is_help=True)
+app.add_typer(vault_app, name="vault")
 console = Console(stderr=True)
 
 
@@ -91,6 +95,46 @@ def compile_cmd() -> None:
 def free_port_cmd() -> None:
     """Print a free TCP port on 127.0.0.1 (used by scripts and tests)."""
     print(free_port())
+
+
+@vault_app.command("rotate")
+def vault_rotate() -> None:
+    """Rotate the key-encryption key: re-wrap every data key, retire unused versions (resumable)."""
+    try:
+        settings = Settings()
+        vault = open_vault(settings, None)
+    except (ValueError, VaultError) as exc:
+        _fail(str(exc))
+        return
+    with Progress(TextColumn("[bold cyan]qcl[/] re-wrapping data keys"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task("rotate", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            report = vault.rotate(progress=progress)
+        except VaultError as exc:
+            _fail(str(exc))
+            return
+    retired = ", ".join(map(str, report.retired)) or "none"
+    _say(f"key version {report.version} is current; {report.rewrapped} data keys re-wrapped; retired: {retired}")
+
+
+@vault_app.command("status")
+def vault_status() -> None:
+    """Key versions of the key ring and how many documents each wraps."""
+    try:
+        settings = Settings()
+        vault = open_vault(settings, None)
+        counts = vault.key_usage()
+    except (ValueError, VaultError) as exc:
+        _fail(str(exc))
+        return
+    _say(f"profile {vault.keyring.profile.name}; current key version {vault.keyring.current_version()}")
+    for version in vault.keyring.versions():
+        _say(f"  version {version}: {counts.get(version, 0)} data keys")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -23,6 +23,8 @@ from chain_client import (
 from chain_client._revert import RevertDecoder
 from chain_client._tx import Transactor
 
+from vault import FileKeyRing, Store, Vault
+
 from .settings import Settings
 
 Say = Callable[[str], None]
@@ -104,3 +106,22 @@ def bootstrap(settings: Settings, node: Node, say: Say = lambda _m: None) -> Led
     say(("reusing" if reused else "deployed") + f" contracts on chain {deployment.chain_id}: "
         + ", ".join(f"{n} {a}" for n, a in deployment.contracts.items()))
     return Ledger(w3=node.w3, deployment=deployment, compiled=compiled, operator=accounts.admin)
+
+
+def open_store(settings: Settings) -> Store:
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Store(settings.vault_database_url)
+
+
+def open_keyring(settings: Settings) -> FileKeyRing:
+    return FileKeyRing(
+        settings.vault_keyring_path,
+        settings.vault_passphrase.get_secret_value(),
+        profile_name=settings.crypto_profile,
+    )
+
+
+def open_vault(settings: Settings, ledger: Ledger | None) -> Vault:
+    """The vault of this deployment: its database, key ring and (for chain work) ledger."""
+    return Vault(store=open_store(settings), keyring=open_keyring(settings), ledger=ledger)  # type: ignore[arg-type]

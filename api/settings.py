@@ -10,6 +10,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chain_client import LOCAL_KINDS
+from vault.keyring import DEV_PASSPHRASES
+
+DEV_PASSPHRASE = "dev-only-insecure-passphrase"
 
 
 class Settings(BaseSettings):
@@ -29,6 +32,10 @@ class Settings(BaseSettings):
     operator_key: SecretStr | None = Field(None, description="private key of the ADMIN operator account")
     relayer_key: SecretStr | None = Field(None, description="private key of the relayer account")
     persist_chain: bool = Field(True, description="dev: keep anvil's state in <data_dir> between runs")
+    database_url: str | None = Field(None, description="vault database URL (default: SQLite <data_dir>/vault.db)")
+    keyring_path: Path | None = Field(None, description="key ring file (default: <data_dir>/keyring.json)")
+    vault_passphrase: SecretStr = Field(SecretStr(DEV_PASSPHRASE), description="passphrase sealing the key ring")
+    crypto_profile: Literal["aes-256-gcm", "sm4-gcm-sm3"] = Field("aes-256-gcm", description="vault cipher profile")
 
     @field_validator("chain")
     @classmethod
@@ -51,11 +58,24 @@ class Settings(BaseSettings):
                 raise ValueError(f"QCL_{name.upper()} is a well-known development key; refusing to start")
         if self.manifest is None:
             raise ValueError("production needs QCL_MANIFEST, the deployment manifest of the network")
+        passphrase = self.vault_passphrase.get_secret_value()
+        if passphrase in DEV_PASSPHRASES or len(passphrase) < 16:
+            raise ValueError("production needs QCL_VAULT_PASSPHRASE: a real passphrase of 16 characters or more")
+        if self.database_url is None:
+            raise ValueError("production needs QCL_DATABASE_URL (PostgreSQL)")
         return self
 
     @cached_property
     def manifest_path(self) -> Path:
         return self.manifest or self.data_dir / "deployment.json"
+
+    @property
+    def vault_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'vault.db'}"
+
+    @property
+    def vault_keyring_path(self) -> Path:
+        return self.keyring_path or self.data_dir / "keyring.json"
 
     @property
     def accounts_path(self) -> Path:

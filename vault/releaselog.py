@@ -1,0 +1,40 @@
+"""Entries of the vault's release log: canonical bytes, one per release."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """What the vault released, to whom, under what, and where the chain recorded it.
+
+    The canonical bytes (:meth:`canonical`) are the Merkle leaf of RFC 9162 checkpoints.
+    No document content or personal identifier other than accounts appears here.
+    """
+
+    index: int
+    release_id: str
+    kind: str  # "grant" or "emergency"
+    authority: str  # grant id, or emergency id
+    subject: str
+    grantee: str
+    resource: str  # resource id (0x…)
+    request_id: str
+    document_id: str
+    commitment: str
+    tx_hash: str
+    block_number: int
+    released_at: int
+
+    def canonical(self) -> bytes:
+        """UTF-8 JSON with sorted keys and no whitespace, prefixed by a version tag."""
+        return b"qcl-release-log/1\n" + json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def parse(cls, data: bytes) -> LogEntry:
+        prefix = b"qcl-release-log/1\n"
+        if not data.startswith(prefix):
+            raise ValueError("not a release log entry")
+        return cls(**json.loads(data[len(prefix):]))

@@ -1,0 +1,415 @@
+"""The digital safe-deposit box (数字保险箱): store, read, shred and release documents.
+
+Release path (DESIGN.md): check the department's signed request off chain, find the subject's
+current document, record the release on chain and wait for its receipt, and only then unwrap the
+data key, decrypt, seal to the department's HPKE key and append to the release log. Any chain
+failure before the receipt leaves nothing decrypted, released or logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account
+from eth_utils import keccak, to_checksum_address
+from sqlalchemy import and_, func, select, update
+
+from chain_client import ChainError, Ledger, Receipt, eip712
+from chain_client.ids import resource_id
+from chain_client.types import EmergencyScope, GrantTerms
+
+from . import crypto, sealing
+from .errors import (
+    DecryptionError,
+    DocumentDeleted,
+    DocumentNotFound,
+    InvalidInput,
+    KeyVersionUnavailable,
+    NoCurrentDocument,
+    ReleaseRefused,
+    VaultError,
+)
+from .keyring import KeyRing
+from .models import DocumentRow, ReleaseLogRow
+from .releaselog import LogEntry
+from .store import Store
+
+log = logging.getLogger("qcl.vault")
+
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    document_id: str
+    subject: str
+    resource: str
+    resource_id: str
+    issuer: str
+    issued_at: int
+    commitment: str
+    salt: str
+    size: int
+    state: str
+    anchor_tx: str | None
+    key_version: int
+
+    @classmethod
+    def of(cls, row: DocumentRow) -> DocumentInfo:
+        return cls(
+            document_id=row.id, subject=row.subject, resource=row.resource, resource_id=row.resource_id,
+            issuer=row.issuer, issued_at=row.created_at, commitment=row.commitment, salt="0x" + row.salt.hex(),
+            size=row.size, state=row.state, anchor_tx=row.anchor_tx, key_version=row.key_version,
+        )
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    document: DocumentInfo
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class OpenedDocument:
+    document: DocumentInfo
+    content: bytes
+    metadata: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Release:
+    release_id: str
+    tx_hash: str
+    block_number: int
+    sealed: bytes
+    document: DocumentInfo
+    log_index: int
+
+
+@dataclass(frozen=True)
+class RotationReport:
+    version: int
+    rewrapped: int
+    retired: list[int]
+
+
+class Vault:
+    """The safe-deposit box. Collaborators come in through the constructor."""
+
+    def __init__(self, *, store: Store, keyring: KeyRing, ledger: Ledger | None, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.keyring = keyring
+        self._ledger = ledger
+        self._clock = clock
+        self._last_ns = 0
+        self._ns_lock = threading.Lock()
+
+    @property
+    def ledger(self) -> Ledger:
+        """The chain; a vault opened for maintenance only (rotation) has none."""
+        if self._ledger is None:
+            raise VaultError("this vault was opened without a chain connection")
+        return self._ledger
+
+    def _next_ns(self) -> int:
+        with self._ns_lock:
+            self._last_ns = max(self._last_ns + 1, time.time_ns())
+            return self._last_ns
+
+    # ---- documents -------------------------------------------------------------------------------
+
+    def store_document(self, *, subject: str, resource: str, content: bytes, issuer: str,
+                       metadata: dict[str, Any] | None = None) -> StoredDocument:
+        """Encrypt and keep a document; anchor its commitment and issuer on chain.
+
+        The row stays invisible ("pending") until the anchor's receipt arrives; a chain failure
+        removes it again, so nothing is kept that the chain does not know of.
+        """
+        subject, issuer = _address(subject, "subject"), _address(issuer, "issuer")
+        if not content:
+            raise InvalidInput("content is empty")
+        if len(content) > MAX_DOCUMENT_BYTES:
+            raise InvalidInput(f"content exceeds {MAX_DOCUMENT_BYTES} bytes")
+        rid = resource_id(resource)
+        doc_id = os.urandom(32)
+        salt = os.urandom(32)
+        data_key = self.keyring.profile.new_key()
+        version = self.keyring.current_version()
+        doc_hex = "0x" + doc_id.hex()
+        aad = crypto.content_aad(doc_id, subject)
+        row = DocumentRow(
+            id=doc_hex, subject=subject, resource=resource, resource_id="0x" + rid.hex(), issuer=issuer,
+            created_at=int(self._clock()), stored_ns=self._next_ns(), content=self.keyring.profile.encrypt(data_key, content, aad),
+            meta=(self.keyring.profile.encrypt(data_key, json.dumps(metadata, sort_keys=True).encode(), aad + b"/meta")
+                  if metadata is not None else None),
+            salt=salt, commitment="0x" + crypto.commitment(salt, content).hex(), key_version=version,
+            wrapped_key=self.keyring.wrap(version, data_key, crypto.wrap_aad(doc_id, subject, version)),
+            size=len(content), state="pending",
+        )
+        with self.store.session() as s:
+            s.add(row)
+        try:
+            receipt = self.ledger.anchor_document(doc_id, subject, rid, bytes.fromhex(row.commitment[2:]), issuer)
+        except BaseException:
+            with self.store.session() as s:
+                s.execute(DocumentRow.__table__.delete().where(DocumentRow.id == doc_hex))
+            raise
+        with self.store.session() as s:
+            s.execute(update(DocumentRow).where(DocumentRow.id == doc_hex).values(state="current", anchor_tx=receipt.tx_hash))
+        row.state, row.anchor_tx = "current", receipt.tx_hash
+        return StoredDocument(document=DocumentInfo.of(row), tx_hash=receipt.tx_hash)
+
+    def list_documents(self, subject: str, *, offset: int = 0, limit: int = 100) -> list[DocumentInfo]:
+        """The subject's documents (current and deleted), newest first."""
+        subject = _address(subject, "subject")
+        with self.store.session() as s:
+            rows = s.scalars(
+                select(DocumentRow).where(DocumentRow.subject == subject, DocumentRow.state != "pending")
+                .order_by(DocumentRow.stored_ns.desc()).offset(offset).limit(limit)
+            ).all()
+        return [DocumentInfo.of(r) for r in rows]
+
+    def document_info(self, document_id: str, *, subject: str) -> DocumentInfo:
+        return DocumentInfo.of(self._row(document_id, subject))
+
+    def read_document(self, document_id: str, *, subject: str) -> OpenedDocument:
+        """Decrypt a document for its owner. 404 for others, 410 once shredded."""
+        row = self._row(document_id, subject)
+        if row.state == "deleted" or row.wrapped_key is None:
+            raise DocumentDeleted(f"document {document_id} was deleted")
+        content, metadata = self._decrypt(row)
+        return OpenedDocument(document=DocumentInfo.of(row), content=content, metadata=metadata)
+
+    def delete_document(self, document_id: str, *, subject: str) -> str | None:
+        """Crypto-shred: destroy the data key (and the ciphertext), then anchor a tombstone.
+
+        Returns the tombstone's transaction hash, or None when the chain could not be reached;
+        the document is gone either way and :meth:`anchor_pending_tombstones` retries.
+        """
+        row = self._row(document_id, subject)
+        if row.state == "deleted":
+            raise DocumentDeleted(f"document {document_id} was already deleted")
+        with self.store.session() as s:
+            s.execute(
+                update(DocumentRow).where(DocumentRow.id == row.id)
+                .values(state="deleted", wrapped_key=None, content=b"", meta=None, deleted_at=int(self._clock()))
+            )
+        try:
+            return self._anchor_tombstone(row.id)
+        except ChainError as exc:
+            log.warning("tombstone of %s not anchored yet: %s", row.id, exc)
+            return None
+
+    def anchor_pending_tombstones(self) -> int:
+        """Anchor tombstones that a chain failure left pending; returns how many were anchored."""
+        with self.store.session() as s:
+            ids = s.scalars(select(DocumentRow.id).where(DocumentRow.state == "deleted", DocumentRow.tombstone_tx.is_(None))).all()
+        for doc_id in ids:
+            self._anchor_tombstone(doc_id)
+        return len(ids)
+
+    def _anchor_tombstone(self, doc_id: str) -> str:
+        from chain_client import errors as ce
+
+        try:
+            tx_hash = self.ledger.shred_document(bytes.fromhex(doc_id[2:])).tx_hash
+        except ce.DocumentShredded:
+            tx_hash = "0x" + "00" * 32  # already anchored by an earlier attempt whose answer was lost
+        with self.store.session() as s:
+            s.execute(update(DocumentRow).where(DocumentRow.id == doc_id).values(tombstone_tx=tx_hash))
+        return tx_hash
+
+    def current_document(self, subject: str, resource_id_hex: str) -> DocumentRow:
+        """SPEC §4: the most recently stored document of that resource that is not deleted."""
+        with self.store.session() as s:
+            rows = s.scalars(
+                select(DocumentRow).where(DocumentRow.subject == subject, DocumentRow.resource_id == resource_id_hex,
+                                          DocumentRow.state != "pending")
+                .order_by(DocumentRow.stored_ns.desc())
+            ).all()
+        live = [r for r in rows if r.state == "current"]
+        if live:
+            return live[0]
+        if rows:
+            raise DocumentDeleted(f"the subject's {resource_id_hex} documents were deleted")
+        raise NoCurrentDocument(f"the subject holds no document of resource {resource_id_hex}")
+
+    # ---- releases --------------------------------------------------------------------------------
+
+    def release(self, *, terms: GrantTerms, resource: bytes, request_id: bytes, deadline: int, signature: bytes) -> Release:
+        """Release the subject's current document of ``resource`` under a grant (see module doc)."""
+        grant_id = eip712.digest(self.ledger.domain(), "Grant", terms.message())
+        message = {"grantId": grant_id, "resource": resource, "requestId": request_id, "deadline": deadline}
+        self._check_signer(eip712.signable(self.ledger.domain(), "ReleaseRequest", message), signature, terms.grantee)
+        row = self.current_document(to_checksum_address(terms.subject), "0x" + resource.hex())
+        key = self._recipient_key(terms.grantee)
+        receipt = self.ledger.record_release(terms, resource, request_id, deadline, signature)
+        return self._deliver(row, key, kind="grant", authority=grant_id, grantee=terms.grantee,
+                             request_id=request_id, receipt=receipt)
+
+    def emergency_release(self, *, scope: EmergencyScope, consumer: str, subject: str, resource: bytes,
+                          request_id: bytes, deadline: int, signature: bytes) -> Release:
+        """Release under an approved emergency; the log entry is flagged ``emergency``."""
+        message = {"emergencyId": scope.emergency_id, "subject": subject, "resource": resource,
+                   "requestId": request_id, "deadline": deadline}
+        self._check_signer(eip712.signable(self.ledger.domain(), "EmergencyReleaseRequest", message), signature, consumer)
+        row = self.current_document(to_checksum_address(subject), "0x" + resource.hex())
+        key = self._recipient_key(consumer)
+        receipt = self.ledger.record_emergency_release(scope, subject, resource, request_id, deadline, signature)
+        return self._deliver(row, key, kind="emergency", authority=scope.emergency_id, grantee=consumer,
+                             request_id=request_id, receipt=receipt)
+
+    def _check_signer(self, signable: Any, signature: bytes, expected: str) -> None:
+        try:
+            signer = Account.recover_message(signable, signature=signature)
+        except Exception:  # noqa: BLE001 - malformed signatures of every kind
+            raise ReleaseRefused("signature_invalid", "the release request signature is malformed") from None
+        if signer != to_checksum_address(expected):
+            raise ReleaseRefused("not_grantee", "the release request is not signed by the grantee")
+
+    def _recipient_key(self, consumer: str) -> bytes:
+        key = self.ledger.member(consumer).hpke_key
+        if len(key) not in (sealing.X25519_KEY_BYTES, sealing.HYBRID_KEY_BYTES):
+            raise ReleaseRefused("hpke_key_missing", "the consumer has no usable HPKE key registered")
+        return key
+
+    def _deliver(self, row: DocumentRow, recipient_key: bytes, *, kind: str, authority: bytes, grantee: str,
+                 request_id: bytes, receipt: Receipt) -> Release:
+        """After the receipt: decrypt, seal, log. Runs only once the chain has recorded the release."""
+        content, _ = self._decrypt(row)
+        sealed = sealing.seal(content, recipient_key, authority, request_id)
+        release_id = "0x" + keccak(bytes.fromhex(to_checksum_address(grantee)[2:]) + request_id).hex()
+        index = self._append_log(
+            release_id=release_id, kind=kind, authority="0x" + authority.hex(), subject=row.subject,
+            grantee=to_checksum_address(grantee), resource=row.resource_id, request_id="0x" + request_id.hex(),
+            document_id=row.id, commitment=row.commitment, receipt=receipt,
+        )
+        return Release(release_id=release_id, tx_hash=receipt.tx_hash, block_number=receipt.block_number,
+                       sealed=sealed, document=DocumentInfo.of(row), log_index=index)
+
+    def _append_log(self, *, receipt: Receipt, **fields: Any) -> int:
+        for attempt in range(5):
+            try:
+                with self.store.session() as s:
+                    index = self.store.next_log_index(s)
+                    entry = LogEntry(index=index, tx_hash=receipt.tx_hash, block_number=receipt.block_number,
+                                     released_at=int(self._clock()), **fields)
+                    s.add(ReleaseLogRow(idx=index, release_id=entry.release_id, entry=entry.canonical(),
+                                        created_at=entry.released_at, tx_hash=receipt.tx_hash))
+                return index
+            except Exception as exc:  # noqa: BLE001 - a concurrent append took the index: retry
+                if attempt == 4:
+                    log.error("release %s recorded on chain (%s) but not logged: %s", fields["release_id"], receipt.tx_hash, exc)
+                    raise
+        raise AssertionError("unreachable")
+
+    def release_log(self, *, start: int = 0, end: int | None = None) -> list[bytes]:
+        """Canonical bytes of log entries ``start`` (inclusive) to ``end`` (exclusive)."""
+        with self.store.session() as s:
+            query = select(ReleaseLogRow.entry).where(ReleaseLogRow.idx >= start).order_by(ReleaseLogRow.idx)
+            if end is not None:
+                query = query.where(ReleaseLogRow.idx < end)
+            return [bytes(e) for e in s.scalars(query).all()]
+
+    # ---- key rotation ----------------------------------------------------------------------------
+
+    def rotate(self, *, progress: Callable[[int, int], None] | None = None, batch: int = 200) -> RotationReport:
+        """Re-wrap every data key under a new KEK version, then retire versions nothing uses.
+
+        Resumable: if documents still use older versions (an interrupted rotation), this finishes
+        that rotation instead of starting another. Each document is re-wrapped in its own
+        compare-and-set update, so a crash at any point leaves every key wrapped under a version
+        the key ring still holds.
+        """
+        if not self._count_older():
+            self.keyring.add_version()
+        target = self.keyring.current_version()
+        total, done = self._count_older(), 0
+        if progress:
+            progress(done, total)
+        while True:
+            with self.store.session() as s:
+                rows = s.execute(
+                    select(DocumentRow.id, DocumentRow.subject, DocumentRow.key_version, DocumentRow.wrapped_key)
+                    .where(DocumentRow.key_version != target, DocumentRow.wrapped_key.is_not(None)).limit(batch)
+                ).all()
+            if not rows:
+                break
+            for doc_id, subject, version, wrapped in rows:
+                raw_id = bytes.fromhex(doc_id[2:])
+                data_key = self.keyring.unwrap(version, wrapped, crypto.wrap_aad(raw_id, subject, version))
+                rewrapped = self.keyring.wrap(target, data_key, crypto.wrap_aad(raw_id, subject, target))
+                with self.store.session() as s:
+                    s.execute(
+                        update(DocumentRow)
+                        .where(and_(DocumentRow.id == doc_id, DocumentRow.key_version == version))
+                        .values(key_version=target, wrapped_key=rewrapped)
+                    )
+                done += 1
+                if progress:
+                    progress(done, total)
+        return RotationReport(version=target, rewrapped=done, retired=self.retire_unused())
+
+    def retire_unused(self) -> list[int]:
+        """Destroy every non-current KEK version that no document's data key uses any more."""
+        with self.store.session() as s:
+            used = set(s.scalars(select(DocumentRow.key_version).where(DocumentRow.wrapped_key.is_not(None)).distinct()).all())
+        retired = []
+        for version in self.keyring.versions():
+            if version != self.keyring.current_version() and version not in used:
+                self.keyring.retire(version)
+                retired.append(version)
+        return retired
+
+    def key_usage(self) -> dict[int, int]:
+        """Key version -> number of live data keys wrapped under it."""
+        with self.store.session() as s:
+            rows = s.execute(
+                select(DocumentRow.key_version, func.count()).where(DocumentRow.wrapped_key.is_not(None))
+                .group_by(DocumentRow.key_version)
+            ).all()
+        return {int(v): int(n) for v, n in rows}
+
+    def _count_older(self) -> int:
+        with self.store.session() as s:
+            return int(s.scalar(
+                select(func.count()).select_from(DocumentRow)
+                .where(DocumentRow.key_version != self.keyring.current_version(), DocumentRow.wrapped_key.is_not(None))
+            ) or 0)
+
+    # ---- internals -------------------------------------------------------------------------------
+
+    def _row(self, document_id: str, subject: str) -> DocumentRow:
+        subject = _address(subject, "subject")
+        with self.store.session() as s:
+            row = s.get(DocumentRow, document_id.lower())
+        if row is None or row.subject != subject or row.state == "pending":
+            raise DocumentNotFound(f"no document {document_id}")
+        return row
+
+    def _decrypt(self, row: DocumentRow) -> tuple[bytes, dict[str, Any] | None]:
+        if row.wrapped_key is None:
+            raise DocumentDeleted(f"document {row.id} was deleted")
+        raw_id = bytes.fromhex(row.id[2:])
+        try:
+            data_key = self.keyring.unwrap(row.key_version, row.wrapped_key, crypto.wrap_aad(raw_id, row.subject, row.key_version))
+        except KeyVersionUnavailable:
+            raise DecryptionError() from None
+        aad = crypto.content_aad(raw_id, row.subject)
+        content = self.keyring.profile.decrypt(data_key, row.content, aad)
+        metadata = json.loads(self.keyring.profile.decrypt(data_key, row.meta, aad + b"/meta")) if row.meta else None
+        return content, metadata
+
+
+def _address(value: str, what: str) -> str:
+    try:
+        return to_checksum_address(value)
+    except (ValueError, TypeError):
+        raise InvalidInput(f"{what} is not a valid address: {value!r}") from None
