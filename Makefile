@@ -8,7 +8,7 @@ PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 HARDHAT := node_modules/.bin/node node_modules/hardhat/dist/src/cli.js
 
-.PHONY: all run test test-fast test-python test-hardhat install tools lint bench clean distclean
+.PHONY: all run test test-fast test-python test-hardhat install tools lint bench bench-gas clean distclean
 
 all: test
 
@@ -48,6 +48,13 @@ test-fast: install
 lint: install
 	@$(VENV)/bin/ruff check chain_client api vault tests scripts
 	@$(VENV)/bin/mypy chain_client api vault
+
+bench: install
+	@$(PY) scripts/bench_gas.py
+	@$(PY) scripts/bench_vault.py
+
+bench-gas: install
+	@$(PY) scripts/bench_gas.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -127,6 +127,10 @@ class ReservedResourceId(ContractRevert, ValueError):
 # ---- consent ledger ----------------------------------------------------------------------------
 
 
+class BatchTooLarge(ContractRevert, ValueError):
+    """A grouped release holds more than 256 items."""
+
+
 class ExpiredDeadline(ContractRevert):
     """The signed message's deadline has passed."""
 
@@ -270,6 +274,7 @@ REVERT_CLASSES: dict[str, type[ContractRevert]] = {
     "DataCatalogReservedId": ReservedResourceId,
     "ConsentLedgerInvalidThreshold": ConstructionRevert,
     "ConsentLedgerExpiredDeadline": ExpiredDeadline,
+    "ConsentLedgerBatchTooLarge": BatchTooLarge,
     "ConsentLedgerInvalidSignature": SignatureInvalid,
     "ConsentLedgerMalleableSignature": SignatureMalleable,
     "ConsentLedgerNonceUsed": NonceUsed,

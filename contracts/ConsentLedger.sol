@@ -36,6 +36,8 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
 
     /// @notice Most resources (and consumers) one grant or emergency may name; bounds every loop.
     uint256 public constant MAX_LIST = 32;
+    /// @notice Most items of one grouped release (one bit each in the returned mask).
+    uint256 public constant MAX_BATCH = 256;
     /// @notice Longest emergency window.
     uint64 public constant MAX_EMERGENCY_WINDOW = 72 hours;
 
@@ -139,7 +141,7 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
     /// @inheritdoc IConsentLedger
     function recordReleases(ReleaseItem[] calldata items) external returns (uint256 recorded) {
         uint256 n = items.length;
-        if (n > 256) revert ConsentLedgerInvalidResources(bytes32(n));
+        if (n > MAX_BATCH) revert ConsentLedgerBatchTooLarge(n);
         for (uint256 i; i < n; ++i) {
             ReleaseItem calldata item = items[i];
             (bytes32 grantId, bytes4 reason, ) =
@@ -168,15 +170,18 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
         if (check == _SIG_MALLEABLE) return (grantId, ConsentLedgerMalleableSignature.selector, 0);
         if (check != _SIG_OK) return (grantId, ConsentLedgerNotGrantee.selector, grantId);
         if (state.revoked) return (grantId, ConsentLedgerGrantRevoked.selector, grantId);
-        if (state.paused) return (grantId, ConsentLedgerGrantPaused.selector, grantId);
-        if (block.timestamp < grant.validFrom) return (grantId, ConsentLedgerGrantNotYetValid.selector, grantId);
         if (block.timestamp >= grant.validUntil) return (grantId, ConsentLedgerGrantExpired.selector, grantId);
-        if (grant.maxUses != 0 && state.uses >= grant.maxUses) {
+        if ((grant.maxUses != 0 && state.uses >= grant.maxUses) || state.uses == type(uint32).max) {
             return (grantId, ConsentLedgerGrantExhausted.selector, grantId);
         }
+        if (state.paused) return (grantId, ConsentLedgerGrantPaused.selector, grantId);
+        if (block.timestamp < grant.validFrom) return (grantId, ConsentLedgerGrantNotYetValid.selector, grantId);
         if (!_covers(grant.resources, resource)) return (grantId, ConsentLedgerResourceNotGranted.selector, grantId);
+        if (!isActive(state.subject, Roles.SUBJECT)) {
+            return (grantId, ConsentLedgerInactiveMember.selector, _memberArg(state.subject, Roles.SUBJECT));
+        }
         if (!isActive(grant.grantee, Roles.CONSUMER)) {
-            return (grantId, ConsentLedgerInactiveMember.selector, bytes32(uint256(uint160(grant.grantee))));
+            return (grantId, ConsentLedgerInactiveMember.selector, _memberArg(grant.grantee, Roles.CONSUMER));
         }
         if (!_useBit(_requests[grant.grantee], uint256(requestId))) {
             return (grantId, ConsentLedgerRequestUsed.selector, requestId);
@@ -188,6 +193,7 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
     }
 
     function _covers(bytes32[] calldata resources, bytes32 resource) private view returns (bool) {
+        if (resource == WILDCARD) return false; // the wildcard names no resource of its own
         bool wildcard;
         uint256 n = resources.length;
         for (uint256 i; i < n; ++i) {
@@ -439,6 +445,11 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
         return true;
     }
 
+    /// @dev Packs an account and a role into the one-word argument of a refused release.
+    function _memberArg(address account, uint8 role) private pure returns (bytes32) {
+        return bytes32((uint256(role) << 160) | uint256(uint160(account)));
+    }
+
     function _contains(bytes32[] calldata list, bytes32 value) private pure returns (bool) {
         for (uint256 i; i < list.length; ++i) {
             if (list[i] == value) return true;
@@ -457,7 +468,7 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
     function _revertWith(bytes4 reason, bytes32 arg) private pure {
         if (reason == ConsentLedgerMalleableSignature.selector) revert ConsentLedgerMalleableSignature();
         if (reason == ConsentLedgerInactiveMember.selector) {
-            revert ConsentLedgerInactiveMember(address(uint160(uint256(arg))), Roles.CONSUMER);
+            revert ConsentLedgerInactiveMember(address(uint160(uint256(arg))), uint8(uint256(arg) >> 160));
         }
         assembly ("memory-safe") {
             mstore(0, reason)

@@ -47,7 +47,7 @@ def main() -> None:
         print(f"{name:{width}}  {gas:8,}  {target or '':>8}  {met}")
         lines.append(f"| {name} | {gas:,} | {f'{target:,}' if target else ''} | {met} |")
     body = (
-        "Command: `.venv/bin/python scripts/bench_gas.py` (anvil, solc 0.8.30, optimizer 10,000 runs, shanghai). "
+        "Command: `.venv/bin/python scripts/bench_gas.py` (anvil; solc 0.8.30, viaIR, optimizer 10,000 runs, shanghai). "
         "Gas used from receipts, including the 21,000 base cost and calldata. Grants name one resource; release "
         "request ids are allocated by `new_request_ids` (ids sharing a 248-bit prefix share a bitmap word; the "
         "first id of a word pays for a new storage slot, shown separately). For comparison, the Ethereum "

@@ -77,8 +77,15 @@ interface IConsentLedger {
         Exhausted
     }
 
-    // ---- errors (checked in this order) --------------------------------------------------------
+    // ---- errors ----------------------------------------------------------------------------------
+    //
+    // A release is checked in this order (the first failing rule names the error): deadline,
+    // grant known, signature (MalleableSignature / NotGrantee), revoked, expired, exhausted,
+    // paused, not yet valid, resource covered, subject active, grantee active, request id unused.
+    // {grantStatus} follows the same precedence for the grant's own state.
 
+    /// @notice A grouped release holds more than MAX_BATCH (256) items.
+    error ConsentLedgerBatchTooLarge(uint256 items);
     /// @notice The emergency threshold must be at least 2 (one ADMIN and one AUDITOR).
     error ConsentLedgerInvalidThreshold(uint8 threshold);
     /// @notice The message's `deadline` has passed.
@@ -193,7 +200,8 @@ interface IConsentLedger {
         external;
 
     /// @notice Records one release under `grant`, given the grantee's `ReleaseRequest` signature;
-    /// reverts unless every rule holds at this point of this block.
+    /// reverts unless every rule holds at this point of this block. While the subject or the
+    /// grantee is suspended, nothing is released under the grant (a suspension freezes it).
     function recordRelease(
         Grant calldata grant,
         bytes32 resource,

@@ -488,3 +488,39 @@ def test_gas_does_not_grow_with_grants_or_releases(world: World) -> None:
 def test_keys_module_is_consistent() -> None:
     account = Account.create()
     assert keys.PrivateKey(account.key).public_key.to_checksum_address() == account.address
+
+
+def test_suspended_subject_freezes_its_grants(world: World) -> None:
+    terms, grant_id = world.grant()
+    world.ledger.set_suspended(world.citizen.address, True)
+    with pytest.raises(errors.InactiveMember) as frozen:
+        world.release(terms, grant_id)
+    assert frozen.value.args_by_name == {"account": world.citizen.address, "role": int(Role.SUBJECT)}
+    world.ledger.set_suspended(world.citizen.address, False)
+    world.release(terms, grant_id)
+
+
+def test_the_wildcard_is_not_a_resource(world: World) -> None:
+    terms, grant_id = world.grant(resources=(WILDCARD,))
+    with pytest.raises(errors.ResourceNotGranted):
+        world.release(terms, grant_id, WILDCARD)
+
+
+def test_grouped_release_is_bounded(world: World) -> None:
+    terms, grant_id = world.grant()
+    request_id, deadline, signature = world.release_request(grant_id)
+    item = ReleaseItem(terms, ID_CARD, request_id, deadline, signature)
+    with pytest.raises(errors.BatchTooLarge):
+        world.ledger.record_releases([item] * 257, gas=25_000_000)
+
+
+def test_final_states_take_precedence_over_a_pause(world: World) -> None:
+    node = world.deployed.node
+    start = world.now()
+    terms, grant_id = world.grant(valid_from=start - 10, valid_until=start + 30, deadline=start + 1000)
+    world.set_paused(grant_id, True)
+    node.w3.provider.make_request("evm_increaseTime", [60])  # type: ignore[arg-type]
+    node.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    assert world.ledger.grant_status(terms) == GrantStatus.EXPIRED
+    with pytest.raises(errors.GrantExpired):
+        world.release(terms, grant_id, deadline=world.now() + 600)
