@@ -48,31 +48,43 @@ class Profile:
         h.update(data)
         return h.finalize()
 
-    def encrypt(self, key: bytes, plaintext: bytes, aad: bytes) -> bytes:
-        """``nonce || ciphertext || tag`` under ``key`` with associated data ``aad``."""
+    def encrypt_parts(self, key: bytes, plaintext: bytes, aad: bytes) -> tuple[bytes, bytes]:
+        """``(nonce, ciphertext || tag)``: large bodies are stored as produced, without a copy."""
         if len(key) != self.key_bytes:
             raise InvalidInput(f"{self.name} needs a {self.key_bytes}-byte key")
         nonce = os.urandom(NONCE_BYTES)
         if self.name == AES_256_GCM.name:
-            return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+            return nonce, AESGCM(key).encrypt(nonce, plaintext, aad)
         encryptor = Cipher(algorithms.SM4(key), modes.GCM(nonce)).encryptor()
         encryptor.authenticate_additional_data(aad)
         body = encryptor.update(plaintext) + encryptor.finalize()
-        return nonce + body + encryptor.tag
+        return nonce, body + encryptor.tag
 
-    def decrypt(self, key: bytes, sealed: bytes, aad: bytes) -> bytes:
-        """Inverse of :meth:`encrypt`; :class:`DecryptionError` on any failure."""
-        if len(key) != self.key_bytes or len(sealed) < NONCE_BYTES + TAG_BYTES:
+    def decrypt_parts(self, key: bytes, nonce: bytes, body: bytes, aad: bytes) -> bytes:
+        """Inverse of :meth:`encrypt_parts`; :class:`DecryptionError` on any failure."""
+        if len(key) != self.key_bytes or len(nonce) != NONCE_BYTES or len(body) < TAG_BYTES:
             raise DecryptionError()
-        nonce, body = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
         try:
             if self.name == AES_256_GCM.name:
                 return AESGCM(key).decrypt(nonce, body, aad)
-            decryptor = Cipher(algorithms.SM4(key), modes.GCM(nonce, body[-TAG_BYTES:])).decryptor()
+            view = memoryview(body)
+            decryptor = Cipher(algorithms.SM4(key), modes.GCM(nonce, bytes(view[-TAG_BYTES:]))).decryptor()
             decryptor.authenticate_additional_data(aad)
-            return decryptor.update(body[:-TAG_BYTES]) + decryptor.finalize()
+            return decryptor.update(view[:-TAG_BYTES]) + decryptor.finalize()
         except (InvalidTag, ValueError):
             raise DecryptionError() from None
+
+    def encrypt(self, key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+        """``nonce || ciphertext || tag`` under ``key`` with associated data ``aad``."""
+        nonce, body = self.encrypt_parts(key, plaintext, aad)
+        return nonce + body
+
+    def decrypt(self, key: bytes, sealed: bytes, aad: bytes) -> bytes:
+        """Inverse of :meth:`encrypt`; :class:`DecryptionError` on any failure."""
+        if len(sealed) < NONCE_BYTES + TAG_BYTES:
+            raise DecryptionError()
+        view = memoryview(sealed)
+        return self.decrypt_parts(key, bytes(view[:NONCE_BYTES]), view[NONCE_BYTES:], aad)  # type: ignore[arg-type]
 
 
 AES_256_GCM = Profile("aes-256-gcm", 32, "sha256")

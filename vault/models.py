@@ -23,6 +23,7 @@ class DocumentRow(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     #: Nanosecond storage order (strictly increasing per process): "most recently stored" (SPEC §4).
     stored_ns: Mapped[int] = mapped_column(BigInteger)
+    content_nonce: Mapped[bytes] = mapped_column(LargeBinary)
     content: Mapped[bytes] = mapped_column(LargeBinary)
     meta: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     salt: Mapped[bytes] = mapped_column(LargeBinary)

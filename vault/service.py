@@ -144,9 +144,10 @@ class Vault:
         version = self.keyring.current_version()
         doc_hex = "0x" + doc_id.hex()
         aad = crypto.content_aad(doc_id, subject)
+        content_nonce, sealed_content = self.keyring.profile.encrypt_parts(data_key, content, aad)
         row = DocumentRow(
             id=doc_hex, subject=subject, resource=resource, resource_id="0x" + rid.hex(), issuer=issuer,
-            created_at=int(self._clock()), stored_ns=self._next_ns(), content=self.keyring.profile.encrypt(data_key, content, aad),
+            created_at=int(self._clock()), stored_ns=self._next_ns(), content_nonce=content_nonce, content=sealed_content,
             meta=(self.keyring.profile.encrypt(data_key, json.dumps(metadata, sort_keys=True).encode(), aad + b"/meta")
                   if metadata is not None else None),
             salt=salt, commitment="0x" + crypto.commitment(salt, content).hex(), key_version=version,
@@ -155,6 +156,7 @@ class Vault:
         )
         with self.store.session() as s:
             s.add(row)
+        self._confirm_key_version(row, data_key, doc_id)
         try:
             receipt = self.ledger.anchor_document(doc_id, subject, rid, bytes.fromhex(row.commitment[2:]), issuer)
         except BaseException:
@@ -165,6 +167,21 @@ class Vault:
             s.execute(update(DocumentRow).where(DocumentRow.id == doc_hex).values(state="current", anchor_tx=receipt.tx_hash))
         row.state, row.anchor_tx = "current", receipt.tx_hash
         return StoredDocument(document=DocumentInfo.of(row), tx_hash=receipt.tx_hash)
+
+    def _confirm_key_version(self, row: DocumentRow, data_key: bytes, doc_id: bytes) -> None:
+        """Make sure the KEK version the new row names was not retired meanwhile by another process.
+
+        Runs after the row is committed and under the key ring's shared lock; retirement counts
+        users and retires under the exclusive lock, so either it saw this row or we see it gone.
+        """
+        with self.keyring.locked(exclusive=False):
+            if row.key_version in self.keyring.versions():
+                return
+            version = self.keyring.current_version()
+            rewrapped = self.keyring.wrap(version, data_key, crypto.wrap_aad(doc_id, row.subject, version))
+            with self.store.session() as s:
+                s.execute(update(DocumentRow).where(DocumentRow.id == row.id).values(key_version=version, wrapped_key=rewrapped))
+            row.key_version, row.wrapped_key = version, rewrapped
 
     def list_documents(self, subject: str, *, offset: int = 0, limit: int = 100) -> list[DocumentInfo]:
         """The subject's documents (current and deleted), newest first."""
@@ -349,7 +366,8 @@ class Vault:
                 with self.store.session() as s:
                     s.execute(
                         update(DocumentRow)
-                        .where(and_(DocumentRow.id == doc_id, DocumentRow.key_version == version))
+                        .where(and_(DocumentRow.id == doc_id, DocumentRow.key_version == version,
+                                    DocumentRow.wrapped_key.is_not(None)))  # not shredded meanwhile
                         .values(key_version=target, wrapped_key=rewrapped)
                     )
                 done += 1
@@ -358,14 +376,22 @@ class Vault:
         return RotationReport(version=target, rewrapped=done, retired=self.retire_unused())
 
     def retire_unused(self) -> list[int]:
-        """Destroy every non-current KEK version that no document's data key uses any more."""
-        with self.store.session() as s:
-            used = set(s.scalars(select(DocumentRow.key_version).where(DocumentRow.wrapped_key.is_not(None)).distinct()).all())
+        """Destroy every non-current KEK version that no document's data key uses any more.
+
+        Counting and retiring happen under the key ring's exclusive lock (see
+        :meth:`_confirm_key_version`), so a document stored concurrently is never left with a
+        retired version.
+        """
         retired = []
-        for version in self.keyring.versions():
-            if version != self.keyring.current_version() and version not in used:
-                self.keyring.retire(version)
-                retired.append(version)
+        with self.keyring.locked(exclusive=True):
+            with self.store.session() as s:
+                used = set(s.scalars(
+                    select(DocumentRow.key_version).where(DocumentRow.wrapped_key.is_not(None)).distinct()
+                ).all())
+            for version in self.keyring.versions():
+                if version != self.keyring.current_version() and version not in used:
+                    self.keyring.retire(version)
+                    retired.append(version)
         return retired
 
     def key_usage(self) -> dict[int, int]:
@@ -403,7 +429,7 @@ class Vault:
         except KeyVersionUnavailable:
             raise DecryptionError() from None
         aad = crypto.content_aad(raw_id, row.subject)
-        content = self.keyring.profile.decrypt(data_key, row.content, aad)
+        content = self.keyring.profile.decrypt_parts(data_key, row.content_nonce, row.content, aad)
         metadata = json.loads(self.keyring.profile.decrypt(data_key, row.meta, aad + b"/meta")) if row.meta else None
         return content, metadata
 

@@ -284,3 +284,22 @@ def test_swapping_rows_between_subjects_fails_closed(vault: Vault, world: World)
         s.execute(update(DocumentRow).where(DocumentRow.id == doc_id).values(subject=world.dept.address))
     with pytest.raises(DecryptionError):
         vault.read_document(doc_id, subject=world.dept.address)
+
+
+def test_document_stored_while_another_process_retires_its_key_version(vault: Vault, world: World, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`qcl vault rotate` in another process retires the version a concurrent store just used."""
+    from vault import FileKeyRing
+
+    other = FileKeyRing(vault.keyring.path, "test passphrase")  # type: ignore[attr-defined]
+    confirm = vault._confirm_key_version
+
+    def rotate_in_between(row, data_key, doc_id):  # type: ignore[no-untyped-def]
+        old = row.key_version
+        other.add_version()
+        other.retire(old)  # nothing else uses it, and this row is not counted by this handle
+        return confirm(row, data_key, doc_id)
+
+    vault._confirm_key_version = rotate_in_between  # type: ignore[method-assign]
+    doc_id = _store_id_card(vault, world, b"stored during a rotation")
+    assert vault.read_document(doc_id, subject=world.citizen.address).content == b"stored during a rotation"
+    assert vault.document_info(doc_id, subject=world.citizen.address).key_version == other.current_version()

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("issuer", sa.String(42), nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("stored_ns", sa.BigInteger, nullable=False),
+        sa.Column("content_nonce", sa.LargeBinary, nullable=False),
         sa.Column("content", sa.LargeBinary, nullable=False),
         sa.Column("meta", sa.LargeBinary, nullable=True),
         sa.Column("salt", sa.LargeBinary, nullable=False),
