@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
-from chain_client import Ledger
+from chain_client import Ledger, Member, Role
+from vault import Vault
 
+from .auth import Authenticator
+from .errors import Problem
 from .settings import Settings
 
 
@@ -21,5 +25,43 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+def get_vault(request: Request) -> Vault:
+    vault: Vault = request.app.state.vault
+    return vault
+
+
+def get_authenticator(request: Request) -> Authenticator:
+    auth: Authenticator = request.app.state.authenticator
+    return auth
+
+
+def current_member(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer <access token>")] = None,
+) -> Member:
+    """The logged-in member (401 without a valid token; 403 when suspended or not a member)."""
+    return get_authenticator(request).authenticate(authorization)
+
+
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+VaultDep = Annotated[Vault, Depends(get_vault)]
+AuthDep = Annotated[Authenticator, Depends(get_authenticator)]
+CurrentMember = Annotated[Member, Depends(current_member)]
+
+
+def require(*roles: Role) -> Callable[[Member], Member]:
+    """A dependency: the logged-in member must hold at least one of ``roles`` (403 role_required)."""
+
+    def check(member: CurrentMember) -> Member:
+        if not any(role in member.roles for role in roles):
+            names = " or ".join(r.name or "" for r in roles)
+            raise Problem(403, "role_required", f"this needs the {names} role")
+        return member
+
+    return check
+
+
+AdminMember = Annotated[Member, Depends(require(Role.ADMIN))]
+AuditorMember = Annotated[Member, Depends(require(Role.AUDITOR))]
+ConsumerMember = Annotated[Member, Depends(require(Role.CONSUMER))]

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     keyring_path: Path | None = Field(None, description="key ring file (default: <data_dir>/keyring.json)")
     vault_passphrase: SecretStr = Field(SecretStr(DEV_PASSPHRASE), description="passphrase sealing the key ring")
     crypto_profile: Literal["aes-256-gcm", "sm4-gcm-sm3"] = Field("aes-256-gcm", description="vault cipher profile")
+    public_url: str = Field("http://127.0.0.1:8000", description="the service's public URL (its host is the SIWE domain)")
+    jwt_secret: SecretStr | None = Field(None, description="HMAC key of access tokens (dev: generated in <data_dir>)")
+    token_ttl: int = Field(900, ge=60, le=3600, description="access token lifetime, seconds")
+    max_body_bytes: int = Field(24 * 1024 * 1024, ge=1024, description="largest request body accepted")
 
     @field_validator("chain")
     @classmethod
@@ -63,6 +67,8 @@ class Settings(BaseSettings):
             raise ValueError("production needs QCL_VAULT_PASSPHRASE: a real passphrase of 16 characters or more")
         if self.database_url is None:
             raise ValueError("production needs QCL_DATABASE_URL (PostgreSQL)")
+        if self.jwt_secret is None or len(self.jwt_secret.get_secret_value()) < 32:
+            raise ValueError("production needs QCL_JWT_SECRET of 32 characters or more")
         return self
 
     @cached_property
@@ -76,6 +82,11 @@ class Settings(BaseSettings):
     @property
     def vault_keyring_path(self) -> Path:
         return self.keyring_path or self.data_dir / "keyring.json"
+
+    @property
+    def siwe_domain(self) -> str:
+        """The EIP-4361 domain: the authority (host[:port]) of the public URL."""
+        return self.public_url.split("://", 1)[-1].split("/", 1)[0]
 
     @property
     def accounts_path(self) -> Path:

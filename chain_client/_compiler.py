@@ -117,8 +117,9 @@ def _native_solc(version: str) -> str | None:
     except ImportError:  # pragma: no cover - py-solc-x is a dependency
         return None
     candidates = [shutil.which("solc")]
-    try:
-        candidates.append(str(solcx.get_executable(version)))
+    try:  # a solc that py-solc-x installed earlier (its own folder; nothing is downloaded here)
+        if any(str(v) == version for v in solcx.get_installed_solc_versions()):
+            candidates.append(str(solcx.get_solcx_install_folder() / f"solc-v{version}"))
     except Exception:  # noqa: BLE001 - py-solc-x raises several types for "not installed"
         pass
     for path in candidates:
@@ -165,7 +166,9 @@ def _cache_dir(root: Path) -> Path:
     return Path(os.environ.get("QCL_BUILD_DIR", root / "build")) / "contracts"
 
 
-def compile_contracts(*, route: Route | None = None, root: Path | None = None, use_cache: bool = True) -> CompilationResult:
+def compile_contracts(
+    *, route: Route | None = None, root: Path | None = None, use_cache: bool = True
+) -> CompilationResult:
     """Compile every deployable contract; reuse a cached result for the same input.
 
     ``route`` forces the native or npm compiler (``QCL_SOLC`` sets the default; "auto" picks

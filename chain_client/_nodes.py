@@ -26,6 +26,7 @@ from typing import Any
 
 from web3 import Web3
 from web3.providers import EthereumTesterProvider, HTTPProvider
+from web3.types import Wei
 
 from ._paths import node_binary, node_modules, npm_package, project_root
 from .errors import ChainUnavailable, ToolMissing
@@ -75,7 +76,7 @@ class Node:
             self.w3.provider.make_request("evm_setAccountBalance", [address, hexwei])  # type: ignore[arg-type]
         elif self.kind == "eth-tester":
             faucet = self.w3.eth.accounts[0]
-            tx = self.w3.eth.send_transaction({"from": faucet, "to": address, "value": wei})
+            tx = self.w3.eth.send_transaction({"from": faucet, "to": address, "value": Wei(wei)})
             self.w3.eth.wait_for_transaction_receipt(tx)
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -175,8 +176,12 @@ def start_node(
     log_path = log_dir / f"{kind}-{port}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=project_root(), start_new_session=True,
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=project_root(),
+            start_new_session=True,
         )
     url = f"http://{host}:{port}"
     node = Node(kind=kind, url=url, w3=_http_w3(url), process=proc, log_path=log_path)
@@ -195,7 +200,7 @@ def _wait_ready(node: Node, timeout: float) -> None:
         if node.process.poll() is not None:
             raise ChainUnavailable(f"{node.kind} exited with code {node.process.returncode}: {_tail(node.log_path)}")
         try:
-            node.w3.eth.chain_id
+            _ = node.w3.eth.chain_id
             return
         except Exception:  # noqa: BLE001 - any failure here means "not ready yet"
             time.sleep(0.1)
@@ -215,7 +220,7 @@ def connect(url: str, *, timeout: float = 10.0) -> Node:
         raise ValueError(f"chain URL must start with http:// or https://, got {url!r}")
     w3 = _http_w3(url, timeout)
     try:
-        w3.eth.chain_id
+        _ = w3.eth.chain_id
     except Exception as exc:  # noqa: BLE001 - connection, HTTP and JSON errors alike
         raise ChainUnavailable(f"the chain at {url} does not answer: {exc.__class__.__name__}: {exc}") from None
     return Node(kind=_probe_kind(w3), url=url, w3=w3)

@@ -33,7 +33,5 @@ def npm_package(name: str) -> Path:
     """Directory of an installed npm package; a clear error when it is missing."""
     path = node_modules() / name
     if not path.is_dir():
-        raise ToolMissing(
-            name, f"the npm package {name} is not installed under {node_modules()}: run `make install`."
-        )
+        raise ToolMissing(name, f"the npm package {name} is not installed under {node_modules()}: run `make install`.")
     return path

@@ -18,7 +18,7 @@ def _signature(item: dict[str, Any]) -> str:
 def _canonical(param: dict[str, Any]) -> str:
     kind: str = param["type"]
     if kind.startswith("tuple"):
-        return "(" + ",".join(_canonical(c) for c in param["components"]) + ")" + kind[len("tuple"):]
+        return "(" + ",".join(_canonical(c) for c in param["components"]) + ")" + kind[len("tuple") :]
     return kind
 
 
@@ -102,7 +102,7 @@ def revert_data(exc: BaseException) -> str | None:
         if isinstance(arg, str) and arg.startswith(_ETH_TESTER_PREFIX):
             # eth-tester renders the revert bytes with repr(): "execution reverted: b'…'"
             try:
-                raw = ast.literal_eval(arg[len(_ETH_TESTER_PREFIX):])
+                raw = ast.literal_eval(arg[len(_ETH_TESTER_PREFIX) :])
             except (ValueError, SyntaxError):
                 return None
             return "0x" + raw.hex() if isinstance(raw, bytes) else None

@@ -12,6 +12,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3RPCError
+from web3.types import RPCEndpoint
 
 from ._revert import RevertDecoder, revert_data
 from .errors import ChainUnavailable, TransactionFailed
@@ -63,7 +64,9 @@ class NonceManager:
 class Transactor:
     """Signs transactions of one account locally and sends them, one at a time or in a row."""
 
-    def __init__(self, *, w3: Web3, account: LocalAccount, decoder: RevertDecoder, receipt_timeout: float = 120.0) -> None:
+    def __init__(
+        self, *, w3: Web3, account: LocalAccount, decoder: RevertDecoder, receipt_timeout: float = 120.0
+    ) -> None:
         self.w3 = w3
         self.account = account
         self.decoder = decoder
@@ -134,8 +137,8 @@ class Transactor:
         state before its block.
         """
         try:
-            trace = self.w3.provider.make_request(  # type: ignore[arg-type]
-                "debug_traceTransaction", [tx_hash, {"tracer": "callTracer"}]
+            trace = self.w3.provider.make_request(
+                RPCEndpoint("debug_traceTransaction"), [tx_hash, {"tracer": "callTracer"}]
             )
             output = (trace.get("result") or {}).get("output")
             if isinstance(output, str) and len(output) >= 10:

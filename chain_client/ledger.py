@@ -29,6 +29,8 @@ from .types import (
     Role,
 )
 
+_NO_ROLE = Role(0)
+
 
 def org_id(org_code: str | None) -> bytes:
     """The on-chain identifier of an organisation code: keccak256 of it, or zero for none."""
@@ -84,7 +86,9 @@ class Ledger:
     holds ADMIN on chain and relays the subjects' and departments' signed messages (SPEC §3).
     """
 
-    def __init__(self, *, w3: Web3, deployment: Deployment, compiled: CompilationResult, operator: LocalAccount) -> None:
+    def __init__(
+        self, *, w3: Web3, deployment: Deployment, compiled: CompilationResult, operator: LocalAccount
+    ) -> None:
         self.w3 = w3
         self.deployment = deployment
         self.decoder = RevertDecoder([c.abi for c in compiled.contracts.values()])
@@ -107,8 +111,9 @@ class Ledger:
     def head_block(self) -> int:
         return int(guard(lambda: self.w3.eth.block_number))
 
-    def block_timestamp(self, block: int | str = "latest") -> int:
-        return int(guard(lambda: self.w3.eth.get_block(block)["timestamp"]))
+    def block_timestamp(self, block: int | None = None) -> int:
+        """The timestamp of ``block`` (default: the latest block)."""
+        return int(guard(lambda: self.w3.eth.get_block("latest" if block is None else block)["timestamp"]))
 
     def domain(self) -> Eip712Domain:
         """The EIP-712 domain of SPEC §3 for this deployment."""
@@ -125,7 +130,9 @@ class Ledger:
         fn = self.registry.functions.onboard(_addr(account), int(roles), org_id(org_code), hpke_key)
         return self.tx.transact(fn)
 
-    def update_member(self, account: str, roles: Role, *, org_code: str | None = None, hpke_key: bytes = b"") -> Receipt:
+    def update_member(
+        self, account: str, roles: Role, *, org_code: str | None = None, hpke_key: bytes = b""
+    ) -> Receipt:
         fn = self.registry.functions.updateMember(_addr(account), int(roles), org_id(org_code), hpke_key)
         return self.tx.transact(fn)
 
@@ -145,7 +152,7 @@ class Ledger:
             hpke_key=bytes(key),
         )
 
-    def is_active(self, account: str, roles: Role = Role(0)) -> bool:
+    def is_active(self, account: str, roles: Role = _NO_ROLE) -> bool:
         return bool(self.tx.call(self.registry.functions.isActive(_addr(account), int(roles))))
 
     # ---- data catalog -------------------------------------------------------------------------
@@ -169,7 +176,9 @@ class Ledger:
         (event,) = self.consent.events.GrantRecorded().process_receipt(receipt.raw)
         return GrantRecorded(grant_id=bytes(event.args.grantId), receipt=receipt)
 
-    def revoke(self, grant_id: bytes, nonce: int, deadline: int, signature: bytes, *, gas: int | None = None) -> Receipt:
+    def revoke(
+        self, grant_id: bytes, nonce: int, deadline: int, signature: bytes, *, gas: int | None = None
+    ) -> Receipt:
         return self.tx.transact(self.consent.functions.revoke(grant_id, nonce, deadline, signature), gas=gas)
 
     def set_paused(self, grant_id: bytes, paused: bool, nonce: int, deadline: int, signature: bytes) -> Receipt:
@@ -196,8 +205,14 @@ class Ledger:
     # ---- releases -----------------------------------------------------------------------------
 
     def record_release(
-        self, terms: GrantTerms, resource: bytes, request_id: bytes, deadline: int, signature: bytes,
-        *, gas: int | None = None,
+        self,
+        terms: GrantTerms,
+        resource: bytes,
+        request_id: bytes,
+        deadline: int,
+        signature: bytes,
+        *,
+        gas: int | None = None,
     ) -> Receipt:
         """Record one release under ``terms`` with the grantee's signed ``ReleaseRequest``."""
         fn = self.consent.functions.recordRelease(terms.as_tuple(), resource, request_id, deadline, signature)
@@ -245,13 +260,19 @@ class Ledger:
             self.consent.functions.emergencyState(emergency_id)
         )
         return EmergencyState(
-            digest=bytes(digest), valid_from=int(valid_from), valid_until=int(valid_until),
-            approvals=int(approvals), admin_approved=bool(admin_ok), auditor_approved=bool(auditor_ok),
+            digest=bytes(digest),
+            valid_from=int(valid_from),
+            valid_until=int(valid_until),
+            approvals=int(approvals),
+            admin_approved=bool(admin_ok),
+            auditor_approved=bool(auditor_ok),
         )
 
     # ---- anchors ------------------------------------------------------------------------------
 
-    def anchor_document(self, document_id: bytes, subject: str, resource: bytes, commitment: bytes, issuer: str) -> Receipt:
+    def anchor_document(
+        self, document_id: bytes, subject: str, resource: bytes, commitment: bytes, issuer: str
+    ) -> Receipt:
         fn = self.anchor.functions.anchorDocument(document_id, _addr(subject), resource, commitment, _addr(issuer))
         return self.tx.transact(fn)
 
@@ -261,8 +282,11 @@ class Ledger:
     def document(self, document_id: bytes) -> Document:
         commitment, subject, issuer, anchored_at, shredded = self.tx.call(self.anchor.functions.document(document_id))
         return Document(
-            commitment=bytes(commitment), subject=str(subject), issuer=str(issuer),
-            anchored_at=int(anchored_at), shredded=bool(shredded),
+            commitment=bytes(commitment),
+            subject=str(subject),
+            issuer=str(issuer),
+            anchored_at=int(anchored_at),
+            shredded=bool(shredded),
         )
 
     def anchor_checkpoint(self, tree_size: int, root_hash: bytes) -> Receipt:
@@ -280,7 +304,11 @@ class Ledger:
 
     def events(self, name: str, *, from_block: int = 0, to_block: int | str = "latest") -> list[Any]:
         """Decoded logs of event ``name`` (of ConsentLedger or AuditAnchor) in a block range."""
-        contract = self.consent if any(e.get("name") == name for e in self.consent.abi if e.get("type") == "event") else self.anchor
+        contract = (
+            self.consent
+            if any(e.get("name") == name for e in self.consent.abi if e.get("type") == "event")
+            else self.anchor
+        )
         event = getattr(contract.events, name)()
         return list(guard(lambda: event.get_logs(from_block=from_block, to_block=to_block)))
 

@@ -143,8 +143,15 @@ class GrantTerms:
     def as_tuple(self) -> tuple[object, ...]:
         """The ``IConsentLedger.Grant`` struct as web3.py encodes it."""
         return (
-            to_checksum_address(self.subject), to_checksum_address(self.grantee), list(self.resources), self.purpose,
-            self.valid_from, self.valid_until, self.max_uses, self.nonce, self.deadline,
+            to_checksum_address(self.subject),
+            to_checksum_address(self.grantee),
+            list(self.resources),
+            self.purpose,
+            self.valid_from,
+            self.valid_until,
+            self.max_uses,
+            self.nonce,
+            self.deadline,
         )
 
 
@@ -185,8 +192,13 @@ class EmergencyScope:
 
     def as_tuple(self) -> tuple[object, ...]:
         return (
-            self.emergency_id, list(self.resources), [to_checksum_address(c) for c in self.consumers],
-            self.valid_from, self.valid_until, self.reason, self.deadline,
+            self.emergency_id,
+            list(self.resources),
+            [to_checksum_address(c) for c in self.consumers],
+            self.valid_from,
+            self.valid_until,
+            self.reason,
+            self.deadline,
         )
 
 

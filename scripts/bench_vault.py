@@ -130,7 +130,7 @@ def main() -> None:
     big = "1 MiB"
     seal_ok, unseal_ok = ratios["seal / raw"][big] >= TARGET, ratios["unseal / raw"][big] >= TARGET
     verdict = (
-        f"Target \"vault seal and unseal at >= {TARGET:.0%} of raw AES-256-GCM at 1 MiB\": "
+        f'Target "vault seal and unseal at >= {TARGET:.0%} of raw AES-256-GCM at 1 MiB": '
         f"seal {ratios['seal / raw'][big]:.0%} ({'met' if seal_ok else 'NOT met'}), "
         f"unseal {ratios['unseal / raw'][big]:.0%} ({'met' if unseal_ok else 'NOT met'})."
     )
@@ -146,11 +146,17 @@ def main() -> None:
         "Command: `.venv/bin/python scripts/bench_vault.py`. Throughput in MB/s (10^6 bytes of document content "
         f"per second), median of {RUNS} runs of at least {RUN_SECONDS} s each, single thread, random content. "
         "Raw = `AESGCM.encrypt` with one fixed key and a fresh `os.urandom` nonce per call. "
-        "Vault seal = new data key + `Profile.encrypt_parts` of the content (nonce and body kept apart, as stored) + `FileKeyRing.wrap` of the data key; "
+        "Vault seal = new data key + `Profile.encrypt_parts` of the content (nonce and body kept apart, as stored) "
+        "+ `FileKeyRing.wrap` of the data key; "
         "vault unseal = `FileKeyRing.unwrap` + "
         "`Profile.decrypt_parts`. No database, no chain. The SHA-256 commitment is listed alone and added to the seal "
         "(`store_document` computes both).\n\n"
-        + table + "\nRatios to raw AES-256-GCM:\n\n" + ratio_table + "\n" + verdict + "\n"
+        + table
+        + "\nRatios to raw AES-256-GCM:\n\n"
+        + ratio_table
+        + "\n"
+        + verdict
+        + "\n"
     )
     print(body)
     write_section("vault", "Vault seal/unseal throughput (scripts/bench_vault.py)", body)

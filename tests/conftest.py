@@ -59,7 +59,9 @@ def deploy_fresh(node: Node, compiled: CompilationResult) -> Deployed:
         w3=node.w3, account=admin, decoder=RevertDecoder([c.abi for c in compiled.contracts.values()])
     )
     deployment = deploy(transactor, compiled, admin=admin.address)
-    return Deployed(node=node, ledger=Ledger(w3=node.w3, deployment=deployment, compiled=compiled, operator=admin), admin=admin)
+    return Deployed(
+        node=node, ledger=Ledger(w3=node.w3, deployment=deployment, compiled=compiled, operator=admin), admin=admin
+    )
 
 
 @pytest.fixture

@@ -23,8 +23,14 @@ QCL = str(Path(sys.executable).with_name("qcl"))
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"QCL_DATA_DIR": str(tmp_path / "dev"), "QCL_API_PORT": str(free_port()),
-                "QCL_CHAIN_PORT": str(free_port()), **extra})
+    env.update(
+        {
+            "QCL_DATA_DIR": str(tmp_path / "dev"),
+            "QCL_API_PORT": str(free_port()),
+            "QCL_CHAIN_PORT": str(free_port()),
+            **extra,
+        }
+    )
     return env
 
 
@@ -51,7 +57,9 @@ def test_dev_starts_answers_health_and_ctrl_c_frees_both_ports(tmp_path: Path) -
     deployments = []
     for _ in range(2):  # the second start reuses the persisted chain and deployment
         start = time.monotonic()
-        proc = subprocess.Popen([QCL, "dev"], env=env, cwd=project_root(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [QCL, "dev"], env=env, cwd=project_root(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         try:
             health = _wait_health(f"http://127.0.0.1:{api_port}/health", proc)
             timings.append(time.monotonic() - start)
@@ -96,7 +104,9 @@ def test_missing_node_is_one_clear_error(tmp_path: Path) -> None:
         (bin_dir / tool).symlink_to(found)
     proc = subprocess.run(
         ["bash", str(project_root() / "scripts" / "check-tools.sh")],
-        env={"PATH": str(bin_dir), "PYTHON": sys.executable}, capture_output=True, timeout=60,
+        env={"PATH": str(bin_dir), "PYTHON": sys.executable},
+        capture_output=True,
+        timeout=60,
     )
     err = proc.stderr.decode()
     assert proc.returncode == 1

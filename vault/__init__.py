@@ -46,5 +46,6 @@ __all__ = [
     "StoreUnavailable",
     "StoredDocument",
     "Vault",
+    "VaultError",
     "open_release",
 ]

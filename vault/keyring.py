@@ -85,8 +85,15 @@ def _unb64(text: str) -> bytes:
 class FileKeyRing:
     """The embedded key ring: one file sealed under a passphrase."""
 
-    def __init__(self, path: Path, passphrase: str, *, profile_name: str = AES_256_GCM.name,
-                 scrypt_n: int = 2**15, create: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        passphrase: str,
+        *,
+        profile_name: str = AES_256_GCM.name,
+        scrypt_n: int = 2**15,
+        create: bool = True,
+    ) -> None:
         self.path = Path(path)
         self._passphrase = passphrase.encode()
         self._lock = threading.RLock()
@@ -244,7 +251,8 @@ class FileKeyRing:
             raise KeyRingError(f"the key ring at {self.path} has no key for its current version")
         if loaded_profile.name != self._profile_name:  # checked after the header is authenticated
             raise KeyRingError(
-                f"the key ring at {self.path} uses profile {loaded_profile.name}, the settings ask for {self._profile_name}"
+                f"the key ring at {self.path} uses profile {loaded_profile.name}, "
+                f"the settings ask for {self._profile_name}"
             )
         self._header, self.profile = header, loaded_profile
         self._keys, self._current = keys, current

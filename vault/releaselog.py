@@ -37,4 +37,4 @@ class LogEntry:
         prefix = b"qcl-release-log/1\n"
         if not data.startswith(prefix):
             raise ValueError("not a release log entry")
-        return cls(**json.loads(data[len(prefix):]))
+        return cls(**json.loads(data[len(prefix) :]))

@@ -19,7 +19,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, delete, func, select, update
 
 from chain_client import ChainError, Ledger, Receipt, eip712
 from chain_client.ids import resource_id
@@ -64,9 +64,18 @@ class DocumentInfo:
     @classmethod
     def of(cls, row: DocumentRow) -> DocumentInfo:
         return cls(
-            document_id=row.id, subject=row.subject, resource=row.resource, resource_id=row.resource_id,
-            issuer=row.issuer, issued_at=row.created_at, commitment=row.commitment, salt="0x" + row.salt.hex(),
-            size=row.size, state=row.state, anchor_tx=row.anchor_tx, key_version=row.key_version,
+            document_id=row.id,
+            subject=row.subject,
+            resource=row.resource,
+            resource_id=row.resource_id,
+            issuer=row.issuer,
+            issued_at=row.created_at,
+            commitment=row.commitment,
+            salt="0x" + row.salt.hex(),
+            size=row.size,
+            state=row.state,
+            anchor_tx=row.anchor_tx,
+            key_version=row.key_version,
         )
 
 
@@ -103,7 +112,9 @@ class RotationReport:
 class Vault:
     """The safe-deposit box. Collaborators come in through the constructor."""
 
-    def __init__(self, *, store: Store, keyring: KeyRing, ledger: Ledger | None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, *, store: Store, keyring: KeyRing, ledger: Ledger | None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.keyring = keyring
         self._ledger = ledger
@@ -125,8 +136,9 @@ class Vault:
 
     # ---- documents -------------------------------------------------------------------------------
 
-    def store_document(self, *, subject: str, resource: str, content: bytes, issuer: str,
-                       metadata: dict[str, Any] | None = None) -> StoredDocument:
+    def store_document(
+        self, *, subject: str, resource: str, content: bytes, issuer: str, metadata: dict[str, Any] | None = None
+    ) -> StoredDocument:
         """Encrypt and keep a document; anchor its commitment and issuer on chain.
 
         The row stays invisible ("pending") until the anchor's receipt arrives; a chain failure
@@ -146,13 +158,26 @@ class Vault:
         aad = crypto.content_aad(doc_id, subject)
         content_nonce, sealed_content = self.keyring.profile.encrypt_parts(data_key, content, aad)
         row = DocumentRow(
-            id=doc_hex, subject=subject, resource=resource, resource_id="0x" + rid.hex(), issuer=issuer,
-            created_at=int(self._clock()), stored_ns=self._next_ns(), content_nonce=content_nonce, content=sealed_content,
-            meta=(self.keyring.profile.encrypt(data_key, json.dumps(metadata, sort_keys=True).encode(), aad + b"/meta")
-                  if metadata is not None else None),
-            salt=salt, commitment="0x" + crypto.commitment(salt, content).hex(), key_version=version,
+            id=doc_hex,
+            subject=subject,
+            resource=resource,
+            resource_id="0x" + rid.hex(),
+            issuer=issuer,
+            created_at=int(self._clock()),
+            stored_ns=self._next_ns(),
+            content_nonce=content_nonce,
+            content=sealed_content,
+            meta=(
+                self.keyring.profile.encrypt(data_key, json.dumps(metadata, sort_keys=True).encode(), aad + b"/meta")
+                if metadata is not None
+                else None
+            ),
+            salt=salt,
+            commitment="0x" + crypto.commitment(salt, content).hex(),
+            key_version=version,
             wrapped_key=self.keyring.wrap(version, data_key, crypto.wrap_aad(doc_id, subject, version)),
-            size=len(content), state="pending",
+            size=len(content),
+            state="pending",
         )
         with self.store.session() as s:
             s.add(row)
@@ -161,10 +186,12 @@ class Vault:
             receipt = self.ledger.anchor_document(doc_id, subject, rid, bytes.fromhex(row.commitment[2:]), issuer)
         except BaseException:
             with self.store.session() as s:
-                s.execute(DocumentRow.__table__.delete().where(DocumentRow.id == doc_hex))
+                s.execute(delete(DocumentRow).where(DocumentRow.id == doc_hex))
             raise
         with self.store.session() as s:
-            s.execute(update(DocumentRow).where(DocumentRow.id == doc_hex).values(state="current", anchor_tx=receipt.tx_hash))
+            s.execute(
+                update(DocumentRow).where(DocumentRow.id == doc_hex).values(state="current", anchor_tx=receipt.tx_hash)
+            )
         row.state, row.anchor_tx = "current", receipt.tx_hash
         return StoredDocument(document=DocumentInfo.of(row), tx_hash=receipt.tx_hash)
 
@@ -180,7 +207,11 @@ class Vault:
             version = self.keyring.current_version()
             rewrapped = self.keyring.wrap(version, data_key, crypto.wrap_aad(doc_id, row.subject, version))
             with self.store.session() as s:
-                s.execute(update(DocumentRow).where(DocumentRow.id == row.id).values(key_version=version, wrapped_key=rewrapped))
+                s.execute(
+                    update(DocumentRow)
+                    .where(DocumentRow.id == row.id)
+                    .values(key_version=version, wrapped_key=rewrapped)
+                )
             row.key_version, row.wrapped_key = version, rewrapped
 
     def list_documents(self, subject: str, *, offset: int = 0, limit: int = 100) -> list[DocumentInfo]:
@@ -188,8 +219,11 @@ class Vault:
         subject = _address(subject, "subject")
         with self.store.session() as s:
             rows = s.scalars(
-                select(DocumentRow).where(DocumentRow.subject == subject, DocumentRow.state != "pending")
-                .order_by(DocumentRow.stored_ns.desc()).offset(offset).limit(limit)
+                select(DocumentRow)
+                .where(DocumentRow.subject == subject, DocumentRow.state != "pending")
+                .order_by(DocumentRow.stored_ns.desc())
+                .offset(offset)
+                .limit(limit)
             ).all()
         return [DocumentInfo.of(r) for r in rows]
 
@@ -215,7 +249,8 @@ class Vault:
             raise DocumentDeleted(f"document {document_id} was already deleted")
         with self.store.session() as s:
             s.execute(
-                update(DocumentRow).where(DocumentRow.id == row.id)
+                update(DocumentRow)
+                .where(DocumentRow.id == row.id)
                 .values(state="deleted", wrapped_key=None, content=b"", meta=None, deleted_at=int(self._clock()))
             )
         try:
@@ -227,7 +262,9 @@ class Vault:
     def anchor_pending_tombstones(self) -> int:
         """Anchor tombstones that a chain failure left pending; returns how many were anchored."""
         with self.store.session() as s:
-            ids = s.scalars(select(DocumentRow.id).where(DocumentRow.state == "deleted", DocumentRow.tombstone_tx.is_(None))).all()
+            ids = s.scalars(
+                select(DocumentRow.id).where(DocumentRow.state == "deleted", DocumentRow.tombstone_tx.is_(None))
+            ).all()
         for doc_id in ids:
             self._anchor_tombstone(doc_id)
         return len(ids)
@@ -247,8 +284,12 @@ class Vault:
         """SPEC §4: the most recently stored document of that resource that is not deleted."""
         with self.store.session() as s:
             rows = s.scalars(
-                select(DocumentRow).where(DocumentRow.subject == subject, DocumentRow.resource_id == resource_id_hex,
-                                          DocumentRow.state != "pending")
+                select(DocumentRow)
+                .where(
+                    DocumentRow.subject == subject,
+                    DocumentRow.resource_id == resource_id_hex,
+                    DocumentRow.state != "pending",
+                )
                 .order_by(DocumentRow.stored_ns.desc())
             ).all()
         live = [r for r in rows if r.state == "current"]
@@ -260,7 +301,9 @@ class Vault:
 
     # ---- releases --------------------------------------------------------------------------------
 
-    def release(self, *, terms: GrantTerms, resource: bytes, request_id: bytes, deadline: int, signature: bytes) -> Release:
+    def release(
+        self, *, terms: GrantTerms, resource: bytes, request_id: bytes, deadline: int, signature: bytes
+    ) -> Release:
         """Release the subject's current document of ``resource`` under a grant (see module doc)."""
         grant_id = eip712.digest(self.ledger.domain(), "Grant", terms.message())
         message = {"grantId": grant_id, "resource": resource, "requestId": request_id, "deadline": deadline}
@@ -268,20 +311,44 @@ class Vault:
         row = self.current_document(to_checksum_address(terms.subject), "0x" + resource.hex())
         key = self._recipient_key(terms.grantee)
         receipt = self.ledger.record_release(terms, resource, request_id, deadline, signature)
-        return self._deliver(row, key, kind="grant", authority=grant_id, grantee=terms.grantee,
-                             request_id=request_id, receipt=receipt)
+        return self._deliver(
+            row, key, kind="grant", authority=grant_id, grantee=terms.grantee, request_id=request_id, receipt=receipt
+        )
 
-    def emergency_release(self, *, scope: EmergencyScope, consumer: str, subject: str, resource: bytes,
-                          request_id: bytes, deadline: int, signature: bytes) -> Release:
+    def emergency_release(
+        self,
+        *,
+        scope: EmergencyScope,
+        consumer: str,
+        subject: str,
+        resource: bytes,
+        request_id: bytes,
+        deadline: int,
+        signature: bytes,
+    ) -> Release:
         """Release under an approved emergency; the log entry is flagged ``emergency``."""
-        message = {"emergencyId": scope.emergency_id, "subject": subject, "resource": resource,
-                   "requestId": request_id, "deadline": deadline}
-        self._check_signer(eip712.signable(self.ledger.domain(), "EmergencyReleaseRequest", message), signature, consumer)
+        message = {
+            "emergencyId": scope.emergency_id,
+            "subject": subject,
+            "resource": resource,
+            "requestId": request_id,
+            "deadline": deadline,
+        }
+        self._check_signer(
+            eip712.signable(self.ledger.domain(), "EmergencyReleaseRequest", message), signature, consumer
+        )
         row = self.current_document(to_checksum_address(subject), "0x" + resource.hex())
         key = self._recipient_key(consumer)
         receipt = self.ledger.record_emergency_release(scope, subject, resource, request_id, deadline, signature)
-        return self._deliver(row, key, kind="emergency", authority=scope.emergency_id, grantee=consumer,
-                             request_id=request_id, receipt=receipt)
+        return self._deliver(
+            row,
+            key,
+            kind="emergency",
+            authority=scope.emergency_id,
+            grantee=consumer,
+            request_id=request_id,
+            receipt=receipt,
+        )
 
     def _check_signer(self, signable: Any, signature: bytes, expected: str) -> None:
         try:
@@ -297,33 +364,72 @@ class Vault:
             raise ReleaseRefused("hpke_key_missing", "the consumer has no usable HPKE key registered")
         return key
 
-    def _deliver(self, row: DocumentRow, recipient_key: bytes, *, kind: str, authority: bytes, grantee: str,
-                 request_id: bytes, receipt: Receipt) -> Release:
+    def _deliver(
+        self,
+        row: DocumentRow,
+        recipient_key: bytes,
+        *,
+        kind: str,
+        authority: bytes,
+        grantee: str,
+        request_id: bytes,
+        receipt: Receipt,
+    ) -> Release:
         """After the receipt: decrypt, seal, log. Runs only once the chain has recorded the release."""
         content, _ = self._decrypt(row)
         sealed = sealing.seal(content, recipient_key, authority, request_id)
         release_id = "0x" + keccak(bytes.fromhex(to_checksum_address(grantee)[2:]) + request_id).hex()
         index = self._append_log(
-            release_id=release_id, kind=kind, authority="0x" + authority.hex(), subject=row.subject,
-            grantee=to_checksum_address(grantee), resource=row.resource_id, request_id="0x" + request_id.hex(),
-            document_id=row.id, commitment=row.commitment, receipt=receipt,
+            release_id=release_id,
+            kind=kind,
+            authority="0x" + authority.hex(),
+            subject=row.subject,
+            grantee=to_checksum_address(grantee),
+            resource=row.resource_id,
+            request_id="0x" + request_id.hex(),
+            document_id=row.id,
+            commitment=row.commitment,
+            receipt=receipt,
         )
-        return Release(release_id=release_id, tx_hash=receipt.tx_hash, block_number=receipt.block_number,
-                       sealed=sealed, document=DocumentInfo.of(row), log_index=index)
+        return Release(
+            release_id=release_id,
+            tx_hash=receipt.tx_hash,
+            block_number=receipt.block_number,
+            sealed=sealed,
+            document=DocumentInfo.of(row),
+            log_index=index,
+        )
 
     def _append_log(self, *, receipt: Receipt, **fields: Any) -> int:
         for attempt in range(5):
             try:
                 with self.store.session() as s:
                     index = self.store.next_log_index(s)
-                    entry = LogEntry(index=index, tx_hash=receipt.tx_hash, block_number=receipt.block_number,
-                                     released_at=int(self._clock()), **fields)
-                    s.add(ReleaseLogRow(idx=index, release_id=entry.release_id, entry=entry.canonical(),
-                                        created_at=entry.released_at, tx_hash=receipt.tx_hash))
+                    entry = LogEntry(
+                        index=index,
+                        tx_hash=receipt.tx_hash,
+                        block_number=receipt.block_number,
+                        released_at=int(self._clock()),
+                        **fields,
+                    )
+                    s.add(
+                        ReleaseLogRow(
+                            idx=index,
+                            release_id=entry.release_id,
+                            entry=entry.canonical(),
+                            created_at=entry.released_at,
+                            tx_hash=receipt.tx_hash,
+                        )
+                    )
                 return index
-            except Exception as exc:  # noqa: BLE001 - a concurrent append took the index: retry
+            except Exception as exc:
                 if attempt == 4:
-                    log.error("release %s recorded on chain (%s) but not logged: %s", fields["release_id"], receipt.tx_hash, exc)
+                    log.error(
+                        "release %s recorded on chain (%s) but not logged: %s",
+                        fields["release_id"],
+                        receipt.tx_hash,
+                        exc,
+                    )
                     raise
         raise AssertionError("unreachable")
 
@@ -355,19 +461,26 @@ class Vault:
             with self.store.session() as s:
                 rows = s.execute(
                     select(DocumentRow.id, DocumentRow.subject, DocumentRow.key_version, DocumentRow.wrapped_key)
-                    .where(DocumentRow.key_version != target, DocumentRow.wrapped_key.is_not(None)).limit(batch)
+                    .where(DocumentRow.key_version != target, DocumentRow.wrapped_key.is_not(None))
+                    .limit(batch)
                 ).all()
             if not rows:
                 break
             for doc_id, subject, version, wrapped in rows:
+                assert wrapped is not None  # selected with wrapped_key IS NOT NULL
                 raw_id = bytes.fromhex(doc_id[2:])
                 data_key = self.keyring.unwrap(version, wrapped, crypto.wrap_aad(raw_id, subject, version))
                 rewrapped = self.keyring.wrap(target, data_key, crypto.wrap_aad(raw_id, subject, target))
                 with self.store.session() as s:
                     s.execute(
                         update(DocumentRow)
-                        .where(and_(DocumentRow.id == doc_id, DocumentRow.key_version == version,
-                                    DocumentRow.wrapped_key.is_not(None)))  # not shredded meanwhile
+                        .where(
+                            and_(
+                                DocumentRow.id == doc_id,
+                                DocumentRow.key_version == version,
+                                DocumentRow.wrapped_key.is_not(None),
+                            )
+                        )  # not shredded meanwhile
                         .values(key_version=target, wrapped_key=rewrapped)
                     )
                 done += 1
@@ -385,9 +498,11 @@ class Vault:
         retired = []
         with self.keyring.locked(exclusive=True):
             with self.store.session() as s:
-                used = set(s.scalars(
-                    select(DocumentRow.key_version).where(DocumentRow.wrapped_key.is_not(None)).distinct()
-                ).all())
+                used = set(
+                    s.scalars(
+                        select(DocumentRow.key_version).where(DocumentRow.wrapped_key.is_not(None)).distinct()
+                    ).all()
+                )
             for version in self.keyring.versions():
                 if version != self.keyring.current_version() and version not in used:
                     self.keyring.retire(version)
@@ -398,17 +513,24 @@ class Vault:
         """Key version -> number of live data keys wrapped under it."""
         with self.store.session() as s:
             rows = s.execute(
-                select(DocumentRow.key_version, func.count()).where(DocumentRow.wrapped_key.is_not(None))
+                select(DocumentRow.key_version, func.count())
+                .where(DocumentRow.wrapped_key.is_not(None))
                 .group_by(DocumentRow.key_version)
             ).all()
         return {int(v): int(n) for v, n in rows}
 
     def _count_older(self) -> int:
         with self.store.session() as s:
-            return int(s.scalar(
-                select(func.count()).select_from(DocumentRow)
-                .where(DocumentRow.key_version != self.keyring.current_version(), DocumentRow.wrapped_key.is_not(None))
-            ) or 0)
+            return int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(DocumentRow)
+                    .where(
+                        DocumentRow.key_version != self.keyring.current_version(), DocumentRow.wrapped_key.is_not(None)
+                    )
+                )
+                or 0
+            )
 
     # ---- internals -------------------------------------------------------------------------------
 
@@ -425,7 +547,9 @@ class Vault:
             raise DocumentDeleted(f"document {row.id} was deleted")
         raw_id = bytes.fromhex(row.id[2:])
         try:
-            data_key = self.keyring.unwrap(row.key_version, row.wrapped_key, crypto.wrap_aad(raw_id, row.subject, row.key_version))
+            data_key = self.keyring.unwrap(
+                row.key_version, row.wrapped_key, crypto.wrap_aad(raw_id, row.subject, row.key_version)
+            )
         except KeyVersionUnavailable:
             raise DecryptionError() from None
         aad = crypto.content_aad(raw_id, row.subject)

@@ -15,6 +15,7 @@ GOOD = {
     "manifest": "/etc/qcl/deployment.json",
     "vault_passphrase": "correct horse battery staple 2026",
     "database_url": "postgresql+psycopg://qcl@db/qcl",
+    "jwt_secret": "k" * 48,
 }
 
 
@@ -23,15 +24,22 @@ def test_production_settings_accepted() -> None:
     assert settings.vault_database_url == GOOD["database_url"]
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"vault_passphrase": DEV_PASSPHRASE}, "QCL_VAULT_PASSPHRASE"),
-    ({"vault_passphrase": "short"}, "QCL_VAULT_PASSPHRASE"),
-    ({"operator_key": None}, "QCL_OPERATOR_KEY"),
-    ({"operator_key": "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"}, "well-known development key"),
-    ({"chain": "anvil"}, "JSON-RPC URL"),
-    ({"manifest": None}, "QCL_MANIFEST"),
-    ({"database_url": None}, "QCL_DATABASE_URL"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"vault_passphrase": DEV_PASSPHRASE}, "QCL_VAULT_PASSPHRASE"),
+        ({"vault_passphrase": "short"}, "QCL_VAULT_PASSPHRASE"),
+        ({"operator_key": None}, "QCL_OPERATOR_KEY"),
+        (
+            {"operator_key": "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"},
+            "well-known development key",
+        ),
+        ({"chain": "anvil"}, "JSON-RPC URL"),
+        ({"manifest": None}, "QCL_MANIFEST"),
+        ({"database_url": None}, "QCL_DATABASE_URL"),
+        ({"jwt_secret": "short"}, "QCL_JWT_SECRET"),
+    ],
+)
 def test_production_refuses_dev_values(change: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(**{**GOOD, **change})  # type: ignore[arg-type]

@@ -56,7 +56,9 @@ def test_source_hash_changes_with_the_sources(tmp_path: Path, monkeypatch: pytes
     assert compile_contracts(root=root).source_hash != base.source_hash
 
 
-@pytest.mark.skipif(_native_solc(compiler_config()["version"]) is None, reason="no native solc of the pinned version installed")
+@pytest.mark.skipif(
+    _native_solc(compiler_config()["version"]) is None, reason="no native solc of the pinned version installed"
+)
 def test_native_and_npm_routes_agree() -> None:
     native = compile_contracts(route="native", use_cache=False)
     npm = compile_contracts(route="npm", use_cache=False)
@@ -69,7 +71,10 @@ def test_hardhat_builds_identical_bytecode(compiled: CompilationResult, tmp_path
     root = project_root()
     subprocess.run(
         [str(root / "node_modules/.bin/node"), str(root / "node_modules/hardhat/dist/src/cli.js"), "build", "--quiet"],
-        cwd=root, check=True, capture_output=True, timeout=600,
+        cwd=root,
+        check=True,
+        capture_output=True,
+        timeout=600,
     )
     for name in DEPLOYABLE:
         artifact = json.loads((root / f"build/hardhat/artifacts/contracts/{name}.sol/{name}.json").read_text())

@@ -11,7 +11,7 @@ from hexbytes import HexBytes
 from web3.logs import DISCARD
 
 from chain_client import Role, eip712, errors
-from chain_client.ids import WILDCARD, new_nonce, new_request_ids, purpose_id, resource_id
+from chain_client.ids import WILDCARD, new_nonce, new_request_ids, resource_id
 from chain_client.types import EmergencyScope, GrantStatus, ReleaseItem
 from tests.chain_client.world import BIOMETRIC, ID_CARD, LOAN, TAX, World, make_world
 from tests.conftest import Deployed
@@ -70,8 +70,9 @@ def test_grant_is_relayed_and_its_id_is_the_digest(world: World) -> None:
     state = world.ledger.grant_state(recorded.grant_id)
     assert state.subject == world.citizen.address and state.uses == 0 and not state.revoked
     assert world.ledger.grant_status(terms) == GrantStatus.ACTIVE
-    (event,) = world.ledger.events("GrantRecorded", from_block=recorded.receipt.block_number,
-                                   to_block=recorded.receipt.block_number)
+    (event,) = world.ledger.events(
+        "GrantRecorded", from_block=recorded.receipt.block_number, to_block=recorded.receipt.block_number
+    )
     assert event.args.subject == world.citizen.address and event.args.grantee == world.dept.address
     assert [bytes(r) for r in event.args.resources] == [ID_CARD, TAX]
     assert event.args.maxUses == 2 and event.args.nonce == terms.nonce and bytes(event.args.purpose) == LOAN
@@ -214,7 +215,9 @@ def test_window_boundaries(world: World) -> None:
     world.ledger.record_release(terms, ID_CARD, *world.release_request(grant_id, deadline=start + 1000), gas=300_000)
     at(start + 50)  # validUntil
     with pytest.raises(errors.GrantExpired):
-        world.ledger.record_release(terms, ID_CARD, *world.release_request(grant_id, deadline=start + 1000), gas=300_000)
+        world.ledger.record_release(
+            terms, ID_CARD, *world.release_request(grant_id, deadline=start + 1000), gas=300_000
+        )
     assert world.ledger.grant_status(terms) == GrantStatus.EXPIRED
     assert world.ledger.grant_state(grant_id).uses == 2
 
@@ -292,11 +295,14 @@ def test_revoke_then_release_in_the_same_block(world: World) -> None:
     terms, grant_id = world.grant()
     request_id, deadline, signature = world.release_request(grant_id)
     nonce, revoke_deadline = new_nonce(), world.now() + 600
-    revoke_sig = eip712.sign(ledger.domain(), "Revoke", {"grantId": grant_id, "nonce": nonce, "deadline": revoke_deadline},
-                             world.citizen.key)
+    revoke_sig = eip712.sign(
+        ledger.domain(), "Revoke", {"grantId": grant_id, "nonce": nonce, "deadline": revoke_deadline}, world.citizen.key
+    )
     node.w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
     try:
-        revoke_hash = ledger.tx.send(ledger.consent.functions.revoke(grant_id, nonce, revoke_deadline, revoke_sig), gas=200_000)
+        revoke_hash = ledger.tx.send(
+            ledger.consent.functions.revoke(grant_id, nonce, revoke_deadline, revoke_sig), gas=200_000
+        )
         release_hash = ledger.send_release(terms, ID_CARD, request_id, deadline, signature, gas=300_000)
         node.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
     finally:
@@ -320,21 +326,26 @@ def test_grouped_release_checks_each_item_on_its_own(world: World) -> None:
     world.revoke(revoked_id)
     ids = new_request_ids(6)
     items = []
-    for i, (t, g, resource, key) in enumerate([
-        (terms, grant_id, ID_CARD, world.dept.key),
-        (revoked_terms, revoked_id, ID_CARD, world.dept.key),
-        (terms, grant_id, TAX, world.dept.key),  # not granted
-        (terms, grant_id, ID_CARD, world.other_dept.key),  # not the grantee
-        (terms, grant_id, ID_CARD, world.dept.key),
-        (terms, grant_id, ID_CARD, world.dept.key),
-    ]):
+    for i, (t, g, resource, key) in enumerate(
+        [
+            (terms, grant_id, ID_CARD, world.dept.key),
+            (revoked_terms, revoked_id, ID_CARD, world.dept.key),
+            (terms, grant_id, TAX, world.dept.key),  # not granted
+            (terms, grant_id, ID_CARD, world.other_dept.key),  # not the grantee
+            (terms, grant_id, ID_CARD, world.dept.key),
+            (terms, grant_id, ID_CARD, world.dept.key),
+        ]
+    ):
         request_id, deadline, signature = world.release_request(g, resource, key=key, request_id=ids[i])
         items.append(ReleaseItem(t, resource, request_id, deadline, signature))
     items.append(items[0])  # the same request again: request id already used
     result = ledger.record_releases(items)
     assert result.recorded == [0, 4, 5]
     assert {i: type(e) for i, e in result.rejected.items()} == {
-        1: errors.GrantRevoked, 2: errors.ResourceNotGranted, 3: errors.NotGrantee, 6: errors.RequestUsed,
+        1: errors.GrantRevoked,
+        2: errors.ResourceNotGranted,
+        3: errors.NotGrantee,
+        6: errors.RequestUsed,
     }
     assert result.rejected[1].args_by_name == {"grantId": revoked_id}
     assert ledger.grant_state(grant_id).uses == 3
@@ -348,8 +359,12 @@ def test_grouped_release_checks_each_item_on_its_own(world: World) -> None:
 def _scope(world: World, **overrides: object) -> EmergencyScope:
     now = world.now()
     fields: dict[str, object] = {
-        "emergency_id": secrets.token_bytes(32), "resources": (ID_CARD,), "consumers": (world.dept.address,),
-        "valid_from": now - 10, "valid_until": now + 3600, "reason": eip712.keccak(text="flood response 2026-11"),
+        "emergency_id": secrets.token_bytes(32),
+        "resources": (ID_CARD,),
+        "consumers": (world.dept.address,),
+        "valid_from": now - 10,
+        "valid_until": now + 3600,
+        "reason": eip712.keccak(text="flood response 2026-11"),
         "deadline": now + 600,
     }
     fields.update(overrides)
@@ -360,10 +375,17 @@ def _sign_scope(world: World, scope: EmergencyScope, key: bytes) -> bytes:
     return eip712.sign(world.ledger.domain(), "Emergency", scope.message(), key)
 
 
-def _emergency_request(world: World, scope: EmergencyScope, subject: str, resource: bytes, key: bytes) -> tuple[bytes, int, bytes]:
+def _emergency_request(
+    world: World, scope: EmergencyScope, subject: str, resource: bytes, key: bytes
+) -> tuple[bytes, int, bytes]:
     request_id, deadline = new_request_ids(1)[0], world.now() + 600
-    message = {"emergencyId": scope.emergency_id, "subject": subject, "resource": resource,
-               "requestId": request_id, "deadline": deadline}
+    message = {
+        "emergencyId": scope.emergency_id,
+        "subject": subject,
+        "resource": resource,
+        "requestId": request_id,
+        "deadline": deadline,
+    }
     return request_id, deadline, eip712.sign(world.ledger.domain(), "EmergencyReleaseRequest", message, key)
 
 
@@ -411,10 +433,22 @@ def test_emergency_scope_and_window(world: World) -> None:
         ledger.record_emergency_release(scope, world.citizen.address, TAX, *other_resource)
     world.deployed.node.w3.provider.make_request("evm_increaseTime", [72 * 3600])  # type: ignore[arg-type]
     late = _emergency_request(world, scope, world.citizen.address, ID_CARD, world.dept.key)
-    late = (late[0], world.now() + 72 * 3600 + 600, eip712.sign(
-        ledger.domain(), "EmergencyReleaseRequest",
-        {"emergencyId": scope.emergency_id, "subject": world.citizen.address, "resource": ID_CARD,
-         "requestId": late[0], "deadline": world.now() + 72 * 3600 + 600}, world.dept.key))
+    late = (
+        late[0],
+        world.now() + 72 * 3600 + 600,
+        eip712.sign(
+            ledger.domain(),
+            "EmergencyReleaseRequest",
+            {
+                "emergencyId": scope.emergency_id,
+                "subject": world.citizen.address,
+                "resource": ID_CARD,
+                "requestId": late[0],
+                "deadline": world.now() + 72 * 3600 + 600,
+            },
+            world.dept.key,
+        ),
+    )
     with pytest.raises(errors.EmergencyOutsideWindow):
         ledger.record_emergency_release(scope, world.citizen.address, ID_CARD, *late)
 
@@ -435,8 +469,9 @@ def test_document_anchors_and_tombstones(world: World) -> None:
     own = secrets.token_bytes(32)
     ledger.anchor_document(own, world.citizen.address, TAX, commitment, world.citizen.address)  # stored by the subject
     with pytest.raises(errors.UnknownResource):
-        ledger.anchor_document(secrets.token_bytes(32), world.citizen.address, resource_id("zzz"), commitment,
-                               world.citizen.address)
+        ledger.anchor_document(
+            secrets.token_bytes(32), world.citizen.address, resource_id("zzz"), commitment, world.citizen.address
+        )
     with pytest.raises(errors.InvalidCommitment):
         ledger.anchor_document(secrets.token_bytes(32), world.citizen.address, TAX, bytes(32), world.citizen.address)
     receipt = ledger.shred_document(doc_id)
@@ -475,9 +510,7 @@ def test_gas_does_not_grow_with_grants_or_releases(world: World) -> None:
         world.release(terms, grant_id)
         world.ledger.onboard(Account.create().address, Role.SUBJECT)
     later_terms, later_id = world.grant()
-    later_grant_gas = world.ledger.record_grant(
-        *(lambda t: (t, world.sign_grant(t)))(world.terms())
-    ).receipt.gas_used
+    later_grant_gas = world.ledger.record_grant(*(lambda t: (t, world.sign_grant(t)))(world.terms())).receipt.gas_used
     assert abs(world.release(later_terms, later_id).gas_used - first_release) <= 200
     assert abs(world.revoke(later_id).gas_used - first_revoke) <= 200
     fresh_terms = world.terms()

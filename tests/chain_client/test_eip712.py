@@ -13,7 +13,9 @@ from chain_client import eip712
 from tests.conftest import Deployed
 
 bytes32 = st.binary(min_size=32, max_size=32)
-address = st.binary(min_size=20, max_size=20).map(lambda b: Account.create().address if b == bytes(20) else "0x" + b.hex())
+address = st.binary(min_size=20, max_size=20).map(
+    lambda b: Account.create().address if b == bytes(20) else "0x" + b.hex()
+)
 
 
 def test_typehash_matches_the_contract(deployed_shared: Deployed) -> None:
@@ -51,14 +53,31 @@ def test_domain_separator_matches(deployed_shared: Deployed) -> None:
     deadline=st.integers(0, 2**256 - 1),
 )
 def test_grant_digest_matches_the_contract(
-    deployed_shared: Deployed, subject: str, grantee: str, resources: list[bytes], purpose: bytes,
-    valid_from: int, valid_until: int, max_uses: int, nonce: int, deadline: int,
+    deployed_shared: Deployed,
+    subject: str,
+    grantee: str,
+    resources: list[bytes],
+    purpose: bytes,
+    valid_from: int,
+    valid_until: int,
+    max_uses: int,
+    nonce: int,
+    deadline: int,
 ) -> None:
     message = {
-        "subject": subject, "grantee": grantee, "resources": resources, "purpose": purpose,
-        "validFrom": valid_from, "validUntil": valid_until, "maxUses": max_uses, "nonce": nonce, "deadline": deadline,
+        "subject": subject,
+        "grantee": grantee,
+        "resources": resources,
+        "purpose": purpose,
+        "validFrom": valid_from,
+        "validUntil": valid_until,
+        "maxUses": max_uses,
+        "nonce": nonce,
+        "deadline": deadline,
     }
-    assert eip712.digest(deployed_shared.ledger.domain(), "Grant", message) == deployed_shared.ledger.hash_grant(message)
+    assert eip712.digest(deployed_shared.ledger.domain(), "Grant", message) == deployed_shared.ledger.hash_grant(
+        message
+    )
 
 
 def test_signature_recovers_the_signer(deployed_shared: Deployed) -> None:
@@ -66,5 +85,7 @@ def test_signature_recovers_the_signer(deployed_shared: Deployed) -> None:
     message = {"grantId": secrets.token_bytes(32), "nonce": 7, "deadline": 2**40}
     signature = eip712.sign(deployed_shared.ledger.domain(), "Revoke", message, signer.key)
     assert len(signature) == 65
-    recovered = Account.recover_message(eip712.signable(deployed_shared.ledger.domain(), "Revoke", message), signature=signature)
+    recovered = Account.recover_message(
+        eip712.signable(deployed_shared.ledger.domain(), "Revoke", message), signature=signature
+    )
     assert recovered == signer.address

@@ -68,7 +68,9 @@ def test_connect_recognises_a_local_node(anvil: Node) -> None:
 def test_deployment_is_reused_only_when_it_matches(anvil: Node, compiled: CompilationResult, tmp_path: Path) -> None:
     admin = Account.create()
     anvil.fund(admin.address)
-    transactor = Transactor(w3=anvil.w3, account=admin, decoder=RevertDecoder([c.abi for c in compiled.contracts.values()]))
+    transactor = Transactor(
+        w3=anvil.w3, account=admin, decoder=RevertDecoder([c.abi for c in compiled.contracts.values()])
+    )
     manifest = tmp_path / "deployment.json"
     first, reused = ensure_deployment(transactor, compiled, admin=admin.address, manifest=manifest)
     assert not reused and manifest.is_file()

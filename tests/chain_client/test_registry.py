@@ -23,7 +23,9 @@ def test_deployer_admin_is_first_member(deployed_any: Deployed) -> None:
 
 def test_onboard_consumer_with_hpke_key(deployed_any: Deployed) -> None:
     ledger, dept = deployed_any.ledger, Account.create()
-    receipt = ledger.onboard(dept.address, Role.CONSUMER | Role.PROVIDER, org_code="11370100MB0000000X", hpke_key=X25519_KEY)
+    receipt = ledger.onboard(
+        dept.address, Role.CONSUMER | Role.PROVIDER, org_code="11370100MB0000000X", hpke_key=X25519_KEY
+    )
     assert receipt.block_number > 0
     record = ledger.member(dept.address)
     assert record.roles == Role.CONSUMER | Role.PROVIDER
@@ -119,6 +121,8 @@ def test_update_member_replaces_roles_and_key(deployed: Deployed) -> None:
 def test_every_custom_error_has_a_python_class(compiled: CompilationResult) -> None:
     from chain_client._revert import RevertDecoder
 
-    declared = RevertDecoder([c.abi for c in compiled.contracts.values() if c.source.startswith("contracts/")]).error_names
+    declared = RevertDecoder(
+        [c.abi for c in compiled.contracts.values() if c.source.startswith("contracts/")]
+    ).error_names
     assert declared, "no custom errors found in the ABIs"
     assert declared <= set(errors.REVERT_CLASSES), f"unmapped: {declared - set(errors.REVERT_CLASSES)}"

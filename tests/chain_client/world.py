@@ -34,9 +34,17 @@ class World:
     def now(self) -> int:
         return self.ledger.block_timestamp()
 
-    def terms(self, *, resources: tuple[bytes, ...] = (ID_CARD,), valid_from: int | None = None,
-              valid_until: int | None = None, max_uses: int = 0, grantee: str | None = None,
-              subject: str | None = None, deadline: int | None = None) -> GrantTerms:
+    def terms(
+        self,
+        *,
+        resources: tuple[bytes, ...] = (ID_CARD,),
+        valid_from: int | None = None,
+        valid_until: int | None = None,
+        max_uses: int = 0,
+        grantee: str | None = None,
+        subject: str | None = None,
+        deadline: int | None = None,
+    ) -> GrantTerms:
         now = self.now()
         return GrantTerms(
             subject=subject or self.citizen.address,
@@ -57,8 +65,15 @@ class World:
         terms = self.terms(**kwargs)  # type: ignore[arg-type]
         return terms, self.ledger.record_grant(terms, self.sign_grant(terms)).grant_id
 
-    def release_request(self, grant_id: bytes, resource: bytes = ID_CARD, *, key: bytes | None = None,
-                        request_id: bytes | None = None, deadline: int | None = None) -> tuple[bytes, int, bytes]:
+    def release_request(
+        self,
+        grant_id: bytes,
+        resource: bytes = ID_CARD,
+        *,
+        key: bytes | None = None,
+        request_id: bytes | None = None,
+        deadline: int | None = None,
+    ) -> tuple[bytes, int, bytes]:
         request_id = request_id or new_request_ids(1)[0]
         deadline = self.now() + 600 if deadline is None else deadline
         message = {"grantId": grant_id, "resource": resource, "requestId": request_id, "deadline": deadline}

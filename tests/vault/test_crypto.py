@@ -76,8 +76,11 @@ def test_every_single_bit_flip_of_the_sealed_value_fails(profile: Profile) -> No
     key = profile.new_key()
     aad = crypto.content_aad(DOC, SUBJECT)
     sealed = profile.encrypt(key, b"identity card of a citizen: 37010219800101001X", aad)
-    regions = {"nonce": range(0, NONCE_BYTES), "ciphertext": range(NONCE_BYTES, len(sealed) - TAG_BYTES),
-               "tag": range(len(sealed) - TAG_BYTES, len(sealed))}
+    regions = {
+        "nonce": range(0, NONCE_BYTES),
+        "ciphertext": range(NONCE_BYTES, len(sealed) - TAG_BYTES),
+        "tag": range(len(sealed) - TAG_BYTES, len(sealed)),
+    }
     for name, byte_range in regions.items():
         assert len(byte_range) > 0, name
         for byte in byte_range:
@@ -100,8 +103,14 @@ def test_every_single_bit_flip_of_the_associated_data_fails(profile: Profile) ->
 def test_truncated_extended_and_empty_sealed_values_fail(profile: Profile) -> None:
     key = profile.new_key()
     sealed = profile.encrypt(key, b"payload", b"aad")
-    for bad in (b"", sealed[:NONCE_BYTES], sealed[: NONCE_BYTES + TAG_BYTES - 1], sealed[:-1], sealed + b"\x00",
-                sealed[1:]):
+    for bad in (
+        b"",
+        sealed[:NONCE_BYTES],
+        sealed[: NONCE_BYTES + TAG_BYTES - 1],
+        sealed[:-1],
+        sealed + b"\x00",
+        sealed[1:],
+    ):
         _fails(profile, key, bad, b"aad")
     _fails(profile, key, sealed, b"")  # dropping the associated data
 

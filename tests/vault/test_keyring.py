@@ -125,8 +125,8 @@ def test_every_flipped_character_of_sealed_is_refused(ring_path: Path) -> None:
     kinds: dict[str, int] = {"locked": 0, "error": 0, "same bytes": 0}
     for i in range(len(sealed)):
         for replacement in {chr(ord(sealed[i]) ^ 1), alphabet[(alphabet.find(sealed[i]) + 1) % 64]}:
-            damaged = sealed[:i] + replacement + sealed[i + 1:]
-            ring_path.write_text(original[: start + i] + replacement + original[start + i + 1:])
+            damaged = sealed[:i] + replacement + sealed[i + 1 :]
+            ring_path.write_text(original[: start + i] + replacement + original[start + i + 1 :])
             if _b64_or_none(damaged) == _b64_or_none(sealed):
                 # only the unused low bits of the last base64 digit changed: the sealed bytes are intact
                 assert FileKeyRing(ring_path, PASSPHRASE).versions() == [1, 2]
@@ -163,7 +163,6 @@ def _other_salt(data: dict[str, Any]) -> None:
     data["kdf"]["salt"] = base64.b64encode(salt).decode()
 
 
-
 DAMAGE: dict[str, tuple[Any, ...]] = {
     # name: (how, expected error class[, the bug that makes it fail today])
     "kdf salt changed (valid base64)": (_edit(_other_salt), KeyRingLocked),
@@ -181,18 +180,12 @@ DAMAGE: dict[str, tuple[Any, ...]] = {
     "file truncated": (lambda t: t[: len(t) // 2], KeyRingError),
     "file empty": (lambda _t: "", KeyRingError),
     "file not utf-8": (lambda t: t[:10] + "\udcff" + t[11:], KeyRingError),
-    "kdf salt not base64": (
-        _edit(lambda d: d["kdf"].__setitem__("salt", "!!!!")), KeyRingError),
-    "kdf n not a power of two": (
-        _edit(lambda d: d["kdf"].__setitem__("n", 3)), KeyRingError),
-    "kdf n not a number": (
-        _edit(lambda d: d["kdf"].__setitem__("n", "x")), KeyRingError),
-    "kdf removed": (
-        _edit(lambda d: d.pop("kdf")), KeyRingError),
-    "sealed not a string": (
-        _edit(lambda d: d.__setitem__("sealed", 5)), KeyRingError),
-    "file is a JSON array": (
-        lambda _t: "[]", KeyRingError),
+    "kdf salt not base64": (_edit(lambda d: d["kdf"].__setitem__("salt", "!!!!")), KeyRingError),
+    "kdf n not a power of two": (_edit(lambda d: d["kdf"].__setitem__("n", 3)), KeyRingError),
+    "kdf n not a number": (_edit(lambda d: d["kdf"].__setitem__("n", "x")), KeyRingError),
+    "kdf removed": (_edit(lambda d: d.pop("kdf")), KeyRingError),
+    "sealed not a string": (_edit(lambda d: d.__setitem__("sealed", 5)), KeyRingError),
+    "file is a JSON array": (lambda _t: "[]", KeyRingError),
 }
 
 
@@ -203,8 +196,9 @@ def _case(name: str) -> Any:
 
 
 @pytest.mark.parametrize(("damage", "expected"), [_case(n) for n in DAMAGE])
-def test_damaged_file_is_refused_with_a_key_ring_error(ring_path: Path, damage: Callable[[str], str],
-                                                        expected: type[KeyRingError]) -> None:
+def test_damaged_file_is_refused_with_a_key_ring_error(
+    ring_path: Path, damage: Callable[[str], str], expected: type[KeyRingError]
+) -> None:
     _ring(ring_path)
     ring_path.write_bytes(damage(ring_path.read_text()).encode("utf-8", "surrogateescape"))
     exc = _open_fails_cleanly(ring_path)

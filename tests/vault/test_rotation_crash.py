@@ -65,8 +65,9 @@ def _populate(vault: Vault, rng: random.Random, count: int) -> dict[str, tuple[s
         subject = SUBJECTS[i % len(SUBJECTS)]
         content = rng.randbytes(rng.randint(1, 4096))
         metadata = {"n": i, "title": f"document {i}"} if i % 3 == 0 else None
-        stored = vault.store_document(subject=subject, resource="id_card", content=content, issuer=ISSUER,
-                                      metadata=metadata)
+        stored = vault.store_document(
+            subject=subject, resource="id_card", content=content, issuer=ISSUER, metadata=metadata
+        )
         originals[stored.document.document_id] = (stored.document.subject, content, metadata)
     return originals
 
@@ -78,8 +79,12 @@ def _key_versions(store: Store) -> dict[str, int]:
         return {doc_id: version for doc_id, version in rows}
 
 
-def _check(store: Store, keyring_path: Path, originals: dict[str, tuple[str, bytes, dict[str, Any] | None]],
-           shredded: dict[str, str]) -> tuple[FileKeyRing, Counter[int]]:
+def _check(
+    store: Store,
+    keyring_path: Path,
+    originals: dict[str, tuple[str, bytes, dict[str, Any] | None]],
+    shredded: dict[str, str],
+) -> tuple[FileKeyRing, Counter[int]]:
     """The invariants that must hold after any crash. Returns the ring and the documents per version."""
     keyring = FileKeyRing(keyring_path, PASSPHRASE, create=False)  # opens: never torn
     assert keyring.current_version() in keyring.versions()
@@ -103,9 +108,19 @@ def _check(store: Store, keyring_path: Path, originals: dict[str, tuple[str, byt
 
 def _start_worker(db_path: Path, keyring_path: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.vault._rotate_worker", str(db_path), str(keyring_path), PASSPHRASE,
-         str(SLEEP_PER_DOCUMENT)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tests.vault._rotate_worker",
+            str(db_path),
+            str(keyring_path),
+            PASSPHRASE,
+            str(SLEEP_PER_DOCUMENT),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -26,21 +26,32 @@ from vault.crypto import commitment
 
 
 def _store_id_card(vault: Vault, world: World, content: bytes = b"Resident ID 370102199001011234") -> str:
-    stored = vault.store_document(subject=world.citizen.address, resource="id_card", content=content,
-                                  issuer=world.provider.address, metadata={"issued_by": "Jinan PSB"})
+    stored = vault.store_document(
+        subject=world.citizen.address,
+        resource="id_card",
+        content=content,
+        issuer=world.provider.address,
+        metadata={"issued_by": "Jinan PSB"},
+    )
     return stored.document.document_id
 
 
 def _answer(release) -> dict:  # type: ignore[no-untyped-def]
     doc = release.document
-    return {"sealed": base64.b64encode(release.sealed).decode(),
-            "document": {"document_id": doc.document_id, "salt": doc.salt, "commitment": doc.commitment}}
+    return {
+        "sealed": base64.b64encode(release.sealed).decode(),
+        "document": {"document_id": doc.document_id, "salt": doc.salt, "commitment": doc.commitment},
+    }
 
 
 def test_store_anchors_the_commitment_and_issuer(vault: Vault, world: World) -> None:
     content = b"%PDF-1.7 household register"
-    stored = vault.store_document(subject=world.citizen.address, resource="household_register" if False else "tax_record",
-                                  content=content, issuer=world.citizen.address)
+    stored = vault.store_document(
+        subject=world.citizen.address,
+        resource="household_register" if False else "tax_record",
+        content=content,
+        issuer=world.citizen.address,
+    )
     doc = stored.document
     on_chain = world.ledger.document(bytes.fromhex(doc.document_id[2:]))
     assert on_chain.commitment == bytes.fromhex(doc.commitment[2:]) == commitment(bytes.fromhex(doc.salt[2:]), content)
@@ -62,39 +73,63 @@ def test_provider_issues_and_owner_reads(vault: Vault, world: World) -> None:
 
 def test_only_the_resource_provider_or_the_subject_may_issue(vault: Vault, world: World) -> None:
     with pytest.raises(errors.InvalidIssuer):
-        vault.store_document(subject=world.citizen.address, resource="id_card", content=b"forged", issuer=world.dept.address)
+        vault.store_document(
+            subject=world.citizen.address, resource="id_card", content=b"forged", issuer=world.dept.address
+        )
     assert vault.list_documents(world.citizen.address) == []  # nothing kept after the refusal
     with pytest.raises(errors.UnknownResource):
-        vault.store_document(subject=world.citizen.address, resource="no_such_code", content=b"x", issuer=world.citizen.address)
+        vault.store_document(
+            subject=world.citizen.address, resource="no_such_code", content=b"x", issuer=world.citizen.address
+        )
     with pytest.raises(InvalidInput):
         vault.store_document(subject="0x1234", resource="id_card", content=b"x", issuer=world.provider.address)
     with pytest.raises(InvalidInput):
-        vault.store_document(subject=world.citizen.address, resource="id_card", content=b"", issuer=world.provider.address)
+        vault.store_document(
+            subject=world.citizen.address, resource="id_card", content=b"", issuer=world.provider.address
+        )
 
 
-def test_release_after_the_receipt_and_the_department_opens_it(vault: Vault, world: World, dept_key: x25519.X25519PrivateKey) -> None:
+def test_release_after_the_receipt_and_the_department_opens_it(
+    vault: Vault, world: World, dept_key: x25519.X25519PrivateKey
+) -> None:
     doc_id = _store_id_card(vault, world)
     terms, grant_id = world.grant(max_uses=1)
     request_id, deadline, signature = world.release_request(grant_id)
-    release = vault.release(terms=terms, resource=ID_CARD, request_id=request_id, deadline=deadline, signature=signature)
+    release = vault.release(
+        terms=terms, resource=ID_CARD, request_id=request_id, deadline=deadline, signature=signature
+    )
     receipt = world.deployed.node.w3.eth.get_transaction_receipt(release.tx_hash)
     assert receipt["status"] == 1 and receipt["blockNumber"] == release.block_number
-    opened = open_release(_answer(release), dept_key, grant_id=grant_id, request_id=request_id,
-                          anchored_commitment=world.ledger.document(bytes.fromhex(doc_id[2:])).commitment)
+    opened = open_release(
+        _answer(release),
+        dept_key,
+        grant_id=grant_id,
+        request_id=request_id,
+        anchored_commitment=world.ledger.document(bytes.fromhex(doc_id[2:])).commitment,
+    )
     assert opened.content == b"Resident ID 370102199001011234" and opened.document_id == doc_id
     assert release.log_index == 0 and len(vault.release_log()) == 1
     with pytest.raises(errors.GrantExhausted):  # maxUses 1
         world_request = world.release_request(grant_id)
-        vault.release(terms=terms, resource=ID_CARD, request_id=world_request[0], deadline=world_request[1],
-                      signature=world_request[2])
+        vault.release(
+            terms=terms,
+            resource=ID_CARD,
+            request_id=world_request[0],
+            deadline=world_request[1],
+            signature=world_request[2],
+        )
     assert len(vault.release_log()) == 1
 
 
-def test_tampered_answer_fails_the_commitment_check(vault: Vault, world: World, dept_key: x25519.X25519PrivateKey) -> None:
+def test_tampered_answer_fails_the_commitment_check(
+    vault: Vault, world: World, dept_key: x25519.X25519PrivateKey
+) -> None:
     _store_id_card(vault, world)
     terms, grant_id = world.grant()
     request_id, deadline, signature = world.release_request(grant_id)
-    release = vault.release(terms=terms, resource=ID_CARD, request_id=request_id, deadline=deadline, signature=signature)
+    release = vault.release(
+        terms=terms, resource=ID_CARD, request_id=request_id, deadline=deadline, signature=signature
+    )
     answer = _answer(release)
     answer["document"]["salt"] = "0x" + "11" * 32
     with pytest.raises(CommitmentMismatch):
@@ -108,7 +143,9 @@ def test_release_delivers_the_current_document(vault: Vault, world: World, dept_
     newest = _store_id_card(vault, world, b"renewed card")
     terms, grant_id = world.grant()
     request_id, deadline, signature = world.release_request(grant_id)
-    release = vault.release(terms=terms, resource=ID_CARD, request_id=request_id, deadline=deadline, signature=signature)
+    release = vault.release(
+        terms=terms, resource=ID_CARD, request_id=request_id, deadline=deadline, signature=signature
+    )
     assert release.document.document_id == newest
     assert sealing.open_sealed(release.sealed, dept_key, grant_id, request_id) == b"renewed card"
     vault.delete_document(newest, subject=world.citizen.address)
@@ -132,7 +169,9 @@ def test_refused_before_the_chain_is_asked(vault: Vault, world: World, dept_key:
     assert vault.release_log() == []
 
 
-def test_crypto_shredding_stops_reads_and_releases(vault: Vault, world: World, dept_key: x25519.X25519PrivateKey) -> None:
+def test_crypto_shredding_stops_reads_and_releases(
+    vault: Vault, world: World, dept_key: x25519.X25519PrivateKey
+) -> None:
     doc_id = _store_id_card(vault, world)
     terms, grant_id = world.grant()
     tx = vault.delete_document(doc_id, subject=world.citizen.address)
@@ -171,13 +210,17 @@ class _FailingLedger:
         return getattr(self._ledger, name)
 
 
-@pytest.mark.parametrize("failure", [
-    ChainUnavailable("the chain did not answer: ConnectionError"),
-    ChainUnavailable("the chain did not answer: TimeExhausted: receipt not found within 120 s"),
-    errors.TransactionFailed("reverted (no revert data)"),
-])
-def test_chain_failure_releases_nothing(vault: Vault, world: World, dept_key: x25519.X25519PrivateKey,
-                                        failure: Exception) -> None:
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ChainUnavailable("the chain did not answer: ConnectionError"),
+        ChainUnavailable("the chain did not answer: TimeExhausted: receipt not found within 120 s"),
+        errors.TransactionFailed("reverted (no revert data)"),
+    ],
+)
+def test_chain_failure_releases_nothing(
+    vault: Vault, world: World, dept_key: x25519.X25519PrivateKey, failure: Exception
+) -> None:
     _store_id_card(vault, world)
     terms, grant_id = world.grant()
     request_id, deadline, signature = world.release_request(grant_id)
@@ -194,8 +237,9 @@ def test_chain_failure_releases_nothing(vault: Vault, world: World, dept_key: x2
     assert world.ledger.grant_state(grant_id).uses == 0
 
 
-def test_chain_gone_mid_release_is_chain_unavailable(vault: Vault, world: World, dept_key: x25519.X25519PrivateKey,
-                                                     compiled) -> None:  # type: ignore[no-untyped-def]
+def test_chain_gone_mid_release_is_chain_unavailable(
+    vault: Vault, world: World, dept_key: x25519.X25519PrivateKey, compiled
+) -> None:  # type: ignore[no-untyped-def]
     """A real outage: the node stops after the off-chain checks."""
     from chain_client import start_node
     from tests.chain_client.world import make_world
@@ -205,10 +249,15 @@ def test_chain_gone_mid_release_is_chain_unavailable(vault: Vault, world: World,
     try:
         other = make_world(deploy_fresh(node, compiled))
         key = x25519.X25519PrivateKey.generate()
-        other.ledger.update_member(other.dept.address, other.ledger.member(other.dept.address).roles,
-                                   hpke_key=key.public_key().public_bytes_raw())
+        other.ledger.update_member(
+            other.dept.address,
+            other.ledger.member(other.dept.address).roles,
+            hpke_key=key.public_key().public_bytes_raw(),
+        )
         local = Vault(store=vault.store, keyring=vault.keyring, ledger=other.ledger)
-        local.store_document(subject=other.citizen.address, resource="id_card", content=b"card", issuer=other.provider.address)
+        local.store_document(
+            subject=other.citizen.address, resource="id_card", content=b"card", issuer=other.provider.address
+        )
         terms, grant_id = other.grant()
         request_id, deadline, signature = other.release_request(grant_id)
         real_member = other.ledger.member
@@ -226,7 +275,9 @@ def test_chain_gone_mid_release_is_chain_unavailable(vault: Vault, world: World,
         node.stop()
 
 
-def test_emergency_release_is_logged_as_emergency(vault: Vault, world: World, dept_key: x25519.X25519PrivateKey) -> None:
+def test_emergency_release_is_logged_as_emergency(
+    vault: Vault, world: World, dept_key: x25519.X25519PrivateKey
+) -> None:
     import secrets
 
     from chain_client import eip712
@@ -235,17 +286,38 @@ def test_emergency_release_is_logged_as_emergency(vault: Vault, world: World, de
 
     _store_id_card(vault, world)
     now = world.now()
-    scope = EmergencyScope(secrets.token_bytes(32), (ID_CARD,), (world.dept.address,), now - 10, now + 3600,
-                           eip712.keccak(text="earthquake"), now + 600)
+    scope = EmergencyScope(
+        secrets.token_bytes(32),
+        (ID_CARD,),
+        (world.dept.address,),
+        now - 10,
+        now + 3600,
+        eip712.keccak(text="earthquake"),
+        now + 600,
+    )
     ledger = world.ledger
-    ledger.propose_emergency(scope, eip712.sign(ledger.domain(), "Emergency", scope.message(), world.deployed.admin.key))
+    ledger.propose_emergency(
+        scope, eip712.sign(ledger.domain(), "Emergency", scope.message(), world.deployed.admin.key)
+    )
     ledger.approve_emergency(scope, eip712.sign(ledger.domain(), "Emergency", scope.message(), world.auditor.key))
     request_id, deadline = new_request_ids(1)[0], now + 600
-    message = {"emergencyId": scope.emergency_id, "subject": world.citizen.address, "resource": ID_CARD,
-               "requestId": request_id, "deadline": deadline}
+    message = {
+        "emergencyId": scope.emergency_id,
+        "subject": world.citizen.address,
+        "resource": ID_CARD,
+        "requestId": request_id,
+        "deadline": deadline,
+    }
     signature = eip712.sign(ledger.domain(), "EmergencyReleaseRequest", message, world.dept.key)
-    release = vault.emergency_release(scope=scope, consumer=world.dept.address, subject=world.citizen.address,
-                                      resource=ID_CARD, request_id=request_id, deadline=deadline, signature=signature)
+    release = vault.emergency_release(
+        scope=scope,
+        consumer=world.dept.address,
+        subject=world.citizen.address,
+        resource=ID_CARD,
+        request_id=request_id,
+        deadline=deadline,
+        signature=signature,
+    )
     assert sealing.open_sealed(release.sealed, dept_key, scope.emergency_id, request_id).startswith(b"Resident ID")
     (entry,) = [LogEntry.parse(e) for e in vault.release_log()]
     assert entry.kind == "emergency" and entry.authority == "0x" + scope.emergency_id.hex()
@@ -258,9 +330,13 @@ def test_hybrid_post_quantum_key(vault: Vault, world: World) -> None:
     _store_id_card(vault, world)
     terms, grant_id = world.grant()
     request_id, deadline, signature = world.release_request(grant_id)
-    release = vault.release(terms=terms, resource=ID_CARD, request_id=request_id, deadline=deadline, signature=signature)
+    release = vault.release(
+        terms=terms, resource=ID_CARD, request_id=request_id, deadline=deadline, signature=signature
+    )
     assert len(release.sealed) > 1120  # the hybrid encapsulation alone is 1120 bytes
-    assert open_release(_answer(release), private, grant_id=grant_id, request_id=request_id).content.startswith(b"Resident")
+    assert open_release(_answer(release), private, grant_id=grant_id, request_id=request_id).content.startswith(
+        b"Resident"
+    )
 
 
 def test_rotation_keeps_every_document(vault: Vault, world: World) -> None:
@@ -269,7 +345,9 @@ def test_rotation_keeps_every_document(vault: Vault, world: World) -> None:
     report = vault.rotate()
     assert report.version == first + 1 and report.rewrapped == 5 and report.retired == [first]
     assert vault.keyring.versions() == [first + 1]
-    assert [vault.read_document(i, subject=world.citizen.address).content for i in ids] == [f"card {i}".encode() for i in range(5)]
+    assert [vault.read_document(i, subject=world.citizen.address).content for i in ids] == [
+        f"card {i}".encode() for i in range(5)
+    ]
     newer = _store_id_card(vault, world, b"after rotation")
     assert vault.document_info(newer, subject=world.citizen.address).key_version == first + 1
 

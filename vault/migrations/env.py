@@ -1,4 +1,8 @@
-"""Alembic environment: runs on the connection the vault hands over (see vault.store.migrate)."""
+"""Alembic environment: runs on the connection the vault hands over (see vault.store.migrate).
+
+One history for the platform's database: the vault's tables (0001) and the API's (0002 on).
+Migrations are written by hand; ``target_metadata`` only serves comparisons.
+"""
 
 from __future__ import annotations
 
