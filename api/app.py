@@ -5,24 +5,40 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from chain_client import Ledger
+from vault import Vault
 
 from . import errors
-from .routers import system
+from .auth import Authenticator, jwt_secret
+from .middleware import BodySizeLimit
+from .routers import auth, catalog, documents, grants, members, releases, system
 from .settings import Settings
 
 DESCRIPTION = """\
 Quanchenglian (泉城链) records on a permissioned chain which department may use which of a
 citizen's or enterprise's data, for what purpose and for how long, and releases documents from
 the encrypted digital safe-deposit box only after the chain has recorded an authorised release.
-Errors are RFC 9457 `application/problem+json` bodies with a stable `code`.
+
+Log in with Sign-In with Ethereum (`POST /v1/auth/challenge`, then `POST /v1/auth/token`) and
+send `Authorization: Bearer <token>`. Errors are RFC 9457 `application/problem+json` bodies with
+a stable `code`.
 """
 
 
-def create_app(settings: Settings, *, ledger: Ledger) -> FastAPI:
-    """Build the API around a connected :class:`Ledger` (collaborators come in, nothing global)."""
+def create_app(settings: Settings, *, ledger: Ledger, vault: Vault | None = None) -> FastAPI:
+    """Build the API around a connected :class:`Ledger` and the vault (collaborators come in)."""
+    if vault is None:
+        from .runtime import open_vault
+
+        vault = open_vault(settings, ledger)
     app = FastAPI(title="Quanchenglian ledger API", version="1", description=DESCRIPTION)
     app.state.settings = settings
     app.state.ledger = ledger
+    app.state.vault = vault
+    app.state.authenticator = Authenticator(
+        store=vault.store, ledger=ledger, settings=settings, secret=jwt_secret(settings)
+    )
     errors.install(app)
-    app.include_router(system.router)
+    for module in (system, auth, members, catalog, documents, grants, releases):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -50,8 +50,9 @@ def jwt_secret(settings: Settings) -> bytes:
 
 
 class Authenticator:
-    def __init__(self, *, store: Store, ledger: Ledger, settings: Settings, secret: bytes,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, *, store: Store, ledger: Ledger, settings: Settings, secret: bytes, clock: Callable[[], float] = time.time
+    ) -> None:
         self._store = store
         self._ledger = ledger
         self._settings = settings
@@ -67,27 +68,44 @@ class Authenticator:
         now = datetime.fromtimestamp(int(self._clock()), UTC)
         nonce = siwe.new_nonce()
         message = siwe.challenge(
-            domain=self._settings.siwe_domain, address=to_checksum_address(address), uri=self._settings.public_url,
-            chain_id=self._ledger.chain_id, nonce=nonce, lifetime=CHALLENGE_LIFETIME, statement=STATEMENT, now=now,
+            domain=self._settings.siwe_domain,
+            address=to_checksum_address(address),
+            uri=self._settings.public_url,
+            chain_id=self._ledger.chain_id,
+            nonce=nonce,
+            lifetime=CHALLENGE_LIFETIME,
+            statement=STATEMENT,
+            now=now,
         )
         with self._store.session() as s:
-            s.add(AuthNonce(nonce=nonce, address=message.address,
-                            expires_at=int((now + CHALLENGE_LIFETIME).timestamp())))
+            s.add(
+                AuthNonce(nonce=nonce, address=message.address, expires_at=int((now + CHALLENGE_LIFETIME).timestamp()))
+            )
         return message.to_text(), nonce
 
     def token(self, message: str, signature: str) -> Token:
         """Verify a signed challenge, spend its nonce, and issue a bearer token to a member."""
         now = datetime.fromtimestamp(int(self._clock()), UTC)
         try:
-            parsed = siwe.verify(message, signature, domain=self._settings.siwe_domain,
-                                 chain_id=self._ledger.chain_id, now=now, max_lifetime=CHALLENGE_LIFETIME)
+            parsed = siwe.verify(
+                message,
+                signature,
+                domain=self._settings.siwe_domain,
+                chain_id=self._ledger.chain_id,
+                now=now,
+                max_lifetime=CHALLENGE_LIFETIME,
+            )
         except siwe.SiweError as exc:
             raise Problem(401, exc.code if exc.code != "malformed" else "siwe_malformed", str(exc)) from None
         with self._store.session() as s:
-            spent = s.execute(
+            spent = s.execute(  # type: ignore[attr-defined]  # an UPDATE's CursorResult has rowcount
                 update(AuthNonce)
-                .where(AuthNonce.nonce == parsed.nonce, AuthNonce.address == parsed.address,
-                       AuthNonce.used_at.is_(None), AuthNonce.expires_at > int(now.timestamp()))
+                .where(
+                    AuthNonce.nonce == parsed.nonce,
+                    AuthNonce.address == parsed.address,
+                    AuthNonce.used_at.is_(None),
+                    AuthNonce.expires_at > int(now.timestamp()),
+                )
                 .values(used_at=int(now.timestamp()))
             ).rowcount
         if spent != 1:
@@ -95,8 +113,15 @@ class Authenticator:
         member = self._member(parsed.address, fresh=True)
         self._require_active(member)
         issued = int(self._clock())
-        claims = {"sub": member.address, "aud": AUDIENCE, "iss": self._settings.siwe_domain, "iat": issued,
-                  "nbf": issued, "exp": issued + self._settings.token_ttl, "jti": secrets.token_hex(16)}
+        claims = {
+            "sub": member.address,
+            "aud": AUDIENCE,
+            "iss": self._settings.siwe_domain,
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + self._settings.token_ttl,
+            "jti": secrets.token_hex(16),
+        }
         encoded = jwt.encode(claims, self._secret, algorithm="HS256")
         return Token(access_token=encoded, expires_in=self._settings.token_ttl, roles=member.roles.names())
 
@@ -108,9 +133,15 @@ class Authenticator:
             raise Problem(401, "not_authenticated", "log in first: Authorization: Bearer <token>")
         token = authorization[7:].strip()
         try:
-            claims = jwt.decode(token, self._secret, algorithms=["HS256"], audience=AUDIENCE,
-                                issuer=self._settings.siwe_domain, options={"require": ["exp", "sub", "iat"]},
-                                leeway=0)
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                audience=AUDIENCE,
+                issuer=self._settings.siwe_domain,
+                options={"require": ["exp", "sub", "iat"]},
+                leeway=0,
+            )
             address = to_checksum_address(claims["sub"])
         except (jwt.PyJWTError, ValueError, TypeError):
             raise Problem(401, "token_invalid", "the access token is invalid or expired; log in again") from None

@@ -44,7 +44,11 @@ def dev() -> None:
         _fail(f"{settings.api_host}:{settings.api_port} is already in use (set QCL_API_PORT)")
     node = None
     try:
-        where = settings.chain if "://" in settings.chain else f"{settings.chain} on {settings.chain_host}:{settings.chain_port}"
+        where = (
+            settings.chain
+            if "://" in settings.chain
+            else f"{settings.chain} on {settings.chain_host}:{settings.chain_port}"
+        )
         _say(f"starting chain: {where}")
         node = open_node(settings)
         _say(f"chain {node.chain_id} answers at {node.url or 'in-process'}")
@@ -106,8 +110,13 @@ def vault_rotate() -> None:
     except (ValueError, VaultError) as exc:
         _fail(str(exc))
         return
-    with Progress(TextColumn("[bold cyan]qcl[/] re-wrapping data keys"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console) as bar:
+    with Progress(
+        TextColumn("[bold cyan]qcl[/] re-wrapping data keys"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as bar:
         task = bar.add_task("rotate", total=None)
 
         def progress(done: int, total: int) -> None:

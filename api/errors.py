@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chain_client import errors as ce
+from vault import errors as ve
+from vault.store import StoreUnavailable
 
 log = logging.getLogger("qcl.api")
 
@@ -18,6 +20,7 @@ PROBLEM_JSON = "application/problem+json"
 
 #: Domain error -> (HTTP status, stable code). The most specific class wins.
 ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
+    # chain
     ce.ChainUnavailable: (503, "chain_unavailable"),
     ce.NotAuthorized: (403, "role_required"),
     ce.UnknownMember: (404, "member_not_found"),
@@ -27,13 +30,65 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     ce.ZeroAddress: (422, "invalid_address"),
     ce.SuspensionUnchanged: (409, "suspension_unchanged"),
     ce.SelfLockout: (409, "self_lockout"),
+    ce.ResourceExists: (409, "resource_exists"),
+    ce.UnknownResource: (404, "resource_not_found"),
+    ce.InvalidSensitivity: (422, "invalid_sensitivity"),
+    ce.InvalidProvider: (422, "invalid_provider"),
+    ce.ReservedResourceId: (422, "reserved_resource"),
+    ce.BatchTooLarge: (422, "batch_too_large"),
+    ce.ExpiredDeadline: (403, "deadline_expired"),
+    ce.SignatureMalleable: (403, "signature_malleable"),
+    ce.SignatureInvalid: (403, "signature_invalid"),
+    ce.NonceUsed: (409, "nonce_used"),
+    ce.RequestUsed: (409, "request_used"),
+    ce.InactiveMember: (403, "member_inactive"),
+    ce.InvalidResources: (422, "invalid_resources"),
+    ce.InvalidWindow: (422, "invalid_window"),
+    ce.UnknownGrant: (404, "grant_not_found"),
+    ce.GrantRevoked: (403, "grant_revoked"),
+    ce.GrantPaused: (403, "grant_paused"),
+    ce.GrantNotYetValid: (403, "grant_not_yet_valid"),
+    ce.GrantExpired: (403, "grant_expired"),
+    ce.GrantExhausted: (403, "grant_exhausted"),
+    ce.ResourceNotGranted: (403, "resource_not_granted"),
+    ce.NotGrantee: (403, "not_grantee"),
+    ce.PauseUnchanged: (409, "pause_unchanged"),
+    ce.UnknownEmergency: (404, "emergency_not_found"),
+    ce.EmergencyExists: (409, "emergency_exists"),
+    ce.NotApprover: (403, "not_approver"),
+    ce.AlreadyApproved: (409, "already_approved"),
+    ce.EmergencyNotApproved: (403, "emergency_not_approved"),
+    ce.EmergencyOutsideWindow: (403, "emergency_outside_window"),
+    ce.EmergencyOutOfScope: (403, "emergency_out_of_scope"),
+    ce.DocumentExists: (409, "document_exists"),
+    ce.UnknownDocument: (404, "document_not_found"),
+    ce.DocumentShredded: (410, "document_deleted"),
+    ce.InvalidIssuer: (403, "invalid_issuer"),
+    ce.InvalidCommitment: (422, "invalid_commitment"),
+    ce.InvalidCheckpoint: (422, "invalid_checkpoint"),
     ce.ContractRevert: (409, "contract_rejected"),
     ce.TransactionFailed: (502, "transaction_failed"),
     ce.ChainError: (503, "chain_error"),
+    # vault
+    ve.DocumentNotFound: (404, "document_not_found"),
+    ve.NoCurrentDocument: (404, "document_not_found"),
+    ve.DocumentDeleted: (410, "document_deleted"),
+    ve.InvalidInput: (422, "invalid_input"),
+    ve.DecryptionError: (500, "decryption_failed"),
+    ve.KeyRingError: (503, "keyring_unavailable"),
+    StoreUnavailable: (503, "database_unavailable"),
+    ve.VaultError: (500, "vault_error"),
 }
 
-_STATUS_CODES = {400: "bad_request", 401: "not_authenticated", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
 
 
 class Problem(Exception):
@@ -48,8 +103,13 @@ class Problem(Exception):
 
 
 def problem(status: int, code: str, detail: str, *, instance: str | None = None, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": f"urn:qcl:problem:{code}", "title": code.replace("_", " "),
-                            "status": status, "code": code, "detail": detail}
+    body: dict[str, Any] = {
+        "type": f"urn:qcl:problem:{code}",
+        "title": code.replace("_", " "),
+        "status": status,
+        "code": code,
+        "detail": detail,
+    }
     if instance:
         body["instance"] = instance
     body.update(extra)
@@ -83,11 +143,19 @@ def install(app: FastAPI) -> None:
         return problem(exc.status_code, code, str(exc.detail), instance=request.url.path)
 
     @app.exception_handler(ce.ChainError)
-    async def _chain(request: Request, exc: ce.ChainError) -> JSONResponse:
-        status, code = lookup(exc) or (503, "chain_error")
+    @app.exception_handler(ve.VaultError)
+    async def _domain(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, ve.ReleaseRefused):
+            return problem(403, exc.code, str(exc), instance=request.url.path)
+        status, code = lookup(exc) or (500, "internal_error")
+        detail = str(exc)
         if status >= 500:
-            log.warning("chain error on %s: %s", request.url.path, exc)
-        return problem(status, code, str(exc), instance=request.url.path)
+            log.warning("%s on %s: %s", exc.__class__.__name__, request.url.path, exc)
+            if isinstance(exc, ve.DecryptionError | ve.VaultError) and not isinstance(
+                exc, StoreUnavailable | ve.KeyRingError
+            ):
+                detail = "the vault could not complete the operation; the error was logged"
+        return problem(status, code, detail, instance=request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

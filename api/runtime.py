@@ -22,7 +22,6 @@ from chain_client import (
 )
 from chain_client._revert import RevertDecoder
 from chain_client._tx import Transactor
-
 from vault import FileKeyRing, Store, Vault
 
 from .settings import Settings
@@ -90,7 +89,9 @@ def open_node(settings: Settings) -> Node:
 def bootstrap(settings: Settings, node: Node, say: Say = lambda _m: None) -> Ledger:
     """Compile, fund (local chains), deploy or reuse, and return a Ledger for ``node``."""
     compiled = compile_contracts()
-    say(f"contracts compiled (solc {compiled.solc_version}, {compiled.route} route, source {compiled.source_hash[:12]}…)")
+    say(
+        f"contracts compiled (solc {compiled.solc_version}, {compiled.route} route, source {compiled.source_hash[:12]}…)"
+    )
     accounts = operator_accounts(settings)
     if node.kind in ("anvil", "hardhat", "ganache", "eth-tester"):
         for acct in (accounts.admin, accounts.relayer):
@@ -103,8 +104,11 @@ def bootstrap(settings: Settings, node: Node, say: Say = lambda _m: None) -> Led
     deployment, reused = ensure_deployment(
         transactor, compiled, admin=accounts.admin.address, manifest=settings.manifest_path
     )
-    say(("reusing" if reused else "deployed") + f" contracts on chain {deployment.chain_id}: "
-        + ", ".join(f"{n} {a}" for n, a in deployment.contracts.items()))
+    say(
+        ("reusing" if reused else "deployed")
+        + f" contracts on chain {deployment.chain_id}: "
+        + ", ".join(f"{n} {a}" for n, a in deployment.contracts.items())
+    )
     return Ledger(w3=node.w3, deployment=deployment, compiled=compiled, operator=accounts.admin)
 
 

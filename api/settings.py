@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     keyring_path: Path | None = Field(None, description="key ring file (default: <data_dir>/keyring.json)")
     vault_passphrase: SecretStr = Field(SecretStr(DEV_PASSPHRASE), description="passphrase sealing the key ring")
     crypto_profile: Literal["aes-256-gcm", "sm4-gcm-sm3"] = Field("aes-256-gcm", description="vault cipher profile")
-    public_url: str = Field("http://127.0.0.1:8000", description="the service's public URL (its host is the SIWE domain)")
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="the service's public URL (its host is the SIWE domain)"
+    )
     jwt_secret: SecretStr | None = Field(None, description="HMAC key of access tokens (dev: generated in <data_dir>)")
     token_ttl: int = Field(900, ge=60, le=3600, description="access token lifetime, seconds")
     max_body_bytes: int = Field(24 * 1024 * 1024, ge=1024, description="largest request body accepted")

@@ -54,21 +54,37 @@ def _signature(value: Any) -> str:
 
 
 Address = Annotated[
-    str, BeforeValidator(_address),
-    WithJsonSchema({"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$", "examples": ["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]}),
+    str,
+    BeforeValidator(_address),
+    WithJsonSchema(
+        {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$", "examples": ["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]}
+    ),
 ]
 Bytes32 = Annotated[
-    str, BeforeValidator(_bytes32),
-    WithJsonSchema({"type": "string", "pattern": "^0x[0-9a-fA-F]{64}$",
-                    "examples": ["0x2f8cbc0fc2b9d2f0a2a7a0cbd98a5f2e2e84c8a6f7d2c1b0a9f8e7d6c5b4a392"]}),
+    str,
+    BeforeValidator(_bytes32),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^0x[0-9a-fA-F]{64}$",
+            "examples": ["0x2f8cbc0fc2b9d2f0a2a7a0cbd98a5f2e2e84c8a6f7d2c1b0a9f8e7d6c5b4a392"],
+        }
+    ),
 ]
 Signature = Annotated[
-    str, BeforeValidator(_signature),
+    str,
+    BeforeValidator(_signature),
     WithJsonSchema({"type": "string", "pattern": "^0x[0-9a-fA-F]{130}$"}),
 ]
 _UINT_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "^[0-9]{1,78}$"}]}
-Uint256 = Annotated[int, BeforeValidator(_uint(256)), WithJsonSchema(_UINT_SCHEMA), PlainSerializer(str, return_type=str)]
-Uint64 = Annotated[int, BeforeValidator(_uint(64)), WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 2**64 - 1})]
-Uint32 = Annotated[int, BeforeValidator(_uint(32)), WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 2**32 - 1})]
+Uint256 = Annotated[
+    int, BeforeValidator(_uint(256)), WithJsonSchema(_UINT_SCHEMA), PlainSerializer(str, return_type=str)
+]
+Uint64 = Annotated[
+    int, BeforeValidator(_uint(64)), WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 2**64 - 1})
+]
+Uint32 = Annotated[
+    int, BeforeValidator(_uint(32)), WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 2**32 - 1})
+]
 Limit = Annotated[int, Field(ge=1, le=500)]
 Offset = Annotated[int, Field(ge=0, le=10**9)]

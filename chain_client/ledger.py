@@ -218,6 +218,22 @@ class Ledger:
         fn = self.consent.functions.recordRelease(terms.as_tuple(), resource, request_id, deadline, signature)
         return self.tx.transact(fn, gas=gas)
 
+    def check_release(
+        self, terms: GrantTerms, resource: bytes, request_id: bytes, deadline: int, signature: bytes
+    ) -> None:
+        """Simulate :meth:`record_release` (``eth_call``): raises the typed error it would revert with."""
+        fn = self.consent.functions.recordRelease(terms.as_tuple(), resource, request_id, deadline, signature)
+        self.tx.call(fn)
+
+    def check_emergency_release(
+        self, scope: EmergencyScope, subject: str, resource: bytes, request_id: bytes, deadline: int, signature: bytes
+    ) -> None:
+        """Simulate :meth:`record_emergency_release`; raises the typed error it would revert with."""
+        fn = self.consent.functions.recordEmergencyRelease(
+            scope.as_tuple(), _addr(subject), resource, request_id, deadline, signature
+        )
+        self.tx.call(fn)
+
     def send_release(
         self, terms: GrantTerms, resource: bytes, request_id: bytes, deadline: int, signature: bytes, *, gas: int
     ) -> str:

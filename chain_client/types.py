@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NewType
 
@@ -25,7 +26,7 @@ class Role(enum.IntFlag):
     SUBJECT = 16
 
     @classmethod
-    def parse(cls, names: list[str] | tuple[str, ...]) -> Role:
+    def parse(cls, names: Sequence[str]) -> Role:
         """``["CONSUMER", "AUDITOR"]`` -> ``Role.CONSUMER | Role.AUDITOR``; ValueError on unknown names."""
         mask = cls(0)
         for name in names:

@@ -50,6 +50,8 @@ class ReleaseLogRow(Base):
 
     idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     release_id: Mapped[str] = mapped_column(String(66), unique=True)
+    subject: Mapped[str] = mapped_column(String(42))
+    grantee: Mapped[str] = mapped_column(String(42))
     entry: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[int] = mapped_column(BigInteger)
     tx_hash: Mapped[str] = mapped_column(String(66))

@@ -1,6 +1,7 @@
 """The digital safe-deposit box (数字保险箱): store, read, shred and release documents.
 
-Release path (DESIGN.md): check the department's signed request off chain, find the subject's
+Release path (DESIGN.md): check the department's signed request off chain, simulate the
+on-chain checks (so a refusal reveals nothing about the subject's documents), find the subject's
 current document, record the release on chain and wait for its receipt, and only then unwrap the
 data key, decrypt, seal to the department's HPKE key and append to the release log. Any chain
 failure before the receipt leaves nothing decrypted, released or logged.
@@ -308,6 +309,9 @@ class Vault:
         grant_id = eip712.digest(self.ledger.domain(), "Grant", terms.message())
         message = {"grantId": grant_id, "resource": resource, "requestId": request_id, "deadline": deadline}
         self._check_signer(eip712.signable(self.ledger.domain(), "ReleaseRequest", message), signature, terms.grantee)
+        # Ask the chain first (a simulation: nothing recorded), so that a refused department learns
+        # nothing about which documents the subject holds.
+        self.ledger.check_release(terms, resource, request_id, deadline, signature)
         row = self.current_document(to_checksum_address(terms.subject), "0x" + resource.hex())
         key = self._recipient_key(terms.grantee)
         receipt = self.ledger.record_release(terms, resource, request_id, deadline, signature)
@@ -337,6 +341,7 @@ class Vault:
         self._check_signer(
             eip712.signable(self.ledger.domain(), "EmergencyReleaseRequest", message), signature, consumer
         )
+        self.ledger.check_emergency_release(scope, subject, resource, request_id, deadline, signature)
         row = self.current_document(to_checksum_address(subject), "0x" + resource.hex())
         key = self._recipient_key(consumer)
         receipt = self.ledger.record_emergency_release(scope, subject, resource, request_id, deadline, signature)
@@ -416,6 +421,8 @@ class Vault:
                         ReleaseLogRow(
                             idx=index,
                             release_id=entry.release_id,
+                            subject=entry.subject,
+                            grantee=entry.grantee,
                             entry=entry.canonical(),
                             created_at=entry.released_at,
                             tx_hash=receipt.tx_hash,

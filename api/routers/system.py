@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from ..deps import LedgerDep
@@ -9,7 +11,9 @@ from ..schemas import ChainPublic, Eip712DomainPublic, HealthPublic, ProblemPubl
 
 router = APIRouter(tags=["system"])
 
-_UNAVAILABLE = {503: {"model": ProblemPublic, "description": "the chain does not answer (`chain_unavailable`)"}}
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ProblemPublic, "description": "the chain does not answer (`chain_unavailable`)"}
+}
 
 
 @router.get("/health", response_model=HealthPublic, responses=_UNAVAILABLE)

@@ -156,15 +156,20 @@ def test_release_delivers_the_current_document(vault: Vault, world: World, dept_
 
 def test_refused_before_the_chain_is_asked(vault: Vault, world: World, dept_key: x25519.X25519PrivateKey) -> None:
     _store_id_card(vault, world)
-    terms, grant_id = world.grant()
+    terms, grant_id = world.grant(resources=(ID_CARD, TAX))
+    narrow_terms, narrow_id = world.grant(resources=(ID_CARD,))
     head = world.ledger.head_block()
     request_id, deadline, signature = world.release_request(grant_id, key=world.other_dept.key)
     with pytest.raises(ReleaseRefused) as refused:
         vault.release(terms=terms, resource=ID_CARD, request_id=request_id, deadline=deadline, signature=signature)
     assert refused.value.code == "not_grantee"
-    request_id, deadline, signature = world.release_request(grant_id, TAX)
+    request_id, deadline, signature = world.release_request(grant_id, TAX)  # granted, but no such document
     with pytest.raises(NoCurrentDocument):
         vault.release(terms=terms, resource=TAX, request_id=request_id, deadline=deadline, signature=signature)
+    # not granted: refused by the chain's rules, whether or not a document exists (nothing leaks)
+    request_id, deadline, signature = world.release_request(narrow_id, TAX)
+    with pytest.raises(errors.ResourceNotGranted):
+        vault.release(terms=narrow_terms, resource=TAX, request_id=request_id, deadline=deadline, signature=signature)
     assert world.ledger.head_block() == head  # no transaction was sent
     assert vault.release_log() == []
 

@@ -44,11 +44,15 @@ def upgrade() -> None:
         "release_log",
         sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("release_id", sa.String(66), nullable=False, unique=True),
+        sa.Column("subject", sa.String(42), nullable=False),
+        sa.Column("grantee", sa.String(42), nullable=False),
         sa.Column("entry", sa.LargeBinary, nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("tx_hash", sa.String(66), nullable=False),
         sa.Column("note", sa.Text, nullable=True),
     )
+    op.create_index("ix_release_log_subject", "release_log", ["subject"])
+    op.create_index("ix_release_log_grantee", "release_log", ["grantee"])
 
 
 def downgrade() -> None:

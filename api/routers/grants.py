@@ -1,0 +1,229 @@
+"""Grants: relay of subjects' signed Grant, Revoke and SetPaused messages; listings by party."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import or_, select
+
+from chain_client import Member, Role
+from chain_client.types import GrantTerms
+
+from ..deps import CurrentMember, LedgerDep, VaultDep
+from ..errors import Problem
+from ..models import GrantRecord
+from ..types import Address, Bytes32, Limit, Offset, Signature, Uint32, Uint64, Uint256
+from .common import PROBLEM_RESPONSES
+
+router = APIRouter(prefix="/v1/grants", tags=["grants"], responses=PROBLEM_RESPONSES)
+
+
+class GrantMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subject: Address
+    grantee: Address
+    resources: list[Bytes32] = Field(min_length=1, max_length=32)
+    purpose: Bytes32
+    validFrom: Uint64
+    validUntil: Uint64
+    maxUses: Uint32
+    nonce: Uint256
+    deadline: Uint256
+
+    def terms(self) -> GrantTerms:
+        return GrantTerms.from_message(self.model_dump(mode="python"))
+
+
+class SignedGrant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message: GrantMessage
+    signature: Signature
+
+
+class RevokeMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grantId: Bytes32
+    nonce: Uint256
+    deadline: Uint256
+
+
+class SignedRevoke(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message: RevokeMessage
+    signature: Signature
+
+
+class PauseMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grantId: Bytes32
+    paused: bool
+    nonce: Uint256
+    deadline: Uint256
+
+
+class SignedPause(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message: PauseMessage
+    signature: Signature
+
+
+class TxPublic(BaseModel):
+    tx_hash: str
+    block_number: int
+
+
+class GrantRecordedPublic(TxPublic):
+    grant_id: str
+
+
+Status = Literal["active", "paused", "revoked", "expired", "exhausted", "not_yet_valid"]
+
+
+class GrantPublic(BaseModel):
+    grant_id: str
+    subject: str
+    grantee: str
+    resources: list[str]
+    purpose: str
+    validFrom: int
+    validUntil: int
+    maxUses: int
+    status: str
+    uses: int
+    tx_hash: str
+    block_number: int
+
+
+class GrantPage(BaseModel):
+    items: list[GrantPublic]
+    offset: int
+    limit: int
+
+
+def _sig(hex_signature: str) -> bytes:
+    return bytes.fromhex(hex_signature[2:])
+
+
+def _b32(value: str) -> bytes:
+    return bytes.fromhex(value[2:])
+
+
+@router.post("", response_model=GrantRecordedPublic, status_code=201)
+def record(body: SignedGrant, member: CurrentMember, ledger: LedgerDep, vault: VaultDep) -> GrantRecordedPublic:
+    """Relay a subject's signed Grant; the platform pays, the chain checks the signature and rules."""
+    terms = body.message.terms()
+    recorded = ledger.record_grant(terms, _sig(body.signature))
+    with vault.store.session() as s:
+        s.merge(
+            GrantRecord(
+                grant_id="0x" + recorded.grant_id.hex(),
+                subject=terms.subject,
+                grantee=terms.grantee,
+                terms=body.message.model_dump_json(),
+                tx_hash=recorded.receipt.tx_hash,
+                block_number=recorded.receipt.block_number,
+                relayed_by=member.address,
+                created_at=int(time.time()),
+            )
+        )
+    return GrantRecordedPublic(
+        grant_id="0x" + recorded.grant_id.hex(),
+        tx_hash=recorded.receipt.tx_hash,
+        block_number=recorded.receipt.block_number,
+    )
+
+
+def _path_id(grant_id: str, body_id: str) -> bytes:
+    if grant_id.lower() != body_id:
+        raise Problem(422, "invalid_input", "the grantId in the message differs from the one in the path")
+    return _b32(body_id)
+
+
+@router.post("/{grant_id}/revoke", response_model=TxPublic)
+def revoke(grant_id: str, body: SignedRevoke, member: CurrentMember, ledger: LedgerDep) -> TxPublic:
+    """Relay the subject's signed Revoke (final)."""
+    gid = _path_id(grant_id, body.message.grantId)
+    receipt = ledger.revoke(gid, body.message.nonce, body.message.deadline, _sig(body.signature))
+    return TxPublic(tx_hash=receipt.tx_hash, block_number=receipt.block_number)
+
+
+@router.post("/{grant_id}/pause", response_model=TxPublic)
+def pause(grant_id: str, body: SignedPause, member: CurrentMember, ledger: LedgerDep) -> TxPublic:
+    """Relay the subject's signed SetPaused: pause (``paused: true``) or resume (``false``)."""
+    gid = _path_id(grant_id, body.message.grantId)
+    receipt = ledger.set_paused(
+        gid, body.message.paused, body.message.nonce, body.message.deadline, _sig(body.signature)
+    )
+    return TxPublic(tx_hash=receipt.tx_hash, block_number=receipt.block_number)
+
+
+def grant_terms(vault: VaultDep, grant_id: str) -> GrantTerms | None:
+    with vault.store.session() as s:
+        row = s.get(GrantRecord, grant_id.lower())
+    return GrantMessage.model_validate_json(row.terms).terms() if row else None
+
+
+@router.get("", response_model=GrantPage)
+def list_grants(
+    member: CurrentMember,
+    ledger: LedgerDep,
+    vault: VaultDep,
+    subject: Annotated[Address | None, Query()] = None,
+    grantee: Annotated[Address | None, Query()] = None,
+    status: Annotated[Status | None, Query()] = None,
+    offset: Annotated[Offset, Query()] = 0,
+    limit: Annotated[Limit, Query()] = 100,
+) -> GrantPage:
+    """Grants where the caller is the subject or the grantee (auditors: any), with live status."""
+    _check_scope(member, subject, grantee)
+    query = select(GrantRecord).order_by(GrantRecord.block_number.desc(), GrantRecord.grant_id)
+    if subject:
+        query = query.where(GrantRecord.subject == subject)
+    if grantee:
+        query = query.where(GrantRecord.grantee == grantee)
+    if not subject and not grantee and Role.AUDITOR not in member.roles:
+        query = query.where(or_(GrantRecord.subject == member.address, GrantRecord.grantee == member.address))
+    with vault.store.session() as s:
+        rows = s.scalars(query).all()
+    items: list[GrantPublic] = []
+    skipped = 0
+    for row in rows:
+        message = GrantMessage.model_validate_json(row.terms)
+        state = ledger.grant_state(_b32(row.grant_id))
+        label = ledger.grant_status(message.terms()).label
+        if status and label != status:
+            continue
+        if skipped < offset:
+            skipped += 1
+            continue
+        items.append(
+            GrantPublic(
+                grant_id=row.grant_id,
+                subject=row.subject,
+                grantee=row.grantee,
+                resources=message.resources,
+                purpose=message.purpose,
+                validFrom=message.validFrom,
+                validUntil=message.validUntil,
+                maxUses=message.maxUses,
+                status=label,
+                uses=state.uses,
+                tx_hash=row.tx_hash,
+                block_number=row.block_number,
+            )
+        )
+        if len(items) == limit:
+            break
+    return GrantPage(items=items, offset=offset, limit=limit)
+
+
+def _check_scope(member: Member, subject: str | None, grantee: str | None) -> None:
+    if Role.AUDITOR in member.roles:
+        return
+    if subject and subject != member.address and grantee != member.address:
+        raise Problem(403, "forbidden", "you may list only grants you gave or received")
+    if grantee and grantee != member.address and subject != member.address:
+        raise Problem(403, "forbidden", "you may list only grants you gave or received")

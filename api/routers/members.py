@@ -1,0 +1,159 @@
+"""Members: onboarding and suspension by ADMIN; any member reads a member."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from chain_client import Member, Role
+
+from ..deps import AdminMember, CurrentMember, LedgerDep, VaultDep
+from ..models import MemberProfile
+from ..types import Address
+from .common import PROBLEM_RESPONSES, record_action
+
+router = APIRouter(prefix="/v1/members", tags=["members"], responses=PROBLEM_RESPONSES)
+
+RoleName = Literal["ADMIN", "PROVIDER", "CONSUMER", "AUDITOR", "SUBJECT"]
+
+
+class MemberCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "address": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+                    "roles": ["CONSUMER"],
+                    "name": "Jinan Housing Provident Fund Center",
+                    "org_code": "12370100MB0000000X",
+                    "hpke_public_key": "0x" + "11" * 32,
+                }
+            ]
+        },
+    )
+    address: Address
+    roles: list[RoleName] = Field(min_length=1, max_length=5)
+    name: str = Field(min_length=1, max_length=200)
+    org_code: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[0-9A-Za-z\-_.]+$")
+    hpke_public_key: str | None = Field(
+        None, description="hex of the raw X25519 key (32 bytes) or the 1216-byte hybrid key"
+    )
+
+    @field_validator("roles")
+    @classmethod
+    def _unique(cls, roles: list[str]) -> list[str]:
+        if len(set(roles)) != len(roles):
+            raise ValueError("roles must not repeat")
+        return roles
+
+    @field_validator("hpke_public_key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value[2:] if value.startswith("0x") else value
+        if len(text) not in (64, 2432):
+            raise ValueError("must be 32 or 1216 bytes of hex")
+        try:
+            bytes.fromhex(text)
+        except ValueError:
+            raise ValueError("must be hex") from None
+        return "0x" + text.lower()
+
+
+class SuspendBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    suspended: bool = Field(True, description="false reinstates the member")
+
+
+class MemberPublic(BaseModel):
+    address: str
+    roles: list[str]
+    suspended: bool
+    since: int
+    org_id: str
+    hpke_public_key: str | None
+    name: str | None = None
+    org_code: str | None = None
+    tx_hash: str | None = None
+
+
+def _public(member: Member, profile: MemberProfile | None, tx_hash: str | None = None) -> MemberPublic:
+    return MemberPublic(
+        address=member.address,
+        roles=member.roles.names(),
+        suspended=member.suspended,
+        since=member.since,
+        org_id="0x" + member.org_id.hex(),
+        hpke_public_key=("0x" + member.hpke_key.hex()) if member.hpke_key else None,
+        name=profile.name if profile else None,
+        org_code=profile.org_code if profile else None,
+        tx_hash=tx_hash,
+    )
+
+
+@router.post("", response_model=MemberPublic, status_code=201)
+def onboard(body: MemberCreate, admin: AdminMember, ledger: LedgerDep, vault: VaultDep) -> MemberPublic:
+    """Onboard a member on chain (roles, org id hash, HPKE key); name and org code stay off chain."""
+    roles = Role.parse(body.roles)
+    key = bytes.fromhex(body.hpke_public_key[2:]) if body.hpke_public_key else b""
+    receipt = ledger.onboard(body.address, roles, org_code=body.org_code, hpke_key=key)
+    with vault.store.session() as s:
+        profile = MemberProfile(
+            address=body.address,
+            name=body.name,
+            org_code=body.org_code,
+            updated_at=int(time.time()),
+            updated_by=admin.address,
+        )
+        s.merge(profile)
+        record_action(s, actor=admin.address, action="onboard", target=body.address, tx_hash=receipt.tx_hash)
+    return _public(ledger.member(body.address), profile, receipt.tx_hash)
+
+
+@router.get("/{address}", response_model=MemberPublic)
+def read(address: str, member: CurrentMember, ledger: LedgerDep, vault: VaultDep) -> MemberPublic:
+    """A member's roles, status, org id and HPKE key (any logged-in member may read)."""
+    from ..errors import Problem
+    from ..types import _address
+
+    try:
+        account = _address(address)
+    except ValueError as exc:
+        raise Problem(422, "invalid_address", str(exc)) from None
+    found = ledger.member(account)
+    if not found.is_member:
+        raise Problem(404, "member_not_found", f"{account} is not a member")
+    with vault.store.session() as s:
+        profile = s.get(MemberProfile, account)
+    return _public(found, profile)
+
+
+@router.post("/{address}/suspend", response_model=MemberPublic)
+def suspend(
+    address: str, admin: AdminMember, ledger: LedgerDep, vault: VaultDep, body: SuspendBody | None = None
+) -> MemberPublic:
+    """Suspend a member (or reinstate with ``{"suspended": false}``); takes effect at their next call."""
+    from ..errors import Problem
+    from ..types import _address
+
+    try:
+        account = _address(address)
+    except ValueError as exc:
+        raise Problem(422, "invalid_address", str(exc)) from None
+    suspended = True if body is None else body.suspended
+    receipt = ledger.set_suspended(account, suspended)
+    with vault.store.session() as s:
+        record_action(
+            s,
+            actor=admin.address,
+            action="suspend" if suspended else "reinstate",
+            target=account,
+            tx_hash=receipt.tx_hash,
+        )
+        profile = s.get(MemberProfile, account)
+    return _public(ledger.member(account), profile, receipt.tx_hash)

@@ -1,0 +1,132 @@
+"""Releases (SPEC §4, §6): a CONSUMER's signed ReleaseRequest, recorded on chain, then sealed."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from chain_client import Role
+
+from ..deps import ConsumerMember, CurrentMember, VaultDep
+from ..errors import Problem
+from ..types import Address, Bytes32, Limit, Offset, Signature, Uint256
+from .common import PROBLEM_RESPONSES
+from .grants import grant_terms
+
+router = APIRouter(tags=["releases"], responses=PROBLEM_RESPONSES)
+
+
+class ReleaseMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grantId: Bytes32
+    resource: Bytes32
+    requestId: Bytes32
+    deadline: Uint256
+
+
+class SignedRelease(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message: ReleaseMessage
+    signature: Signature
+
+
+class ReleasedDocument(BaseModel):
+    document_id: str
+    resource: str
+    commitment: str
+    salt: str
+    issuer: str
+    issued_at: int
+
+
+class ReleasePublic(BaseModel):
+    release_id: str
+    tx_hash: str
+    block_number: int
+    sealed: str = Field(description="base64 of enc || ciphertext (SPEC §4)")
+    document: ReleasedDocument
+
+
+@router.post("/v1/releases", response_model=ReleasePublic, status_code=201)
+def release(body: SignedRelease, consumer: ConsumerMember, vault: VaultDep) -> ReleasePublic:
+    """Record the release on chain, then deliver the document sealed to the caller's HPKE key."""
+    terms = grant_terms(vault, body.message.grantId)
+    if terms is None:
+        raise Problem(404, "grant_not_found", "no grant with this id was relayed through this service")
+    if terms.grantee != consumer.address:
+        raise Problem(403, "not_grantee", "only the grantee may request releases under this grant")
+    done = vault.release(
+        terms=terms,
+        resource=bytes.fromhex(body.message.resource[2:]),
+        request_id=bytes.fromhex(body.message.requestId[2:]),
+        deadline=body.message.deadline,
+        signature=bytes.fromhex(body.signature[2:]),
+    )
+    doc = done.document
+    return ReleasePublic(
+        release_id=done.release_id,
+        tx_hash=done.tx_hash,
+        block_number=done.block_number,
+        sealed=base64.b64encode(done.sealed).decode(),
+        document=ReleasedDocument(
+            document_id=doc.document_id,
+            resource=doc.resource,
+            commitment=doc.commitment,
+            salt=doc.salt,
+            issuer=doc.issuer,
+            issued_at=doc.issued_at,
+        ),
+    )
+
+
+class AccessLogEntry(BaseModel):
+    release_id: str
+    kind: str = Field(description='"grant" or "emergency" (emergency releases are flagged)')
+    authority: str = Field(description="grant id, or emergency id")
+    grantee: str
+    resource: str
+    request_id: str
+    document_id: str
+    tx_hash: str
+    block_number: int
+    released_at: int
+
+
+class AccessLogPage(BaseModel):
+    items: list[AccessLogEntry]
+    offset: int
+    limit: int
+
+
+@router.get("/v1/subjects/{address}/access-log", response_model=AccessLogPage)
+def access_log(
+    address: Address,
+    member: CurrentMember,
+    vault: VaultDep,
+    offset: Annotated[Offset, Query()] = 0,
+    limit: Annotated[Limit, Query()] = 100,
+) -> AccessLogPage:
+    """Who used the subject's data: every release, including emergency ones (subject or auditors)."""
+    if address != member.address and Role.AUDITOR not in member.roles:
+        raise Problem(403, "forbidden", "only the subject and auditors see a subject's access log")
+    from vault.models import ReleaseLogRow
+    from vault.releaselog import LogEntry
+
+    with vault.store.session() as s:
+        rows = s.scalars(
+            select(ReleaseLogRow.entry)
+            .where(ReleaseLogRow.subject == address)
+            .order_by(ReleaseLogRow.idx)
+            .offset(offset)
+            .limit(limit)
+        ).all()
+    items = []
+    for raw in rows:
+        entry = asdict(LogEntry.parse(bytes(raw)))
+        items.append(AccessLogEntry(**{k: v for k, v in entry.items() if k in AccessLogEntry.model_fields}))
+    return AccessLogPage(items=items, offset=offset, limit=limit)

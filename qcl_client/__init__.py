@@ -1,0 +1,244 @@
+"""Python client of the Quanchenglian API for departments, apps and scripts.
+
+Signs SPEC §3 messages locally with the member's key, logs in with Sign-In with Ethereum, calls
+the HTTP API, and opens sealed releases (checking the commitment). The key never leaves the
+process; the platform only relays signatures.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+
+from chain_client import eip712
+from chain_client.ids import RequestIdAllocator, new_nonce, purpose_id, resource_id
+from chain_client.types import Eip712Domain
+from vault.client import OpenedRelease, open_release
+from vault.sealing import PrivateKey
+
+
+class ApiError(Exception):
+    """The API answered with a problem+json error."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(f"{status} {body.get('code')}: {body.get('detail')}")
+        self.status = status
+        self.code = str(body.get("code"))
+        self.body = body
+
+
+def _hex(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+@dataclass
+class QclClient:
+    """One member's session with the API. ``http`` may be any httpx.Client (e.g. FastAPI's TestClient)."""
+
+    http: httpx.Client
+    account: LocalAccount
+    token: str | None = None
+    _domain: Eip712Domain | None = None
+
+    @classmethod
+    def connect(cls, base_url: str, private_key: str | bytes, *, timeout: float = 60.0) -> QclClient:
+        return cls(http=httpx.Client(base_url=base_url, timeout=timeout), account=Account.from_key(private_key))
+
+    def __post_init__(self) -> None:
+        self._request_ids = RequestIdAllocator()
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    # ---- plumbing --------------------------------------------------------------------------------
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = kwargs.pop("headers", {})
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        response = self.http.request(method, path, headers=headers, **kwargs)
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"code": "http_error", "detail": response.text}
+            raise ApiError(response.status_code, body)
+        return response.json() if response.content else None
+
+    def domain(self) -> Eip712Domain:
+        if self._domain is None:
+            d = self.call("GET", "/v1/chain")["domain"]
+            self._domain = Eip712Domain(d["name"], d["version"], int(d["chainId"]), d["verifyingContract"])
+        return self._domain
+
+    def _signed(self, primary: str, message: dict[str, Any]) -> dict[str, Any]:
+        signature = eip712.sign(self.domain(), primary, message, self.account.key)
+        return {"message": _jsonable(message), "signature": _hex(signature)}
+
+    # ---- login -----------------------------------------------------------------------------------
+
+    def login(self) -> list[str]:
+        """Sign in (EIP-4361); returns the member's roles."""
+        challenge = self.call("POST", "/v1/auth/challenge", json={"address": self.address})
+        signed = Account.sign_message(encode_defunct(text=challenge["message"]), self.account.key)
+        answer = self.call(
+            "POST", "/v1/auth/token", json={"message": challenge["message"], "signature": _hex(bytes(signed.signature))}
+        )
+        self.token = answer["access_token"]
+        return list(answer["roles"])
+
+    # ---- administration --------------------------------------------------------------------------
+
+    def onboard(
+        self,
+        address: str,
+        roles: list[str],
+        name: str,
+        *,
+        org_code: str | None = None,
+        hpke_public_key: bytes | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"address": address, "roles": roles, "name": name}
+        if org_code:
+            body["org_code"] = org_code
+        if hpke_public_key:
+            body["hpke_public_key"] = _hex(hpke_public_key)
+        return dict(self.call("POST", "/v1/members", json=body))
+
+    def suspend(self, address: str, suspended: bool = True) -> dict[str, Any]:
+        return dict(self.call("POST", f"/v1/members/{address}/suspend", json={"suspended": suspended}))
+
+    def register_resource(self, code: str, name: str, provider: str, sensitivity: int) -> dict[str, Any]:
+        return dict(
+            self.call(
+                "POST",
+                "/v1/catalog",
+                json={"code": code, "name": name, "provider": provider, "sensitivity": sensitivity},
+            )
+        )
+
+    # ---- documents -------------------------------------------------------------------------------
+
+    def store_document(
+        self, subject: str, resource: str, content: bytes, metadata: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"subject": subject, "resource": resource, "content": base64.b64encode(content).decode()}
+        if metadata is not None:
+            body["metadata"] = metadata
+        return dict(self.call("POST", "/v1/documents", json=body))
+
+    def documents(self) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/v1/documents")["items"])
+
+    def read_document(self, document_id: str) -> bytes:
+        return base64.b64decode(self.call("GET", f"/v1/documents/{document_id}")["content"])
+
+    def delete_document(self, document_id: str) -> dict[str, Any]:
+        return dict(self.call("DELETE", f"/v1/documents/{document_id}"))
+
+    # ---- consent (the subject signs) -------------------------------------------------------------
+
+    def grant(
+        self,
+        grantee: str,
+        resources: list[str],
+        purpose: str,
+        *,
+        valid_for: int = 30 * 86400,
+        max_uses: int = 0,
+        valid_from: int | None = None,
+        deadline_in: int = 600,
+    ) -> dict[str, Any]:
+        """Sign a Grant for ``grantee`` over catalog ``resources`` (codes, or "*" for the wildcard)."""
+        now = int(time.time())
+        start = now - 60 if valid_from is None else valid_from
+        message = {
+            "subject": self.address,
+            "grantee": grantee,
+            "resources": [resource_id(code) for code in resources],
+            "purpose": purpose_id(purpose),
+            "validFrom": start,
+            "validUntil": start + valid_for,
+            "maxUses": max_uses,
+            "nonce": new_nonce(),
+            "deadline": now + deadline_in,
+        }
+        return dict(self.call("POST", "/v1/grants", json=self._signed("Grant", message)))
+
+    def revoke(self, grant_id: str) -> dict[str, Any]:
+        message = {"grantId": bytes.fromhex(grant_id[2:]), "nonce": new_nonce(), "deadline": int(time.time()) + 600}
+        return dict(self.call("POST", f"/v1/grants/{grant_id}/revoke", json=self._signed("Revoke", message)))
+
+    def pause(self, grant_id: str, paused: bool = True) -> dict[str, Any]:
+        message = {
+            "grantId": bytes.fromhex(grant_id[2:]),
+            "paused": paused,
+            "nonce": new_nonce(),
+            "deadline": int(time.time()) + 600,
+        }
+        return dict(self.call("POST", f"/v1/grants/{grant_id}/pause", json=self._signed("SetPaused", message)))
+
+    def grants(self, **filters: str) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/v1/grants", params=filters)["items"])
+
+    def access_log(self, subject: str) -> list[dict[str, Any]]:
+        return list(self.call("GET", f"/v1/subjects/{subject}/access-log")["items"])
+
+    # ---- releases (the department signs) ---------------------------------------------------------
+
+    def release_request(self, grant_id: str, resource: str, *, request_id: bytes | None = None) -> dict[str, Any]:
+        """The signed ReleaseRequest body (kept so that a replay can be demonstrated)."""
+        message = {
+            "grantId": bytes.fromhex(grant_id[2:]),
+            "resource": resource_id(resource),
+            "requestId": request_id or self._request_ids.next(),
+            "deadline": int(time.time()) + 600,
+        }
+        return self._signed("ReleaseRequest", message)
+
+    def release(
+        self,
+        grant_id: str,
+        resource: str,
+        private_key: PrivateKey,
+        *,
+        body: dict[str, Any] | None = None,
+        anchored_commitment: bytes | None = None,
+    ) -> OpenedRelease:
+        """Request a release, then open it and check its commitment."""
+        body = body or self.release_request(grant_id, resource)
+        answer = self.call("POST", "/v1/releases", json=body)
+        return open_release(
+            answer,
+            private_key,
+            grant_id=bytes.fromhex(grant_id[2:]),
+            request_id=bytes.fromhex(body["message"]["requestId"][2:]),
+            anchored_commitment=anchored_commitment,
+        )
+
+
+def _jsonable(message: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in message.items():
+        if isinstance(value, bytes):
+            out[key] = _hex(value)
+        elif isinstance(value, list):
+            out[key] = [_hex(v) if isinstance(v, bytes) else v for v in value]
+        elif isinstance(value, int) and not isinstance(value, bool) and value >= 2**53:
+            out[key] = str(value)
+        else:
+            out[key] = value
+    return out
+
+
+def random_request_id() -> bytes:
+    return secrets.token_bytes(32)

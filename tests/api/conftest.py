@@ -1,0 +1,75 @@
+"""An API on a fresh deployment (anvil) with a SQLite vault; members as QclClient sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import x25519
+from eth_account import Account
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.settings import Settings
+from qcl_client import QclClient
+from tests.conftest import Deployed
+from vault import FileKeyRing, Store, Vault
+
+
+@dataclass
+class Platform:
+    deployed: Deployed
+    http: TestClient
+    vault: Vault
+    admin: QclClient
+    provider: QclClient
+    citizen: QclClient
+    dept: QclClient
+    dept_key: x25519.X25519PrivateKey
+    other_dept: QclClient
+    auditor: QclClient
+
+    def stranger(self) -> QclClient:
+        return QclClient(http=self.http, account=Account.create())
+
+
+@pytest.fixture
+def platform(deployed: Deployed, tmp_path: Path) -> Iterator[Platform]:
+    settings = Settings(env="test", data_dir=tmp_path, public_url="http://testserver")
+    vault = Vault(
+        store=Store.sqlite(tmp_path / "vault.db"),
+        keyring=FileKeyRing(tmp_path / "keyring.json", "test passphrase", scrypt_n=2**12),
+        ledger=deployed.ledger,
+    )
+    http = TestClient(create_app(settings, ledger=deployed.ledger, vault=vault), raise_server_exceptions=False)
+    admin = QclClient(http=http, account=deployed.admin)
+    assert admin.login() == ["ADMIN"]
+    members = {
+        name: QclClient(http=http, account=Account.create())
+        for name in ("provider", "citizen", "dept", "other_dept", "auditor")
+    }
+    dept_key = x25519.X25519PrivateKey.generate()
+    admin.onboard(members["provider"].address, ["PROVIDER"], "Jinan Public Security Bureau", org_code="11370100MB1")
+    admin.onboard(members["citizen"].address, ["SUBJECT"], "Citizen Zhang")
+    admin.onboard(
+        members["dept"].address,
+        ["CONSUMER"],
+        "Housing Provident Fund Center",
+        org_code="12370100MB2",
+        hpke_public_key=dept_key.public_key().public_bytes_raw(),
+    )
+    admin.onboard(
+        members["other_dept"].address,
+        ["CONSUMER"],
+        "Another department",
+        hpke_public_key=x25519.X25519PrivateKey.generate().public_key().public_bytes_raw(),
+    )
+    admin.onboard(members["auditor"].address, ["AUDITOR"], "Municipal audit office")
+    admin.register_resource("id_card", "Resident identity card", members["provider"].address, 3)
+    admin.register_resource("tax_record", "Tax payment record", members["provider"].address, 2)
+    for client in members.values():
+        client.login()
+    yield Platform(deployed=deployed, http=http, vault=vault, admin=admin, dept_key=dept_key, **members)
+    vault.store.dispose()

@@ -1,0 +1,141 @@
+"""End to end over the HTTP API against anvil: onboarding to shredding (issue 5's story)."""
+
+from __future__ import annotations
+
+import pytest
+
+from qcl_client import ApiError
+from tests.api.conftest import Platform
+
+CARD = b"Resident identity card of Zhang San, 370102199001011234"
+
+
+def _expect(code: str, status: int, call, *args, **kwargs) -> ApiError:  # type: ignore[no-untyped-def]
+    with pytest.raises(ApiError) as failed:
+        call(*args, **kwargs)
+    assert (failed.value.status, failed.value.code) == (status, code), failed.value.body
+    return failed.value
+
+
+def test_the_whole_story(platform: Platform) -> None:
+    p = platform
+    doc = p.provider.store_document(p.citizen.address, "id_card", CARD, metadata={"issuer_ref": "PSB-2026-1"})
+    assert doc["issuer"] == p.provider.address and doc["tx_hash"].startswith("0x")
+    assert [d["document_id"] for d in p.citizen.documents()] == [doc["document_id"]]
+    assert p.citizen.read_document(doc["document_id"]) == CARD
+
+    grant = p.citizen.grant(p.dept.address, ["id_card"], "loan-application", max_uses=2)
+    grant_id = grant["grant_id"]
+    listed = p.citizen.grants(subject=p.citizen.address)
+    assert [(g["grant_id"], g["status"], g["uses"]) for g in listed] == [(grant_id, "active", 0)]
+
+    first_body = p.dept.release_request(grant_id, "id_card")
+    opened = p.dept.release(
+        grant_id,
+        "id_card",
+        p.dept_key,
+        body=first_body,
+        anchored_commitment=p.deployed.ledger.document(bytes.fromhex(doc["document_id"][2:])).commitment,
+    )
+    assert opened.content == CARD
+    _expect("request_used", 409, p.dept.release, grant_id, "id_card", p.dept_key, body=first_body)  # replay
+    assert p.dept.release(grant_id, "id_card", p.dept_key).content == CARD
+    _expect("grant_exhausted", 403, p.dept.release, grant_id, "id_card", p.dept_key)
+    assert p.dept.grants(grantee=p.dept.address)[0]["status"] == "exhausted"
+
+    second = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
+    p.citizen.pause(second)
+    _expect("grant_paused", 403, p.dept.release, second, "id_card", p.dept_key)
+    p.citizen.pause(second, False)
+    p.citizen.revoke(second)
+    _expect("grant_revoked", 403, p.dept.release, second, "id_card", p.dept_key)
+
+    log = p.citizen.access_log(p.citizen.address)
+    assert [(e["kind"], e["grantee"], e["authority"]) for e in log] == [("grant", p.dept.address, grant_id)] * 2
+    assert p.auditor.access_log(p.citizen.address) == log
+    _expect("forbidden", 403, p.dept.access_log, p.citizen.address)
+
+    third = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
+    deleted = p.citizen.delete_document(doc["document_id"])
+    assert deleted["deleted"] is True and deleted["tombstone_tx"]
+    _expect("document_deleted", 410, p.citizen.read_document, doc["document_id"])
+    _expect("document_deleted", 410, p.dept.release, third, "id_card", p.dept_key)
+    assert len(p.citizen.access_log(p.citizen.address)) == 2  # nothing released after shredding
+
+
+def test_only_the_grantee_releases(platform: Platform) -> None:
+    p = platform
+    p.provider.store_document(p.citizen.address, "id_card", CARD)
+    grant_id = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
+    _expect("not_grantee", 403, p.other_dept.release, grant_id, "id_card", p.dept_key)
+    _expect("role_required", 403, p.citizen.release, grant_id, "id_card", p.dept_key)
+    _expect("resource_not_granted", 403, p.dept.release, grant_id, "tax_record", p.dept_key)
+
+
+def test_login_rules(platform: Platform) -> None:
+    p = platform
+    _expect("not_a_member", 403, p.stranger().login)
+    _expect("not_authenticated", 401, p.stranger().documents)
+    p.admin.suspend(p.dept.address)
+    _expect("member_suspended", 403, p.dept.documents)  # the suspension bites at the next call
+    p.admin.suspend(p.dept.address, False)
+    assert p.dept.documents() == []
+
+
+def test_others_documents_are_not_found(platform: Platform) -> None:
+    p = platform
+    doc = p.provider.store_document(p.citizen.address, "id_card", CARD)
+    for outsider in (p.dept, p.provider, p.auditor, p.admin):
+        _expect("document_not_found", 404, outsider.read_document, doc["document_id"])
+        _expect("document_not_found", 404, outsider.delete_document, doc["document_id"])
+    _expect("role_required", 403, p.dept.store_document, p.citizen.address, "id_card", b"forged")
+    _expect("resource_not_found", 404, p.provider.store_document, p.citizen.address, "no_such", b"x")
+
+
+def test_malformed_input_is_a_clear_4xx(platform: Platform) -> None:
+    p = platform
+    headers = {"Authorization": f"Bearer {p.citizen.token}"}
+    cases = [
+        ("POST", "/v1/grants", {"message": {"subject": "0x1234"}, "signature": "0x00"}),
+        (
+            "POST",
+            "/v1/grants",
+            {
+                "message": {
+                    "subject": p.citizen.address,
+                    "grantee": p.dept.address,
+                    "resources": ["0x" + "11" * 31],
+                    "purpose": "0x" + "22" * 32,
+                    "validFrom": 0,
+                    "validUntil": 1,
+                    "maxUses": 2**40,
+                    "nonce": str(2**256),
+                    "deadline": -1,
+                },
+                "signature": "0x" + "00" * 65,
+            },
+        ),
+        ("POST", "/v1/releases", {"message": {"grantId": "0xzz"}, "signature": "nothex"}),
+        ("POST", "/v1/documents", {"subject": p.citizen.address, "resource": "id_card", "content": "***"}),
+        ("POST", "/v1/auth/challenge", {"address": "0x" + "gg" * 20}),
+        ("GET", "/v1/documents/0x1234", None),
+        ("GET", "/v1/members/not-an-address", None),
+    ]
+    for method, path, body in cases:
+        response = p.http.request(method, path, json=body, headers=headers)
+        assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] and "Traceback" not in response.text
+    wrong_type = p.http.post("/v1/documents", content=b"subject=x", headers={**headers, "Content-Type": "text/plain"})
+    assert wrong_type.status_code == 422 and wrong_type.json()["code"] == "invalid_input"
+
+
+def test_huge_bodies_are_413(platform: Platform) -> None:
+    p = platform
+    huge = b"{" + b" " * (25 * 1024 * 1024) + b"}"
+    response = p.http.post(
+        "/v1/documents",
+        content=huge,
+        headers={"Authorization": f"Bearer {p.citizen.token}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413 and response.json()["code"] == "body_too_large"
