@@ -10,7 +10,18 @@ from vault import Vault
 from . import errors
 from .auth import Authenticator, jwt_secret
 from .middleware import BodySizeLimit
-from .routers import auth, catalog, documents, grants, members, releases, system
+from .routers import (
+    access_requests,
+    audit,
+    auth,
+    catalog,
+    documents,
+    emergencies,
+    grants,
+    members,
+    releases,
+    system,
+)
 from .settings import Settings
 
 DESCRIPTION = """\
@@ -38,7 +49,7 @@ def create_app(settings: Settings, *, ledger: Ledger, vault: Vault | None = None
         store=vault.store, ledger=ledger, settings=settings, secret=jwt_secret(settings)
     )
     errors.install(app)
-    for module in (system, auth, members, catalog, documents, grants, releases):
+    for module in (system, auth, members, catalog, documents, grants, access_requests, releases, emergencies, audit):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

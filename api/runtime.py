@@ -109,7 +109,9 @@ def bootstrap(settings: Settings, node: Node, say: Say = lambda _m: None) -> Led
         + f" contracts on chain {deployment.chain_id}: "
         + ", ".join(f"{n} {a}" for n, a in deployment.contracts.items())
     )
-    return Ledger(w3=node.w3, deployment=deployment, compiled=compiled, operator=accounts.admin)
+    return Ledger(
+        w3=node.w3, deployment=deployment, compiled=compiled, operator=accounts.admin, relayer=accounts.relayer
+    )
 
 
 def open_store(settings: Settings) -> Store:

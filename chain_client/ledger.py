@@ -80,19 +80,28 @@ class Checkpoint:
 
 
 class Ledger:
-    """The deployment's contracts as seen by one signing account.
+    """The deployment's contracts as seen by the platform's accounts.
 
-    ``operator`` signs the transactions; for the platform this is the operator account, which
-    holds ADMIN on chain and relays the subjects' and departments' signed messages (SPEC §3).
+    ``operator`` (ADMIN on chain) signs what no data subject signs: onboarding, suspension,
+    catalog entries, document anchors, checkpoints (SPEC §3). ``relayer`` submits the members'
+    own signed messages (grants, revocations, pauses, releases, emergencies), so members never
+    need Ether; without one, the operator relays too. Each account has its own in-process nonces.
     """
 
     def __init__(
-        self, *, w3: Web3, deployment: Deployment, compiled: CompilationResult, operator: LocalAccount
+        self,
+        *,
+        w3: Web3,
+        deployment: Deployment,
+        compiled: CompilationResult,
+        operator: LocalAccount,
+        relayer: LocalAccount | None = None,
     ) -> None:
         self.w3 = w3
         self.deployment = deployment
         self.decoder = RevertDecoder([c.abi for c in compiled.contracts.values()])
         self.tx = Transactor(w3=w3, account=operator, decoder=self.decoder)
+        self.relay = Transactor(w3=w3, account=relayer, decoder=self.decoder) if relayer is not None else self.tx
         self.consent = w3.eth.contract(
             address=Web3.to_checksum_address(deployment.contracts["ConsentLedger"]), abi=compiled["ConsentLedger"].abi
         )
@@ -172,17 +181,17 @@ class Ledger:
 
     def record_grant(self, terms: GrantTerms, signature: bytes) -> GrantRecorded:
         """Relay a subject's signed ``Grant``; returns its grant id (the EIP-712 digest)."""
-        receipt = self.tx.transact(self.consent.functions.recordGrant(terms.as_tuple(), signature))
+        receipt = self.relay.transact(self.consent.functions.recordGrant(terms.as_tuple(), signature))
         (event,) = self.consent.events.GrantRecorded().process_receipt(receipt.raw)
         return GrantRecorded(grant_id=bytes(event.args.grantId), receipt=receipt)
 
     def revoke(
         self, grant_id: bytes, nonce: int, deadline: int, signature: bytes, *, gas: int | None = None
     ) -> Receipt:
-        return self.tx.transact(self.consent.functions.revoke(grant_id, nonce, deadline, signature), gas=gas)
+        return self.relay.transact(self.consent.functions.revoke(grant_id, nonce, deadline, signature), gas=gas)
 
     def set_paused(self, grant_id: bytes, paused: bool, nonce: int, deadline: int, signature: bytes) -> Receipt:
-        return self.tx.transact(self.consent.functions.setPaused(grant_id, paused, nonce, deadline, signature))
+        return self.relay.transact(self.consent.functions.setPaused(grant_id, paused, nonce, deadline, signature))
 
     def grant_state(self, grant_id: bytes) -> GrantState:
         subject, uses, revoked, paused = self.tx.call(self.consent.functions.grantState(grant_id))
@@ -216,7 +225,7 @@ class Ledger:
     ) -> Receipt:
         """Record one release under ``terms`` with the grantee's signed ``ReleaseRequest``."""
         fn = self.consent.functions.recordRelease(terms.as_tuple(), resource, request_id, deadline, signature)
-        return self.tx.transact(fn, gas=gas)
+        return self.relay.transact(fn, gas=gas)
 
     def check_release(
         self, terms: GrantTerms, resource: bytes, request_id: bytes, deadline: int, signature: bytes
@@ -239,11 +248,11 @@ class Ledger:
     ) -> str:
         """Send a release without estimating or waiting (for pipelined submission); returns the tx hash."""
         fn = self.consent.functions.recordRelease(terms.as_tuple(), resource, request_id, deadline, signature)
-        return self.tx.send(fn, gas=gas)
+        return self.relay.send(fn, gas=gas)
 
     def record_releases(self, items: list[ReleaseItem], *, gas: int | None = None) -> BatchResult:
         """Record many releases in one transaction; each item is checked on its own."""
-        receipt = self.tx.transact(self.consent.functions.recordReleases([i.as_tuple() for i in items]), gas=gas)
+        receipt = self.relay.transact(self.consent.functions.recordReleases([i.as_tuple() for i in items]), gas=gas)
         rejected: dict[int, ContractRevert] = {}
         for event in self.consent.events.ReleaseRejected().process_receipt(receipt.raw, errors=DISCARD):
             rejected[int(event.args.index)] = self.decoder.from_selector(
@@ -258,10 +267,10 @@ class Ledger:
     # ---- emergencies --------------------------------------------------------------------------
 
     def propose_emergency(self, scope: EmergencyScope, signature: bytes) -> Receipt:
-        return self.tx.transact(self.consent.functions.proposeEmergency(scope.as_tuple(), signature))
+        return self.relay.transact(self.consent.functions.proposeEmergency(scope.as_tuple(), signature))
 
     def approve_emergency(self, scope: EmergencyScope, signature: bytes) -> Receipt:
-        return self.tx.transact(self.consent.functions.approveEmergency(scope.as_tuple(), signature))
+        return self.relay.transact(self.consent.functions.approveEmergency(scope.as_tuple(), signature))
 
     def record_emergency_release(
         self, scope: EmergencyScope, subject: str, resource: bytes, request_id: bytes, deadline: int, signature: bytes
@@ -269,7 +278,7 @@ class Ledger:
         fn = self.consent.functions.recordEmergencyRelease(
             scope.as_tuple(), _addr(subject), resource, request_id, deadline, signature
         )
-        return self.tx.transact(fn)
+        return self.relay.transact(fn)
 
     def emergency_state(self, emergency_id: bytes) -> EmergencyState:
         digest, valid_from, valid_until, approvals, admin_ok, auditor_ok = self.tx.call(

@@ -17,6 +17,7 @@ import httpx
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 
 from chain_client import eip712
 from chain_client.ids import RequestIdAllocator, new_nonce, purpose_id, resource_id
@@ -192,6 +193,113 @@ class QclClient:
 
     def access_log(self, subject: str) -> list[dict[str, Any]]:
         return list(self.call("GET", f"/v1/subjects/{subject}/access-log")["items"])
+
+    # ---- access requests -------------------------------------------------------------------------
+
+    def request_access(
+        self,
+        subject: str,
+        resources: list[str],
+        purpose: str,
+        *,
+        valid_for: int = 30 * 86400,
+        max_uses: int = 0,
+        note: str | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "subject": subject,
+            "resources": resources,
+            "purpose": purpose,
+            "valid_for": valid_for,
+            "max_uses": max_uses,
+        }
+        if note:
+            body["note"] = note
+        return dict(self.call("POST", "/v1/access-requests", json=body))
+
+    def access_requests(self, **filters: str) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/v1/access-requests", params=filters)["items"])
+
+    def answer_access_request(
+        self, request: dict[str, Any], *, grant: bool, reason: str | None = None
+    ) -> dict[str, Any]:
+        """As the subject: sign a Grant matching ``request`` (or reject it)."""
+        if not grant:
+            return dict(
+                self.call(
+                    "POST", f"/v1/access-requests/{request['id']}/answer", json={"decision": "reject", "reason": reason}
+                )
+            )
+        now = int(time.time())
+        message = {
+            "subject": self.address,
+            "grantee": request["consumer"],
+            "resources": [resource_id(code) for code in request["resources"]],
+            "purpose": purpose_id(request["purpose"]),
+            "validFrom": now - 60,
+            "validUntil": now - 60 + int(request["valid_for"]),
+            "maxUses": int(request["max_uses"]),
+            "nonce": new_nonce(),
+            "deadline": now + 600,
+        }
+        return dict(
+            self.call(
+                "POST",
+                f"/v1/access-requests/{request['id']}/answer",
+                json={"decision": "grant", "grant": self._signed("Grant", message)},
+            )
+        )
+
+    # ---- emergencies -----------------------------------------------------------------------------
+
+    def emergency_message(
+        self,
+        resources: list[str],
+        consumers: list[str],
+        reason_text: str,
+        *,
+        hours: float = 24,
+        emergency_id: bytes | None = None,
+    ) -> dict[str, Any]:
+        now = int(time.time())
+        return {
+            "emergencyId": emergency_id or secrets.token_bytes(32),
+            "resources": [resource_id(code) for code in resources],
+            "consumers": consumers,
+            "validFrom": now - 60,
+            "validUntil": now - 60 + int(hours * 3600),
+            "reason": keccak(text=reason_text),
+            "deadline": now + 3600,
+        }
+
+    def propose_emergency(self, message: dict[str, Any], reason_text: str) -> dict[str, Any]:
+        body = self._signed("Emergency", message) | {"reason_text": reason_text}
+        return dict(self.call("POST", "/v1/emergencies", json=body))
+
+    def approve_emergency(self, message: dict[str, Any]) -> dict[str, Any]:
+        emergency_id = _hex(message["emergencyId"])
+        return dict(
+            self.call("POST", f"/v1/emergencies/{emergency_id}/approve", json=self._signed("Emergency", message))
+        )
+
+    def emergencies(self) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/v1/emergencies")["items"])
+
+    def emergency_release(
+        self, emergency_id: str, subject: str, resource: str, private_key: PrivateKey
+    ) -> OpenedRelease:
+        request_id = self._request_ids.next()
+        message = {
+            "emergencyId": bytes.fromhex(emergency_id[2:]),
+            "subject": subject,
+            "resource": resource_id(resource),
+            "requestId": request_id,
+            "deadline": int(time.time()) + 600,
+        }
+        answer = self.call(
+            "POST", f"/v1/emergencies/{emergency_id}/releases", json=self._signed("EmergencyReleaseRequest", message)
+        )
+        return open_release(answer, private_key, grant_id=bytes.fromhex(emergency_id[2:]), request_id=request_id)
 
     # ---- releases (the department signs) ---------------------------------------------------------
 

@@ -440,6 +440,21 @@ class Vault:
                     raise
         raise AssertionError("unreachable")
 
+    def anchor_checkpoint(self) -> tuple[int, bytes, str] | None:
+        """Anchor the release log's RFC 9162 root on chain if the log grew since the last anchor.
+
+        Returns ``(tree_size, root_hash, tx_hash)``, or None when there is nothing new.
+        """
+        from . import merkle
+
+        entries = self.release_log()
+        anchored = self.ledger.checkpoints()
+        if not entries or (anchored and anchored[-1].tree_size >= len(entries)):
+            return None
+        root = merkle.root(entries)
+        receipt = self.ledger.anchor_checkpoint(len(entries), root)
+        return len(entries), root, receipt.tx_hash
+
     def release_log(self, *, start: int = 0, end: int | None = None) -> list[bytes]:
         """Canonical bytes of log entries ``start`` (inclusive) to ``end`` (exclusive)."""
         with self.store.session() as s:

@@ -139,3 +139,132 @@ def test_huge_bodies_are_413(platform: Platform) -> None:
         headers={"Authorization": f"Bearer {p.citizen.token}", "Content-Type": "application/json"},
     )
     assert response.status_code == 413 and response.json()["code"] == "body_too_large"
+
+
+def test_access_request_answered_by_a_signed_grant(platform: Platform) -> None:
+    p = platform
+    p.provider.store_document(p.citizen.address, "id_card", CARD)
+    asked = p.dept.request_access(
+        p.citizen.address, ["id_card"], "housing-provident-fund-withdrawal", max_uses=1, note="application 2026-1128"
+    )
+    assert asked["status"] == "pending"
+    assert [r["id"] for r in p.citizen.access_requests(status="pending")] == [asked["id"]]
+    _expect("access_request_not_found", 404, p.other_dept.call, "GET", f"/v1/access-requests/{asked['id']}")
+    _expect("not_subject", 403, p.dept.answer_access_request, asked, grant=False, reason="no")
+    answered = p.citizen.answer_access_request(asked, grant=True)
+    assert answered["status"] == "granted" and answered["grant_id"]
+    _expect("already_answered", 409, p.citizen.answer_access_request, asked, grant=False)
+    assert p.dept.release(answered["grant_id"], "id_card", p.dept_key).content == CARD
+    rejected = p.citizen.answer_access_request(
+        p.dept.request_access(p.citizen.address, ["tax_record"], "credit-check"), grant=False, reason="not needed"
+    )
+    assert rejected["status"] == "rejected" and rejected["reason"] == "not needed"
+    _expect("role_required", 403, p.citizen.request_access, p.citizen.address, ["id_card"], "self")
+
+
+def test_emergency_channel(platform: Platform) -> None:
+    p = platform
+    p.provider.store_document(p.citizen.address, "id_card", CARD)
+    message = p.admin.emergency_message(["id_card"], [p.dept.address], "Flood response, Licheng district", hours=12)
+    proposed = p.admin.propose_emergency(message, "Flood response, Licheng district")
+    assert proposed["approvals"] == 1 and proposed["active"] is False
+    _expect(
+        "emergency_not_approved",
+        403,
+        p.dept.emergency_release,
+        proposed["emergency_id"],
+        p.citizen.address,
+        "id_card",
+        p.dept_key,
+    )
+    _expect("role_required", 403, p.dept.approve_emergency, message)
+    approved = p.auditor.approve_emergency(message)
+    assert approved["active"] is True and approved["approvals"] == 2
+    opened = p.dept.emergency_release(proposed["emergency_id"], p.citizen.address, "id_card", p.dept_key)
+    assert opened.content == CARD
+    _expect(
+        "emergency_out_of_scope",
+        403,
+        p.other_dept.emergency_release,
+        proposed["emergency_id"],
+        p.citizen.address,
+        "id_card",
+        p.dept_key,
+    )
+    log = p.citizen.access_log(p.citizen.address)
+    assert [(e["kind"], e["authority"]) for e in log] == [("emergency", proposed["emergency_id"])]
+    assert [e["emergency_id"] for e in p.dept.emergencies()] == [proposed["emergency_id"]]
+    assert p.other_dept.emergencies() == []
+    _expect("role_required", 403, p.citizen.emergencies)
+
+
+def test_auditor_trail_verify_and_proofs(platform: Platform) -> None:
+    import base64
+
+    from vault import merkle
+
+    p = platform
+    p.provider.store_document(p.citizen.address, "id_card", CARD)
+    grant_id = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
+    for _ in range(3):
+        p.dept.release(grant_id, "id_card", p.dept_key)
+    size, root, _tx = p.vault.anchor_checkpoint()  # type: ignore[misc]
+    assert size == 3
+    p.dept.release(grant_id, "id_card", p.dept_key)
+    p.vault.anchor_checkpoint()
+    p.citizen.revoke(grant_id)
+
+    trail = p.auditor.call("GET", "/v1/audit/trail", params={"subject": p.citizen.address})["items"]
+    assert [e["event"] for e in trail] == ["GrantRecorded"] + ["ReleaseRecorded"] * 4 + ["GrantRevoked"]
+    report = p.auditor.call("POST", "/v1/audit/verify", json={})
+    assert report["ok"] is True, report["violations"]
+    assert (report["releases"], report["log_entries"], report["checkpoints"]) == (4, 4, 2)
+    assert report["transactions_scanned"] > 0
+
+    checkpoints = p.auditor.call("GET", "/v1/audit/checkpoints")
+    assert (checkpoints[0]["tree_size"], checkpoints[0]["root_hash"]) == (3, "0x" + root.hex())
+    release_id = p.citizen.access_log(p.citizen.address)[1]["release_id"]
+    proof = p.auditor.call("GET", "/v1/audit/proofs/inclusion", params={"release_id": release_id, "tree_size": 3})
+    assert merkle.verify_inclusion(
+        base64.b64decode(proof["entry"]),
+        proof["leaf_index"],
+        3,
+        [bytes.fromhex(h[2:]) for h in proof["audit_path"]],
+        root,
+    )
+    consistency = p.auditor.call("GET", "/v1/audit/proofs/consistency", params={"first": 3, "second": 4})
+    assert merkle.verify_consistency(
+        3, 4, root, bytes.fromhex(consistency["second_root"][2:]), [bytes.fromhex(h[2:]) for h in consistency["proof"]]
+    )
+    _expect("role_required", 403, p.citizen.call, "POST", "/v1/audit/verify", json={})
+
+
+def test_verify_detects_a_tampered_log(platform: Platform) -> None:
+    from sqlalchemy import delete, update
+
+    from vault.models import ReleaseLogRow
+
+    p = platform
+    p.provider.store_document(p.citizen.address, "id_card", CARD)
+    grant_id = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
+    p.dept.release(grant_id, "id_card", p.dept_key)
+    p.dept.release(grant_id, "id_card", p.dept_key)
+    p.vault.anchor_checkpoint()
+    assert p.auditor.call("POST", "/v1/audit/verify", json={})["ok"] is True
+
+    with p.vault.store.session() as s:  # an insider edits the first entry (still valid JSON)
+        row = s.get(ReleaseLogRow, 0)
+        assert row is not None
+        edited = row.entry.replace(b'"kind":"grant"', b'"kind": "grant"')
+        assert edited != row.entry
+        s.execute(update(ReleaseLogRow).where(ReleaseLogRow.idx == 0).values(entry=edited))
+    codes = {v["code"] for v in p.auditor.call("POST", "/v1/audit/verify", json={})["violations"]}
+    assert codes == {"checkpoint_mismatch"}
+
+    with p.vault.store.session() as s:  # and deletes the second entry
+        s.execute(delete(ReleaseLogRow).where(ReleaseLogRow.idx == 1))
+    report = p.auditor.call("POST", "/v1/audit/verify", json={})
+    codes = {v["code"] for v in report["violations"]}
+    assert report["ok"] is False and {"receipt_without_release", "checkpoint_beyond_log"} <= codes
+    missing = [v for v in report["violations"] if v["code"] == "receipt_without_release"]
+    assert len(missing) == 1 and missing[0]["tx_hash"].startswith("0x")

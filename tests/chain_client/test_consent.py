@@ -557,3 +557,22 @@ def test_final_states_take_precedence_over_a_pause(world: World) -> None:
     assert world.ledger.grant_status(terms) == GrantStatus.EXPIRED
     with pytest.raises(errors.GrantExpired):
         world.release(terms, grant_id, deadline=world.now() + 600)
+
+
+def test_the_relayer_submits_members_messages(world: World, compiled) -> None:  # type: ignore[no-untyped-def]
+    """Signed messages go out from the relayer account; operator-only work from the operator."""
+    from chain_client import Ledger
+
+    relayer = Account.create()
+    world.deployed.node.fund(relayer.address)
+    ledger = Ledger(w3=world.deployed.node.w3, deployment=world.ledger.deployment, compiled=compiled,
+                    operator=world.deployed.admin, relayer=relayer)
+    terms = world.terms()
+    recorded = ledger.record_grant(terms, world.sign_grant(terms))
+    request_id, deadline, signature = world.release_request(recorded.grant_id)
+    released = ledger.record_release(terms, ID_CARD, request_id, deadline, signature)
+    onboarded = ledger.onboard(Account.create().address, Role.SUBJECT)
+    w3 = world.deployed.node.w3
+    assert w3.eth.get_transaction(recorded.receipt.tx_hash)["from"] == relayer.address
+    assert w3.eth.get_transaction(released.tx_hash)["from"] == relayer.address
+    assert w3.eth.get_transaction(onboarded.tx_hash)["from"] == world.deployed.admin.address

@@ -99,6 +99,12 @@ Refusal = tuple[type[ContractRevert], dict[str, Any]]
 Expected = Refusal | None
 
 
+def _name(refusal: Refusal) -> str:
+    """For statistics: the error's class name, and for InactiveMember the role that is missing."""
+    cls, args = refusal
+    return cls.__name__ + (f"({Role(args['role']).name})" if cls is errors.InactiveMember else "")
+
+
 @dataclass
 class ModelGrant:
     terms: GrantTerms
@@ -290,11 +296,11 @@ class LedgerMachine(RuleBasedStateMachine):
         if estimated:
             at_estimate = predict(self.now)
             if at_estimate is not None:
-                event(f"{label}: {at_estimate[0].__name__} at estimation")
+                event(f"{label}: {_name(at_estimate)} at estimation")
                 self._expect_refusal(send, at_estimate, mined=False, t=t)
                 return None
         expected = predict(t)
-        event(f"{label}: {expected[0].__name__ + ' in its block' if expected else 'ok'}")
+        event(f"{label}: {_name(expected) + ' in its block' if expected else 'ok'}")
         if expected is not None:
             self._expect_refusal(send, expected, mined=True, t=t)
             return None
@@ -560,7 +566,7 @@ class LedgerMachine(RuleBasedStateMachine):
             item = self._release_item(terms, gid, resource, request, t + deadline_offset, wrong)
             batch.append(item)
             expected = self._predict_release(terms, gid, resource, item.request_id, item.deadline, not wrong, t)
-            event(f"record_releases item: {expected[0].__name__ if expected else 'ok'}")
+            event(f"record_releases item: {_name(expected) if expected else 'ok'}")
             if expected is None:
                 self.model[gid].uses += 1
                 self.requests_used[terms.grantee].add(item.request_id)
@@ -580,7 +586,7 @@ class LedgerMachine(RuleBasedStateMachine):
     # ---- members and time -----------------------------------------------------------------------
 
     @precondition(lambda self: bool(self.model) and self._suspensions < MAX_SUSPENSIONS)
-    @rule(who=st.sampled_from(list(CAST)), toggle=st.sampled_from([True, True, True, False]), dt=steps)
+    @rule(who=st.sampled_from([*SUBJECTS, *CONSUMERS] * 2 + ["p"]), toggle=st.sampled_from([True, True, True, False]), dt=steps)
     def set_suspended(self, who: str, toggle: bool, dt: int) -> None:
         account = ACCOUNTS[who].address
         suspended = not self.suspended[account] if toggle else self.suspended[account]

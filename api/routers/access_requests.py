@@ -1,0 +1,215 @@
+"""Access requests: a CONSUMER asks a SUBJECT for resources and a purpose; the subject answers by
+signing a Grant (relayed here) or by rejecting."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import or_, select, update
+
+from chain_client import Role
+from chain_client.ids import purpose_id, resource_id
+
+from ..deps import ConsumerMember, CurrentMember, LedgerDep, VaultDep
+from ..errors import Problem
+from ..models import AccessRequestRow, GrantRecord
+from ..types import Address, Limit, Offset
+from .catalog import CODE_PATTERN
+from .common import PROBLEM_RESPONSES
+from .grants import SignedGrant
+
+router = APIRouter(prefix="/v1/access-requests", tags=["access requests"], responses=PROBLEM_RESPONSES)
+
+PURPOSE_PATTERN = r"^[a-z0-9][a-z0-9_\-.]{0,127}$"
+
+
+class AccessRequestCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "subject": "0x90F79bf6EB2c4f870365E785982E1f101E93b906",
+                    "resources": ["id_card", "household_register"],
+                    "purpose": "housing-provident-fund-withdrawal",
+                    "valid_for": 2592000,
+                    "max_uses": 2,
+                    "note": "Withdrawal application no. 2026-1128",
+                }
+            ]
+        },
+    )
+    subject: Address
+    resources: list[Annotated[str, Field(pattern=CODE_PATTERN)]] = Field(min_length=1, max_length=32)
+    purpose: str = Field(pattern=PURPOSE_PATTERN, description="purpose code; its keccak256 is signed in the grant")
+    valid_for: int = Field(ge=60, le=5 * 365 * 86400, description="seconds the grant should last")
+    max_uses: int = Field(0, ge=0, le=2**32 - 1, description="0 = unlimited")
+    note: str | None = Field(None, max_length=1000)
+
+
+class AccessRequestPublic(BaseModel):
+    id: str
+    consumer: str
+    subject: str
+    resources: list[str]
+    purpose: str
+    valid_for: int
+    max_uses: int
+    note: str | None
+    status: Literal["pending", "granted", "rejected"]
+    grant_id: str | None
+    reason: str | None
+    created_at: int
+    answered_at: int | None
+
+
+class AccessRequestPage(BaseModel):
+    items: list[AccessRequestPublic]
+    offset: int
+    limit: int
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["grant", "reject"]
+    grant: SignedGrant | None = Field(None, description="the subject's signed Grant (decision = grant)")
+    reason: str | None = Field(None, max_length=1000, description="why (decision = reject)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Answer:
+        if self.decision == "grant" and self.grant is None:
+            raise ValueError("a grant answer needs the signed grant")
+        if self.decision == "reject" and self.grant is not None:
+            raise ValueError("a rejection carries no grant")
+        return self
+
+
+def _public(row: AccessRequestRow) -> AccessRequestPublic:
+    return AccessRequestPublic(
+        id=row.id,
+        consumer=row.consumer,
+        subject=row.subject,
+        resources=json.loads(row.resources),
+        purpose=row.purpose,
+        valid_for=row.valid_for,
+        max_uses=row.max_uses,
+        note=row.note,
+        status=row.status,  # type: ignore[arg-type]
+        grant_id=row.grant_id,
+        reason=row.reason,
+        created_at=row.created_at,
+        answered_at=row.answered_at,
+    )
+
+
+@router.post("", response_model=AccessRequestPublic, status_code=201)
+def create(
+    body: AccessRequestCreate, consumer: ConsumerMember, ledger: LedgerDep, vault: VaultDep
+) -> AccessRequestPublic:
+    """Ask a subject for resources; the subject sees it among its pending requests."""
+    if not ledger.is_active(body.subject, Role.SUBJECT):
+        raise Problem(404, "subject_not_found", "no active subject with this address")
+    for code in body.resources:
+        if not ledger.resource(resource_id(code)).exists:
+            raise Problem(404, "resource_not_found", f"{code!r} is not in the catalog")
+    row = AccessRequestRow(
+        id="0x" + secrets.token_hex(32),
+        consumer=consumer.address,
+        subject=body.subject,
+        resources=json.dumps(body.resources),
+        purpose=body.purpose,
+        valid_for=body.valid_for,
+        max_uses=body.max_uses,
+        note=body.note,
+        status="pending",
+        created_at=int(time.time()),
+    )
+    with vault.store.session() as s:
+        s.add(row)
+    return _public(row)
+
+
+@router.get("", response_model=AccessRequestPage)
+def list_requests(
+    member: CurrentMember,
+    vault: VaultDep,
+    status: Annotated[Literal["pending", "granted", "rejected"] | None, Query()] = None,
+    offset: Annotated[Offset, Query()] = 0,
+    limit: Annotated[Limit, Query()] = 100,
+) -> AccessRequestPage:
+    """Requests the caller made (consumer) or received (subject); auditors see all."""
+    query = select(AccessRequestRow).order_by(AccessRequestRow.created_at.desc(), AccessRequestRow.id)
+    if Role.AUDITOR not in member.roles:
+        query = query.where(
+            or_(AccessRequestRow.consumer == member.address, AccessRequestRow.subject == member.address)
+        )
+    if status:
+        query = query.where(AccessRequestRow.status == status)
+    with vault.store.session() as s:
+        rows = s.scalars(query.offset(offset).limit(limit)).all()
+    return AccessRequestPage(items=[_public(r) for r in rows], offset=offset, limit=limit)
+
+
+def _visible(vault: VaultDep, request_id: str, member: CurrentMember) -> AccessRequestRow:
+    with vault.store.session() as s:
+        row = s.get(AccessRequestRow, request_id.lower())
+    if row is None or (member.address not in (row.consumer, row.subject) and Role.AUDITOR not in member.roles):
+        raise Problem(404, "access_request_not_found", "no such access request")
+    return row
+
+
+@router.get("/{request_id}", response_model=AccessRequestPublic)
+def read(request_id: str, member: CurrentMember, vault: VaultDep) -> AccessRequestPublic:
+    """One request, to its consumer, its subject, or an auditor."""
+    return _public(_visible(vault, request_id, member))
+
+
+@router.post("/{request_id}/answer", response_model=AccessRequestPublic)
+def answer(
+    request_id: str, body: Answer, member: CurrentMember, ledger: LedgerDep, vault: VaultDep
+) -> AccessRequestPublic:
+    """The subject grants (with its signed Grant, relayed here) or rejects a pending request."""
+    row = _visible(vault, request_id, member)
+    if member.address != row.subject:
+        raise Problem(403, "not_subject", "only the request's subject answers it")
+    if row.status != "pending":
+        raise Problem(409, "already_answered", f"this request was already {row.status}")
+    now = int(time.time())
+    values: dict[str, object] = {"answered_at": now}
+    if body.decision == "reject":
+        values.update(status="rejected", reason=body.reason)
+    else:
+        assert body.grant is not None
+        message = body.grant.message
+        requested = {"0x" + resource_id(code).hex() for code in json.loads(row.resources)}
+        if (message.subject, message.grantee) != (row.subject, row.consumer):
+            raise Problem(422, "grant_mismatch", "the grant must be from the request's subject to its consumer")
+        if not set(message.resources) <= requested or message.purpose != "0x" + purpose_id(row.purpose).hex():
+            raise Problem(422, "grant_mismatch", "the grant may cover only the requested resources and purpose")
+        terms = message.terms()
+        recorded = ledger.record_grant(terms, bytes.fromhex(body.grant.signature[2:]))
+        grant_id = "0x" + recorded.grant_id.hex()
+        with vault.store.session() as s:
+            s.merge(
+                GrantRecord(
+                    grant_id=grant_id,
+                    subject=terms.subject,
+                    grantee=terms.grantee,
+                    terms=message.model_dump_json(),
+                    tx_hash=recorded.receipt.tx_hash,
+                    block_number=recorded.receipt.block_number,
+                    relayed_by=member.address,
+                    created_at=now,
+                )
+            )
+        values.update(status="granted", grant_id=grant_id)
+    with vault.store.session() as s:
+        s.execute(update(AccessRequestRow).where(AccessRequestRow.id == row.id).values(**values))
+        updated = s.get(AccessRequestRow, row.id)
+        assert updated is not None
+        return _public(updated)

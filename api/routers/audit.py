@@ -1,0 +1,198 @@
+"""Audit resources (SPEC §6, §7): trail, verification, checkpoints and RFC 9162 proofs. AUDITOR only."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from vault import merkle
+from vault.audit import Auditor
+from vault.models import ReleaseLogRow
+
+from ..deps import AuditorMember, LedgerDep, VaultDep
+from ..errors import Problem
+from ..models import EmergencyRecord, MemberProfile
+from ..types import Address, Bytes32, Limit, Offset
+from .common import PROBLEM_RESPONSES
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=PROBLEM_RESPONSES)
+
+
+def auditor_for(ledger: LedgerDep, vault: VaultDep) -> Auditor:
+    def private_texts() -> list[str]:
+        with vault.store.session() as s:
+            names = [p.name for p in s.scalars(select(MemberProfile)).all()]
+            codes = [p.org_code for p in s.scalars(select(MemberProfile)).all() if p.org_code]
+            reasons = [e.reason_text for e in s.scalars(select(EmergencyRecord)).all()]
+        return names + codes + reasons
+
+    return Auditor(ledger=ledger, log_entries=vault.release_log, private_texts=private_texts, merkle_root=merkle.root)
+
+
+class TrailEvent(BaseModel):
+    event: str
+    block_number: int
+    log_index: int
+    tx_hash: str
+    args: dict[str, Any]
+
+
+class TrailPage(BaseModel):
+    items: list[TrailEvent]
+    offset: int
+    limit: int
+
+
+@router.get("/trail", response_model=TrailPage)
+def trail(
+    auditor: AuditorMember,
+    ledger: LedgerDep,
+    vault: VaultDep,
+    subject: Annotated[Address | None, Query()] = None,
+    grantee: Annotated[Address | None, Query()] = None,
+    resource: Annotated[Bytes32 | None, Query()] = None,
+    from_block: Annotated[int, Query(ge=0, le=2**63)] = 0,
+    to_block: Annotated[int | None, Query(ge=0, le=2**63)] = None,
+    offset: Annotated[Offset, Query()] = 0,
+    limit: Annotated[Limit, Query()] = 100,
+) -> TrailPage:
+    """Grants, revocations, pauses, releases and emergencies, in chain order."""
+    head = ledger.head_block()
+    events = auditor_for(ledger, vault).trail(
+        subject=subject,
+        grantee=grantee,
+        resource=bytes.fromhex(resource[2:]) if resource else None,
+        from_block=from_block,
+        to_block=min(to_block, head) if to_block is not None else head,
+    )
+    return TrailPage(items=[TrailEvent(**e) for e in events[offset : offset + limit]], offset=offset, limit=limit)
+
+
+class VerifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    from_block: int = Field(0, ge=0, le=2**63)
+    to_block: int | None = Field(None, ge=0, le=2**63)
+
+
+class ViolationPublic(BaseModel):
+    check: int
+    code: str
+    detail: str
+    tx_hash: str | None
+    log_index: int | None
+
+
+class VerifyReport(BaseModel):
+    ok: bool
+    from_block: int
+    to_block: int
+    releases: int
+    emergency_releases: int
+    grants: int
+    log_entries: int
+    checkpoints: int
+    transactions_scanned: int
+    violations: list[ViolationPublic]
+
+
+@router.post("/verify", response_model=VerifyReport)
+def verify(
+    auditor: AuditorMember, ledger: LedgerDep, vault: VaultDep, body: VerifyRequest | None = None
+) -> VerifyReport:
+    """Checks 1-4 of SPEC §7 over a block range; every violation names its transaction or log entry."""
+    body = body or VerifyRequest()
+    head = ledger.head_block()
+    if body.to_block is not None and body.to_block < body.from_block:
+        raise Problem(422, "invalid_range", "to_block is before from_block")
+    end = head if body.to_block is None else min(body.to_block, head)
+    report = auditor_for(ledger, vault).verify(from_block=body.from_block, to_block=end)
+    return VerifyReport(**report.as_dict())
+
+
+class CheckpointPublic(BaseModel):
+    index: int
+    tree_size: int
+    root_hash: str
+    anchored_at: int
+
+
+@router.get("/checkpoints", response_model=list[CheckpointPublic])
+def checkpoints(auditor: AuditorMember, ledger: LedgerDep) -> list[CheckpointPublic]:
+    """Checkpoints of the release log anchored on chain (tree size, RFC 9162 root)."""
+    return [
+        CheckpointPublic(
+            index=c.index, tree_size=c.tree_size, root_hash="0x" + c.root_hash.hex(), anchored_at=c.anchored_at
+        )
+        for c in ledger.checkpoints()
+    ]
+
+
+class InclusionProof(BaseModel):
+    leaf_index: int
+    tree_size: int
+    entry: str = Field(description="base64 of the exact leaf bytes")
+    root_hash: str
+    audit_path: list[str]
+
+
+class ConsistencyProof(BaseModel):
+    first: int
+    second: int
+    first_root: str
+    second_root: str
+    proof: list[str]
+
+
+def _log(vault: VaultDep) -> list[bytes]:
+    return vault.release_log()
+
+
+@router.get("/proofs/inclusion", response_model=InclusionProof)
+def inclusion(
+    auditor: AuditorMember,
+    vault: VaultDep,
+    release_id: Annotated[Bytes32, Query()],
+    tree_size: Annotated[int | None, Query(ge=1, le=2**63)] = None,
+) -> InclusionProof:
+    """RFC 9162 §2.1.3 inclusion proof of a release's log entry in the tree of ``tree_size`` entries."""
+    with vault.store.session() as s:
+        index = s.scalar(select(ReleaseLogRow.idx).where(ReleaseLogRow.release_id == release_id))
+    if index is None:
+        raise Problem(404, "release_not_found", "no logged release with this id")
+    entries = _log(vault)
+    size = len(entries) if tree_size is None else tree_size
+    if not index < size <= len(entries):
+        raise Problem(422, "invalid_tree_size", f"tree_size must be in ({index}, {len(entries)}]")
+    log = merkle.MerkleLog.from_leaves(entries)
+    return InclusionProof(
+        leaf_index=int(index),
+        tree_size=size,
+        entry=base64.b64encode(entries[index]).decode(),
+        root_hash="0x" + log.root(size).hex(),
+        audit_path=["0x" + h.hex() for h in log.inclusion_proof(int(index), size)],
+    )
+
+
+@router.get("/proofs/consistency", response_model=ConsistencyProof)
+def consistency(
+    auditor: AuditorMember,
+    vault: VaultDep,
+    first: Annotated[int, Query(ge=1, le=2**63)],
+    second: Annotated[int, Query(ge=1, le=2**63)],
+) -> ConsistencyProof:
+    """RFC 9162 §2.1.4 consistency proof between two tree sizes of the release log."""
+    entries = _log(vault)
+    if not first <= second <= len(entries):
+        raise Problem(422, "invalid_tree_size", f"need 1 <= first <= second <= {len(entries)}")
+    log = merkle.MerkleLog.from_leaves(entries)
+    return ConsistencyProof(
+        first=first,
+        second=second,
+        first_root="0x" + log.root(first).hex(),
+        second_root="0x" + log.root(second).hex(),
+        proof=["0x" + h.hex() for h in log.consistency_proof(first, second)],
+    )

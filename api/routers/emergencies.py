@@ -1,0 +1,213 @@
+"""Emergency access (the "green channel"): ADMIN and AUDITOR approvers sign one scope; listed
+consumers then obtain listed resources of any subject, each release flagged in the access log."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Annotated
+
+from eth_utils import keccak
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from chain_client import Member, Role
+from chain_client.types import EmergencyScope
+
+from ..deps import ConsumerMember, CurrentMember, LedgerDep, VaultDep, require
+from ..errors import Problem
+from ..models import EmergencyRecord
+from ..types import Address, Bytes32, Limit, Offset, Signature, Uint64, Uint256
+from .common import PROBLEM_RESPONSES
+from .releases import ReleasedDocument, ReleasePublic
+
+router = APIRouter(prefix="/v1/emergencies", tags=["emergencies"], responses=PROBLEM_RESPONSES)
+
+Approver = Annotated[Member, Depends(require(Role.ADMIN, Role.AUDITOR))]
+
+
+class EmergencyMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    emergencyId: Bytes32
+    resources: list[Bytes32] = Field(min_length=1, max_length=32)
+    consumers: list[Address] = Field(min_length=1, max_length=32)
+    validFrom: Uint64
+    validUntil: Uint64
+    reason: Bytes32
+    deadline: Uint256
+
+    def scope(self) -> EmergencyScope:
+        return EmergencyScope.from_message(self.model_dump(mode="python"))
+
+
+class EmergencyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message: EmergencyMessage
+    signature: Signature
+    reason_text: str = Field(min_length=1, max_length=2000, description="kept off chain; its keccak256 is `reason`")
+
+
+class SignedEmergency(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message: EmergencyMessage
+    signature: Signature
+
+
+class EmergencyReleaseMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    emergencyId: Bytes32
+    subject: Address
+    resource: Bytes32
+    requestId: Bytes32
+    deadline: Uint256
+
+
+class SignedEmergencyRelease(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message: EmergencyReleaseMessage
+    signature: Signature
+
+
+class EmergencyPublic(BaseModel):
+    emergency_id: str
+    resources: list[str]
+    consumers: list[str]
+    validFrom: int
+    validUntil: int
+    reason: str
+    reason_text: str
+    proposer: str
+    approvals: int
+    active: bool
+    tx_hash: str | None = None
+
+
+class EmergencyPage(BaseModel):
+    items: list[EmergencyPublic]
+    offset: int
+    limit: int
+
+
+def _public(ledger: LedgerDep, record: EmergencyRecord, tx_hash: str | None = None) -> EmergencyPublic:
+    message = EmergencyMessage.model_validate_json(record.scope)
+    state = ledger.emergency_state(bytes.fromhex(record.emergency_id[2:]))
+    threshold = int(ledger.tx.call(ledger.consent.functions.emergencyThreshold()))
+    now = ledger.block_timestamp()
+    approved = state.approvals >= threshold and state.admin_approved and state.auditor_approved
+    return EmergencyPublic(
+        emergency_id=record.emergency_id,
+        resources=message.resources,
+        consumers=message.consumers,
+        validFrom=message.validFrom,
+        validUntil=message.validUntil,
+        reason=message.reason,
+        reason_text=record.reason_text,
+        proposer=record.proposer,
+        approvals=state.approvals,
+        active=approved and message.validFrom <= now < message.validUntil,
+        tx_hash=tx_hash,
+    )
+
+
+def _sig(hex_signature: str) -> bytes:
+    return bytes.fromhex(hex_signature[2:])
+
+
+@router.post("", response_model=EmergencyPublic, status_code=201)
+def propose(body: EmergencyCreate, approver: Approver, ledger: LedgerDep, vault: VaultDep) -> EmergencyPublic:
+    """Propose an emergency with an approver's signature (it counts as the first approval)."""
+    if "0x" + keccak(text=body.reason_text).hex() != body.message.reason:
+        raise Problem(422, "reason_mismatch", "reason must be keccak256 of reason_text")
+    receipt = ledger.propose_emergency(body.message.scope(), _sig(body.signature))
+    record = EmergencyRecord(
+        emergency_id=body.message.emergencyId,
+        scope=body.message.model_dump_json(),
+        reason_text=body.reason_text,
+        proposer=approver.address,
+        created_at=int(time.time()),
+        tx_hash=receipt.tx_hash,
+    )
+    with vault.store.session() as s:
+        s.merge(record)
+    return _public(ledger, record, receipt.tx_hash)
+
+
+def _record(vault: VaultDep, emergency_id: str) -> EmergencyRecord:
+    with vault.store.session() as s:
+        record = s.get(EmergencyRecord, emergency_id.lower())
+    if record is None:
+        raise Problem(404, "emergency_not_found", "no such emergency")
+    return record
+
+
+@router.post("/{emergency_id}/approve", response_model=EmergencyPublic)
+def approve(
+    emergency_id: str, body: SignedEmergency, approver: Approver, ledger: LedgerDep, vault: VaultDep
+) -> EmergencyPublic:
+    """Add another approver's signature of the same Emergency message."""
+    record = _record(vault, emergency_id)
+    if body.message.emergencyId != record.emergency_id:
+        raise Problem(422, "invalid_input", "the emergencyId in the message differs from the one in the path")
+    receipt = ledger.approve_emergency(body.message.scope(), _sig(body.signature))
+    return _public(ledger, record, receipt.tx_hash)
+
+
+@router.get("", response_model=EmergencyPage)
+def list_emergencies(
+    member: CurrentMember,
+    ledger: LedgerDep,
+    vault: VaultDep,
+    offset: Annotated[Offset, Query()] = 0,
+    limit: Annotated[Limit, Query()] = 100,
+) -> EmergencyPage:
+    """Emergencies with their approvals and status: approvers see all, consumers those naming them."""
+    approver = Role.ADMIN in member.roles or Role.AUDITOR in member.roles
+    if not approver and Role.CONSUMER not in member.roles:
+        raise Problem(403, "role_required", "this needs the ADMIN, AUDITOR or CONSUMER role")
+    with vault.store.session() as s:
+        records = s.scalars(select(EmergencyRecord).order_by(EmergencyRecord.created_at.desc())).all()
+    visible = [
+        r for r in records if approver or member.address in EmergencyMessage.model_validate_json(r.scope).consumers
+    ]
+    return EmergencyPage(
+        items=[_public(ledger, r) for r in visible[offset : offset + limit]], offset=offset, limit=limit
+    )
+
+
+@router.post("/{emergency_id}/releases", response_model=ReleasePublic, status_code=201)
+def release(
+    emergency_id: str, body: SignedEmergencyRelease, consumer: ConsumerMember, ledger: LedgerDep, vault: VaultDep
+) -> ReleasePublic:
+    """A listed consumer's release under an active emergency (flagged in the subject's access log)."""
+    record = _record(vault, emergency_id)
+    scope = EmergencyMessage.model_validate_json(record.scope)
+    if body.message.emergencyId != record.emergency_id:
+        raise Problem(422, "invalid_input", "the emergencyId in the message differs from the one in the path")
+    if consumer.address not in scope.consumers:
+        raise Problem(403, "emergency_out_of_scope", "this consumer is not listed in the emergency")
+    m = body.message
+    done = vault.emergency_release(
+        scope=scope.scope(),
+        consumer=consumer.address,
+        subject=m.subject,
+        resource=bytes.fromhex(m.resource[2:]),
+        request_id=bytes.fromhex(m.requestId[2:]),
+        deadline=m.deadline,
+        signature=_sig(body.signature),
+    )
+    doc = done.document
+    return ReleasePublic(
+        release_id=done.release_id,
+        tx_hash=done.tx_hash,
+        block_number=done.block_number,
+        sealed=base64.b64encode(done.sealed).decode(),
+        document=ReleasedDocument(
+            document_id=doc.document_id,
+            resource=doc.resource,
+            commitment=doc.commitment,
+            salt=doc.salt,
+            issuer=doc.issuer,
+            issued_at=doc.issued_at,
+        ),
+    )
