@@ -13,7 +13,7 @@ Proofs are lists of 32-byte hashes in the order the RFC defines them: an inclusi
 Two levels of API:
 
 * functions over the leaf *data* (:func:`root`, :func:`inclusion_proof`, :func:`consistency_proof`) that
-  hash every leaf on each call (O(n));
+  hash every leaf and recompute subtree hashes on each call (O(n));
 * :class:`MerkleLog`, an append-only log of leaf hashes that keeps every complete ("perfect") subtree hash,
   so roots and proofs for any past tree size cost O(log² n) hashes at most.
 
@@ -281,32 +281,57 @@ class MerkleLog:
 
 
 # --- functions over leaf data ----------------------------------------------------------------------------------
+#
+# These hash the leaves afresh on every call and compute subtree hashes by plain recursion (no cache): O(n) per
+# call. They share nothing with MerkleLog's cache, which the tests exploit to check one against the other.
 
 
-def _prefix_log(leaves: Sequence[bytes], size: int, name: str) -> MerkleLog:
+def _leaf_hashes(leaves: Sequence[bytes], size: int, name: str) -> list[bytes]:
     size = _count(size, name)
     if size > len(leaves):
         raise ValueError(f"{name} {size} exceeds the number of leaves {len(leaves)}")
-    return MerkleLog.from_leaves(leaves[i] for i in range(size))
+    return [leaf_hash(leaves[i]) for i in range(size)]
+
+
+def _recursive_oracle(hashes: Sequence[bytes]) -> _Oracle:
+    def mth(start: int, end: int) -> bytes:
+        if end - start == 1:
+            return hashes[start]
+        k = _split(end - start)
+        return node_hash(mth(start, start + k), mth(start + k, end))
+
+    return mth
 
 
 def root(leaves: Sequence[bytes]) -> bytes:
     """MTH(D[n]) of RFC 9162 §2.1.1 over the leaf data ``leaves``."""
-    return MerkleLog.from_leaves(leaves).root()
+    if not leaves:
+        return EMPTY_ROOT
+    hashes = _leaf_hashes(leaves, len(leaves), "size")
+    return _recursive_oracle(hashes)(0, len(hashes))
 
 
 def inclusion_proof(leaves: Sequence[bytes], index: int, tree_size: int) -> list[bytes]:
     """PATH(index, D[tree_size]) of RFC 9162 §2.1.3.1 over the first ``tree_size`` of ``leaves``."""
-    return _prefix_log(leaves, tree_size, "tree_size").inclusion_proof(index)
+    hashes = _leaf_hashes(leaves, tree_size, "tree_size")
+    index = _count(index, "index")
+    if index >= len(hashes):
+        raise ValueError(f"leaf index {index} out of range for tree size {len(hashes)}")
+    return _path(_recursive_oracle(hashes), index, 0, len(hashes))
 
 
 def consistency_proof(leaves: Sequence[bytes], first: int, second: int) -> list[bytes]:
     """PROOF(first, D[second]) of RFC 9162 §2.1.4.1 over the first ``second`` of ``leaves``.
 
-    Empty when ``first`` is 0 or equal to ``second``.
+    Empty when ``first`` is 0 or equal to ``second`` (nothing to prove).
     """
-    log = _prefix_log(leaves, second, "second")
-    return log.consistency_proof(first)
+    hashes = _leaf_hashes(leaves, second, "second")
+    first = _count(first, "first")
+    if first > len(hashes):
+        raise ValueError(f"first tree size {first} is larger than second tree size {len(hashes)}")
+    if first == 0 or first == len(hashes):
+        return []
+    return _subproof(_recursive_oracle(hashes), first, 0, len(hashes))
 
 
 # --- verification ----------------------------------------------------------------------------------------------
@@ -333,6 +358,10 @@ def verify_inclusion_hash(leaf_hash: bytes, index: int, tree_size: int, proof: S
     """Whether ``proof`` proves that ``leaf_hash`` is leaf ``index`` of the tree of ``tree_size`` with ``root``.
 
     The algorithm of RFC 9162 §2.1.3.2. Never raises.
+
+    A proof does not encode the tree size: it also verifies for any other ``tree_size`` whose path to ``index``
+    has the same shape (for instance leaf 0 of trees of 3 and 4 leaves). Only accept ``root`` together with the
+    ``tree_size`` it was signed with (a checkpoint / signed tree head), as RFC 9162 does.
     """
     path = _proof_hashes(proof)
     if path is None or not (_is_hash(leaf_hash) and _is_hash(root) and _is_count(index) and _is_count(tree_size)):
@@ -370,6 +399,9 @@ def verify_consistency(first: int, second: int, first_root: bytes, second_root: 
     The algorithm of RFC 9162 §2.1.4.2 for ``0 < first < second``. Outside that range: for ``first == second``
     the proof must be empty and the roots equal; for ``first == 0`` the proof must be empty and ``first_root``
     the empty-tree hash (:data:`EMPTY_ROOT`). Never raises.
+
+    As with inclusion proofs, the sizes are bound by the roots' tree heads, not by the proof: a proof can also
+    verify for other sizes of the same shape (e.g. the proof from 1 to 2 leaves, for 2 to 3 leaves).
     """
     path = _proof_hashes(proof)
     if path is None or not (_is_hash(first_root) and _is_hash(second_root) and _is_count(first) and _is_count(second)):
