@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from chain_client import Ledger
@@ -9,6 +12,7 @@ from vault import Vault
 
 from . import errors
 from .auth import Authenticator, jwt_secret
+from .background import CheckpointAnchor
 from .middleware import BodySizeLimit
 from .routers import (
     access_requests,
@@ -41,7 +45,19 @@ def create_app(settings: Settings, *, ledger: Ledger, vault: Vault | None = None
         from .runtime import open_vault
 
         vault = open_vault(settings, ledger)
-    app = FastAPI(title="Quanchenglian ledger API", version="1", description=DESCRIPTION)
+    anchor = CheckpointAnchor(vault, interval=settings.checkpoint_interval, every=settings.checkpoint_every)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.checkpoints:
+            anchor.start()
+        try:
+            yield
+        finally:
+            anchor.stop()
+
+    app = FastAPI(title="Quanchenglian ledger API", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.checkpoints = anchor
     app.state.settings = settings
     app.state.ledger = ledger
     app.state.vault = vault

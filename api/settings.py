@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     )
     jwt_secret: SecretStr | None = Field(None, description="HMAC key of access tokens (dev: generated in <data_dir>)")
     token_ttl: int = Field(900, ge=60, le=3600, description="access token lifetime, seconds")
+    checkpoint_interval: float = Field(
+        5.0, gt=0, description="anchor the release log's root this many seconds after it grew"
+    )
+    checkpoint_every: int = Field(100, ge=1, description="…or as soon as this many entries are unanchored")
+    checkpoints: bool = Field(True, description="run the checkpoint thread in the API process")
     max_body_bytes: int = Field(24 * 1024 * 1024, ge=1024, description="largest request body accepted")
 
     @field_validator("chain")

@@ -455,6 +455,11 @@ class Vault:
         receipt = self.ledger.anchor_checkpoint(len(entries), root)
         return len(entries), root, receipt.tx_hash
 
+    def log_size(self) -> int:
+        """Entries in the release log."""
+        with self.store.session() as s:
+            return int(s.scalar(select(func.count()).select_from(ReleaseLogRow)) or 0)
+
     def release_log(self, *, start: int = 0, end: int | None = None) -> list[bytes]:
         """Canonical bytes of log entries ``start`` (inclusive) to ``end`` (exclusive)."""
         with self.store.session() as s:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -111,6 +112,40 @@ def verify(
     end = head if body.to_block is None else min(body.to_block, head)
     report = auditor_for(ledger, vault).verify(from_block=body.from_block, to_block=end)
     return VerifyReport(**report.as_dict())
+
+
+@router.get("/reports", responses={200: {"content": {"application/json": {}, "text/html": {}}}})
+def report(
+    auditor: AuditorMember,
+    ledger: LedgerDep,
+    vault: VaultDep,
+    subject: Annotated[Address | None, Query()] = None,
+    department: Annotated[Address | None, Query(description="the grantee")] = None,
+    from_time: Annotated[int | None, Query(ge=0, le=2**63)] = None,
+    to_time: Annotated[int | None, Query(ge=0, le=2**63)] = None,
+    format: Annotated[Literal["json", "html"], Query()] = "json",
+    verify: Annotated[bool, Query(description="include a verification of the whole chain")] = False,
+) -> Response:
+    """An auditor's report for a subject, a department or a period, as JSON or a readable HTML page."""
+    from vault.releaselog import LogEntry
+
+    from .. import reports
+
+    with vault.store.session() as s:
+        names = {p.address: p.name for p in s.scalars(select(MemberProfile)).all()}
+    verification = auditor_for(ledger, vault).verify().as_dict() if verify else None
+    built = reports.build(
+        [LogEntry.parse(e) for e in vault.release_log()],
+        names=names,
+        subject=subject,
+        department=department,
+        from_time=from_time,
+        to_time=to_time,
+        verification=verification,
+    )
+    if format == "html":
+        return HTMLResponse(reports.to_html(built))
+    return JSONResponse(built.as_dict())
 
 
 class CheckpointPublic(BaseModel):

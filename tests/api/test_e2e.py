@@ -268,3 +268,23 @@ def test_verify_detects_a_tampered_log(platform: Platform) -> None:
     assert report["ok"] is False and {"receipt_without_release", "checkpoint_beyond_log"} <= codes
     missing = [v for v in report["violations"] if v["code"] == "receipt_without_release"]
     assert len(missing) == 1 and missing[0]["tx_hash"].startswith("0x")
+
+
+def test_auditor_report_json_and_html(platform: Platform, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    p = platform
+    p.provider.store_document(p.citizen.address, "id_card", CARD)
+    grant_id = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
+    p.dept.release(grant_id, "id_card", p.dept_key)
+    p.dept.release(grant_id, "id_card", p.dept_key)
+    body = p.auditor.call("GET", "/v1/audit/reports", params={"subject": p.citizen.address, "verify": "true"})
+    assert len(body["releases"]) == 2 and body["by_department"] == {"Housing Provident Fund Center": 2}
+    assert body["verification"]["ok"] is True
+    page = p.http.get(
+        "/v1/audit/reports",
+        params={"department": p.dept.address, "format": "html"},
+        headers={"Authorization": f"Bearer {p.auditor.token}"},
+    )
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<svg" in page.text and "Housing Provident Fund Center" in page.text and page.text.count("<tr>") >= 3
+    (tmp_path / "report.html").write_text(page.text)
+    _expect("role_required", 403, p.dept.call, "GET", "/v1/audit/reports")
