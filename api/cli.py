@@ -14,12 +14,18 @@ from chain_client._nodes import port_in_use
 from vault import VaultError
 
 from .app import create_app
+from .cli_audit import audit_app
+from .cli_members import admin_app, client_app, demo_app
 from .runtime import bootstrap, open_node, open_vault
 from .settings import Settings
 
 app = typer.Typer(help="Quanchenglian ledger: development and operations commands.", no_args_is_help=True)
 vault_app = typer.Typer(help="The digital safe-deposit box: key ring and rotation.", no_args_is_help=True)
 app.add_typer(vault_app, name="vault")
+app.add_typer(admin_app, name="admin")
+app.add_typer(client_app, name="client")
+app.add_typer(demo_app, name="demo")
+app.add_typer(audit_app, name="audit")
 console = Console(stderr=True)
 
 
