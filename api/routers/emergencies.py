@@ -3,7 +3,6 @@ consumers then obtain listed resources of any subject, each release flagged in t
 
 from __future__ import annotations
 
-import base64
 import time
 from typing import Annotated
 
@@ -20,7 +19,7 @@ from ..errors import Problem
 from ..models import EmergencyRecord
 from ..types import Address, Bytes32, Limit, Offset, Signature, Uint64, Uint256
 from .common import PROBLEM_RESPONSES
-from .releases import ReleasedDocument, ReleasePublic
+from .releases import ReleasePublic, release_answer
 
 router = APIRouter(prefix="/v1/emergencies", tags=["emergencies"], responses=PROBLEM_RESPONSES)
 
@@ -196,18 +195,4 @@ def release(
         deadline=m.deadline,
         signature=_sig(body.signature),
     )
-    doc = done.document
-    return ReleasePublic(
-        release_id=done.release_id,
-        tx_hash=done.tx_hash,
-        block_number=done.block_number,
-        sealed=base64.b64encode(done.sealed).decode(),
-        document=ReleasedDocument(
-            document_id=doc.document_id,
-            resource=doc.resource,
-            commitment=doc.commitment,
-            salt=doc.salt,
-            issuer=doc.issuer,
-            issued_at=doc.issued_at,
-        ),
-    )
+    return release_answer(done)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from chain_client import Role
+from vault import Release
 
 from ..deps import ConsumerMember, CurrentMember, VaultDep
 from ..errors import Problem
@@ -67,6 +68,11 @@ def release(body: SignedRelease, consumer: ConsumerMember, vault: VaultDep) -> R
         deadline=body.message.deadline,
         signature=bytes.fromhex(body.signature[2:]),
     )
+    return release_answer(done)
+
+
+def release_answer(done: Release) -> ReleasePublic:
+    """The body of a release answer (SPEC §6.1), for grant and emergency releases alike."""
     doc = done.document
     return ReleasePublic(
         release_id=done.release_id,
