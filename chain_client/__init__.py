@@ -17,6 +17,7 @@ from .errors import (
     ToolMissing,
     TransactionFailed,
 )
+from .indexer import IndexConflict, IndexedEvent, Indexer, IndexStore, SyncReport
 from .ledger import Ledger, org_id
 from .types import Address, Bytes32, Eip712Domain, Member, Role
 
@@ -34,12 +35,17 @@ __all__ = [
     "Deployment",
     "DeploymentMismatch",
     "Eip712Domain",
+    "IndexConflict",
+    "IndexStore",
+    "IndexedEvent",
+    "Indexer",
     "Ledger",
     "Member",
     "Node",
     "NonceManager",
     "Receipt",
     "Role",
+    "SyncReport",
     "ToolMissing",
     "TransactionFailed",
     "Transactor",

@@ -1,0 +1,258 @@
+"""Tables of the chain indexer (migration 0003) and its store on the platform database.
+
+:class:`SqlIndexStore` is the SQLAlchemy adapter of :class:`chain_client.indexer.IndexStore`:
+``chain_client`` does not import ``vault``, so the indexer writes through that protocol and this
+module (which may import ``chain_client``, as :mod:`vault.audit` does) implements it::
+
+    indexer = Indexer(ledger=ledger, store=SqlIndexStore(store))
+
+* ``indexed_blocks``: hash, parent hash and timestamp of every block with events and of the last
+  block of every batch (what reorg detection compares with the chain);
+* ``ledger_events``: one row per log, in chain order by (block_number, log_index); arguments as
+  JSON text, plus key columns for queries;
+* ``indexer_state``: the cursor (last indexed block and its hash) of each named indexer.
+
+Each batch, and each rollback, is one transaction that also checks the stored cursor is the one
+the indexer started from, so a crash leaves a consistent prefix and two indexers cannot interleave.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from sqlalchemy import BigInteger, Index, Integer, String, Table, Text, UniqueConstraint, delete, insert, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from chain_client.indexer import (
+    KEY_COLUMNS,
+    BlockHeader,
+    Cursor,
+    EventQuery,
+    IndexConflict,
+    IndexedEvent,
+)
+
+from .models import Base
+from .store import Store
+
+#: An auto-incrementing 64-bit key (SQLite only auto-increments an INTEGER PRIMARY KEY).
+_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class IndexedBlock(Base):
+    """A block the indexer has seen: one with events, or the last block of a batch."""
+
+    __tablename__ = "indexed_blocks"
+
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(66))
+    parent_hash: Mapped[str] = mapped_column(String(66))
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+
+
+class LedgerEvent(Base):
+    """One decoded log of the ledger's contracts."""
+
+    __tablename__ = "ledger_events"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(66))
+    log_index: Mapped[int] = mapped_column(Integer)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    tx_index: Mapped[int] = mapped_column(Integer)
+    #: Address of the emitting contract (ConsentLedger or AuditAnchor).
+    contract: Mapped[str] = mapped_column(String(42))
+    event: Mapped[str] = mapped_column(String(64))
+    grant_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    subject: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    grantee: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    consumer: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    resource: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    emergency_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    document_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    account: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    #: The event's arguments as JSON (bytes as 0x hex, integers of 2**53 and more as strings).
+    args: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("block_hash", "log_index", name="uq_ledger_events_block_log"),
+        Index("ix_ledger_events_position", "block_number", "log_index"),
+        Index("ix_ledger_events_event", "event", "block_number"),
+        Index("ix_ledger_events_tx_hash", "tx_hash"),
+        Index("ix_ledger_events_grant_id", "grant_id"),
+        Index("ix_ledger_events_subject", "subject", "block_number"),
+        Index("ix_ledger_events_grantee", "grantee", "block_number"),
+        Index("ix_ledger_events_consumer", "consumer", "block_number"),
+        Index("ix_ledger_events_resource", "resource", "block_number"),
+        Index("ix_ledger_events_emergency_id", "emergency_id"),
+        Index("ix_ledger_events_request_id", "request_id"),
+        Index("ix_ledger_events_document_id", "document_id"),
+        Index("ix_ledger_events_account", "account"),
+    )
+
+
+class IndexerState(Base):
+    """The cursor of one indexer: every block up to ``last_block`` is indexed."""
+
+    __tablename__ = "indexer_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_block: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(66))
+
+
+#: The tables of migration 0003.
+INDEX_TABLES: tuple[Table, ...] = (IndexedBlock.__table__, LedgerEvent.__table__, IndexerState.__table__)  # type: ignore[assignment]
+
+
+class SqlIndexStore:
+    """:class:`chain_client.indexer.IndexStore` on the vault's database."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # ---- reads -----------------------------------------------------------------------------------
+
+    def cursor(self, name: str) -> Cursor | None:
+        with self.store.session() as session:
+            row = session.get(IndexerState, name)
+            return None if row is None else Cursor(int(row.last_block), row.last_hash)
+
+    def blocks_below(self, number: int, limit: int) -> list[BlockHeader]:
+        stmt = select(IndexedBlock).where(IndexedBlock.number < number).order_by(IndexedBlock.number.desc())
+        with self.store.session() as session:
+            return [_header(row) for row in session.scalars(stmt.limit(limit))]
+
+    def block(self, number: int) -> BlockHeader | None:
+        with self.store.session() as session:
+            row = session.get(IndexedBlock, number)
+            return None if row is None else _header(row)
+
+    def grant_parties(self, grant_ids: Collection[str]) -> dict[str, tuple[str, str]]:
+        found: dict[str, tuple[str, str]] = {}
+        ids = sorted(grant_ids)
+        with self.store.session() as session:
+            for offset in range(0, len(ids), 500):
+                stmt = select(LedgerEvent.grant_id, LedgerEvent.subject, LedgerEvent.grantee).where(
+                    LedgerEvent.event == "GrantRecorded", LedgerEvent.grant_id.in_(ids[offset : offset + 500])
+                )
+                for grant_id, subject, grantee in session.execute(stmt):
+                    if grant_id and subject and grantee:
+                        found[grant_id] = (subject, grantee)
+        return found
+
+    def query(self, query: EventQuery) -> list[IndexedEvent]:
+        stmt = select(LedgerEvent, IndexedBlock.timestamp).join(
+            IndexedBlock, IndexedBlock.number == LedgerEvent.block_number, isouter=True
+        )
+        if query.events:
+            stmt = stmt.where(LedgerEvent.event.in_(query.events))
+        for column in (*KEY_COLUMNS, "tx_hash"):
+            value = getattr(query, column)
+            if value is not None:
+                stmt = stmt.where(getattr(LedgerEvent, column) == value)
+        if query.from_block is not None:
+            stmt = stmt.where(LedgerEvent.block_number >= query.from_block)
+        if query.to_block is not None:
+            stmt = stmt.where(LedgerEvent.block_number <= query.to_block)
+        stmt = stmt.order_by(LedgerEvent.block_number, LedgerEvent.log_index).offset(query.offset)
+        if query.limit is not None:
+            stmt = stmt.limit(query.limit)
+        with self.store.session() as session:
+            return [_event(row, timestamp) for row, timestamp in session.execute(stmt)]
+
+    # ---- writes ----------------------------------------------------------------------------------
+
+    def append(
+        self,
+        name: str,
+        *,
+        expected: Cursor | None,
+        blocks: Sequence[BlockHeader],
+        events: Sequence[IndexedEvent],
+        cursor: Cursor,
+    ) -> None:
+        with self.store.session() as session:
+            state = _check_cursor(session, name, expected)
+            if blocks:
+                session.execute(
+                    insert(IndexedBlock),
+                    [
+                        {"number": b.number, "hash": b.hash, "parent_hash": b.parent_hash, "timestamp": b.timestamp}
+                        for b in blocks
+                    ],
+                )
+            if events:
+                session.execute(insert(LedgerEvent), [_row(e) for e in events])
+            if state is None:
+                session.add(IndexerState(name=name, last_block=cursor.number, last_hash=cursor.hash))
+            else:
+                state.last_block, state.last_hash = cursor.number, cursor.hash
+
+    def truncate(self, name: str, *, expected: Cursor | None, keep_through: int, cursor: Cursor | None) -> int:
+        with self.store.session() as session:
+            state = _check_cursor(session, name, expected)
+            removed = session.execute(delete(LedgerEvent).where(LedgerEvent.block_number > keep_through))
+            session.execute(delete(IndexedBlock).where(IndexedBlock.number > keep_through))
+            if state is not None and cursor is None:
+                session.delete(state)
+            elif state is not None and cursor is not None:
+                state.last_block, state.last_hash = cursor.number, cursor.hash
+            elif cursor is not None:
+                session.add(IndexerState(name=name, last_block=cursor.number, last_hash=cursor.hash))
+            return int(getattr(removed, "rowcount", 0) or 0)
+
+
+def _check_cursor(session: Session, name: str, expected: Cursor | None) -> IndexerState | None:
+    state = session.get(IndexerState, name, with_for_update=True)
+    stored = None if state is None else Cursor(int(state.last_block), state.last_hash)
+    if stored != expected:
+        raise IndexConflict(f"indexer {name!r} is at {stored}, expected {expected}")
+    return state
+
+
+def _header(row: IndexedBlock) -> BlockHeader:
+    return BlockHeader(number=int(row.number), hash=row.hash, parent_hash=row.parent_hash, timestamp=int(row.timestamp))
+
+
+def _row(event: IndexedEvent) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "block_number": event.block_number,
+        "block_hash": event.block_hash,
+        "log_index": event.log_index,
+        "tx_hash": event.tx_hash,
+        "tx_index": event.tx_index,
+        "contract": event.contract,
+        "event": event.event,
+        "args": event.args_json(),
+    }
+    for column in KEY_COLUMNS:
+        row[column] = getattr(event, column)
+    return row
+
+
+def _event(row: LedgerEvent, timestamp: int | None) -> IndexedEvent:
+    return IndexedEvent(
+        block_number=int(row.block_number),
+        block_hash=row.block_hash,
+        log_index=int(row.log_index),
+        tx_hash=row.tx_hash,
+        tx_index=int(row.tx_index),
+        contract=row.contract,
+        event=row.event,
+        args=json.loads(row.args),
+        grant_id=row.grant_id,
+        subject=row.subject,
+        grantee=row.grantee,
+        consumer=row.consumer,
+        resource=row.resource,
+        emergency_id=row.emergency_id,
+        request_id=row.request_id,
+        document_id=row.document_id,
+        account=row.account,
+        block_timestamp=None if timestamp is None else int(timestamp),
+    )
