@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -131,8 +132,6 @@ def list_documents(
 
 
 def _doc_id(value: str) -> str:
-    import re
-
     if not re.match(DOC_ID_PATTERN, value):
         raise Problem(422, "invalid_input", "document id must be 0x followed by 64 hex digits")
     return value.lower()

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chain_client import Member, Role
 
 from ..deps import AdminMember, CurrentMember, LedgerDep, VaultDep
+from ..errors import Problem
 from ..models import MemberProfile
 from ..types import Address
 from .common import PROBLEM_RESPONSES, record_action
@@ -116,15 +117,10 @@ def onboard(body: MemberCreate, admin: AdminMember, ledger: LedgerDep, vault: Va
 
 
 @router.get("/{address}", response_model=MemberPublic)
-def read(address: str, member: CurrentMember, ledger: LedgerDep, vault: VaultDep) -> MemberPublic:
+def read(
+    account: Annotated[Address, Path(alias="address")], member: CurrentMember, ledger: LedgerDep, vault: VaultDep
+) -> MemberPublic:
     """A member's roles, status, org id and HPKE key (any logged-in member may read)."""
-    from ..errors import Problem
-    from ..types import _address
-
-    try:
-        account = _address(address)
-    except ValueError as exc:
-        raise Problem(422, "invalid_address", str(exc)) from None
     found = ledger.member(account)
     if not found.is_member:
         raise Problem(404, "member_not_found", f"{account} is not a member")
@@ -135,16 +131,13 @@ def read(address: str, member: CurrentMember, ledger: LedgerDep, vault: VaultDep
 
 @router.post("/{address}/suspend", response_model=MemberPublic)
 def suspend(
-    address: str, admin: AdminMember, ledger: LedgerDep, vault: VaultDep, body: SuspendBody | None = None
+    account: Annotated[Address, Path(alias="address")],
+    admin: AdminMember,
+    ledger: LedgerDep,
+    vault: VaultDep,
+    body: SuspendBody | None = None,
 ) -> MemberPublic:
     """Suspend a member (or reinstate with ``{"suspended": false}``); takes effect at their next call."""
-    from ..errors import Problem
-    from ..types import _address
-
-    try:
-        account = _address(address)
-    except ValueError as exc:
-        raise Problem(422, "invalid_address", str(exc)) from None
     suspended = True if body is None else body.suspended
     receipt = ledger.set_suspended(account, suspended)
     with vault.store.session() as s:
