@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -65,7 +66,25 @@ def create_app(settings: Settings, *, ledger: Ledger, vault: Vault | None = None
         store=vault.store, ledger=ledger, settings=settings, secret=jwt_secret(settings)
     )
     errors.install(app)
+    _document_problems(app)
     for module in (system, auth, members, catalog, documents, grants, access_requests, releases, emergencies, audit):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Add the RFC 9457 ``ProblemPublic`` schema the routers' error responses refer to."""
+    from fastapi.openapi.utils import get_openapi
+
+    from .schemas import ProblemPublic
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["ProblemPublic"] = ProblemPublic.model_json_schema(ref_template="#/components/schemas/{model}")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -139,6 +139,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # an unreadable body (e.g. not UTF-8): malformed input, SPEC §6.1
+            return problem(
+                422, "invalid_input", f"the request body could not be read: {exc.detail}", instance=request.url.path
+            )
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         return problem(exc.status_code, code, str(exc.detail), instance=request.url.path)
 

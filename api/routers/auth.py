@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..deps import AuthDep
-from ..schemas import ProblemPublic
 from ..types import Address, Signature
+from .common import PROBLEM_RESPONSES
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/v1/auth", tags=["auth"], responses=PROBLEM_RESPONSES)
 
 
 class ChallengeCreate(BaseModel):
@@ -37,13 +35,6 @@ class TokenPublic(BaseModel):
     roles: list[str]
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ProblemPublic},
-    403: {"model": ProblemPublic},
-    409: {"model": ProblemPublic},
-}
-
-
 @router.post("/challenge", response_model=ChallengePublic)
 def challenge(body: ChallengeCreate, auth: AuthDep) -> ChallengePublic:
     """A single-use login challenge (valid 10 minutes) for ``address``."""
@@ -51,7 +42,7 @@ def challenge(body: ChallengeCreate, auth: AuthDep) -> ChallengePublic:
     return ChallengePublic(message=message, nonce=nonce)
 
 
-@router.post("/token", response_model=TokenPublic, responses=_ERRORS)
+@router.post("/token", response_model=TokenPublic, responses=PROBLEM_RESPONSES)
 def token(body: TokenCreate, auth: AuthDep) -> TokenPublic:
     """Exchange a signed challenge for a bearer token. Only active members get one."""
     issued = auth.token(body.message, body.signature)

@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from ..models import ActionRecord
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
-    401: {"description": "not logged in", "content": {"application/problem+json": {}}},
-    403: {"description": "not allowed", "content": {"application/problem+json": {}}},
-    404: {"description": "unknown, or not yours to see", "content": {"application/problem+json": {}}},
-    422: {"description": "malformed input", "content": {"application/problem+json": {}}},
-    503: {"description": "chain or database unavailable", "content": {"application/problem+json": {}}},
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemPublic"}}},
+    }
+
+
+#: Every error answer an operation can give (RFC 9457 bodies; ``ProblemPublic`` is added to the
+#: OpenAPI components by :func:`api.app.create_app`).
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _problem("not logged in, or the token is invalid"),
+    403: _problem("not allowed (role, grant rules, signature)"),
+    404: _problem("unknown, or not yours to see"),
+    409: _problem("conflict: replay (nonce_used, request_used) or state (member_exists, already_answered, …)"),
+    410: _problem("the document was crypto-shredded (document_deleted)"),
+    413: _problem("request body too large (body_too_large)"),
+    422: _problem("malformed input (invalid_input names the field)"),
+    503: _problem("chain or database unavailable"),
 }
 
 

@@ -7,12 +7,15 @@ from typing import Any
 from fastapi import APIRouter
 
 from ..deps import LedgerDep
-from ..schemas import ChainPublic, Eip712DomainPublic, HealthPublic, ProblemPublic
+from ..schemas import ChainPublic, Eip712DomainPublic, HealthPublic
 
 router = APIRouter(tags=["system"])
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: {"model": ProblemPublic, "description": "the chain does not answer (`chain_unavailable`)"}
+    503: {
+        "description": "the chain does not answer (`chain_unavailable`)",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemPublic"}}},
+    }
 }
 
 

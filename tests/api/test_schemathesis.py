@@ -1,0 +1,460 @@
+"""Schemathesis (v4) against the app on a live anvil chain: no 5xx, every response as documented.
+
+* ``test_fuzz`` runs every operation of ``/openapi.json`` (none is excluded) as ADMIN, as the
+  citizen (SUBJECT) and as the auditor, on a ``platform`` seeded with a document, a grant, an
+  access request, an active emergency, two releases and a checkpoint, so that lists and proofs
+  have something to show. Schemathesis's phases are its defaults (explicit examples, coverage
+  cases, then Hypothesis fuzzing, positive and negative), bounded by ``max_examples`` and fully
+  deterministic (fixed seed, ``derandomize``, no example database). The bearer token is added to
+  every request (the schema models ``Authorization`` as an optional header parameter, so a
+  generated value would only ever test the 401 path).
+* Fuzzing cannot forge EIP-712 signatures, so the 2xx answers of the signed operations (grants,
+  revocations, pauses, releases, emergencies, answers) are not reached by it; they are reached,
+  and validated with the same checks, by ``test_documented_success_responses``.
+* Failures that are open API bugs (``KNOWN_BUGS``, empty today) are set aside narrowly, by
+  failure kind and status or content type, each with a ``strict`` xfail reproducer.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import httpx
+import pytest
+import schemathesis
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from hypothesis import HealthCheck, settings
+from pydantic import SecretStr
+from schemathesis import Case
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.config import SchemathesisConfig
+from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.python.asgi import get_client
+
+from api.app import create_app
+from api.settings import Settings
+from chain_client import eip712
+from chain_client.ids import purpose_id, resource_id
+from qcl_client import QclClient
+from tests.api.conftest import Platform
+
+pytestmark = pytest.mark.slow
+
+MAX_EXAMPLES = 15
+ROLES = ("admin", "citizen", "auditor")
+CARD = b"Resident identity card of Zhang San, 370102199001011234"
+
+
+def _described_app() -> Any:
+    """The app as its OpenAPI document sees it: the routes, with no chain or vault behind them.
+
+    The schema is taken from ``app.openapi()`` rather than ``from_asgi("/openapi.json", app)``,
+    because fetching over ASGI would start the app's lifespan (the checkpoint thread) on mocks;
+    ``test_the_schema_is_the_live_apps`` checks it is the live app's ``/openapi.json``.
+    """
+    settings = Settings(env="test", data_dir=Path("/nonexistent"), jwt_secret=SecretStr("x" * 32))
+    return create_app(settings, ledger=mock.Mock(), vault=mock.Mock())
+
+
+CONFIG = SchemathesisConfig.from_dict({"seed": 20260611, "generation": {"deterministic": True, "database": "none"}})
+schema = schemathesis.openapi.from_dict(_described_app().openapi(), config=CONFIG)
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 2**53:
+        return str(value)  # SPEC §6.1: uint256 values as decimal strings
+    return value
+
+
+def signed(signer: QclClient, primary: str, message: dict[str, Any]) -> dict[str, Any]:
+    """``{"message", "signature"}`` with ``signer``'s EIP-712 signature (SPEC §6.1)."""
+    signature = eip712.sign(signer.domain(), primary, message, signer.account.key)
+    return {"message": {k: _json(v) for k, v in message.items()}, "signature": "0x" + signature.hex()}
+
+
+def grant_message(p: Platform, *, resources: list[str], purpose: str, valid_for: int = 86400) -> dict[str, Any]:
+    now = int(time.time())
+    return {
+        "subject": p.citizen.address,
+        "grantee": p.dept.address,
+        "resources": [resource_id(code) for code in resources],
+        "purpose": purpose_id(purpose),
+        "validFrom": now - 60,
+        "validUntil": now - 60 + valid_for,
+        "maxUses": 0,
+        "nonce": secrets.randbits(256),
+        "deadline": now + 600,
+    }
+
+
+# ---- API bugs found here and reported (not fixed here) ------------------------------------------
+
+
+def _problem_code(response: Any) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("code") if isinstance(body, dict) else None
+
+
+@dataclass(frozen=True)
+class KnownBug:
+    key: str
+    reason: str
+    matches: Callable[[Case, Any, Failure], bool]
+
+
+#: API bugs whose fuzzing failures are set aside while they are open, each with a strict xfail
+#: reproducer. Empty: the ones found (undocumented 400/409/410/413, auth errors documented as
+#: application/json) are fixed and their reproducers below are now regression tests.
+KNOWN_BUGS: list[KnownBug] = []
+SET_ASIDE: Counter[str] = Counter()
+SEEN: Counter[str] = Counter()
+
+
+def validate(case: Case, response: Any) -> None:
+    """``case.validate_response`` with the known bugs' failures set aside (and counted)."""
+    __tracebackhide__ = True
+    try:
+        case.validate_response(response, checks=CHECKS)
+    except FailureGroup as group:
+        left = []
+        for failure in group.exceptions:
+            bug = next((b for b in KNOWN_BUGS if b.matches(case, response, failure)), None)
+            if bug is None:
+                left.append(failure)
+            else:
+                SET_ASIDE[f"{bug.key}: {case.operation.label} -> {response.status_code}"] += 1
+        if left:
+            raise FailureGroup(left) from None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _summary() -> Iterator[None]:
+    yield
+    operations = {key.rsplit(" as ", 1)[0] for key in SEEN}
+    print(f"\nschemathesis: {sum(SEEN.values())} requests, {len(operations)} operations x {len(ROLES)} roles")
+    for key, count in sorted(SET_ASIDE.items()):
+        print(f"  set aside (known bug) {key}: {count}")
+
+
+# ---- the fuzzing run ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def seeded(platform: Platform) -> Platform:
+    p = platform
+    p.provider.store_document(p.citizen.address, "id_card", CARD, metadata={"issuer_ref": "PSB-1"})
+    grant_id = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
+    p.dept.request_access(p.citizen.address, ["id_card"], "loan-application", note="seed")
+    message = p.admin.emergency_message(["id_card"], [p.dept.address], "Flood response")
+    emergency_id = p.admin.propose_emergency(message, "Flood response")["emergency_id"]
+    p.auditor.approve_emergency(message)
+    p.dept.release(grant_id, "id_card", p.dept_key)
+    p.dept.emergency_release(emergency_id, p.citizen.address, "id_card", p.dept_key)
+    p.vault.anchor_checkpoint()
+    return p
+
+
+@pytest.fixture
+def asgi(seeded: Platform) -> Iterator[Any]:
+    """An un-entered ASGI client of the live app: requests reach the app in-process without starting
+    its lifespan (the checkpoint thread); one per test, closed after it."""
+    client = get_client(seeded.http.app)  # type: ignore[arg-type]  # Starlette types its ASGI app more loosely
+    yield client
+    client.close()
+
+
+def test_the_schema_is_the_live_apps(platform: Platform) -> None:
+    assert platform.http.get("/openapi.json").json() == schema.raw_schema
+
+
+@schema.parametrize()
+@settings(
+    max_examples=MAX_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_fuzz(case: Case, seeded: Platform, asgi: Any) -> None:
+    """Each generated request is sent once per role (a fresh ``platform`` per operation, not per
+    operation and role: its setup dominates the run time)."""
+    __tracebackhide__ = True
+    for role in ROLES:
+        token = getattr(seeded, role).token
+        response = case.call(app=seeded.http.app, session=asgi, headers={"Authorization": f"Bearer {token}"})
+        SEEN[f"{case.operation.label} as {role}"] += 1
+        try:
+            validate(case, response)
+        except FailureGroup as failed:
+            failed.add_note(f"sent with the bearer token of {role!r}")
+            raise
+
+
+# ---- 2xx answers the fuzzer cannot reach (signed bodies), validated against the schema ------------
+
+
+def case_for(template: str, method: str, response: httpx.Response) -> Case:
+    """A case of the operation ``template`` with the path parameters of the request ``response`` answers."""
+    names, parts = template.split("/"), response.request.url.path.split("/")
+    assert len(names) == len(parts), (template, response.request.url.path)
+    parameters = {n[1:-1]: p for n, p in zip(names, parts, strict=True) if n.startswith("{")}
+    return schema[template][method].Case(path_parameters=parameters)
+
+
+def _conforms(template: str, method: str, response: httpx.Response) -> None:
+    __tracebackhide__ = True
+    assert response.status_code < 400, (template, response.status_code, response.text)
+    validate(case_for(template, method, response), response)
+
+
+def test_documented_success_responses(platform: Platform) -> None:
+    """The whole story over raw HTTP; every 2xx answer must match its documented schema."""
+    p, http = platform, platform.http
+
+    def call(who: Any, method: str, template: str, path: str | None = None, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {who.token}"} if who is not None else {}
+        response = http.request(method, path or template, headers=headers, **kwargs)
+        _conforms(template, method, response)
+        return response.json() if response.headers["content-type"].startswith("application/json") else None
+
+    call(None, "GET", "/health")
+    call(None, "GET", "/v1/chain")
+    challenge = call(None, "POST", "/v1/auth/challenge", json={"address": p.citizen.address})
+    signature = Account.sign_message(encode_defunct(text=challenge["message"]), p.citizen.account.key).signature
+    call(None, "POST", "/v1/auth/token", json={"message": challenge["message"], "signature": "0x" + signature.hex()})
+
+    newcomer = Account.create().address
+    call(p.admin, "POST", "/v1/members", json={"address": newcomer, "roles": ["SUBJECT"], "name": "Citizen Wang"})
+    call(p.citizen, "GET", "/v1/members/{address}", f"/v1/members/{p.dept.address}")
+    call(p.admin, "POST", "/v1/members/{address}/suspend", f"/v1/members/{newcomer}/suspend", json={"suspended": True})
+    body = {"code": "social_insurance", "name": "Social insurance", "provider": p.provider.address, "sensitivity": 2}
+    call(p.admin, "POST", "/v1/catalog", json=body)
+    call(p.citizen, "GET", "/v1/catalog")
+
+    content = base64.b64encode(CARD).decode()
+    body = {"subject": p.citizen.address, "resource": "id_card", "content": content, "metadata": {"ref": "PSB-1"}}
+    doc_id = call(p.provider, "POST", "/v1/documents", json=body)["document_id"]
+    call(p.citizen, "GET", "/v1/documents")
+    call(p.citizen, "GET", "/v1/documents/{document_id}", f"/v1/documents/{doc_id}")
+
+    # the subject's signed Grant, relayed by the dept
+    grant_body = signed(p.citizen, "Grant", grant_message(p, resources=["id_card"], purpose="loan-application"))
+    grant_id = call(p.dept, "POST", "/v1/grants", json=grant_body)["grant_id"]
+    call(p.dept, "GET", "/v1/grants", params={"grantee": p.dept.address})
+    release = p.dept.release_request(grant_id, "id_card")
+    release_id = call(p.dept, "POST", "/v1/releases", json=release)["release_id"]
+    call(p.citizen, "GET", "/v1/subjects/{address}/access-log", f"/v1/subjects/{p.citizen.address}/access-log")
+
+    asked = call(
+        p.dept,
+        "POST",
+        "/v1/access-requests",
+        json={"subject": p.citizen.address, "resources": ["id_card"], "purpose": "credit-check", "valid_for": 3600},
+    )
+    call(p.citizen, "GET", "/v1/access-requests")
+    call(p.dept, "GET", "/v1/access-requests/{request_id}", f"/v1/access-requests/{asked['id']}")
+    grant = signed(p.citizen, "Grant", grant_message(p, resources=["id_card"], purpose="credit-check", valid_for=3600))
+    path = f"/v1/access-requests/{asked['id']}/answer"
+    answered = call(
+        p.citizen, "POST", "/v1/access-requests/{request_id}/answer", path, json={"decision": "grant", "grant": grant}
+    )
+    assert answered["status"] == "granted"
+    rejected = p.dept.request_access(p.citizen.address, ["tax_record"], "credit-check")
+    call(
+        p.citizen,
+        "POST",
+        "/v1/access-requests/{request_id}/answer",
+        f"/v1/access-requests/{rejected['id']}/answer",
+        json={"decision": "reject", "reason": "not needed"},
+    )
+
+    paused = signed(
+        p.citizen,
+        "SetPaused",
+        {"grantId": bytes.fromhex(grant_id[2:]), "paused": True, "nonce": secrets.randbits(256), "deadline": 2**40},
+    )
+    call(p.dept, "POST", "/v1/grants/{grant_id}/pause", f"/v1/grants/{grant_id}/pause", json=paused)
+    revoked = signed(
+        p.citizen, "Revoke", {"grantId": bytes.fromhex(grant_id[2:]), "nonce": secrets.randbits(256), "deadline": 2**40}
+    )
+    call(p.dept, "POST", "/v1/grants/{grant_id}/revoke", f"/v1/grants/{grant_id}/revoke", json=revoked)
+
+    message = p.admin.emergency_message(["id_card"], [p.dept.address], "Chemical spill")
+    proposal = signed(p.admin, "Emergency", message) | {"reason_text": "Chemical spill"}
+    emergency_id = call(p.admin, "POST", "/v1/emergencies", json=proposal)["emergency_id"]
+    approval = signed(p.auditor, "Emergency", message)
+    path = f"/v1/emergencies/{emergency_id}/approve"
+    assert call(p.auditor, "POST", "/v1/emergencies/{emergency_id}/approve", path, json=approval)["active"] is True
+    call(p.dept, "GET", "/v1/emergencies")
+    request = {
+        "emergencyId": bytes.fromhex(emergency_id[2:]),
+        "subject": p.citizen.address,
+        "resource": resource_id("id_card"),
+        "requestId": secrets.token_bytes(32),
+        "deadline": int(time.time()) + 600,
+    }
+    path = f"/v1/emergencies/{emergency_id}/releases"
+    call(
+        p.dept,
+        "POST",
+        "/v1/emergencies/{emergency_id}/releases",
+        path,
+        json=signed(p.dept, "EmergencyReleaseRequest", request),
+    )
+
+    p.vault.anchor_checkpoint()
+    call(p.auditor, "GET", "/v1/audit/trail", params={"subject": p.citizen.address})
+    call(p.auditor, "POST", "/v1/audit/verify", json={})
+    call(p.auditor, "GET", "/v1/audit/reports", params={"subject": p.citizen.address})
+    call(p.auditor, "GET", "/v1/audit/reports", params={"department": p.dept.address, "format": "html"})
+    call(p.auditor, "GET", "/v1/audit/checkpoints")
+    call(p.auditor, "GET", "/v1/audit/proofs/inclusion", params={"release_id": release_id})
+    call(p.auditor, "GET", "/v1/audit/proofs/consistency", params={"first": 1, "second": 2})
+
+    call(p.citizen, "DELETE", "/v1/documents/{document_id}", f"/v1/documents/{doc_id}")
+
+
+# ---- regression tests of the bugs found (were strict-xfail reproducers) -------------------------
+
+JSON_BODY_OPERATIONS = sorted(
+    (path, method.upper())
+    for path, item in schema.raw_schema["paths"].items()
+    for method, operation in item.items()
+    if "application/json" in operation.get("requestBody", {}).get("content", {})
+)
+
+
+def _documented(template: str, method: str, response: httpx.Response) -> None:
+    """Plain ``validate_response`` (nothing set aside)."""
+    case_for(template, method, response).validate_response(response, checks=CHECKS)
+
+
+@pytest.mark.parametrize(("template", "method"), JSON_BODY_OPERATIONS)
+def test_non_utf8_json_body_is_422_as_documented(platform: Platform, template: str, method: str) -> None:
+    """A body that is not UTF-8 is malformed input: 422 ``invalid_input``, as documented (was 400)."""
+    path = template.replace("{address}", platform.citizen.address).replace("{", "").replace("}", "")
+    response = platform.http.request(
+        method,
+        path,
+        content=b"\xff",
+        headers={"Authorization": f"Bearer {platform.admin.token}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
+    assert _problem_code(response) == "invalid_input"
+    _documented(template, method, response)
+
+
+def _replayed_grant(p: Platform) -> tuple[str, str, httpx.Response]:
+    body = signed(p.citizen, "Grant", grant_message(p, resources=["id_card"], purpose="loan-application"))
+    headers = {"Authorization": f"Bearer {p.citizen.token}"}
+    assert p.http.post("/v1/grants", json=body, headers=headers).status_code == 201
+    return "/v1/grants", "POST", p.http.post("/v1/grants", json=body, headers=headers)
+
+
+def _replayed_release(p: Platform) -> tuple[str, str, httpx.Response]:
+    p.provider.store_document(p.citizen.address, "id_card", CARD)
+    grant_id = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
+    body = p.dept.release_request(grant_id, "id_card")
+    headers = {"Authorization": f"Bearer {p.dept.token}"}
+    assert p.http.post("/v1/releases", json=body, headers=headers).status_code == 201
+    return "/v1/releases", "POST", p.http.post("/v1/releases", json=body, headers=headers)
+
+
+def _member_exists(p: Platform) -> tuple[str, str, httpx.Response]:
+    body = {"address": p.citizen.address, "roles": ["SUBJECT"], "name": "Citizen Zhang"}
+    return (
+        "/v1/members",
+        "POST",
+        p.http.post("/v1/members", json=body, headers={"Authorization": f"Bearer {p.admin.token}"}),
+    )
+
+
+def _shredded_document(p: Platform) -> tuple[str, str, httpx.Response]:
+    doc_id = p.provider.store_document(p.citizen.address, "id_card", CARD)["document_id"]
+    p.citizen.delete_document(doc_id)
+    response = p.http.get(f"/v1/documents/{doc_id}", headers={"Authorization": f"Bearer {p.citizen.token}"})
+    return "/v1/documents/{document_id}", "GET", response
+
+
+def _huge_body(p: Platform) -> tuple[str, str, httpx.Response]:
+    limit = p.http.app.state.settings.max_body_bytes  # type: ignore[attr-defined]
+    response = p.http.post(
+        "/v1/documents",
+        content=b"{" + b" " * limit + b"}",
+        headers={"Authorization": f"Bearer {p.citizen.token}", "Content-Type": "application/json"},
+    )
+    return "/v1/documents", "POST", response
+
+
+def _auth_error(p: Platform) -> tuple[str, str, httpx.Response]:
+    return (
+        "/v1/auth/token",
+        "POST",
+        p.http.post("/v1/auth/token", json={"message": "hello", "signature": "0x" + "11" * 65}),
+    )
+
+
+UNDOCUMENTED_410 = "410 document_deleted is documented on no operation (GET/DELETE /v1/documents/{id}, releases)"
+UNDOCUMENTED_413 = "413 body_too_large is documented on no operation that takes a body"
+
+#: label -> (scenario, the answer the SPEC prescribes, why it is an API bug)
+UNDOCUMENTED: dict[str, tuple[Callable[[Platform], tuple[str, str, httpx.Response]], tuple[int, str], str]] = {
+    "409 nonce_used (POST /v1/grants, replayed)": (
+        _replayed_grant,
+        (409, "nonce_used"),
+        "409 conflicts are documented",
+    ),
+    "409 request_used (POST /v1/releases, replayed)": (
+        _replayed_release,
+        (409, "request_used"),
+        "409 conflicts are documented",
+    ),
+    "409 member_exists (POST /v1/members)": (_member_exists, (409, "member_exists"), "409 conflicts are documented"),
+    "410 document_deleted (GET /v1/documents/{id})": (_shredded_document, (410, "document_deleted"), UNDOCUMENTED_410),
+    "413 body_too_large (POST /v1/documents)": (_huge_body, (413, "body_too_large"), UNDOCUMENTED_413),
+    "401 siwe_malformed (POST /v1/auth/token)": (
+        _auth_error,
+        (401, "siwe_malformed"),
+        "/v1/auth errors are documented as problem+json",
+    ),
+}
+
+
+@pytest.mark.parametrize("label", list(UNDOCUMENTED))
+def test_error_answers_are_documented(platform: Platform, label: str) -> None:
+    """Answers the SPEC prescribes are described by the OpenAPI document (they were not, once)."""
+    scenario, expected, _ = UNDOCUMENTED[label]
+    template, method, response = scenario(platform)
+    assert (response.status_code, _problem_code(response)) == expected, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    _documented(template, method, response)
