@@ -288,3 +288,78 @@ def test_auditor_report_json_and_html(platform: Platform, tmp_path) -> None:  # 
     assert "<svg" in page.text and "Housing Provident Fund Center" in page.text and page.text.count("<tr>") >= 3
     (tmp_path / "report.html").write_text(page.text)
     _expect("role_required", 403, p.dept.call, "GET", "/v1/audit/reports")
+
+
+def _two_releases(p: Platform) -> str:
+    p.provider.store_document(p.citizen.address, "id_card", CARD)
+    grant_id = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
+    p.dept.release(grant_id, "id_card", p.dept_key)
+    p.dept.release(grant_id, "id_card", p.dept_key)
+    p.vault.anchor_checkpoint()
+    assert p.auditor.call("POST", "/v1/audit/verify", json={})["ok"] is True
+    return str(grant_id)
+
+
+def _codes(p: Platform) -> set[str]:
+    return {v["code"] for v in p.auditor.call("POST", "/v1/audit/verify", json={})["violations"]}
+
+
+def test_verify_detects_reordered_entries(platform: Platform) -> None:
+    from sqlalchemy import update
+
+    from vault.models import ReleaseLogRow
+
+    p = platform
+    _two_releases(p)
+    with p.vault.store.session() as s:
+        first, second = s.get(ReleaseLogRow, 0), s.get(ReleaseLogRow, 1)
+        assert first is not None and second is not None
+        a, b = bytes(first.entry), bytes(second.entry)
+        s.execute(update(ReleaseLogRow).where(ReleaseLogRow.idx == 0).values(entry=b))
+        s.execute(update(ReleaseLogRow).where(ReleaseLogRow.idx == 1).values(entry=a))
+    assert {"log_out_of_order", "checkpoint_mismatch"} <= _codes(p)
+
+
+def test_verify_detects_an_inserted_release_after_revocation(platform: Platform) -> None:
+    """A release forced into the log after the grant was revoked has no receipt on chain."""
+    import dataclasses
+    import secrets
+
+    from vault.models import ReleaseLogRow
+    from vault.releaselog import LogEntry
+
+    p = platform
+    grant_id = _two_releases(p)
+    p.citizen.revoke(grant_id)
+    head = p.deployed.ledger.head_block()
+    with p.vault.store.session() as s:
+        last = LogEntry.parse(bytes(s.get(ReleaseLogRow, 1).entry))  # type: ignore[union-attr]
+        forged = dataclasses.replace(
+            last,
+            index=2,
+            release_id="0x" + secrets.token_hex(32),
+            request_id="0x" + secrets.token_hex(32),
+            block_number=head,
+        )
+        s.add(
+            ReleaseLogRow(
+                idx=2,
+                release_id=forged.release_id,
+                subject=forged.subject,
+                grantee=forged.grantee,
+                entry=forged.canonical(),
+                created_at=forged.released_at,
+                tx_hash=forged.tx_hash,
+            )
+        )
+    assert "release_without_receipt" in _codes(p)
+
+
+def test_verify_detects_personal_data_in_calldata(platform: Platform) -> None:
+    p = platform
+    _two_releases(p)
+    # an operator mistake: a member's name written into a catalog entry on chain
+    p.admin.register_resource("note_for_citizen", "Citizen Zhang", p.provider.address, 1)
+    report = p.auditor.call("POST", "/v1/audit/verify", json={})
+    found = [v for v in report["violations"] if v["code"] == "personal_data_on_chain"]
+    assert len(found) == 1 and found[0]["check"] == 4 and found[0]["tx_hash"].startswith("0x")
