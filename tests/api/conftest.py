@@ -35,8 +35,8 @@ class Platform:
         return QclClient(http=self.http, account=Account.create())
 
 
-@pytest.fixture
-def platform(deployed: Deployed, tmp_path: Path) -> Iterator[Platform]:
+def build_platform(deployed: Deployed, tmp_path: Path) -> Platform:
+    """An API on ``deployed`` with a SQLite vault under ``tmp_path`` and logged-in members."""
     settings = Settings(env="test", data_dir=tmp_path, public_url="http://testserver")
     vault = Vault(
         store=Store.sqlite(tmp_path / "vault.db"),
@@ -71,5 +71,11 @@ def platform(deployed: Deployed, tmp_path: Path) -> Iterator[Platform]:
     admin.register_resource("tax_record", "Tax payment record", members["provider"].address, 2)
     for client in members.values():
         client.login()
-    yield Platform(deployed=deployed, http=http, vault=vault, admin=admin, dept_key=dept_key, **members)
-    vault.store.dispose()
+    return Platform(deployed=deployed, http=http, vault=vault, admin=admin, dept_key=dept_key, **members)
+
+
+@pytest.fixture
+def platform(deployed: Deployed, tmp_path: Path) -> Iterator[Platform]:
+    built = build_platform(deployed, tmp_path)
+    yield built
+    built.vault.store.dispose()

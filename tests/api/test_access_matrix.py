@@ -45,17 +45,14 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_utils import keccak
-from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.auth import AUDIENCE, jwt_secret
 from api.settings import Settings
 from chain_client import CompilationResult, Node, eip712
 from chain_client.ids import new_nonce, purpose_id, resource_id
 from qcl_client import QclClient
-from tests.api.conftest import Platform
+from tests.api.conftest import Platform, build_platform
 from tests.conftest import deploy_fresh
-from vault import FileKeyRing, Store, Vault
 
 CARD = b"Resident identity card of Zhang San, 370102199001011234"
 PURPOSE = "loan-application"
@@ -87,43 +84,8 @@ class World:
 
 
 def _build_platform(deployed: Any, tmp_path: Path) -> Platform:
-    """The same platform as ``tests/api/conftest.py``'s ``platform`` fixture, built once per module
-    (288 cells on a fresh deployment each would take minutes)."""
-    settings = Settings(env="test", data_dir=tmp_path, public_url="http://testserver")
-    vault = Vault(
-        store=Store.sqlite(tmp_path / "vault.db"),
-        keyring=FileKeyRing(tmp_path / "keyring.json", "test passphrase", scrypt_n=2**12),
-        ledger=deployed.ledger,
-    )
-    http = TestClient(create_app(settings, ledger=deployed.ledger, vault=vault), raise_server_exceptions=False)
-    admin = QclClient(http=http, account=deployed.admin)
-    assert admin.login() == ["ADMIN"]
-    members = {
-        name: QclClient(http=http, account=Account.create())
-        for name in ("provider", "citizen", "dept", "other_dept", "auditor")
-    }
-    dept_key = x25519.X25519PrivateKey.generate()
-    admin.onboard(members["provider"].address, ["PROVIDER"], "Jinan Public Security Bureau", org_code="11370100MB1")
-    admin.onboard(members["citizen"].address, ["SUBJECT"], "Citizen Zhang")
-    admin.onboard(
-        members["dept"].address,
-        ["CONSUMER"],
-        "Housing Provident Fund Center",
-        org_code="12370100MB2",
-        hpke_public_key=dept_key.public_key().public_bytes_raw(),
-    )
-    admin.onboard(
-        members["other_dept"].address,
-        ["CONSUMER"],
-        "Another department",
-        hpke_public_key=x25519.X25519PrivateKey.generate().public_key().public_bytes_raw(),
-    )
-    admin.onboard(members["auditor"].address, ["AUDITOR"], "Municipal audit office")
-    admin.register_resource("id_card", "Resident identity card", members["provider"].address, 3)
-    admin.register_resource("tax_record", "Tax payment record", members["provider"].address, 2)
-    for client in members.values():
-        client.login()
-    return Platform(deployed=deployed, http=http, vault=vault, admin=admin, dept_key=dept_key, **members)
+    """The ``platform`` fixture's world, built once per module (a fresh deployment per cell would take minutes)."""
+    return build_platform(deployed, tmp_path)
 
 
 def _token(settings: Settings, address: str, secret: bytes) -> str:
