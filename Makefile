@@ -18,8 +18,8 @@ tools:
 $(PY_STAMP): pyproject.toml constraints.txt | tools
 	@echo "==> installing Python packages into $(VENV) (pinned by constraints.txt)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-cache-dir --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-cache-dir -c constraints.txt -e '.[dev]'
 	@touch $@
 
 $(NPM_STAMP): package.json package-lock.json | tools
