@@ -29,8 +29,9 @@ from hexbytes import HexBytes
 
 from chain_client import Ledger, eip712
 from chain_client.ids import WILDCARD
+from chain_client.indexer import jsonable
 
-from .releaselog import LogEntry
+from .releaselog import LogEntry, release_id
 
 _ROLE_SUBJECT, _ROLE_CONSUMER, _ROLE_ADMIN, _ROLE_AUDITOR = 16, 4, 1, 8
 
@@ -177,7 +178,7 @@ class Auditor:
                     "block_number": event.blockNumber,
                     "log_index": event.logIndex,
                     "tx_hash": _hex(event.transactionHash),
-                    "args": _jsonable(args),
+                    "args": jsonable(args),
                 }
             )
         return out
@@ -236,8 +237,8 @@ class Auditor:
                 em.auditor |= bool(roles & _ROLE_AUDITOR)
             elif name == "ReleaseRecorded":
                 grant_id = bytes(a.grantId)
-                release_id = _release_id(a.grantee, bytes(a.requestId))
-                chain_releases[release_id] = (tx, event.blockNumber)
+                rid = release_id(a.grantee, bytes(a.requestId))
+                chain_releases[rid] = (tx, event.blockNumber)
                 grant = grants.get(grant_id)
                 if grant is not None:
                     grant.uses += 1
@@ -251,8 +252,8 @@ class Auditor:
                     if signature_problem:
                         report.violations.append(Violation(2, *signature_problem, tx_hash=tx))
             elif name == "EmergencyReleaseRecorded":
-                release_id = _release_id(a.consumer, bytes(a.requestId))
-                chain_releases[release_id] = (tx, event.blockNumber)
+                rid = release_id(a.consumer, bytes(a.requestId))
+                chain_releases[rid] = (tx, event.blockNumber)
                 if not in_range:
                     continue
                 report.emergency_releases += 1
@@ -397,8 +398,8 @@ class Auditor:
                         log_index=index,
                     )
                 )
-        for release_id, (tx, block) in chain_releases.items():
-            if report.from_block <= block <= report.to_block and release_id not in logged:
+        for rid, (tx, block) in chain_releases.items():
+            if report.from_block <= block <= report.to_block and rid not in logged:
                 report.violations.append(
                     Violation(
                         3, "receipt_without_release", "the chain recorded a release the vault never logged", tx_hash=tx
@@ -451,21 +452,3 @@ def _recover(signable: Any, signature: bytes) -> str | None:
         return str(Account.recover_message(signable, signature=signature))
     except Exception:  # noqa: BLE001 - malformed signatures
         return None
-
-
-def _release_id(grantee: str, request_id: bytes) -> str:
-    from eth_utils import keccak
-
-    return "0x" + keccak(bytes.fromhex(to_checksum_address(grantee)[2:]) + request_id).hex()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes | HexBytes):
-        return _hex(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 2**53:
-        return str(value)
-    return value

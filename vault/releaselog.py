@@ -5,6 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from eth_utils import keccak, to_checksum_address
+
+
+def release_id(grantee: str, request_id: bytes) -> str:
+    """The id of a release: keccak256(grantee || request id); unique because request ids are."""
+    return "0x" + keccak(bytes.fromhex(to_checksum_address(grantee)[2:]) + request_id).hex()
+
 
 @dataclass(frozen=True)
 class LogEntry:

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 from sqlalchemy import and_, delete, func, select, update
 
 from chain_client import ChainError, Ledger, Receipt, eip712
 from chain_client.ids import resource_id
 from chain_client.types import EmergencyScope, GrantTerms
 
-from . import crypto, sealing
+from . import crypto, releaselog, sealing
 from .errors import (
     DecryptionError,
     DocumentDeleted,
@@ -383,7 +383,7 @@ class Vault:
         """After the receipt: decrypt, seal, log. Runs only once the chain has recorded the release."""
         content, _ = self._decrypt(row)
         sealed = sealing.seal(content, recipient_key, authority, request_id)
-        release_id = "0x" + keccak(bytes.fromhex(to_checksum_address(grantee)[2:]) + request_id).hex()
+        release_id = releaselog.release_id(grantee, request_id)
         index = self._append_log(
             release_id=release_id,
             kind=kind,

@@ -17,11 +17,11 @@ from chain_client.ids import purpose_id, resource_id
 
 from ..deps import ConsumerMember, CurrentMember, LedgerDep, VaultDep
 from ..errors import Problem
-from ..models import AccessRequestRow, GrantRecord
+from ..models import AccessRequestRow
 from ..types import Address, Limit, Offset
 from .catalog import CODE_PATTERN
 from .common import PROBLEM_RESPONSES
-from .grants import SignedGrant
+from .grants import SignedGrant, relay_grant
 
 router = APIRouter(prefix="/v1/access-requests", tags=["access requests"], responses=PROBLEM_RESPONSES)
 
@@ -191,22 +191,8 @@ def answer(
             raise Problem(422, "grant_mismatch", "the grant must be from the request's subject to its consumer")
         if not set(message.resources) <= requested or message.purpose != "0x" + purpose_id(row.purpose).hex():
             raise Problem(422, "grant_mismatch", "the grant may cover only the requested resources and purpose")
-        terms = message.terms()
-        recorded = ledger.record_grant(terms, bytes.fromhex(body.grant.signature[2:]))
+        recorded = relay_grant(ledger, vault, body.grant, relayed_by=member.address)
         grant_id = "0x" + recorded.grant_id.hex()
-        with vault.store.session() as s:
-            s.merge(
-                GrantRecord(
-                    grant_id=grant_id,
-                    subject=terms.subject,
-                    grantee=terms.grantee,
-                    terms=message.model_dump_json(),
-                    tx_hash=recorded.receipt.tx_hash,
-                    block_number=recorded.receipt.block_number,
-                    relayed_by=member.address,
-                    created_at=now,
-                )
-            )
         values.update(status="granted", grant_id=grant_id)
     with vault.store.session() as s:
         s.execute(update(AccessRequestRow).where(AccessRequestRow.id == row.id).values(**values))

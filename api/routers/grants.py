@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_, select
 
 from chain_client import Member, Role
+from chain_client.ledger import GrantRecorded
 from chain_client.types import GrantTerms
 
 from ..deps import CurrentMember, LedgerDep, VaultDep
@@ -114,6 +115,16 @@ def _b32(value: str) -> bytes:
 @router.post("", response_model=GrantRecordedPublic, status_code=201)
 def record(body: SignedGrant, member: CurrentMember, ledger: LedgerDep, vault: VaultDep) -> GrantRecordedPublic:
     """Relay a subject's signed Grant; the platform pays, the chain checks the signature and rules."""
+    recorded = relay_grant(ledger, vault, body, relayed_by=member.address)
+    return GrantRecordedPublic(
+        grant_id="0x" + recorded.grant_id.hex(),
+        tx_hash=recorded.receipt.tx_hash,
+        block_number=recorded.receipt.block_number,
+    )
+
+
+def relay_grant(ledger: LedgerDep, vault: VaultDep, body: SignedGrant, *, relayed_by: str) -> GrantRecorded:
+    """Record a subject's signed Grant on chain and keep its terms for later releases."""
     terms = body.message.terms()
     recorded = ledger.record_grant(terms, _sig(body.signature))
     with vault.store.session() as s:
@@ -125,15 +136,11 @@ def record(body: SignedGrant, member: CurrentMember, ledger: LedgerDep, vault: V
                 terms=body.message.model_dump_json(),
                 tx_hash=recorded.receipt.tx_hash,
                 block_number=recorded.receipt.block_number,
-                relayed_by=member.address,
+                relayed_by=relayed_by,
                 created_at=int(time.time()),
             )
         )
-    return GrantRecordedPublic(
-        grant_id="0x" + recorded.grant_id.hex(),
-        tx_hash=recorded.receipt.tx_hash,
-        block_number=recorded.receipt.block_number,
-    )
+    return recorded
 
 
 def _path_id(grant_id: str, body_id: str) -> bytes:
