@@ -1,12 +1,25 @@
-"""Follow the ledger's contract events into a database: resumable, confirmation depth, reorg-safe.
+"""Follow the ledger's contracts into a database: events, transactions; resumable, reorg-safe.
 
 The :class:`Indexer` reads the logs of both deployed contracts (ConsentLedger, which also holds the
 member registry and the data catalog, and AuditAnchor) with one ``eth_getLogs`` call per batch of
 blocks, decodes them with the contracts' event ABIs (raw logs through eth_abi: web3's per-log
 formatting and ``process_log`` cost about 3/4 of the time) and hands each batch to an :class:`IndexStore`,
-which must write the batch's events, its block headers and the new cursor in ONE transaction. So
-whatever happens (a crash, the chain going away mid-batch) the store holds a consistent prefix of
-the chain, and a new :class:`Indexer` on the same store continues where the last one stopped.
+which must write the batch's events, transactions, block headers and the new cursor in ONE
+transaction. So whatever happens (a crash, the chain going away mid-batch) the store holds a
+consistent prefix of the chain, and a new :class:`Indexer` on the same store continues where the
+last one stopped.
+
+Transactions. Every block of a batch is also read in full (``eth_getBlockByNumber(n, true)``, in
+JSON-RPC batches), and every transaction sent directly to one of the two contracts is kept as an
+:class:`IndexedTransaction` (sender, recipient, calldata), reverted ones included: a reverted
+transaction emits nothing, but its calldata is on chain all the same, and the auditor scans it for
+personal data. The release events (``ReleaseRecorded``, ``EmergencyReleaseRecorded``) carry the
+``deadline`` and ``signature`` of the grantee's signed request, taken from the calldata item that
+produced them (``recordRelease``, ``recordReleases``, ``recordEmergencyRelease``; decoded with eth_abi
+from the function ABIs and matched by resource and request id, skipping the items a grouped release
+rejected), so the auditor can verify every release's signature from the database. When a release
+was not sent to the ledger directly (a contract calling it) the two fields stay None and a warning
+is logged.
 
 Layering: ``chain_client`` knows nothing of the database. :class:`IndexStore` is the port the
 indexer writes through (plain dataclasses in and out); ``vault.index_models.SqlIndexStore`` is the
@@ -16,14 +29,16 @@ SQLAlchemy adapter on the platform database::
     indexer = Indexer(ledger=ledger, store=SqlIndexStore(store), confirmations=2)
     indexer.sync()
 
-Reorgs. The store keeps the hash, parent hash and timestamp of every block that has events, and of
-the last block of every batch (the cursor). Before each sync, and after reading each batch, the
-indexer compares the cursor's stored hash with the chain's hash at that height; on a mismatch it
-walks back over the stored blocks to the highest one the chain still has (the common ancestor),
-deletes every block and event above it in one transaction, and indexes again from there. Within a
-batch it reads the hash of the batch's last block before and after ``eth_getLogs`` and checks that
-every log's block hash is the chain's, so a batch is only committed when it, and the cursor it
-extends, belong to one chain.
+Reorgs. The store keeps the hash, parent hash and timestamp of every block that has events or
+ledger transactions, and of the last block of every batch (the cursor). Before each sync, and after
+reading each batch, the indexer compares the cursor's stored hash with the chain's hash at that
+height; on a mismatch it walks back over the stored blocks to the highest one the chain still has
+(the common ancestor), deletes every block, event and transaction above it in one transaction, and
+indexes again from there. Within a batch it reads the hash of the batch's last block before
+``eth_getLogs``, then every block of the batch after it, and checks that the blocks link up (each
+one's parent hash is its predecessor's hash, the first one's is the cursor's), that the last one is
+still the block seen before the logs, and that every log's block hash is the chain's; so a batch is
+only committed when it, and the cursor it extends, belong to one chain.
 
 ``confirmations`` keeps the indexer that many blocks behind the head: with ``N`` confirmations a
 block is indexed once ``N`` blocks are mined on top of it, and reorgs shallower than that are never
@@ -43,7 +58,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypedDict, cast
 
@@ -52,7 +68,7 @@ from eth_abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
 from eth_abi.grammar import ABIType, BasicType, TupleType
 from eth_abi.grammar import parse as parse_abi_type
-from eth_utils import collapse_if_tuple, event_abi_to_log_topic, to_checksum_address
+from eth_utils import collapse_if_tuple, event_abi_to_log_topic, function_abi_to_4byte_selector, to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import ProviderConnectionError, Web3RPCError
@@ -69,6 +85,7 @@ __all__ = [
     "IndexConflict",
     "IndexStore",
     "IndexedEvent",
+    "IndexedTransaction",
     "Indexer",
     "IndexerError",
     "SyncReport",
@@ -84,10 +101,22 @@ log = logging.getLogger(__name__)
 _JSON_SAFE_INT = 2**53
 #: Block headers asked for in one JSON-RPC batch.
 _HEADER_BATCH = 200
+#: Full blocks (with their transactions) asked for in one JSON-RPC batch (the ledger's blocks are
+#: small; on a chain of full blocks this would be hundreds of MB per answer).
+_BLOCK_BATCH = 200
 #: Stored blocks compared with the chain per round trip while looking for a reorg's common ancestor.
 _ANCESTOR_PAGE = 64
 #: Event name stored for a log that no ABI of ours decodes (kept raw rather than dropped).
 UNKNOWN_EVENT = "Unknown"
+#: Events that carry the deadline and signature of the release request that produced them.
+RELEASE_EVENTS: frozenset[str] = frozenset({"ReleaseRecorded", "EmergencyReleaseRecorded"})
+#: The arguments (or item components) of a release function that the release events get.
+_RELEASE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("resource", "bytes32"),
+    ("requestId", "bytes32"),
+    ("deadline", "uint256"),
+    ("signature", "bytes"),
+)
 
 
 class KeyColumns(TypedDict):
@@ -153,6 +182,11 @@ class IndexedEvent:
     account: str | None = None
     #: The block's timestamp (filled in by queries; not needed to store an event).
     block_timestamp: int | None = None
+    #: ``ReleaseRecorded`` and ``EmergencyReleaseRecorded``: the ``deadline`` and ``signature``
+    #: (lower-case 0x hex) of the grantee's signed request, from the calldata item that produced
+    #: the event. None for other events, and when that calldata is not known (see the module doc).
+    deadline: int | None = None
+    signature: str | None = None
 
     @property
     def position(self) -> tuple[int, int]:
@@ -174,6 +208,28 @@ class IndexedEvent:
 
     def args_json(self) -> str:
         return json.dumps(self.args, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class IndexedTransaction:
+    """A mined transaction sent directly to one of the ledger's contracts, reverted ones included.
+
+    ``sender`` and ``recipient`` are EIP-55 checksummed; ``hash`` and ``input`` (the calldata) are
+    lower-case ``0x`` hex.
+    """
+
+    block_number: int
+    block_hash: str
+    tx_index: int
+    hash: str
+    sender: str
+    recipient: str
+    input: str
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """Chain order."""
+        return (self.block_number, self.tx_index)
 
 
 @dataclass(frozen=True)
@@ -217,6 +273,8 @@ class SyncReport:
     batches: int = 0
     blocks: int = 0
     events: int = 0
+    #: Transactions to the ledger's contracts indexed (reverted ones included).
+    transactions: int = 0
     #: Reorgs detected, and the blocks and events they removed from the index.
     reorgs: int = 0
     rolled_back_blocks: int = 0
@@ -231,6 +289,10 @@ class SyncReport:
     def events_per_second(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def blocks_per_second(self) -> float:
+        return self.blocks / self.seconds if self.seconds > 0 else 0.0
+
 
 class IndexerError(ChainError):
     """The indexer cannot make progress (the chain keeps reorganising under it)."""
@@ -244,7 +306,7 @@ class IndexConflict(IndexerError):
 
 
 class IndexStore(Protocol):
-    """Where the indexer keeps events, block headers and its cursor.
+    """Where the indexer keeps events, transactions, block headers and its cursor.
 
     ``append`` and ``truncate`` are each one transaction, and check that the stored cursor is still
     ``expected`` (raising :class:`IndexConflict` otherwise), so two indexers on one store cannot
@@ -273,16 +335,26 @@ class IndexStore(Protocol):
         blocks: Sequence[BlockHeader],
         events: Sequence[IndexedEvent],
         cursor: Cursor,
+        transactions: Sequence[IndexedTransaction] = (),
     ) -> None:
         """Store one batch and move the cursor to ``cursor``, in one transaction."""
         ...
 
     def truncate(self, name: str, *, expected: Cursor | None, keep_through: int, cursor: Cursor | None) -> int:
-        """Delete every block and event above ``keep_through`` and set the cursor (None: delete
-        it), in one transaction. Returns the number of events deleted."""
+        """Delete every block, event and transaction above ``keep_through`` and set the cursor
+        (None: delete it), in one transaction. Returns the number of events deleted."""
         ...
 
     def query(self, query: EventQuery) -> list[IndexedEvent]: ...
+
+    def transactions(self, from_block: int | None = None, to_block: int | None = None) -> list[IndexedTransaction]:
+        """Stored transactions with ``from_block <= block_number <= to_block``, in chain order."""
+        ...
+
+    def stream(self, events: Collection[str], to_block: int) -> Iterator[IndexedEvent]:
+        """Every stored event named in ``events`` up to ``to_block``, in chain order, with its
+        block's timestamp, read in pages (for verification, which reads them all)."""
+        ...
 
 
 # ---- JSON form of event arguments --------------------------------------------------------------
@@ -400,12 +472,111 @@ class _EventDecoder:
             if not is_indexed:
                 args[name] = _typed_json(abi_type, next(values))
                 continue
-            topic = next(topic_values)
-            if abi_type.is_dynamic:
-                args[name] = "0x" + topic.hex()
-            else:
-                args[name] = _typed_json(abi_type, abi_decode([abi_type.to_type_str()], topic)[0])
+            args[name] = _topic_json(abi_type, next(topic_values))
         return args
+
+
+_ZERO_PADDING = bytes(12)
+
+
+def _topic_json(abi_type: ABIType, topic: bytes) -> Any:
+    """The JSON form of an indexed argument from its topic (a dynamic one's topic is its hash).
+
+    ``bytes32``, ``address`` and ``uint256`` topics, nearly all of ours, are read directly (eth_abi
+    per topic costs more than the rest of the log); other types, and an address topic whose padding
+    is not zero (which eth_abi refuses), go through eth_abi.
+    """
+    if abi_type.is_dynamic:
+        return "0x" + topic.hex()
+    type_str = abi_type.to_type_str()
+    if len(topic) == 32:
+        if type_str == "bytes32":
+            return "0x" + topic.hex()
+        if type_str == "address" and topic[:12] == _ZERO_PADDING:
+            return _checksum("0x" + topic[12:].hex())
+        if type_str == "uint256":
+            return jsonable(int.from_bytes(topic, "big"))
+    return _typed_json(abi_type, abi_decode([type_str], topic)[0])
+
+
+@dataclass(frozen=True)
+class _ReleaseCall:
+    """One release item of a transaction's calldata (``index``: its position in the item list)."""
+
+    index: int
+    resource: str
+    request_id: str
+    deadline: int
+    signature: str
+
+
+def _head_word(arg: Mapping[str, Any], keep: bool) -> str:
+    """The type to decode argument ``arg`` as: its own when ``keep`` or static, else ``uint256``.
+
+    A dynamic value occupies one word of its tuple's head, the offset of its encoding; decoding
+    that word as a ``uint256`` skips the value (the grant or emergency scope of a release) instead
+    of decoding it, without changing how the other arguments are read.
+    """
+    type_str = str(collapse_if_tuple(dict(arg)))
+    return type_str if keep or not parse_abi_type(type_str).is_dynamic else "uint256"
+
+
+@dataclass(frozen=True)
+class _ReleaseCallDecoder:
+    """Decodes the release items of one function's calldata with eth_abi (no web3 formatting).
+
+    For a function whose arguments include ``resource, requestId, deadline, signature``
+    (``recordRelease``, ``recordEmergencyRelease``: one item) or whose one ``tuple[]`` argument has
+    components of those names (``recordReleases``: an item per element).
+    """
+
+    name: str
+    #: The argument types to decode (unused dynamic ones as their head word, see :func:`_head_word`).
+    types: tuple[str, ...]
+    #: Positions of resource, requestId, deadline and signature within an item.
+    fields: tuple[int, ...]
+    #: The argument holding the item list; None when the arguments are the one item.
+    items_arg: int | None
+
+    @classmethod
+    def of(cls, entry: Mapping[str, Any]) -> _ReleaseCallDecoder | None:
+        """The decoder of function ABI ``entry``, or None when it is not a release function."""
+        inputs = list(entry.get("inputs", []))
+
+        def positions(args: Sequence[Mapping[str, Any]]) -> tuple[int, ...] | None:
+            found = {(str(a.get("name")), str(a.get("type"))): i for i, a in enumerate(args)}
+            picked = tuple(found.get(f) for f in _RELEASE_FIELDS)
+            return None if None in picked else cast(tuple[int, ...], picked)
+
+        wanted = {name for name, _ in _RELEASE_FIELDS}
+        fields = positions(inputs)
+        if fields is not None:
+            types = tuple(_head_word(a, a.get("name") in wanted) for a in inputs)
+            return cls(name=str(entry["name"]), types=types, fields=fields, items_arg=None)
+        for k, arg in enumerate(inputs):
+            components = list(arg.get("components") or [])
+            if arg.get("type") != "tuple[]" or (fields := positions(components)) is None:
+                continue
+            item = "(" + ",".join(_head_word(c, c.get("name") in wanted) for c in components) + ")[]"
+            types = tuple(item if j == k else _head_word(a, False) for j, a in enumerate(inputs))
+            return cls(name=str(entry["name"]), types=types, fields=fields, items_arg=k)
+        return None
+
+    def decode(self, data: bytes) -> list[_ReleaseCall]:
+        """The items of calldata ``data`` (after the selector), in calldata order."""
+        values = abi_decode(self.types, data)
+        rows = values[self.items_arg] if self.items_arg is not None else (values,)
+        r, q, d, s = self.fields
+        return [
+            _ReleaseCall(
+                index=i,
+                resource="0x" + bytes(row[r]).hex(),
+                request_id="0x" + bytes(row[q]).hex(),
+                deadline=int(row[d]),
+                signature="0x" + bytes(row[s]).hex(),
+            )
+            for i, row in enumerate(rows)
+        ]
 
 
 @dataclass
@@ -418,7 +589,8 @@ class Indexer:
     """Indexes the events of ``ledger``'s contracts into ``store``.
 
     ``confirmations``: blocks left between the head and the last indexed block. ``batch_blocks``:
-    blocks per ``eth_getLogs`` call (halved while a node refuses a range, grown back afterwards).
+    blocks per ``eth_getLogs`` call and per store transaction (halved while a node refuses a range,
+    grown back afterwards); each of them is also read in full, in JSON-RPC batches of 200.
     ``name`` names the cursor in the store; ``start_block`` defaults to the deployment block.
     ``max_retries``: consecutive batches the chain may change under before :class:`IndexerError`.
     """
@@ -452,14 +624,21 @@ class Indexer:
         self._span = batch_blocks
         self._lock = threading.Lock()
         self._addresses = [Web3.to_checksum_address(c.address) for c in (ledger.consent, ledger.anchor)]
+        #: The contracts' addresses in lower case (the form of a raw transaction's ``to``).
+        self._recipients = frozenset(a.lower() for a in self._addresses)
         #: (contract address, topic 0) -> decoder of that event.
         self._decoders: dict[tuple[str, bytes], _EventDecoder] = {}
+        #: (contract address, selector) -> decoder of the release items of that function's calldata.
+        self._calls: dict[tuple[str, bytes], _ReleaseCallDecoder] = {}
         for contract in (ledger.consent, ledger.anchor):
             address = Web3.to_checksum_address(contract.address)
             for entry in cast(list[dict[str, Any]], contract.abi):
                 if entry.get("type") == "event" and not entry.get("anonymous"):
                     topic = bytes(event_abi_to_log_topic(cast(Any, entry)))
                     self._decoders[(address, topic)] = _EventDecoder.of(entry)
+                elif entry.get("type") == "function" and (call := _ReleaseCallDecoder.of(entry)) is not None:
+                    selector = bytes(function_abi_to_4byte_selector(cast(Any, entry)))
+                    self._calls[(address, selector)] = call
 
     @property
     def w3(self) -> Web3:
@@ -521,17 +700,10 @@ class Indexer:
         if end_hash is None:
             raise _ChainMoved(f"block {end} is gone")
         logs = sorted(self._get_logs(start, end), key=lambda e: (_int(e["blockNumber"]), _int(e["logIndex"])))
-        wanted = {_int(entry["blockNumber"]) for entry in logs} | {end}
-        if cursor is not None:
-            wanted.add(cursor.number)
-        headers = self._headers(sorted(wanted))
-        last = headers.get(end)
-        if last is None or last.hash != end_hash:
+        headers, transactions = self._read_blocks(cursor, start, end)
+        last = headers[end]
+        if last.hash != end_hash:
             raise _ChainMoved(f"block {end} changed while its logs were read")
-        if cursor is not None:
-            tip = headers.get(cursor.number)
-            if tip is None or tip.hash != cursor.hash:
-                raise _ChainMoved(f"indexed block {cursor.number} is no longer on the chain")
         batch = _Batch()
         for entry in logs:
             number = _int(entry["blockNumber"])
@@ -540,8 +712,11 @@ class Indexer:
                 raise _ChainMoved(f"block {number} changed while its logs were read")
             batch.blocks[number] = header
             batch.events.append(self._decode(entry))
+        for tx in transactions:
+            batch.blocks[tx.block_number] = headers[tx.block_number]
         batch.blocks[end] = last
-        events = self._with_grant_parties(batch.events)
+        releases = self._match_releases(batch.events, {tx.hash: tx for tx in transactions})
+        events = self._completed(batch.events, releases)
         new_cursor = last.cursor
         self.store.append(
             self.name,
@@ -549,13 +724,59 @@ class Indexer:
             blocks=[batch.blocks[n] for n in sorted(batch.blocks)],
             events=events,
             cursor=new_cursor,
+            transactions=transactions,
         )
         report.batches += 1
         report.blocks += end - start + 1
         report.events += len(events)
+        report.transactions += len(transactions)
         report.from_block = start if report.from_block is None else report.from_block
         report.to_block = end
         return new_cursor
+
+    def _read_blocks(
+        self, cursor: Cursor | None, start: int, end: int
+    ) -> tuple[dict[int, BlockHeader], list[IndexedTransaction]]:
+        """Headers of blocks ``start..end`` and their transactions to our contracts, in chain order.
+
+        Raises :class:`_ChainMoved` unless the blocks form one chain on top of ``cursor``.
+        """
+        headers: dict[int, BlockHeader] = {}
+        transactions: list[IndexedTransaction] = []
+        parent = cursor.hash if cursor is not None else None
+        recipients = self._recipients
+        for number, block in self._full_blocks(range(start, end + 1)):
+            if block is None:
+                raise _ChainMoved(f"block {number} is gone")
+            header = _block_header(block)
+            if header.number != number:
+                raise Web3RPCError(f"eth_getBlockByNumber({number}) answered block {header.number}")
+            if parent is not None and header.parent_hash != parent:
+                if number == start:
+                    raise _ChainMoved(f"indexed block {number - 1} is no longer on the chain")
+                raise _ChainMoved(f"block {number} changed while the blocks were read")
+            headers[number] = header
+            parent = header.hash
+            for tx in block.get("transactions") or ():
+                if not isinstance(tx, Mapping):
+                    raise Web3RPCError(f"eth_getBlockByNumber({number}, true) answered transaction hashes")
+                to = tx.get("to")
+                if not to or str(to).lower() not in recipients:
+                    continue
+                if _hex(tx.get("blockHash") or header.hash) != header.hash:
+                    raise _ChainMoved(f"block {number} changed while its transactions were read")
+                transactions.append(
+                    IndexedTransaction(
+                        block_number=number,
+                        block_hash=header.hash,
+                        tx_index=_int(tx["transactionIndex"]),
+                        hash=_hex(tx["hash"]),
+                        sender=_checksum(str(tx["from"])),
+                        recipient=_checksum(str(to)),
+                        input=_hex(tx.get("input", tx.get("data", "0x"))),
+                    )
+                )
+        return headers, transactions
 
     def _reconcile(self, cursor: Cursor | None, report: SyncReport) -> Cursor | None:
         """Check ``cursor`` against the chain; on a reorg roll back to the common ancestor."""
@@ -618,8 +839,74 @@ class Indexer:
             **event_key_columns(args),
         )
 
-    def _with_grant_parties(self, events: list[IndexedEvent]) -> list[IndexedEvent]:
-        """Fill in subject and grantee of grant-scoped events from the grant's GrantRecorded."""
+    def _match_releases(
+        self, events: Sequence[IndexedEvent], transactions: Mapping[str, IndexedTransaction]
+    ) -> dict[int, _ReleaseCall]:
+        """The calldata item of each release event among ``events``, by the event's position.
+
+        Within a transaction an event gets the first item, in calldata order, with its resource and
+        request id that was neither matched before nor rejected (``ReleaseRejected`` names the
+        rejected items' indexes), which is the item that emitted it.
+        """
+        releases: dict[str, list[int]] = {}
+        rejected: dict[str, set[int]] = {}
+        for i, event in enumerate(events):
+            if event.event in RELEASE_EVENTS:
+                releases.setdefault(event.tx_hash, []).append(i)
+            elif event.event == "ReleaseRejected":
+                index = event.args.get("index")
+                if isinstance(index, int | str):  # a uint256 (a string from 2**53 on)
+                    rejected.setdefault(event.tx_hash, set()).add(int(index))
+        matched: dict[int, _ReleaseCall] = {}
+        for tx_hash, positions in releases.items():
+            tx = transactions.get(tx_hash)
+            calls = self._release_calls(tx) if tx is not None else None
+            if calls is not None:
+                skip = rejected.get(tx_hash, set())
+                pool: dict[tuple[str | None, str | None], deque[_ReleaseCall]] = {}
+                for call in calls:
+                    if call.index not in skip:
+                        pool.setdefault((call.resource, call.request_id), deque()).append(call)
+                for i in positions:
+                    queue = pool.get((events[i].resource, events[i].request_id))
+                    if queue:
+                        matched[i] = queue.popleft()
+            unmatched = sum(1 for i in positions if i not in matched)
+            if unmatched:
+                why = (
+                    "it was not sent to the ledger's contracts directly"
+                    if tx is None
+                    else "its calldata is no release call the ABI decodes"
+                    if calls is None
+                    else "no calldata item matches"
+                )
+                log.warning(
+                    "indexer %s: no deadline and signature for %d release event(s) of transaction %s: %s",
+                    self.name,
+                    unmatched,
+                    tx_hash,
+                    why,
+                )
+        return matched
+
+    def _release_calls(self, tx: IndexedTransaction) -> list[_ReleaseCall] | None:
+        """The release items of ``tx``'s calldata; None when it is no release call our ABI decodes."""
+        data = bytes(HexBytes(tx.input))
+        decoder = self._calls.get((tx.recipient, data[:4]))
+        if decoder is None:
+            return None
+        try:
+            return decoder.decode(data[4:])
+        except (ValueError, DecodingError) as exc:
+            log.warning(
+                "indexer %s: undecodable %s calldata in transaction %s: %s", self.name, decoder.name, tx.hash, exc
+            )
+            return None
+
+    def _completed(self, events: list[IndexedEvent], releases: Mapping[int, _ReleaseCall]) -> list[IndexedEvent]:
+        """``events`` with the subject and grantee of grant-scoped events filled in from the grant's
+        ``GrantRecorded``, and the deadline and signature of the release events (``releases``, by
+        position; see :meth:`_match_releases`)."""
         parties: dict[str, tuple[str, str]] = {}
         missing: set[str] = set()
         for event in events:
@@ -631,11 +918,15 @@ class Indexer:
         if missing:
             parties.update(self.store.grant_parties(missing))
         out = []
-        for event in events:
+        for i, event in enumerate(events):
+            changes: dict[str, Any] = {}
             known = parties.get(event.grant_id) if event.grant_id else None
             if known is not None and (event.subject is None or event.grantee is None):
-                event = replace(event, subject=event.subject or known[0], grantee=event.grantee or known[1])
-            out.append(event)
+                changes["subject"], changes["grantee"] = event.subject or known[0], event.grantee or known[1]
+            call = releases.get(i)
+            if call is not None:
+                changes["deadline"], changes["signature"] = call.deadline, call.signature
+            out.append(replace(event, **changes) if changes else event)
         return out
 
     # ---- chain access ----------------------------------------------------------------------------
@@ -669,19 +960,25 @@ class Indexer:
         found: dict[int, BlockHeader] = {}
         for offset in range(0, len(numbers), _HEADER_BATCH):
             chunk = numbers[offset : offset + _HEADER_BATCH]
-            requests_ = [(RPCEndpoint("eth_getBlockByNumber"), [hex(n), False]) for n in chunk]
-            for number, response in zip(chunk, self._batch(requests_), strict=True):
-                if response.get("error"):
-                    raise Web3RPCError(f"eth_getBlockByNumber({number}) failed: {response['error']}")
-                block = response.get("result")
+            for number, block in self._get_blocks(chunk, full=False):
                 if block:
-                    found[number] = BlockHeader(
-                        number=int(block["number"], 16),
-                        hash=str(block["hash"]).lower(),
-                        parent_hash=str(block["parentHash"]).lower(),
-                        timestamp=int(block["timestamp"], 16),
-                    )
+                    found[number] = _block_header(block)
         return found
+
+    def _full_blocks(self, numbers: Sequence[int]) -> Iterable[tuple[int, dict[str, Any] | None]]:
+        """(number, block with its transactions, None above the head) in order, read in JSON-RPC batches."""
+        for offset in range(0, len(numbers), _BLOCK_BATCH):
+            yield from self._get_blocks(numbers[offset : offset + _BLOCK_BATCH], full=True)
+
+    def _get_blocks(self, numbers: Sequence[int], *, full: bool) -> list[tuple[int, dict[str, Any] | None]]:
+        """``eth_getBlockByNumber`` of each of ``numbers`` in one JSON-RPC batch (raw, no web3 formatting)."""
+        calls = [(RPCEndpoint("eth_getBlockByNumber"), [hex(n), full]) for n in numbers]
+        out: list[tuple[int, dict[str, Any] | None]] = []
+        for number, response in zip(numbers, self._batch(calls), strict=True):
+            if response.get("error"):
+                raise Web3RPCError(f"eth_getBlockByNumber({number}) failed: {response['error']}")
+            out.append((number, response.get("result") or None))
+        return out
 
     def _batch(self, calls: list[tuple[RPCEndpoint, Any]]) -> list[RPCResponse]:
         provider = self.w3.provider
@@ -708,7 +1005,7 @@ class Indexer:
         return self.store.cursor(self.name)
 
     def block(self, number: int) -> BlockHeader | None:
-        """A stored block header (blocks with events and batch ends are stored)."""
+        """A stored block header (blocks with events or ledger transactions, and batch ends, are stored)."""
         return self.store.block(number)
 
     def events(
@@ -757,6 +1054,11 @@ class Indexer:
             )
         )
 
+    def transactions(self, from_block: int | None = None, to_block: int | None = None) -> list[IndexedTransaction]:
+        """Indexed transactions to the ledger's contracts (reverted ones included) with
+        ``from_block <= block_number <= to_block``, in chain order (block, transaction index)."""
+        return self.store.transactions(from_block, to_block)
+
     # ---- background ------------------------------------------------------------------------------
 
     def run_forever(
@@ -789,6 +1091,16 @@ class Indexer:
 
 
 # ---- helpers -----------------------------------------------------------------------------------
+
+
+def _block_header(block: Mapping[str, Any]) -> BlockHeader:
+    """The header fields of a raw ``eth_getBlockByNumber`` answer."""
+    return BlockHeader(
+        number=_int(block["number"]),
+        hash=_hex(block["hash"]),
+        parent_hash=_hex(block["parentHash"]),
+        timestamp=_int(block["timestamp"]),
+    )
 
 
 def _hex(value: Any) -> str:

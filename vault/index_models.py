@@ -1,4 +1,4 @@
-"""Tables of the chain indexer (migration 0003) and its store on the platform database.
+"""Tables of the chain indexer (migrations 0003, 0004) and its store on the platform database.
 
 :class:`SqlIndexStore` is the SQLAlchemy adapter of :class:`chain_client.indexer.IndexStore`:
 ``chain_client`` does not import ``vault``, so the indexer writes through that protocol and this
@@ -6,10 +6,16 @@ module (which may import ``chain_client``, as :mod:`vault.audit` does) implement
 
     indexer = Indexer(ledger=ledger, store=SqlIndexStore(store))
 
-* ``indexed_blocks``: hash, parent hash and timestamp of every block with events and of the last
-  block of every batch (what reorg detection compares with the chain);
+* ``indexed_blocks``: hash, parent hash and timestamp of every block with events or ledger
+  transactions and of the last block of every batch (what reorg detection compares with the chain);
 * ``ledger_events``: one row per log, in chain order by (block_number, log_index); arguments as
-  JSON text, plus key columns for queries;
+  JSON text, plus key columns for queries; release events (``ReleaseRecorded``,
+  ``EmergencyReleaseRecorded``) also carry the ``deadline`` (decimal text: a uint256 may not fit a
+  BIGINT) and ``signature`` (0x hex) of the grantee's signed request, from the transaction's
+  calldata (0004; NULL for other events and when the calldata is not known);
+* ``ledger_transactions``: every transaction sent directly to one of the ledger's contracts,
+  reverted ones included, with its sender and calldata, in chain order by (block_number, tx_index)
+  (0004);
 * ``indexer_state``: the cursor (last indexed block and its hash) of each named indexer.
 
 Each batch, and each rollback, is one transaction that also checks the stored cursor is the one
@@ -19,7 +25,7 @@ the indexer started from, so a crash leaves a consistent prefix and two indexers
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import BigInteger, Index, Integer, String, Table, Text, UniqueConstraint, delete, insert, select
@@ -32,6 +38,7 @@ from chain_client.indexer import (
     EventQuery,
     IndexConflict,
     IndexedEvent,
+    IndexedTransaction,
 )
 
 from .models import Base
@@ -42,7 +49,7 @@ _ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class IndexedBlock(Base):
-    """A block the indexer has seen: one with events, or the last block of a batch."""
+    """A block the indexer has seen: one with events or ledger transactions, or the last block of a batch."""
 
     __tablename__ = "indexed_blocks"
 
@@ -77,6 +84,9 @@ class LedgerEvent(Base):
     account: Mapped[str | None] = mapped_column(String(42), nullable=True)
     #: The event's arguments as JSON (bytes as 0x hex, integers of 2**53 and more as strings).
     args: Mapped[str] = mapped_column(Text)
+    #: Release events: the request's deadline (a uint256, in decimal) and signature (0x hex).
+    deadline: Mapped[str | None] = mapped_column(String(78), nullable=True)
+    signature: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         UniqueConstraint("block_hash", "log_index", name="uq_ledger_events_block_log"),
@@ -95,6 +105,24 @@ class LedgerEvent(Base):
     )
 
 
+class LedgerTransaction(Base):
+    """A transaction sent directly to one of the ledger's contracts (reverted ones included)."""
+
+    __tablename__ = "ledger_transactions"
+
+    hash: Mapped[str] = mapped_column(String(66), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(66))
+    tx_index: Mapped[int] = mapped_column(Integer)
+    sender: Mapped[str] = mapped_column(String(42))
+    #: The contract called (the transaction's ``to``).
+    recipient: Mapped[str] = mapped_column(String(42))
+    #: The calldata, 0x hex.
+    input: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_ledger_transactions_position", "block_number", "tx_index"),)
+
+
 class IndexerState(Base):
     """The cursor of one indexer: every block up to ``last_block`` is indexed."""
 
@@ -105,8 +133,13 @@ class IndexerState(Base):
     last_hash: Mapped[str] = mapped_column(String(66))
 
 
-#: The tables of migration 0003.
-INDEX_TABLES: tuple[Table, ...] = (IndexedBlock.__table__, LedgerEvent.__table__, IndexerState.__table__)  # type: ignore[assignment]
+#: The tables of the indexer (migrations 0003 and 0004).
+INDEX_TABLES: tuple[Table, ...] = (  # type: ignore[assignment]
+    IndexedBlock.__table__,
+    LedgerEvent.__table__,
+    LedgerTransaction.__table__,
+    IndexerState.__table__,
+)
 
 
 class SqlIndexStore:
@@ -165,6 +198,80 @@ class SqlIndexStore:
         with self.store.session() as session:
             return [_event(row, timestamp) for row, timestamp in session.execute(stmt)]
 
+    def transactions(self, from_block: int | None = None, to_block: int | None = None) -> list[IndexedTransaction]:
+        stmt = select(LedgerTransaction)
+        if from_block is not None:
+            stmt = stmt.where(LedgerTransaction.block_number >= from_block)
+        if to_block is not None:
+            stmt = stmt.where(LedgerTransaction.block_number <= to_block)
+        stmt = stmt.order_by(LedgerTransaction.block_number, LedgerTransaction.tx_index)
+        with self.store.session() as session:
+            return [_transaction(row) for row in session.scalars(stmt)]
+
+    def stream(self, events: Collection[str], to_block: int) -> Iterator[IndexedEvent]:
+        """Events named in ``events`` up to ``to_block`` in chain order, read in pages of 10,000.
+
+        The arguments of releases are rebuilt from their key columns (no JSON to parse): the
+        fields verification reads, not ``uses``.
+        """
+        columns = (
+            LedgerEvent.block_number,
+            LedgerEvent.block_hash,
+            LedgerEvent.log_index,
+            LedgerEvent.tx_hash,
+            LedgerEvent.tx_index,
+            LedgerEvent.contract,
+            LedgerEvent.event,
+            LedgerEvent.args,
+            *(getattr(LedgerEvent, c) for c in KEY_COLUMNS),
+            LedgerEvent.deadline,
+            LedgerEvent.signature,
+            IndexedBlock.timestamp,
+        )
+        stmt = (
+            select(*columns)
+            .join(IndexedBlock, IndexedBlock.number == LedgerEvent.block_number, isouter=True)
+            .where(LedgerEvent.event.in_(sorted(events)), LedgerEvent.block_number <= to_block)
+            .order_by(LedgerEvent.block_number, LedgerEvent.log_index)
+            .execution_options(yield_per=10_000)
+        )
+        with self.store.session() as session:
+            for row in session.execute(stmt):
+                (number, block_hash, log_index, tx_hash, tx_index, contract, name, args) = row[:8]
+                keys = dict(zip(KEY_COLUMNS, row[8 : 8 + len(KEY_COLUMNS)], strict=True))
+                deadline, signature, timestamp = row[8 + len(KEY_COLUMNS) :]
+                if name == "ReleaseRecorded":
+                    decoded = {
+                        "grantId": keys["grant_id"],
+                        "grantee": keys["grantee"],
+                        "resource": keys["resource"],
+                        "requestId": keys["request_id"],
+                    }
+                elif name == "EmergencyReleaseRecorded":
+                    decoded = {
+                        "emergencyId": keys["emergency_id"],
+                        "consumer": keys["consumer"],
+                        "subject": keys["subject"],
+                        "resource": keys["resource"],
+                        "requestId": keys["request_id"],
+                    }
+                else:
+                    decoded = json.loads(args)
+                yield IndexedEvent(
+                    block_number=int(number),
+                    block_hash=block_hash,
+                    log_index=int(log_index),
+                    tx_hash=tx_hash,
+                    tx_index=int(tx_index),
+                    contract=contract,
+                    event=name,
+                    args=decoded,
+                    block_timestamp=None if timestamp is None else int(timestamp),
+                    deadline=None if deadline is None else int(deadline),
+                    signature=signature,
+                    **keys,
+                )
+
     # ---- writes ----------------------------------------------------------------------------------
 
     def append(
@@ -175,6 +282,7 @@ class SqlIndexStore:
         blocks: Sequence[BlockHeader],
         events: Sequence[IndexedEvent],
         cursor: Cursor,
+        transactions: Sequence[IndexedTransaction] = (),
     ) -> None:
         with self.store.session() as session:
             state = _check_cursor(session, name, expected)
@@ -188,6 +296,22 @@ class SqlIndexStore:
                 )
             if events:
                 session.execute(insert(LedgerEvent), [_row(e) for e in events])
+            if transactions:
+                session.execute(
+                    insert(LedgerTransaction),
+                    [
+                        {
+                            "hash": t.hash,
+                            "block_number": t.block_number,
+                            "block_hash": t.block_hash,
+                            "tx_index": t.tx_index,
+                            "sender": t.sender,
+                            "recipient": t.recipient,
+                            "input": t.input,
+                        }
+                        for t in transactions
+                    ],
+                )
             if state is None:
                 session.add(IndexerState(name=name, last_block=cursor.number, last_hash=cursor.hash))
             else:
@@ -197,6 +321,7 @@ class SqlIndexStore:
         with self.store.session() as session:
             state = _check_cursor(session, name, expected)
             removed = session.execute(delete(LedgerEvent).where(LedgerEvent.block_number > keep_through))
+            session.execute(delete(LedgerTransaction).where(LedgerTransaction.block_number > keep_through))
             session.execute(delete(IndexedBlock).where(IndexedBlock.number > keep_through))
             if state is not None and cursor is None:
                 session.delete(state)
@@ -229,6 +354,8 @@ def _row(event: IndexedEvent) -> dict[str, Any]:
         "contract": event.contract,
         "event": event.event,
         "args": event.args_json(),
+        "deadline": None if event.deadline is None else str(event.deadline),
+        "signature": event.signature,
     }
     for column in KEY_COLUMNS:
         row[column] = getattr(event, column)
@@ -255,4 +382,18 @@ def _event(row: LedgerEvent, timestamp: int | None) -> IndexedEvent:
         document_id=row.document_id,
         account=row.account,
         block_timestamp=None if timestamp is None else int(timestamp),
+        deadline=None if row.deadline is None else int(row.deadline),
+        signature=row.signature,
+    )
+
+
+def _transaction(row: LedgerTransaction) -> IndexedTransaction:
+    return IndexedTransaction(
+        block_number=int(row.block_number),
+        block_hash=row.block_hash,
+        tx_index=int(row.tx_index),
+        hash=row.hash,
+        sender=row.sender,
+        recipient=row.recipient,
+        input=row.input,
     )

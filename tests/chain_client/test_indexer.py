@@ -1,4 +1,5 @@
-"""The chain indexer: every event kind, resumption, confirmation depth, reorgs, a chain going away."""
+"""The chain indexer: every event kind, release calldata, ledger transactions (reverted ones too),
+resumption, confirmation depth, reorgs, a chain going away."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +17,29 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
-from sqlalchemy import MetaData, create_engine, func, select, text
+from sqlalchemy import MetaData, create_engine, func, inspect, select, text
 from web3 import Web3
 from web3.providers import HTTPProvider
 from web3.types import RPCEndpoint, RPCResponse
 
-from chain_client import ChainUnavailable, CompilationResult, Ledger, Role, eip712, free_port, start_node
+from chain_client import ChainUnavailable, CompilationResult, Ledger, Role, eip712, errors, free_port, start_node
 from chain_client.ids import new_request_ids
-from chain_client.indexer import BlockHeader, IndexConflict, IndexedEvent, Indexer, jsonable
+from chain_client.indexer import (
+    RELEASE_EVENTS,
+    BlockHeader,
+    IndexConflict,
+    IndexedEvent,
+    IndexedTransaction,
+    Indexer,
+    jsonable,
+)
 from chain_client.types import EmergencyScope, ReleaseItem
 from tests.chain_client.world import ID_CARD, TAX, World, make_world
 from tests.conftest import Deployed, deploy_fresh
-from vault.index_models import INDEX_TABLES, IndexedBlock, IndexerState, LedgerEvent, SqlIndexStore
+from vault.index_models import INDEX_TABLES, IndexedBlock, IndexerState, LedgerEvent, LedgerTransaction, SqlIndexStore
 from vault.store import Store
 
 PG_ADMIN_URL = os.environ.get("QCL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -92,7 +103,7 @@ def own_chain(tmp_path: Path, compiled: CompilationResult) -> Iterator[Deployed]
 
 def populate(world: World) -> dict[str, bytes]:
     """At least one of every event kind on top of make_world's members and catalog."""
-    ledger, admin = world.ledger, world.deployed.admin
+    ledger = world.ledger
     ledger.update_member(world.dept.address, Role.CONSUMER, org_code="370100-housing", hpke_key=bytes(32))
     ledger.set_suspended(world.other_dept.address, True)
     ledger.set_suspended(world.other_dept.address, False)
@@ -109,7 +120,19 @@ def populate(world: World) -> dict[str, bytes]:
     result = ledger.record_releases(items)
     assert result.recorded == [0] and list(result.rejected) == [1]
     world.revoke(grant_id)
-    now = world.now()
+    scope = active_emergency(world)
+    emergency_release(world, scope)
+    document_id = secrets.token_bytes(32)
+    ledger.anchor_document(document_id, world.citizen.address, ID_CARD, secrets.token_bytes(32), world.provider.address)
+    ledger.shred_document(document_id)
+    ledger.anchor_checkpoint(3, b"\x01" * 32)
+    ledger.anchor_checkpoint(7, b"\x02" * 32)
+    return {"grant_id": grant_id, "emergency_id": scope.emergency_id, "document_id": document_id}
+
+
+def active_emergency(world: World) -> EmergencyScope:
+    """An emergency over ID_CARD for world.dept, proposed by the admin and approved by the auditor."""
+    ledger, now = world.ledger, world.now()
     scope = EmergencyScope(
         emergency_id=secrets.token_bytes(32),
         resources=(ID_CARD,),
@@ -119,8 +142,15 @@ def populate(world: World) -> dict[str, bytes]:
         reason=eip712.keccak(text="flood response"),
         deadline=now + 600,
     )
+    admin = world.deployed.admin
     ledger.propose_emergency(scope, eip712.sign(ledger.domain(), "Emergency", scope.message(), admin.key))
     ledger.approve_emergency(scope, eip712.sign(ledger.domain(), "Emergency", scope.message(), world.auditor.key))
+    return scope
+
+
+def emergency_release(world: World, scope: EmergencyScope) -> tuple[bytes, int, bytes]:
+    """An emergency release of the citizen's ID_CARD to world.dept; (request id, deadline, signature)."""
+    ledger = world.ledger
     request_id, deadline = new_request_ids(1)[0], world.now() + 600
     message = {
         "emergencyId": scope.emergency_id,
@@ -131,12 +161,7 @@ def populate(world: World) -> dict[str, bytes]:
     }
     signature = eip712.sign(ledger.domain(), "EmergencyReleaseRequest", message, world.dept.key)
     ledger.record_emergency_release(scope, world.citizen.address, ID_CARD, request_id, deadline, signature)
-    document_id = secrets.token_bytes(32)
-    ledger.anchor_document(document_id, world.citizen.address, ID_CARD, secrets.token_bytes(32), world.provider.address)
-    ledger.shred_document(document_id)
-    ledger.anchor_checkpoint(3, b"\x01" * 32)
-    ledger.anchor_checkpoint(7, b"\x02" * 32)
-    return {"grant_id": grant_id, "emergency_id": scope.emergency_id, "document_id": document_id}
+    return request_id, deadline, signature
 
 
 Row = tuple[int, int, str, str, int, str, str, dict[str, Any]]
@@ -171,6 +196,33 @@ def index_view(events: list[IndexedEvent]) -> list[Row]:
     ]
 
 
+def chain_transactions(
+    ledger: Ledger, *, from_block: int | None = None, to_block: int | None = None
+) -> list[IndexedTransaction]:
+    """What the chain says: every transaction to the ledger's contracts, block by block, in chain order."""
+    w3, contracts = ledger.w3, {ledger.consent.address, ledger.anchor.address}
+    start = ledger.deployment.deploy_block if from_block is None else from_block
+    end = ledger.head_block() if to_block is None else to_block
+    found = []
+    for number in range(start, end + 1):
+        block = w3.eth.get_block(number, full_transactions=True)
+        for tx in block["transactions"]:
+            if isinstance(tx, bytes) or tx["to"] not in contracts:  # bytes: not asked for (full blocks)
+                continue
+            found.append(
+                IndexedTransaction(
+                    block_number=number,
+                    block_hash=HexBytes(block["hash"]).to_0x_hex(),
+                    tx_index=int(tx["transactionIndex"]),
+                    hash=HexBytes(tx["hash"]).to_0x_hex(),
+                    sender=str(tx["from"]),
+                    recipient=str(tx["to"]),
+                    input=HexBytes(tx["input"]).to_0x_hex(),
+                )
+            )
+    return found
+
+
 def stored_blocks(store: SqlIndexStore) -> dict[int, str]:
     return {b.number: b.hash for b in store.blocks_below(2**62, 10**6)}
 
@@ -184,14 +236,22 @@ def assert_consistent(indexer: Indexer, store: SqlIndexStore) -> None:
     cursor = indexer.cursor()
     blocks = stored_blocks(store)
     events = indexer.events()
+    transactions = indexer.transactions()
     if cursor is None:
-        assert not blocks and not events
+        assert not blocks and not events and not transactions
         return
     assert max(blocks) == cursor.number and blocks[cursor.number] == cursor.hash
     for number, block_hash in blocks.items():
         assert chain_hash(indexer.w3, number) == block_hash, number
     assert all(e.block_number <= cursor.number and blocks[e.block_number] == e.block_hash for e in events)
+    assert all(t.block_number <= cursor.number and blocks[t.block_number] == t.block_hash for t in transactions)
     assert index_view(events) == chain_view(indexer.ledger, from_block=indexer.start_block, to_block=cursor.number)
+    assert transactions == chain_transactions(indexer.ledger, from_block=indexer.start_block, to_block=cursor.number)
+    tx_hashes = {t.hash for t in transactions}
+    for tx_hash in {e.tx_hash for e in events} - tx_hashes:  # a contract's creation; else every call is direct
+        assert indexer.w3.eth.get_transaction(HexBytes(tx_hash))["to"] is None
+    for event in events:  # and so every release carries its signed request
+        assert (event.deadline is not None and event.signature is not None) == (event.event in RELEASE_EVENTS)
 
 
 def mine(w3: Web3, blocks: int = 1) -> None:
@@ -208,13 +268,8 @@ def rpc(w3: Web3, method: str, params: list[Any]) -> Any:
 # ---- indexing ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlIndexStore]:
-    if request.param == "sqlite":
-        store = Store.sqlite(tmp_path / "index.sqlite")
-        yield SqlIndexStore(store)
-        store.dispose()
-        return
+def postgres_store() -> Iterator[SqlIndexStore]:
+    """A store on a fresh PostgreSQL database, dropped afterwards (skips the test without a server)."""
     name = f"qcl_idx_{secrets.token_hex(6)}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
@@ -231,6 +286,21 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlInd
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlIndexStore]:
+    if request.param == "sqlite":
+        store = Store.sqlite(tmp_path / "index.sqlite")
+        yield SqlIndexStore(store)
+        store.dispose()
+        return
+    yield from postgres_store()
+
+
+@pytest.fixture
+def pg_store() -> Iterator[SqlIndexStore]:
+    yield from postgres_store()
 
 
 def test_every_event_kind_is_indexed_as_the_chain_reports_it(world: World, any_store: SqlIndexStore) -> None:
@@ -323,6 +393,124 @@ def test_every_event_kind_is_indexed_as_the_chain_reports_it(world: World, any_s
         indexer.events(grant_id=b"short")
 
 
+def test_release_events_carry_the_signed_request_from_the_calldata(world: World, any_store: SqlIndexStore) -> None:
+    ledger = world.ledger
+    terms, grant_id = world.grant(resources=(ID_CARD, TAX), max_uses=0)
+    submitted: dict[bytes, tuple[int, bytes]] = {}  # request id -> (deadline, signature)
+    for deadline in (None, 2**256 - 1):  # a deadline beyond BIGINT: stored as decimal text
+        request_id, deadline_, signature = world.release_request(grant_id, ID_CARD, deadline=deadline)
+        ledger.record_release(terms, ID_CARD, request_id, deadline_, signature)
+        submitted[request_id] = (deadline_, signature)
+
+    # grouped: a rejected item (not the grantee's signature), then the same request properly signed
+    # with another deadline; a release, then its replay (rejected: request used) with another deadline
+    first, second = new_request_ids(2)
+    forged = world.release_request(grant_id, TAX, key=world.other_dept.key, request_id=first)
+    signed = world.release_request(grant_id, TAX, request_id=first, deadline=world.now() + 900)
+    other = world.release_request(grant_id, ID_CARD, request_id=second)
+    replay = world.release_request(grant_id, ID_CARD, request_id=second, deadline=world.now() + 1200)
+    items = [ReleaseItem(terms, resource, *r) for resource, r in ((TAX, forged), (TAX, signed), (ID_CARD, other))]
+    items.append(ReleaseItem(terms, ID_CARD, *replay))
+    result = ledger.record_releases(items)
+    assert result.recorded == [1, 2] and sorted(result.rejected) == [0, 3]
+    assert forged[1:] != signed[1:] and replay[1:] != other[1:]
+    submitted[first], submitted[second] = signed[1:], other[1:]
+
+    request_id, deadline, signature = emergency_release(world, active_emergency(world))
+    submitted[request_id] = (deadline, signature)
+
+    indexer = Indexer(ledger=ledger, store=any_store, batch_blocks=4)
+    indexer.sync()
+    releases = indexer.events(event=tuple(RELEASE_EVENTS))
+    assert sorted(e.event for e in releases) == ["EmergencyReleaseRecorded"] + ["ReleaseRecorded"] * 4
+    assert {e.request_id: (e.deadline, e.signature) for e in releases} == {
+        "0x" + rid.hex(): (d, "0x" + sig.hex()) for rid, (d, sig) in submitted.items()
+    }
+    assert all(e.deadline is None and e.signature is None for e in indexer.events() if e.event not in RELEASE_EVENTS)
+    assert [e.deadline for e in indexer.events(request_id=releases[1].request_id)] == [2**256 - 1]
+
+    # what the auditor checks from the index alone: each signature recovers the grantee (consumer)
+    domain = ledger.domain()
+    for e in releases:
+        if e.event == "ReleaseRecorded":
+            primary, signer = "ReleaseRequest", e.grantee
+            fields = {"grantId": e.args["grantId"], "resource": e.args["resource"]}
+        else:
+            primary, signer = "EmergencyReleaseRequest", e.consumer
+            fields = {
+                "emergencyId": e.args["emergencyId"],
+                "subject": e.args["subject"],
+                "resource": e.args["resource"],
+            }
+        message = {k: HexBytes(v) if k != "subject" else v for k, v in fields.items()}
+        message |= {"requestId": HexBytes(e.args["requestId"]), "deadline": e.deadline}
+        assert e.signature is not None
+        recovered = Account.recover_message(eip712.signable(domain, primary, message), signature=e.signature)
+        assert recovered == signer, e
+    assert_consistent(indexer, any_store)
+
+
+def test_reverted_transactions_to_the_ledger_are_indexed(world: World, any_store: SqlIndexStore) -> None:
+    ledger, w3 = world.ledger, world.ledger.w3
+    terms, grant_id = world.grant()
+    request_id, deadline, signature = world.release_request(grant_id, deadline=world.now() - 1)
+    with pytest.raises(errors.ExpiredDeadline) as expired:  # fixed gas: mined, and reverted
+        ledger.record_release(terms, ID_CARD, request_id, deadline, signature, gas=300_000)
+    with pytest.raises(errors.ContractRevert) as wrong_signer:
+        world.revoke(grant_id, key=world.dept.key, gas=200_000)
+    ledger.anchor_checkpoint(1, b"\x03" * 32)  # the AuditAnchor's transactions too
+    failed = [h for h in (expired.value.tx_hash, wrong_signer.value.tx_hash) if h is not None]
+    assert len(failed) == 2 and all(w3.eth.get_transaction_receipt(HexBytes(h))["status"] == 0 for h in failed)
+
+    indexer = Indexer(ledger=ledger, store=any_store, batch_blocks=3)
+    report = indexer.sync()
+    transactions = indexer.transactions()
+    assert report.transactions == len(transactions) > len(failed)
+    assert transactions == chain_transactions(ledger)
+    assert [t.position for t in transactions] == sorted(t.position for t in transactions)
+    by_hash = {t.hash: t for t in transactions}
+    for tx_hash in failed:
+        stored, sent = by_hash[tx_hash], w3.eth.get_transaction(HexBytes(tx_hash))
+        assert stored.input == HexBytes(sent["input"]).to_0x_hex() and stored.input.startswith("0x")
+        assert (stored.sender, stored.recipient) == (ledger.relay.address, ledger.consent.address)
+        assert stored.block_number == sent["blockNumber"] and stored.tx_index == sent["transactionIndex"]
+        assert not indexer.events(tx_hash=tx_hash)  # a reverted transaction emits nothing
+        assert indexer.block(stored.block_number) is not None  # its block is stored all the same
+    # the reverted release's calldata holds what was submitted (what check 4 scans)
+    assert signature.hex() in by_hash[failed[0]].input and request_id.hex() in by_hash[failed[0]].input
+    assert {t.recipient for t in transactions} == {ledger.consent.address, ledger.anchor.address}
+    middle = by_hash[failed[1]].block_number
+    assert indexer.transactions(from_block=middle, to_block=middle) == [by_hash[failed[1]]]
+    assert indexer.transactions(from_block=middle + 1) == [t for t in transactions if t.block_number > middle]
+    assert indexer.transactions(to_block=middle - 1) == [t for t in transactions if t.block_number < middle]
+    assert_consistent(indexer, any_store)
+
+
+def test_a_release_without_ledger_calldata_keeps_the_event(
+    world: World, index_db: Callable[[str], SqlIndexStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A release sent through another contract (no transaction to the ledger): no deadline or signature."""
+    ledger = world.ledger
+    terms, grant_id = world.grant()
+    world.release(terms, grant_id)
+    indexer = Indexer(ledger=ledger, store=index_db("index"))
+    (release,) = chain_view(ledger, ("ReleaseRecorded",))
+    head = ledger.head_block()
+    headers, transactions = indexer._read_blocks(None, head, head)
+    events = [indexer._decode(entry) for entry in indexer._get_logs(head, head)]
+    assert [e.event for e in events] == ["ReleaseRecorded"] and events[0].tx_hash == release[3]
+    assert [t.hash for t in transactions] == [release[3]]
+    assert indexer._match_releases(events, {t.hash: t for t in transactions}).keys() == {0}
+    with caplog.at_level("WARNING", logger="chain_client.indexer"):
+        assert indexer._match_releases(events, {}) == {}  # as when another contract called the ledger
+    assert "not sent to the ledger's contracts directly" in caplog.text
+    # calldata that is no release call, or that does not decode, gives nothing either
+    (tx,) = transactions
+    assert indexer._release_calls(replace(tx, input=tx.input[:-64])) is None
+    assert indexer._release_calls(replace(tx, input="0x12345678" + tx.input[10:])) is None
+    assert indexer._release_calls(tx) is not None and len(headers) == 1
+
+
 def test_resumes_where_it_stopped_without_duplicates(world: World, tmp_path: Path) -> None:
     ledger, path = world.ledger, tmp_path / "index.sqlite"
     store = sqlite_store(path)
@@ -343,9 +531,15 @@ def test_resumes_where_it_stopped_without_duplicates(world: World, tmp_path: Pat
     store = sqlite_store(path)
     third = Indexer(ledger=ledger, store=store)
     report = third.sync()
-    assert report.events == 2 and report.blocks == 2
+    assert report.events == 2 and report.blocks == 2 and report.transactions == 2
     assert index_view(third.events()) == chain_view(ledger)
+    transactions = third.transactions()
+    assert transactions == chain_transactions(ledger)
+    assert len({t.hash for t in transactions}) == len(transactions)
     assert third.sync().batches == 0  # nothing new
+    assert third.transactions() == transactions
+    (release,) = third.events(grant_id=grant_id, event="ReleaseRecorded")
+    assert release.deadline is not None and release.signature is not None
     assert_consistent(third, store)
     store.store.dispose()
 
@@ -437,41 +631,58 @@ def test_reorg_is_rolled_back_and_reindexed(
     indexer.sync()
     fork = ledger.head_block()
 
-    # three blocks that will be orphaned: a grant, a release, a revocation
+    # four blocks that will be orphaned: a grant, a release, a revocation, a reverted revocation
     orphan_terms, orphan = world.grant()
     world.release(orphan_terms, orphan)
     world.revoke(orphan)
-    assert indexer.sync().events == 3
-    orphaned_hashes = {n: chain_hash(w3, n) for n in range(fork + 1, fork + 4)}
+    with pytest.raises(errors.ContractRevert):  # already revoked; mined with a fixed gas, no events
+        world.revoke(orphan, gas=200_000)
+    report = indexer.sync()
+    assert report.events == 3 and report.transactions == 4
+    orphaned_hashes = {n: chain_hash(w3, n) for n in range(fork + 1, fork + 5)}
     assert all(stored_blocks(store)[n] == h for n, h in orphaned_hashes.items())
+    orphaned_txs = {t.hash for t in indexer.transactions(from_block=fork + 1)}
+    assert len(orphaned_txs) == 4 and {t.block_number for t in indexer.transactions(from_block=fork + 1)} == set(
+        orphaned_hashes
+    )
 
+    replacement_txs = set()
     if how == "replace":  # same height, other blocks: a different grant in the second of them
         nonce = w3.eth.get_transaction_count(admin.address, fork)  # type: ignore[arg-type]
-        rpc(w3, "anvil_reorg", [3, [[_signed_grant(world, admin, nonce), 1]]])
-        assert ledger.head_block() == fork + 3
+        raw = _signed_grant(world, admin, nonce)
+        replacement_txs.add(Web3.keccak(HexBytes(raw)).to_0x_hex())
+        rpc(w3, "anvil_reorg", [4, [[raw, 1]]])
+        assert ledger.head_block() == fork + 4
     else:  # the chain gets shorter first, then grows other blocks
-        rpc(w3, "anvil_rollback", [3])
+        rpc(w3, "anvil_rollback", [4])
         assert ledger.head_block() == fork
         report = indexer.sync()
-        assert report.reorgs == 1 and report.rolled_back_blocks == 3 and report.rolled_back_events == 3
+        assert report.reorgs == 1 and report.rolled_back_blocks == 4 and report.rolled_back_events == 3
         assert report.cursor == fork and report.events == 0
+        assert not indexer.transactions(from_block=fork + 1)
     ledger.tx.nonces.reset()
     assert all(chain_hash(w3, n) != h for n, h in orphaned_hashes.items() if n <= ledger.head_block())
-    _, replacement = world.grant()
+    replacement_grant = world.grant()[1]
+    replacement_txs.add(ledger.events("GrantRecorded", from_block=ledger.head_block())[0].transactionHash.to_0x_hex())
 
     report = indexer.sync()
     if how == "replace":
-        assert report.reorgs == 1 and report.rolled_back_blocks == 3 and report.rolled_back_events == 3
+        assert report.reorgs == 1 and report.rolled_back_blocks == 4 and report.rolled_back_events == 3
     else:
         assert report.reorgs == 0  # already rolled back above
+    assert report.transactions == len(replacement_txs)
     assert not indexer.events(grant_id=orphan)
-    assert [e.event for e in indexer.events(grant_id=replacement)] == ["GrantRecorded"]
+    assert [e.event for e in indexer.events(grant_id=replacement_grant)] == ["GrantRecorded"]
     assert [e.event for e in indexer.events(grant_id=kept)] == ["GrantRecorded", "ReleaseRecorded"]
+    transactions = {t.hash for t in indexer.transactions()}
+    assert not transactions & orphaned_txs and replacement_txs <= transactions
+    assert {t.hash for t in indexer.transactions(from_block=fork + 1)} == replacement_txs
 
     fresh_store = index_db("fresh")
     fresh = Indexer(ledger=ledger, store=fresh_store)
     fresh.sync()
     assert index_view(indexer.events()) == index_view(fresh.events()) == chain_view(ledger)
+    assert indexer.transactions() == fresh.transactions() == chain_transactions(ledger)
     assert indexer.cursor() == fresh.cursor()
     ours, theirs = stored_blocks(store), stored_blocks(fresh_store)
     assert all(theirs[n] == h for n, h in ours.items() if n in theirs)
@@ -498,8 +709,9 @@ def _ledger_on(deployed: Deployed, compiled: CompilationResult, provider: HTTPPr
     return Ledger(w3=Web3(provider), deployment=deployed.ledger.deployment, compiled=compiled, operator=deployed.admin)
 
 
+@pytest.mark.parametrize("when", ["end-hash", "logs", "blocks"])
 def test_reorg_while_a_batch_is_read(
-    own_chain: Deployed, index_db: Callable[[str], SqlIndexStore], compiled: CompilationResult
+    own_chain: Deployed, index_db: Callable[[str], SqlIndexStore], compiled: CompilationResult, when: str
 ) -> None:
     world = make_world(own_chain)
     populate(world)
@@ -507,10 +719,17 @@ def test_reorg_while_a_batch_is_read(
     node_w3 = own_chain.node.w3
     fired: list[int] = []
 
+    def reads(method: str, params: Any) -> bool:
+        """Is this the read ``when`` of the batch that ends at the head?"""
+        if when == "end-hash":  # the first read: then every read of the batch sees the new chain
+            return method == "eth_getBlockByNumber" and params == [hex(head), False]
+        if when == "logs":
+            return method == "eth_getLogs" and params[0]["toBlock"] == hex(head)
+        return method == "batch" and any(p == [hex(head), True] for _, p in params)
+
     def hook(method: str, params: Any) -> None:
-        # when the batch that ends at the head asks for its logs, replace the last 4 blocks:
-        # the batch's blocks and the cursor it extends change between its reads
-        if method == "eth_getLogs" and params[0]["toBlock"] == hex(head) and not fired:
+        # replace the last 4 blocks: the batch's blocks and the cursor it extends change under it
+        if reads(method, params) and not fired:
             fired.append(head)
             rpc(node_w3, "anvil_reorg", [4, []])
 
@@ -523,6 +742,7 @@ def test_reorg_while_a_batch_is_read(
     fresh = Indexer(ledger=ledger, store=index_db("fresh"))
     fresh.sync()
     assert index_view(indexer.events()) == index_view(fresh.events()) == chain_view(ledger)
+    assert indexer.transactions() == fresh.transactions() == chain_transactions(ledger)
     assert_consistent(indexer, store)
 
 
@@ -538,6 +758,7 @@ def test_reorg_below_everything_indexed_starts_over(
     rpc(ledger.w3, "anvil_reorg", [3, []])  # every indexed block is replaced
     report = indexer.sync()
     assert report.reorgs == 1 and report.rolled_back_events == 3 and not indexer.events()
+    assert not indexer.transactions()
     assert_consistent(indexer, store)
 
 
@@ -604,16 +825,35 @@ def test_a_failed_batch_write_leaves_nothing(world: World, index_db: Callable[[s
     indexer.sync(max_batches=1)
     cursor = indexer.cursor()
     assert cursor is not None
-    before = indexer.events()
+    before, transactions = indexer.events(), indexer.transactions()
+    assert transactions
     new_header = BlockHeader(number=cursor.number + 1, hash="0x" + "ab" * 32, parent_hash=cursor.hash, timestamp=0)
+    new_tx = replace(transactions[0], hash="0x" + "cd" * 32, block_number=new_header.number, block_hash=new_header.hash)
     with pytest.raises(IndexConflict):  # another indexer moved the cursor meanwhile
-        store.append("ledger", expected=None, blocks=[], events=[], cursor=cursor)
-    with pytest.raises(Exception, match="UNIQUE"):  # a new block, but a duplicate event: all refused
-        store.append("ledger", expected=cursor, blocks=[new_header], events=before[:1], cursor=new_header.cursor)
-    assert indexer.cursor() == cursor and indexer.events() == before
+        store.append("ledger", expected=None, blocks=[], events=[], cursor=cursor, transactions=[new_tx])
+    with pytest.raises(Exception, match="UNIQUE"):  # a new block and transaction, but a duplicate event: all refused
+        store.append(
+            "ledger",
+            expected=cursor,
+            blocks=[new_header],
+            events=before[:1],
+            cursor=new_header.cursor,
+            transactions=[new_tx],
+        )
+    with pytest.raises(Exception, match="UNIQUE"):  # a transaction stored already: all refused
+        store.append(
+            "ledger",
+            expected=cursor,
+            blocks=[new_header],
+            events=[],
+            cursor=new_header.cursor,
+            transactions=[transactions[0]],
+        )
+    assert indexer.cursor() == cursor and indexer.events() == before and indexer.transactions() == transactions
     assert store.block(new_header.number) is None
     with store.store.session() as session:
         assert session.scalar(select(func.count()).select_from(LedgerEvent)) == len(before)
+        assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == len(transactions)
 
 
 # ---- schema ------------------------------------------------------------------------------------
@@ -629,30 +869,76 @@ def _diff_table(entry: Any) -> str | None:
     return str(name) if name is not None else str(entry[2])
 
 
-def test_migration_0003_matches_the_models(tmp_path: Path) -> None:
-    store = Store.sqlite(tmp_path / "schema.sqlite")
+def _index_schema_diff(store: Store) -> list[Any]:
+    """Alembic's differences between the database and the indexer's models, on the indexer's tables."""
     metadata = MetaData()
     for table in INDEX_TABLES:
         table.to_metadata(metadata)
     names = {t.name for t in INDEX_TABLES}
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
-    ours = [d for d in diff if _diff_table(d) in names]
-    assert ours == []
+    return [d for d in diff if _diff_table(d) in names]
 
+
+def _schema(store: Store) -> dict[str, Any]:
+    """The reflected schema of the indexer's tables in ``store`` (columns, keys, indexes, constraints)."""
+    with store.engine.connect() as conn:
+        inspector = inspect(conn)
+        return {
+            table: {
+                "columns": [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)],
+                "pk": inspector.get_pk_constraint(table)["constrained_columns"],
+                "indexes": sorted(
+                    (i["name"], tuple(i["column_names"]), i["unique"]) for i in inspector.get_indexes(table)
+                ),
+                "unique": sorted(
+                    (u["name"], tuple(u["column_names"])) for u in inspector.get_unique_constraints(table)
+                ),
+            }
+            for table in inspector.get_table_names()
+            if table in {t.name for t in INDEX_TABLES}
+        }
+
+
+def _migrate(store: Store, revision: str, *, down: bool = False) -> None:
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parents[2] / "vault" / "migrations"))
     with store.engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0002")
-    with store.engine.connect() as conn:
-        tables = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'")).scalars())
-    assert not tables & names
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+
+def test_migrations_match_the_models(tmp_path: Path) -> None:
+    store = Store.sqlite(tmp_path / "schema.sqlite")
+    assert _index_schema_diff(store) == []
+    names = {t.name for t in INDEX_TABLES}
+    assert _schema(store).keys() == names
+    at_0003 = Store(f"sqlite:///{tmp_path / 'at-0003.sqlite'}", migrate=False)
+    _migrate(at_0003, "0003")
+    expected = _schema(at_0003)
+    at_0003.dispose()
+    assert expected.keys() == names - {"ledger_transactions"}
+
+    _migrate(store, "0003", down=True)  # 0004 undone: exactly the schema of 0003, every index kept
+    assert _schema(store) == expected
+    assert not {"deadline", "signature"} & {c[0] for c in expected["ledger_events"]["columns"]}
+    _migrate(store, "0002", down=True)
+    assert _schema(store) == {}
     store.migrate()
-    with store.engine.connect() as conn:
-        tables = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'")).scalars())
-    assert names <= tables
+    assert _schema(store).keys() == names
+    assert _index_schema_diff(store) == []
     store.dispose()
+
+
+def test_migrations_match_the_models_on_postgresql(pg_store: SqlIndexStore) -> None:
+    store = pg_store.store
+    assert _index_schema_diff(store) == []
+    _migrate(store, "0003", down=True)
+    schema = _schema(store)
+    assert "ledger_transactions" not in schema
+    assert not {"deadline", "signature"} & {c[0] for c in schema["ledger_events"]["columns"]}
+    _migrate(store, "head")
+    assert _index_schema_diff(store) == []
 
 
 class CappedProvider(HTTPProvider):
