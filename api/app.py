@@ -9,11 +9,13 @@ from typing import Any
 from fastapi import FastAPI
 
 from chain_client import Ledger
+from chain_client.indexer import Indexer
 from vault import Vault
+from vault.index_models import SqlIndexStore
 
 from . import errors
 from .auth import Authenticator, jwt_secret
-from .background import CheckpointAnchor
+from .background import CheckpointAnchor, IndexFollower
 from .middleware import BodySizeLimit
 from .routers import (
     access_requests,
@@ -47,18 +49,29 @@ def create_app(settings: Settings, *, ledger: Ledger, vault: Vault | None = None
 
         vault = open_vault(settings, ledger)
     anchor = CheckpointAnchor(vault, interval=settings.checkpoint_interval, every=settings.checkpoint_every)
+    indexer = (
+        Indexer(ledger=ledger, store=SqlIndexStore(vault.store), confirmations=settings.index_confirmations)
+        if settings.indexer
+        else None
+    )
+    follower = IndexFollower(indexer, interval=settings.index_interval) if indexer is not None else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.checkpoints:
             anchor.start()
+        if follower is not None:
+            follower.start()
         try:
             yield
         finally:
             anchor.stop()
+            if follower is not None:
+                follower.stop()
 
     app = FastAPI(title="Quanchenglian ledger API", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.checkpoints = anchor
+    app.state.indexer = indexer
     app.state.settings = settings
     app.state.ledger = ledger
     app.state.vault = vault

@@ -1,4 +1,5 @@
-"""Background work of an API process: anchoring release-log checkpoints and pending tombstones."""
+"""Background work of an API process: anchoring release-log checkpoints and pending tombstones,
+and following the chain into the index."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 import time
 
 from chain_client import ChainError
+from chain_client.indexer import Indexer
 from vault import Vault, VaultError
 
 log = logging.getLogger("qcl.background")
@@ -67,3 +69,28 @@ class CheckpointAnchor:
         self._grew_at = None
         self.anchored += result is not None
         return result is not None
+
+
+class IndexFollower:
+    """Runs :meth:`chain_client.indexer.Indexer.run_forever` in a thread of the API process.
+
+    The audit resources also bring the index up to date before they read it, so the thread only
+    keeps that catch-up short; an unreachable chain is logged and retried at the next interval.
+    """
+
+    def __init__(self, indexer: Indexer, *, interval: float) -> None:
+        self.indexer = indexer
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="qcl-indexer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        self.indexer.run_forever(self._interval, self._stop)

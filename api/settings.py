@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     )
     checkpoint_every: int = Field(100, ge=1, description="…or as soon as this many entries are unanchored")
     checkpoints: bool = Field(True, description="run the checkpoint thread in the API process")
+    indexer: bool = Field(
+        True, description="follow the chain's events into the database; the audit trail and verify read it"
+    )
+    index_confirmations: int = Field(0, ge=0, le=1000, description="blocks the indexer stays behind the head")
+    index_interval: float = Field(2.0, gt=0, description="seconds between the indexer's polls of the chain")
+    verify_workers: int | None = Field(None, ge=1, le=64, description="processes checking signatures (default: CPUs)")
     max_body_bytes: int = Field(24 * 1024 * 1024, ge=1024, description="largest request body accepted")
 
     @field_validator("chain")

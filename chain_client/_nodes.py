@@ -126,8 +126,17 @@ def _command(kind: str, host: str, port: int, chain_id: int | None, state_path: 
     if kind == "anvil":
         # --max-persisted-states 0: anvil otherwise spills old states to ~/.foundry/anvil/tmp and
         # leaves them there (gigabytes over a test run); recent states stay in memory.
-        cmd = [_anvil_binary(), "--host", host, "--port", str(port), "--hardfork", "shanghai",
-               "--max-persisted-states", "0"]
+        cmd = [
+            _anvil_binary(),
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--hardfork",
+            "shanghai",
+            "--max-persisted-states",
+            "0",
+        ]
         if chain_id is not None:
             cmd += ["--chain-id", str(chain_id)]
         if state_path is not None:

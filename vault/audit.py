@@ -1,46 +1,37 @@
-"""Audit (SPEC §7): the trail of ledger events and the verification of every release.
+"""Audit (SPEC §7): the trail of ledger events, and the sources verification reads.
 
-Verification replays the ledger's events from the deployment block, in chain order, into a
-small model of the rules (members, catalog, grants, emergencies) and checks, for every release
-recorded in the requested block range:
+The checks themselves are in :mod:`vault.verify`; this module gives them their data:
 
-1. it was covered at its block by a grant that was active, not revoked, not paused, inside its
-   window, under ``maxUses``, naming that grantee, resource and purpose — or by an approved,
-   unexpired emergency whose scope covers it;
-2. its transaction carries a valid ``ReleaseRequest`` (``EmergencyReleaseRequest``) signature by
-   the grantee (consumer), recomputed from the calldata;
-3. the vault's release log and the chain agree one to one, and every anchored checkpoint of the
-   log equals the RFC 9162 root of the log's first ``tree_size`` entries;
-4. no personal data on chain: no member's name or organisation code, and no emergency reason
-   text, appears in the calldata of any transaction to the ledger's contracts.
+* :class:`RpcTrail` reads a node over JSON-RPC: every event of both contracts, the timestamp of
+  each block with a release, the calldata of each release transaction (one request each) and
+  every block in the range for the calldata scan. Needs nothing but the node; slow on long
+  chains.
+* :class:`IndexTrail` reads the indexer's tables (:mod:`vault.index_models`), where the release
+  signatures, block timestamps and calldata were stored at index time: no RPC at all. Verifies
+  up to the indexer's cursor; the API uses it when the indexer runs.
 
-Every difference is a :class:`Violation` naming the transaction or log entry that shows it.
+:class:`Auditor` is what the API and the CLI call: :meth:`Auditor.verify` and :meth:`Auditor.trail`,
+through the index when it has one, over RPC otherwise.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, cast
 
-from eth_account import Account
-from eth_utils import to_checksum_address
+from eth_abi import decode as abi_decode
+from eth_utils import collapse_if_tuple, function_abi_to_4byte_selector
 from hexbytes import HexBytes
 
 from chain_client import Ledger, eip712
-from chain_client.ids import WILDCARD
-from chain_client.indexer import jsonable
+from chain_client.indexer import Indexer, jsonable
 
-from .releaselog import LogEntry, release_id
+from .verify import ProgressFn, Report, TrailEvent, Verifier, Violation
 
-_ROLE_SUBJECT, _ROLE_CONSUMER, _ROLE_ADMIN, _ROLE_AUDITOR = 16, 4, 1, 8
+__all__ = ["Auditor", "IndexTrail", "Report", "RpcTrail", "Violation", "release_items"]
 
-_EVENTS = (
-    "MemberOnboarded",
-    "MemberUpdated",
-    "MemberSuspensionChanged",
-    "ResourceRegistered",
-    "ResourceUpdated",
+#: Events the trail shows (grants, revocations, pauses, releases, emergencies).
+TRAIL_EVENTS = (
     "GrantRecorded",
     "GrantRevoked",
     "GrantPauseChanged",
@@ -49,88 +40,218 @@ _EVENTS = (
     "EmergencyApproved",
     "EmergencyReleaseRecorded",
 )
-
-
-@dataclass(frozen=True)
-class Violation:
-    check: int
-    code: str
-    detail: str
-    tx_hash: str | None = None
-    log_index: int | None = None
-
-
-@dataclass
-class Report:
-    from_block: int
-    to_block: int
-    releases: int = 0
-    emergency_releases: int = 0
-    grants: int = 0
-    log_entries: int = 0
-    checkpoints: int = 0
-    transactions_scanned: int = 0
-    violations: list[Violation] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.violations
-
-    def as_dict(self) -> dict[str, Any]:
-        body = asdict(self)
-        body["ok"] = self.ok
-        return body
-
-
-@dataclass
-class _Grant:
-    terms: dict[str, Any]
-    uses: int = 0
-    revoked: bool = False
-    paused: bool = False
-
-
-@dataclass
-class _Emergency:
-    resources: set[bytes]
-    consumers: set[str]
-    valid_from: int
-    valid_until: int
-    approvers: set[str] = field(default_factory=set)
-    admin: bool = False
-    auditor: bool = False
+#: Events verification replays.
+VERIFY_EVENTS = (
+    "MemberOnboarded",
+    "MemberUpdated",
+    "MemberSuspensionChanged",
+    "ResourceRegistered",
+    "ResourceUpdated",
+    *TRAIL_EVENTS,
+    "CheckpointAnchored",
+)
+_RELEASE_FUNCTIONS = ("recordRelease", "recordReleases", "recordEmergencyRelease")
 
 
 def _hex(value: bytes) -> str:
     return "0x" + bytes(value).hex()
 
 
+def release_items(ledger: Ledger, calldata: bytes) -> list[tuple[str, str, int, bytes]]:
+    """(resource, request id, deadline, signature) of each release item in a ledger call's calldata.
+
+    Empty for any other call, or calldata that does not decode.
+    """
+    selectors = _release_selectors(ledger)
+    decoder = selectors.get(bytes(calldata[:4]))
+    if decoder is None:
+        return []
+    name, types = decoder
+    try:
+        args = abi_decode(types, bytes(calldata[4:]))
+    except Exception:  # noqa: BLE001 - undecodable calldata holds no item; check 2 reports the release
+        return []
+    if name == "recordReleases":
+        rows = [(item[1], item[2], item[3], item[4]) for item in args[0]]
+    elif name == "recordRelease":
+        rows = [(args[1], args[2], args[3], args[4])]
+    else:  # recordEmergencyRelease(scope, subject, resource, requestId, deadline, signature)
+        rows = [(args[2], args[3], args[4], args[5])]
+    return [
+        (_hex(resource), _hex(request_id), int(deadline), bytes(sig)) for resource, request_id, deadline, sig in rows
+    ]
+
+
+_SELECTOR_CACHE: dict[str, dict[bytes, tuple[str, list[str]]]] = {}
+
+
+def _release_selectors(ledger: Ledger) -> dict[bytes, tuple[str, list[str]]]:
+    key = str(ledger.consent.address)
+    if key not in _SELECTOR_CACHE:
+        found = {}
+        for entry in cast(list[dict[str, Any]], ledger.consent.abi):
+            if entry.get("type") == "function" and entry.get("name") in _RELEASE_FUNCTIONS:
+                types = [collapse_if_tuple(arg) for arg in entry["inputs"]]
+                found[bytes(function_abi_to_4byte_selector(cast(Any, entry)))] = (str(entry["name"]), types)
+        _SELECTOR_CACHE[key] = found
+    return _SELECTOR_CACHE[key]
+
+
+def _with_proof(event: TrailEvent, items: Sequence[tuple[str, str, int, bytes]]) -> TrailEvent:
+    resource, request_id = event.args.get("resource"), event.args.get("requestId")
+    for item_resource, item_request, deadline, signature in items:
+        if item_resource == resource and item_request == request_id:
+            return TrailEvent(
+                event.name,
+                event.block_number,
+                event.log_index,
+                event.tx_hash,
+                event.timestamp,
+                event.args,
+                signature=signature,
+                deadline=deadline,
+            )
+    return event
+
+
+class RpcTrail:
+    """A :class:`vault.verify.TrailSource` reading the ledger's node over JSON-RPC."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        log_entries: Callable[[], Sequence[bytes]],
+        private_texts: Callable[[], Sequence[str]] = lambda: [],
+    ) -> None:
+        self.ledger = ledger
+        self._log_entries = log_entries
+        self._private_texts = private_texts
+
+    def head(self) -> int:
+        return self.ledger.head_block()
+
+    def domain(self) -> eip712.Eip712Domain:
+        return self.ledger.domain()
+
+    def emergency_threshold(self) -> int:
+        return int(self.ledger.tx.call(self.ledger.consent.functions.emergencyThreshold()))
+
+    def raw_events(self, names: Iterable[str], to_block: int) -> list[Any]:
+        found: list[Any] = []
+        for name in names:
+            found.extend(self.ledger.events(name, from_block=self.ledger.deployment.deploy_block, to_block=to_block))
+        found.sort(key=lambda e: (e.blockNumber, e.logIndex))
+        return found
+
+    def events(self, to_block: int) -> Iterator[TrailEvent]:
+        timestamps: dict[int, int] = {}
+        calldata: dict[str, list[tuple[str, str, int, bytes]]] = {}
+        w3 = self.ledger.w3
+        for raw in self.raw_events(VERIFY_EVENTS, to_block):
+            number = int(raw.blockNumber)
+            if number not in timestamps:
+                timestamps[number] = self.ledger.block_timestamp(number)
+            tx = _hex(raw.transactionHash)
+            event = TrailEvent(raw.event, number, int(raw.logIndex), tx, timestamps[number], jsonable(dict(raw.args)))
+            if raw.event in ("ReleaseRecorded", "EmergencyReleaseRecorded"):
+                if tx not in calldata:
+                    calldata[tx] = release_items(self.ledger, bytes(w3.eth.get_transaction(HexBytes(tx))["input"]))
+                event = _with_proof(event, calldata[tx])
+            yield event
+
+    def transactions(self, from_block: int, to_block: int) -> Iterator[tuple[str, bytes]]:
+        addresses = {self.ledger.consent.address.lower(), self.ledger.anchor.address.lower()}
+        w3 = self.ledger.w3
+        for block in range(max(from_block, self.ledger.deployment.deploy_block), to_block + 1):
+            for tx in w3.eth.get_block(block, full_transactions=True)["transactions"]:
+                if isinstance(tx, bytes) or not tx.get("to") or str(tx["to"]).lower() not in addresses:
+                    continue
+                yield _hex(tx["hash"]), bytes(tx["input"])
+
+    def log_entries(self) -> Sequence[bytes]:
+        return self._log_entries()
+
+    def private_texts(self) -> Sequence[str]:
+        return self._private_texts()
+
+
+class IndexTrail(RpcTrail):
+    """A :class:`vault.verify.TrailSource` reading the indexer's tables; verifies up to its cursor.
+
+    Only the domain and the emergency threshold (both fixed at deployment) are read from the node.
+    """
+
+    def __init__(
+        self,
+        indexer: Indexer,
+        *,
+        log_entries: Callable[[], Sequence[bytes]],
+        private_texts: Callable[[], Sequence[str]] = lambda: [],
+    ) -> None:
+        super().__init__(indexer.ledger, log_entries=log_entries, private_texts=private_texts)
+        self.indexer = indexer
+        self._threshold: int | None = None
+
+    def head(self) -> int:
+        cursor = self.indexer.cursor()
+        return cursor.number if cursor is not None else self.ledger.deployment.deploy_block - 1
+
+    def emergency_threshold(self) -> int:
+        if self._threshold is None:
+            self._threshold = super().emergency_threshold()
+        return self._threshold
+
+    def events(self, to_block: int) -> Iterator[TrailEvent]:
+        for event in self.indexer.store.stream(VERIFY_EVENTS, to_block):
+            yield TrailEvent(
+                event.event,
+                event.block_number,
+                event.log_index,
+                event.tx_hash,
+                event.block_timestamp or 0,
+                event.args,
+                signature=bytes.fromhex(event.signature[2:]) if event.signature else None,
+                deadline=event.deadline,
+            )
+
+    def transactions(self, from_block: int, to_block: int) -> Iterator[tuple[str, bytes]]:
+        for tx in self.indexer.transactions(from_block=from_block, to_block=to_block):
+            yield tx.hash, bytes.fromhex(tx.input[2:])
+
+
 class Auditor:
-    """Reads the chain through ``ledger`` and the vault's log through ``log_entries``."""
+    """Trail and verification of one deployment: through ``indexer`` when given, over RPC otherwise."""
 
     def __init__(
         self,
         *,
         ledger: Ledger,
-        log_entries: Callable[[], list[bytes]],
-        private_texts: Callable[[], list[str]] = lambda: [],
-        merkle_root: Callable[[list[bytes]], bytes] | None = None,
+        log_entries: Callable[[], Sequence[bytes]],
+        private_texts: Callable[[], Sequence[str]] = lambda: [],
+        indexer: Indexer | None = None,
+        workers: int | None = None,
     ) -> None:
         self.ledger = ledger
-        self._log_entries = log_entries
-        self._private_texts = private_texts
-        self._merkle_root = merkle_root
+        self.indexer = indexer
+        self.workers = workers
+        self.rpc = RpcTrail(ledger, log_entries=log_entries, private_texts=private_texts)
+        self.source: RpcTrail = (
+            IndexTrail(indexer, log_entries=log_entries, private_texts=private_texts)
+            if indexer is not None
+            else self.rpc
+        )
 
-    # ---- trail -----------------------------------------------------------------------------------
+    def head(self) -> int:
+        """The last block verification and the trail can cover (the index's cursor, or the chain's head)."""
+        return self.source.head()
 
-    def events(self, to_block: int | None = None) -> list[Any]:
-        """Every ledger event from the deployment block, in chain order."""
-        end = self.ledger.head_block() if to_block is None else to_block
-        found: list[Any] = []
-        for name in _EVENTS:
-            found.extend(self.ledger.events(name, from_block=self.ledger.deployment.deploy_block, to_block=end))
-        found.sort(key=lambda e: (e.blockNumber, e.logIndex))
-        return found
+    def verify(self, *, from_block: int = 0, to_block: int | None = None, progress: ProgressFn | None = None) -> Report:
+        head = self.source.head()
+        end = head if to_block is None else min(to_block, head)
+        return Verifier(self.source, workers=self.workers).verify(
+            from_block=from_block, to_block=end, progress=progress
+        )
 
     def trail(
         self,
@@ -141,314 +262,35 @@ class Auditor:
         from_block: int = 0,
         to_block: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Grants, revocations, pauses, releases and emergencies in order, filtered."""
-        grants: dict[bytes, dict[str, Any]] = {}
+        """Grants, revocations, pauses, releases and emergencies in chain order, filtered.
+
+        ``subject`` and ``grantee`` also match the releases, revocations and pauses of their grants;
+        ``resource`` matches releases of it and grants and emergencies that name it.
+        """
+        end = self.head() if to_block is None else min(to_block, self.head())
+        resource_hex = _hex(resource) if resource is not None else None
+        if self.indexer is not None:  # the subject column also holds the subject of a grant's releases
+            indexed = self.indexer.events(event=TRAIL_EVENTS, to_block=end, subject=subject)
+            rows = [(e.event, e.block_number, e.log_index, e.tx_hash, e.args) for e in indexed]
+        else:
+            raw = self.rpc.raw_events(TRAIL_EVENTS, end)
+            rows = [(e.event, e.blockNumber, e.logIndex, _hex(e.transactionHash), jsonable(dict(e.args))) for e in raw]
+        grants = {r[4]["grantId"]: r[4] for r in rows if r[0] == "GrantRecorded"}
         out = []
-        for event in self.events(to_block):
-            args = dict(event.args)
-            if event.event == "GrantRecorded":
-                grants[bytes(args["grantId"])] = args
-            if event.event not in (
-                "GrantRecorded",
-                "GrantRevoked",
-                "GrantPauseChanged",
-                "ReleaseRecorded",
-                "EmergencyProposed",
-                "EmergencyApproved",
-                "EmergencyReleaseRecorded",
-            ):
+        for name, block, log_index, tx_hash, args in rows:
+            if block < from_block:
                 continue
-            if event.blockNumber < from_block:
-                continue
-            grant = grants.get(bytes(args.get("grantId", b"")), {})
+            grant = grants.get(args.get("grantId", ""), {})
             who_subject = args.get("subject") or grant.get("subject")
             who_grantee = args.get("grantee") or args.get("consumer") or grant.get("grantee")
-            resources = [bytes(r) for r in args.get("resources", grant.get("resources", []))]
-            if "resource" in args:
-                resources = [bytes(args["resource"])]
+            resources = (
+                [args["resource"]] if "resource" in args else list(args.get("resources", grant.get("resources", [])))
+            )
             if subject and who_subject != subject:
                 continue
             if grantee and who_grantee != grantee:
                 continue
-            if resource and resource not in resources:
+            if resource_hex and resource_hex not in resources:
                 continue
-            out.append(
-                {
-                    "event": event.event,
-                    "block_number": event.blockNumber,
-                    "log_index": event.logIndex,
-                    "tx_hash": _hex(event.transactionHash),
-                    "args": jsonable(args),
-                }
-            )
+            out.append({"event": name, "block_number": block, "log_index": log_index, "tx_hash": tx_hash, "args": args})
         return out
-
-    # ---- verify ----------------------------------------------------------------------------------
-
-    def verify(self, *, from_block: int = 0, to_block: int | None = None) -> Report:
-        end = self.ledger.head_block() if to_block is None else to_block
-        report = Report(from_block=from_block, to_block=end)
-        members: dict[str, tuple[int, bool]] = {}
-        catalog: dict[bytes, int] = {}
-        grants: dict[bytes, _Grant] = {}
-        emergencies: dict[bytes, _Emergency] = {}
-        threshold = int(self.ledger.tx.call(self.ledger.consent.functions.emergencyThreshold()))
-        timestamps: dict[int, int] = {}
-        chain_releases: dict[str, tuple[str, int]] = {}  # release id -> (tx hash, block)
-        domain = self.ledger.domain()
-
-        def timestamp(block: int) -> int:
-            if block not in timestamps:
-                timestamps[block] = self.ledger.block_timestamp(block)
-            return timestamps[block]
-
-        def active(account: str, role: int) -> bool:
-            roles, suspended = members.get(account, (0, False))
-            return bool(roles) and not suspended and roles & role == role
-
-        for event in self.events(end):
-            a, name, tx = event.args, event.event, _hex(event.transactionHash)
-            in_range = event.blockNumber >= from_block
-            if name in ("MemberOnboarded", "MemberUpdated"):
-                members[a.account] = (int(a.roles), members.get(a.account, (0, False))[1])
-            elif name == "MemberSuspensionChanged":
-                members[a.account] = (members.get(a.account, (0, False))[0], bool(a.suspended))
-            elif name in ("ResourceRegistered", "ResourceUpdated"):
-                catalog[bytes(a.resource)] = int(a.sensitivity)
-            elif name == "GrantRecorded":
-                grants[bytes(a.grantId)] = _Grant(terms=dict(a))
-                report.grants += in_range
-            elif name == "GrantRevoked" and bytes(a.grantId) in grants:
-                grants[bytes(a.grantId)].revoked = True
-            elif name == "GrantPauseChanged" and bytes(a.grantId) in grants:
-                grants[bytes(a.grantId)].paused = bool(a.paused)
-            elif name == "EmergencyProposed":
-                emergencies[bytes(a.emergencyId)] = _Emergency(
-                    resources={bytes(r) for r in a.resources},
-                    consumers=set(a.consumers),
-                    valid_from=int(a.validFrom),
-                    valid_until=int(a.validUntil),
-                )
-            elif name == "EmergencyApproved" and bytes(a.emergencyId) in emergencies:
-                em = emergencies[bytes(a.emergencyId)]
-                em.approvers.add(a.approver)
-                roles = members.get(a.approver, (0, False))[0]
-                em.admin |= bool(roles & _ROLE_ADMIN)
-                em.auditor |= bool(roles & _ROLE_AUDITOR)
-            elif name == "ReleaseRecorded":
-                grant_id = bytes(a.grantId)
-                rid = release_id(a.grantee, bytes(a.requestId))
-                chain_releases[rid] = (tx, event.blockNumber)
-                grant = grants.get(grant_id)
-                if grant is not None:
-                    grant.uses += 1
-                if not in_range:
-                    continue
-                report.releases += 1
-                for code, detail in self._check_grant_release(grant, a, timestamp(event.blockNumber), catalog, active):
-                    report.violations.append(Violation(1, code, detail, tx_hash=tx))
-                if grant is not None:
-                    signature_problem = self._check_release_signature(tx, grant, a, domain)
-                    if signature_problem:
-                        report.violations.append(Violation(2, *signature_problem, tx_hash=tx))
-            elif name == "EmergencyReleaseRecorded":
-                rid = release_id(a.consumer, bytes(a.requestId))
-                chain_releases[rid] = (tx, event.blockNumber)
-                if not in_range:
-                    continue
-                report.emergency_releases += 1
-                scope = emergencies.get(bytes(a.emergencyId))
-                now = timestamp(event.blockNumber)
-                if scope is None:
-                    report.violations.append(
-                        Violation(1, "unknown_emergency", "release under an unknown emergency", tx)
-                    )
-                elif not (len(scope.approvers) >= threshold and scope.admin and scope.auditor):
-                    report.violations.append(Violation(1, "emergency_not_approved", "emergency lacked approvals", tx))
-                elif not scope.valid_from <= now < scope.valid_until:
-                    report.violations.append(Violation(1, "emergency_outside_window", "outside the window", tx))
-                elif bytes(a.resource) not in scope.resources or a.consumer not in scope.consumers:
-                    report.violations.append(Violation(1, "emergency_out_of_scope", "outside the scope", tx))
-                emergency_problem = self._check_emergency_signature(tx, a, domain)
-                if emergency_problem:
-                    report.violations.append(Violation(2, *emergency_problem, tx_hash=tx))
-
-        self._check_log(report, chain_releases)
-        self._check_calldata(report)
-        return report
-
-    @staticmethod
-    def _check_grant_release(
-        grant: _Grant | None, a: Any, now: int, catalog: dict[bytes, int], active: Callable[[str, int], bool]
-    ) -> list[tuple[str, str]]:
-        if grant is None:
-            return [("unknown_grant", f"release under unknown grant {_hex(a.grantId)}")]
-        t = grant.terms
-        problems = []
-        if grant.revoked:
-            problems.append(("grant_revoked", "released after the grant was revoked"))
-        if grant.paused:
-            problems.append(("grant_paused", "released while the grant was paused"))
-        if not int(t["validFrom"]) <= now < int(t["validUntil"]):
-            problems.append(("grant_window", f"released at {now}, outside [{t['validFrom']}, {t['validUntil']})"))
-        if int(t["maxUses"]) and grant.uses > int(t["maxUses"]):
-            problems.append(("grant_exhausted", f"use {grant.uses} of {t['maxUses']}"))
-        if a.grantee != t["grantee"]:
-            problems.append(("not_grantee", "the release names another grantee"))
-        resources = [bytes(r) for r in t["resources"]]
-        resource = bytes(a.resource)
-        covered = resource in resources or (
-            WILDCARD in resources and resource != WILDCARD and catalog.get(resource, 9) < 3
-        )
-        if not covered:
-            problems.append(("resource_not_granted", f"resource {_hex(resource)} not covered"))
-        if not active(t["subject"], _ROLE_SUBJECT) or not active(t["grantee"], _ROLE_CONSUMER):
-            problems.append(("member_inactive", "the subject or grantee was not an active member"))
-        return problems
-
-    def _items(self, tx_hash: str) -> list[dict[str, Any]]:
-        tx = self.ledger.w3.eth.get_transaction(HexBytes(tx_hash))
-        fn, args = self.ledger.consent.decode_function_input(tx["input"])
-        if fn.fn_name == "recordRelease":
-            return [dict(args)]
-        if fn.fn_name == "recordReleases":
-            return [dict(item) for item in args["items"]]
-        if fn.fn_name == "recordEmergencyRelease":
-            return [dict(args)]
-        return []
-
-    def _check_release_signature(self, tx: str, grant: _Grant, a: Any, domain: Any) -> tuple[str, str] | None:
-        try:
-            items = self._items(tx)
-        except Exception as exc:  # noqa: BLE001 - undecodable calldata is itself the finding
-            return ("calldata_undecodable", f"cannot decode the release transaction: {exc}")
-        for item in items:
-            if bytes(item["requestId"]) != bytes(a.requestId) or bytes(item["resource"]) != bytes(a.resource):
-                continue
-            message = {
-                "grantId": bytes(a.grantId),
-                "resource": bytes(a.resource),
-                "requestId": bytes(a.requestId),
-                "deadline": int(item["deadline"]),
-            }
-            signer = _recover(eip712.signable(domain, "ReleaseRequest", message), bytes(item["signature"]))
-            if signer != to_checksum_address(grant.terms["grantee"]):
-                return ("signature_invalid", f"the ReleaseRequest is signed by {signer}, not the grantee")
-            return None
-        return ("signature_missing", "no ReleaseRequest for this release in its transaction")
-
-    def _check_emergency_signature(self, tx: str, a: Any, domain: Any) -> tuple[str, str] | None:
-        try:
-            items = self._items(tx)
-        except Exception as exc:  # noqa: BLE001
-            return ("calldata_undecodable", f"cannot decode the release transaction: {exc}")
-        for item in items:
-            message = {
-                "emergencyId": bytes(a.emergencyId),
-                "subject": a.subject,
-                "resource": bytes(a.resource),
-                "requestId": bytes(a.requestId),
-                "deadline": int(item["deadline"]),
-            }
-            signer = _recover(eip712.signable(domain, "EmergencyReleaseRequest", message), bytes(item["signature"]))
-            if signer == a.consumer:
-                return None
-        return ("signature_invalid", "no valid EmergencyReleaseRequest by the consumer in the transaction")
-
-    def _check_log(self, report: Report, chain_releases: dict[str, tuple[str, int]]) -> None:
-        raw_entries = self._log_entries()
-        report.log_entries = len(raw_entries)
-        logged: dict[str, int] = {}
-        for index, raw in enumerate(raw_entries):
-            try:
-                entry = LogEntry.parse(raw)
-            except (ValueError, TypeError, KeyError):
-                report.violations.append(Violation(3, "log_entry_malformed", "unparsable log entry", log_index=index))
-                continue
-            if entry.index != index:
-                report.violations.append(
-                    Violation(
-                        3,
-                        "log_out_of_order",
-                        f"entry {entry.index} at position {index}",
-                        tx_hash=entry.tx_hash,
-                        log_index=index,
-                    )
-                )
-            logged[entry.release_id] = index
-            on_chain = chain_releases.get(entry.release_id)
-            if on_chain is None:
-                if report.from_block <= entry.block_number <= report.to_block:
-                    report.violations.append(
-                        Violation(
-                            3,
-                            "release_without_receipt",
-                            "the vault logged a release the chain never recorded",
-                            tx_hash=entry.tx_hash,
-                            log_index=index,
-                        )
-                    )
-            elif on_chain[0] != entry.tx_hash:
-                report.violations.append(
-                    Violation(
-                        3,
-                        "receipt_mismatch",
-                        "log and chain name different transactions",
-                        tx_hash=entry.tx_hash,
-                        log_index=index,
-                    )
-                )
-        for rid, (tx, block) in chain_releases.items():
-            if report.from_block <= block <= report.to_block and rid not in logged:
-                report.violations.append(
-                    Violation(
-                        3, "receipt_without_release", "the chain recorded a release the vault never logged", tx_hash=tx
-                    )
-                )
-        checkpoints = self.ledger.checkpoints()
-        report.checkpoints = len(checkpoints)
-        if self._merkle_root is not None:
-            for cp in checkpoints:
-                if cp.tree_size > len(raw_entries):
-                    report.violations.append(
-                        Violation(
-                            3,
-                            "checkpoint_beyond_log",
-                            f"checkpoint of {cp.tree_size} entries, log has {len(raw_entries)}",
-                        )
-                    )
-                elif self._merkle_root(raw_entries[: cp.tree_size]) != cp.root_hash:
-                    report.violations.append(
-                        Violation(
-                            3, "checkpoint_mismatch", f"the log's root at size {cp.tree_size} differs from the anchor"
-                        )
-                    )
-
-    def _check_calldata(self, report: Report) -> None:
-        needles = [t.encode() for t in self._private_texts() if len(t.encode()) >= 4]
-        addresses = {self.ledger.consent.address.lower(), self.ledger.anchor.address.lower()}
-        w3 = self.ledger.w3
-        for block in range(max(report.from_block, self.ledger.deployment.deploy_block), report.to_block + 1):
-            for tx in w3.eth.get_block(block, full_transactions=True)["transactions"]:
-                if isinstance(tx, bytes) or not tx.get("to") or str(tx["to"]).lower() not in addresses:
-                    continue
-                report.transactions_scanned += 1
-                data = bytes(tx["input"])
-                for needle in needles:
-                    if needle in data:
-                        report.violations.append(
-                            Violation(
-                                4,
-                                "personal_data_on_chain",
-                                "calldata contains a member's name, an org code or a reason text",
-                                tx_hash=_hex(tx["hash"]),
-                            )
-                        )
-                        break
-
-
-def _recover(signable: Any, signature: bytes) -> str | None:
-    try:
-        return str(Account.recover_message(signable, signature=signature))
-    except Exception:  # noqa: BLE001 - malformed signatures
-        return None

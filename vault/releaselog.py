@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass
 
 from eth_utils import keccak, to_checksum_address
 
+#: Version tag every entry's canonical bytes start with.
+LOG_PREFIX = b"qcl-release-log/1\n"
+
 
 def release_id(grantee: str, request_id: bytes) -> str:
     """The id of a release: keccak256(grantee || request id); unique because request ids are."""
@@ -37,11 +40,10 @@ class LogEntry:
 
     def canonical(self) -> bytes:
         """UTF-8 JSON with sorted keys and no whitespace, prefixed by a version tag."""
-        return b"qcl-release-log/1\n" + json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        return LOG_PREFIX + json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def parse(cls, data: bytes) -> LogEntry:
-        prefix = b"qcl-release-log/1\n"
-        if not data.startswith(prefix):
+        if not data.startswith(LOG_PREFIX):
             raise ValueError("not a release log entry")
-        return cls(**json.loads(data[len(prefix) :]))
+        return cls(**json.loads(data[len(LOG_PREFIX) :]))

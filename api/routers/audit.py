@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from chain_client.indexer import Indexer
 from vault import merkle
 from vault.audit import Auditor
 from vault.models import ReleaseLogRow
@@ -23,7 +24,10 @@ from .common import PROBLEM_RESPONSES
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=PROBLEM_RESPONSES)
 
 
-def auditor_for(ledger: LedgerDep, vault: VaultDep) -> Auditor:
+def auditor_for(request: Request, ledger: LedgerDep, vault: VaultDep) -> Auditor:
+    """The auditor of this deployment: over the index (brought up to date first) when the API
+    runs the indexer, over RPC otherwise."""
+
     def private_texts() -> list[str]:
         with vault.store.session() as s:
             names = [p.name for p in s.scalars(select(MemberProfile)).all()]
@@ -31,7 +35,20 @@ def auditor_for(ledger: LedgerDep, vault: VaultDep) -> Auditor:
             reasons = [e.reason_text for e in s.scalars(select(EmergencyRecord)).all()]
         return names + codes + reasons
 
-    return Auditor(ledger=ledger, log_entries=vault.release_log, private_texts=private_texts, merkle_root=merkle.root)
+    indexer: Indexer | None = request.app.state.indexer
+    if indexer is not None:
+        indexer.sync()  # raises ChainUnavailable (503) when the chain does not answer
+    settings = request.app.state.settings
+    return Auditor(
+        ledger=ledger,
+        log_entries=vault.release_log,
+        private_texts=private_texts,
+        indexer=indexer,
+        workers=settings.verify_workers,
+    )
+
+
+AuditorDep = Annotated[Auditor, Depends(auditor_for)]
 
 
 class TrailEvent(BaseModel):
@@ -51,8 +68,7 @@ class TrailPage(BaseModel):
 @router.get("/trail", response_model=TrailPage)
 def trail(
     auditor: AuditorMember,
-    ledger: LedgerDep,
-    vault: VaultDep,
+    audit: AuditorDep,
     subject: Annotated[Address | None, Query()] = None,
     grantee: Annotated[Address | None, Query()] = None,
     resource: Annotated[Bytes32 | None, Query()] = None,
@@ -62,13 +78,12 @@ def trail(
     limit: Annotated[Limit, Query()] = 100,
 ) -> TrailPage:
     """Grants, revocations, pauses, releases and emergencies, in chain order."""
-    head = ledger.head_block()
-    events = auditor_for(ledger, vault).trail(
+    events = audit.trail(
         subject=subject,
         grantee=grantee,
         resource=bytes.fromhex(resource[2:]) if resource else None,
         from_block=from_block,
-        to_block=min(to_block, head) if to_block is not None else head,
+        to_block=to_block,
     )
     return TrailPage(items=[TrailEvent(**e) for e in events[offset : offset + limit]], offset=offset, limit=limit)
 
@@ -97,27 +112,24 @@ class VerifyReport(BaseModel):
     log_entries: int
     checkpoints: int
     transactions_scanned: int
+    signatures_checked: int
     violations: list[ViolationPublic]
 
 
 @router.post("/verify", response_model=VerifyReport)
-def verify(
-    auditor: AuditorMember, ledger: LedgerDep, vault: VaultDep, body: VerifyRequest | None = None
-) -> VerifyReport:
+def verify(auditor: AuditorMember, audit: AuditorDep, body: VerifyRequest | None = None) -> VerifyReport:
     """Checks 1-4 of SPEC §7 over a block range; every violation names its transaction or log entry."""
     body = body or VerifyRequest()
-    head = ledger.head_block()
     if body.to_block is not None and body.to_block < body.from_block:
         raise Problem(422, "invalid_range", "to_block is before from_block")
-    end = head if body.to_block is None else min(body.to_block, head)
-    report = auditor_for(ledger, vault).verify(from_block=body.from_block, to_block=end)
+    report = audit.verify(from_block=body.from_block, to_block=body.to_block)
     return VerifyReport(**report.as_dict())
 
 
 @router.get("/reports", responses={200: {"content": {"application/json": {}, "text/html": {}}}})
 def report(
     auditor: AuditorMember,
-    ledger: LedgerDep,
+    audit: AuditorDep,
     vault: VaultDep,
     subject: Annotated[Address | None, Query()] = None,
     department: Annotated[Address | None, Query(description="the grantee")] = None,
@@ -133,7 +145,7 @@ def report(
 
     with vault.store.session() as s:
         names = {p.address: p.name for p in s.scalars(select(MemberProfile)).all()}
-    verification = auditor_for(ledger, vault).verify().as_dict() if verify else None
+    verification = audit.verify().as_dict() if verify else None
     built = reports.build(
         [LogEntry.parse(e) for e in vault.release_log()],
         names=names,

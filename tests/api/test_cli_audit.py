@@ -51,14 +51,17 @@ def test_audit_commands(platform: Platform, server: str, tmp_path: Path) -> None
     assert "GrantRecorded" in trail.output and "ReleaseRecorded" in trail.output
 
     report_path = tmp_path / "verify.json"
-    verified = runner.invoke(audit_app, ["verify", "--api", server, "--key", key, "--chunks", "4", "--json", str(report_path)])
+    verified = runner.invoke(
+        audit_app, ["verify", "--api", server, "--key", key, "--chunks", "4", "--json", str(report_path)]
+    )
     assert verified.exit_code == 0, verified.output
     combined = json.loads(report_path.read_text())
     assert combined["ok"] is True and combined["releases"] == 1 and "no violation found" in verified.output
 
     html = tmp_path / "report.html"
-    made = runner.invoke(audit_app, ["report", "--api", server, "--key", key, "--subject", p.citizen.address,
-                                     "--html", str(html)])
+    made = runner.invoke(
+        audit_app, ["report", "--api", server, "--key", key, "--subject", p.citizen.address, "--html", str(html)]
+    )
     assert made.exit_code == 0, made.output
     assert "<svg" in html.read_text()
 

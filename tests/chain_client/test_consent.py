@@ -565,8 +565,13 @@ def test_the_relayer_submits_members_messages(world: World, compiled) -> None:  
 
     relayer = Account.create()
     world.deployed.node.fund(relayer.address)
-    ledger = Ledger(w3=world.deployed.node.w3, deployment=world.ledger.deployment, compiled=compiled,
-                    operator=world.deployed.admin, relayer=relayer)
+    ledger = Ledger(
+        w3=world.deployed.node.w3,
+        deployment=world.ledger.deployment,
+        compiled=compiled,
+        operator=world.deployed.admin,
+        relayer=relayer,
+    )
     terms = world.terms()
     recorded = ledger.record_grant(terms, world.sign_grant(terms))
     request_id, deadline, signature = world.release_request(recorded.grant_id)

@@ -218,8 +218,9 @@ class LedgerMachine(RuleBasedStateMachine):
             return errors.InactiveMember, {"account": subject, "role": int(Role.SUBJECT)}
         return None
 
-    def _predict_set_paused(self, gid: bytes, paused: bool, nonce: int, deadline: int, by_subject: bool,
-                            t: int) -> Expected:
+    def _predict_set_paused(
+        self, gid: bytes, paused: bool, nonce: int, deadline: int, by_subject: bool, t: int
+    ) -> Expected:
         g = self.model.get(gid)
         if t > deadline:
             return errors.ExpiredDeadline, {"deadline": deadline}
@@ -238,8 +239,9 @@ class LedgerMachine(RuleBasedStateMachine):
             return errors.InactiveMember, {"account": subject, "role": int(Role.SUBJECT)}
         return None
 
-    def _predict_release(self, terms: GrantTerms, gid: bytes, resource: bytes, request_id: bytes, deadline: int,
-                         by_grantee: bool, t: int) -> Expected:
+    def _predict_release(
+        self, terms: GrantTerms, gid: bytes, resource: bytes, request_id: bytes, deadline: int, by_grantee: bool, t: int
+    ) -> Expected:
         """ConsentLedger._release, check by check (the order documented in IConsentLedger)."""
         if t > deadline:
             return errors.ExpiredDeadline, {"deadline": deadline}
@@ -281,8 +283,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self._rpc("anvil_setNextBlockTimestamp", [t])
         return t
 
-    def _run(self, label: str, send: Callable[[], Any], predict: Callable[[int], Expected], t: int, *,
-             estimated: bool = True) -> Any:
+    def _run(
+        self, label: str, send: Callable[[], Any], predict: Callable[[int], Expected], t: int, *, estimated: bool = True
+    ) -> Any:
         """Send one transaction pinned at ``t``; check its outcome. Returns its result, or None if refused.
 
         An ``estimated`` transaction is first simulated on the latest block (timestamp ``now``): a
@@ -355,9 +358,20 @@ class LedgerMachine(RuleBasedStateMachine):
         wrong=rarely(),
         dt=steps,
     )
-    def record_grant(self, subject: str, grantee: str, resources: list[bytes], no_resources: bool, purpose: bytes,
-                     from_offset: int, duration: int, max_uses: int, deadline_offset: int, wrong: bool,
-                     dt: int) -> Any:
+    def record_grant(
+        self,
+        subject: str,
+        grantee: str,
+        resources: list[bytes],
+        no_resources: bool,
+        purpose: bytes,
+        from_offset: int,
+        duration: int,
+        max_uses: int,
+        deadline_offset: int,
+        wrong: bool,
+        dt: int,
+    ) -> Any:
         t = self.now + dt
         terms = GrantTerms(
             subject=ACCOUNTS[subject].address,
@@ -384,15 +398,22 @@ class LedgerMachine(RuleBasedStateMachine):
         durations=st.lists(st.integers(20, 200), min_size=2, max_size=2),
         max_uses=st.lists(st.integers(0, 3), min_size=2, max_size=2),
     )
-    def two_grants(self, cast: list[tuple[str, str]], resources: list[list[bytes]], durations: list[int],
-                   max_uses: list[int]) -> Any:
+    def two_grants(
+        self, cast: list[tuple[str, str]], resources: list[list[bytes]], durations: list[int], max_uses: list[int]
+    ) -> Any:
         """Start with two well-formed grants, already open, so that every rule has something to act on."""
         recorded = []
         for (subject, grantee), listed, duration, uses in zip(cast, resources, durations, max_uses, strict=True):
             t = self.now + 1
             terms = GrantTerms(
-                subject=ACCOUNTS[subject].address, grantee=ACCOUNTS[grantee].address, resources=tuple(listed),
-                purpose=PURPOSES[0], valid_from=t, valid_until=t + duration, max_uses=uses, nonce=self._fresh(),
+                subject=ACCOUNTS[subject].address,
+                grantee=ACCOUNTS[grantee].address,
+                resources=tuple(listed),
+                purpose=PURPOSES[0],
+                valid_from=t,
+                valid_until=t + duration,
+                max_uses=uses,
+                nonce=self._fresh(),
                 deadline=t,
             )
             assert self._submit_grant(terms, False, 1)
@@ -425,8 +446,14 @@ class LedgerMachine(RuleBasedStateMachine):
         return terms, gid
 
     @precondition(lambda self: self._revocations < MAX_REVOCATIONS)
-    @rule(terms=grants, tamper=rarely(), nonce=st.integers(0, 2**256 - 1), deadline_offset=deadline_offsets,
-          wrong=rarely(), dt=steps)
+    @rule(
+        terms=grants,
+        tamper=rarely(),
+        nonce=st.integers(0, 2**256 - 1),
+        deadline_offset=deadline_offsets,
+        wrong=rarely(),
+        dt=steps,
+    )
     def revoke(self, terms: GrantTerms, tamper: bool, nonce: int, deadline_offset: int, wrong: bool, dt: int) -> None:
         terms, gid = self._target(terms, tamper)
         t = self._pin(dt)
@@ -443,10 +470,25 @@ class LedgerMachine(RuleBasedStateMachine):
         if result is not None:
             self.model[gid].revoked = True
 
-    @rule(terms=grants, tamper=rarely(), toggle=st.sampled_from([True, True, True, False]), nonce=nonces,
-          deadline_offset=deadline_offsets, wrong=rarely(), dt=steps)
-    def set_paused(self, terms: GrantTerms, tamper: bool, toggle: bool, nonce: int | None, deadline_offset: int,
-                   wrong: bool, dt: int) -> None:
+    @rule(
+        terms=grants,
+        tamper=rarely(),
+        toggle=st.sampled_from([True, True, True, False]),
+        nonce=nonces,
+        deadline_offset=deadline_offsets,
+        wrong=rarely(),
+        dt=steps,
+    )
+    def set_paused(
+        self,
+        terms: GrantTerms,
+        tamper: bool,
+        toggle: bool,
+        nonce: int | None,
+        deadline_offset: int,
+        wrong: bool,
+        dt: int,
+    ) -> None:
         terms, gid = self._target(terms, tamper)
         g = self.model.get(gid)
         paused = (not g.paused if toggle else g.paused) if g else toggle
@@ -469,16 +511,25 @@ class LedgerMachine(RuleBasedStateMachine):
 
     # ---- releases -------------------------------------------------------------------------------
 
-    def _release_item(self, terms: GrantTerms, gid: bytes, resource: bytes, request: bytes | None, deadline: int,
-                      wrong: bool) -> ReleaseItem:
+    def _release_item(
+        self, terms: GrantTerms, gid: bytes, resource: bytes, request: bytes | None, deadline: int, wrong: bool
+    ) -> ReleaseItem:
         request_id = self._fresh().to_bytes(32, "big") if request is None else request
         message = {"grantId": gid, "resource": resource, "requestId": request_id, "deadline": deadline}
         key = self._key(terms.grantee, wrong, CONSUMERS)
         signature = eip712.sign(self.domain, "ReleaseRequest", message, key)
         return ReleaseItem(terms, resource, request_id, deadline, signature)
 
-    def _release(self, terms: GrantTerms, gid: bytes, resource: bytes, request: bytes | None, deadline_offset: int,
-                 wrong: bool, dt: int) -> bool:
+    def _release(
+        self,
+        terms: GrantTerms,
+        gid: bytes,
+        resource: bytes,
+        request: bytes | None,
+        deadline_offset: int,
+        wrong: bool,
+        dt: int,
+    ) -> bool:
         t = self._pin(dt)
         item = self._release_item(terms, gid, resource, request, t + deadline_offset, wrong)
         return self._send_release(item, gid, not wrong, t)
@@ -487,7 +538,9 @@ class LedgerMachine(RuleBasedStateMachine):
         terms = item.grant
         args = (terms, item.resource, item.request_id, item.deadline, item.signature)
         # check_release simulates on the latest block (timestamp ``now``), not on the block at t.
-        simulated = self._predict_release(terms, gid, item.resource, item.request_id, item.deadline, by_grantee, self.now)
+        simulated = self._predict_release(
+            terms, gid, item.resource, item.request_id, item.deadline, by_grantee, self.now
+        )
         if simulated is None:
             self.ledger.check_release(*args)
         else:
@@ -508,7 +561,9 @@ class LedgerMachine(RuleBasedStateMachine):
             self.released.append(item)
             (recorded,) = self.ledger.consent.events.ReleaseRecorded().process_receipt(receipt.raw)
             assert (bytes(recorded.args.grantId), recorded.args.grantee, bytes(recorded.args.resource)) == (
-                gid, terms.grantee, item.resource
+                gid,
+                terms.grantee,
+                item.resource,
             )
             assert (bytes(recorded.args.requestId), recorded.args.uses) == (item.request_id, g.uses)
         if terms.grantee in self.requests_used:
@@ -522,18 +577,39 @@ class LedgerMachine(RuleBasedStateMachine):
         item = data.draw(st.sampled_from(self.released))
         self._send_release(item, self._gid(item.grant), True, self._pin(dt))
 
-    @rule(terms=grants, tamper=rarely(), resource=release_resources, request=requests,
-          deadline_offset=deadline_offsets, wrong=rarely(), dt=steps)
-    def record_release(self, terms: GrantTerms, tamper: bool, resource: bytes, request: bytes | None,
-                       deadline_offset: int, wrong: bool, dt: int) -> None:
+    @rule(
+        terms=grants,
+        tamper=rarely(),
+        resource=release_resources,
+        request=requests,
+        deadline_offset=deadline_offsets,
+        wrong=rarely(),
+        dt=steps,
+    )
+    def record_release(
+        self,
+        terms: GrantTerms,
+        tamper: bool,
+        resource: bytes,
+        request: bytes | None,
+        deadline_offset: int,
+        wrong: bool,
+        dt: int,
+    ) -> None:
         """Any release request, including for RX (not in the catalog) and for the WILDCARD id itself."""
         terms, gid = self._target(terms, tamper)
         self._release(terms, gid, resource, request, deadline_offset, wrong, dt)
 
-    @rule(terms=grants, data=st.data(), request=st.sampled_from([None, *REQUEST_POOL[:2]]),
-          deadline_offset=st.integers(0, 40), dt=steps)
-    def release_granted_resource(self, terms: GrantTerms, data: st.DataObject, request: bytes | None,
-                                 deadline_offset: int, dt: int) -> None:
+    @rule(
+        terms=grants,
+        data=st.data(),
+        request=st.sampled_from([None, *REQUEST_POOL[:2]]),
+        deadline_offset=st.integers(0, 40),
+        dt=steps,
+    )
+    def release_granted_resource(
+        self, terms: GrantTerms, data: st.DataObject, request: bytes | None, deadline_offset: int, dt: int
+    ) -> None:
         """A well-formed request for a resource the grant covers, so that uses add up to maxUses."""
         resource = data.draw(st.sampled_from(terms.resources))
         resource = R2 if resource == WILDCARD else resource
@@ -585,7 +661,11 @@ class LedgerMachine(RuleBasedStateMachine):
     # ---- members and time -----------------------------------------------------------------------
 
     @precondition(lambda self: bool(self.model) and self._suspensions < MAX_SUSPENSIONS)
-    @rule(who=st.sampled_from([*SUBJECTS, *CONSUMERS] * 2 + ["p"]), toggle=st.sampled_from([True, True, True, False]), dt=steps)
+    @rule(
+        who=st.sampled_from([*SUBJECTS, *CONSUMERS] * 2 + ["p"]),
+        toggle=st.sampled_from([True, True, True, False]),
+        dt=steps,
+    )
     def set_suspended(self, who: str, toggle: bool, dt: int) -> None:
         account = ACCOUNTS[who].address
         suspended = not self.suspended[account] if toggle else self.suspended[account]
@@ -641,7 +721,10 @@ class LedgerMachine(RuleBasedStateMachine):
         state = self.ledger.grant_state(gid)
         if g is not None and g.recorded:
             assert (state.subject, state.uses, state.revoked, state.paused) == (
-                terms.subject, g.uses, g.revoked, g.paused
+                terms.subject,
+                g.uses,
+                g.revoked,
+                g.paused,
             ), NAME_OF[terms.subject]
         else:
             assert not state.exists and (state.uses, state.revoked, state.paused) == (0, False, False)

@@ -1,0 +1,228 @@
+"""The verification engine over synthetic trails: every kind of tampering is found and named.
+
+The same checks run against real chains in tests/api/test_e2e.py (over RPC) and
+tests/vault/test_audit_index.py (over the indexer's tables).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from vault import synthetic, verify
+from vault.releaselog import LOG_PREFIX
+from vault.verify import TrailEvent, Verifier
+
+
+@pytest.fixture(scope="module")
+def base() -> synthetic.SyntheticTrail:
+    return synthetic.build(600, grantees=5, subjects=20, grants=40, checkpoint_every=100, texts=50, seed=7)
+
+
+@pytest.fixture
+def trail(base: synthetic.SyntheticTrail) -> synthetic.SyntheticTrail:
+    """A fresh copy tests may edit."""
+    return replace(
+        base,
+        events_list=list(base.events_list),
+        transactions_list=list(base.transactions_list),
+        entries=list(base.entries),
+        texts=list(base.texts),
+    )
+
+
+def codes(report: verify.Report) -> set[str]:
+    return {v.code for v in report.violations}
+
+
+def releases(trail: synthetic.SyntheticTrail) -> list[int]:
+    return [i for i, e in enumerate(trail.events_list) if e.name == "ReleaseRecorded"]
+
+
+def entry(trail: synthetic.SyntheticTrail, index: int) -> dict:
+    return json.loads(trail.entries[index][len(LOG_PREFIX) :])
+
+
+def encode(fields: dict) -> bytes:
+    return LOG_PREFIX + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_an_untouched_trail_verifies(trail: synthetic.SyntheticTrail) -> None:
+    report = Verifier(trail, workers=1).verify()
+    assert report.ok, report.violations[:5]
+    assert (report.releases, report.signatures_checked, report.log_entries, report.checkpoints) == (600, 600, 600, 6)
+    assert report.transactions_scanned == 12
+
+
+def test_worker_processes_find_what_one_process_finds(
+    trail: synthetic.SyntheticTrail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verify, "CHUNK", 100)
+    monkeypatch.setattr(verify, "PARALLEL_MIN", 100)
+    for i in releases(trail)[::97]:  # a few forged signatures spread over the chunks
+        event = trail.events_list[i]
+        assert event.signature is not None
+        trail.events_list[i] = replace(event, signature=event.signature[:10] + b"\x00" + event.signature[11:])
+    alone = Verifier(trail, workers=1).verify()
+    pooled = Verifier(trail, workers=2).verify()
+    assert alone.violations == pooled.violations
+    assert len(pooled.violations) == 7 and codes(pooled) == {"signature_invalid"}
+
+
+def test_an_edited_log_entry_breaks_its_checkpoint(trail: synthetic.SyntheticTrail) -> None:
+    fields = entry(trail, 5)
+    fields["released_at"] += 1  # a field the chain does not know: only the checkpoint shows it
+    trail.entries[5] = encode(fields)
+    report = Verifier(trail, workers=1).verify()
+    assert codes(report) == {"checkpoint_mismatch"}
+    assert len(report.violations) == 6  # every checkpoint covers entry 5
+
+
+def test_a_log_entry_naming_another_resource_is_a_mismatch(trail: synthetic.SyntheticTrail) -> None:
+    fields = entry(trail, 150)
+    fields["resource"] = "0x" + "ab" * 32
+    trail.entries[150] = encode(fields)
+    report = Verifier(trail, workers=1).verify()
+    mismatch = [v for v in report.violations if v.code == "log_mismatch"]
+    assert len(mismatch) == 1 and mismatch[0].log_index == 150 and mismatch[0].tx_hash == fields["tx_hash"]
+
+
+def test_a_deleted_entry_leaves_a_receipt_without_release(trail: synthetic.SyntheticTrail) -> None:
+    gone = entry(trail, 599)
+    del trail.entries[599]
+    report = Verifier(trail, workers=1).verify()
+    assert codes(report) == {"receipt_without_release", "checkpoint_beyond_log"}
+    missing = [v for v in report.violations if v.code == "receipt_without_release"]
+    assert [v.tx_hash for v in missing] == [gone["tx_hash"]]
+
+
+def test_reordered_entries(trail: synthetic.SyntheticTrail) -> None:
+    trail.entries[10], trail.entries[11] = trail.entries[11], trail.entries[10]
+    report = Verifier(trail, workers=1).verify()
+    assert {"log_out_of_order", "checkpoint_mismatch"} == codes(report)
+    assert {v.log_index for v in report.violations if v.code == "log_out_of_order"} == {10, 11}
+
+
+def test_an_inserted_entry_has_no_receipt(trail: synthetic.SyntheticTrail) -> None:
+    forged = entry(trail, 599) | {"index": 600, "request_id": "0x" + "11" * 32}
+    trail.entries.append(encode(forged))
+    report = Verifier(trail, workers=1).verify()
+    assert codes(report) == {"release_without_receipt"}
+    assert report.violations[0].log_index == 600
+
+
+def test_a_release_after_revocation(trail: synthetic.SyntheticTrail) -> None:
+    first = releases(trail)[0]
+    release = trail.events_list[first]
+    revoke = TrailEvent(
+        "GrantRevoked",
+        release.block_number,
+        release.log_index,
+        "0x" + "22" * 32,
+        release.timestamp,
+        {"grantId": release.args["grantId"], "subject": "0x" + "00" * 20},
+    )
+    trail.events_list.insert(first, revoke)
+    report = Verifier(trail, workers=1).verify()
+    revoked = [v for v in report.violations if v.code == "grant_revoked"]
+    same_grant = [
+        e
+        for e in trail.events_list[first:]
+        if e.name == "ReleaseRecorded" and e.args["grantId"] == release.args["grantId"]
+    ]
+    assert codes(report) == {"grant_revoked"} and len(revoked) == len(same_grant) >= 1
+    assert revoked[0].tx_hash == release.tx_hash
+
+
+@pytest.mark.parametrize(
+    ("edit", "code"),
+    [
+        (lambda s: s[:5] + bytes([s[5] ^ 1]) + s[6:], "signature_invalid"),  # another r
+        (lambda s: s[:40] + bytes([s[40] ^ 1]) + s[41:], "signature_invalid"),  # another s
+        (lambda s: s[:64] + bytes([s[64] ^ 1]), "signature_malformed"),  # v of 26 or 29
+        (lambda s: s[:64] + b"\x01", "signature_malformed"),
+        (lambda s: s[:64], "signature_malformed"),
+        (None, "signature_missing"),
+    ],
+)
+def test_signature_faults(trail: synthetic.SyntheticTrail, edit, code: str) -> None:  # type: ignore[no-untyped-def]
+    i = releases(trail)[3]
+    event = trail.events_list[i]
+    assert event.signature is not None
+    trail.events_list[i] = replace(
+        event, signature=edit(event.signature) if edit else None, deadline=event.deadline if edit else None
+    )
+    report = Verifier(trail, workers=1).verify()
+    assert [(v.check, v.code, v.tx_hash) for v in report.violations] == [(2, code, event.tx_hash)]
+
+
+def test_a_malleable_signature_is_refused(trail: synthetic.SyntheticTrail) -> None:
+    order = int(verify._sigcheck.HALF_ORDER.hex(), 16) * 2 + 1
+    i = releases(trail)[4]
+    event = trail.events_list[i]
+    assert event.signature is not None
+    r, s, v = event.signature[:32], int.from_bytes(event.signature[32:64], "big"), event.signature[64]
+    flipped = r + (order - s).to_bytes(32, "big") + bytes([55 - v])  # the same point, high s
+    trail.events_list[i] = replace(event, signature=flipped)
+    assert codes(Verifier(trail, workers=1).verify()) == {"signature_malleable"}
+
+
+def test_a_signature_by_someone_else(trail: synthetic.SyntheticTrail) -> None:
+    a, b = releases(trail)[0], releases(trail)[1]
+    first, second = trail.events_list[a], trail.events_list[b]
+    assert first.args["grantee"] != second.args["grantee"]
+    trail.events_list[a] = replace(first, signature=second.signature)
+    report = Verifier(trail, workers=1).verify()
+    assert [v.code for v in report.violations] == ["signature_invalid"]
+    assert first.args["grantee"].lower() in report.violations[0].detail
+
+
+def test_a_reused_request_id(trail: synthetic.SyntheticTrail) -> None:
+    ids = releases(trail)
+    first = trail.events_list[ids[0]]
+    again = next(i for i in ids[1:] if trail.events_list[i].args["grantee"] == first.args["grantee"])
+    event = trail.events_list[again]
+    trail.events_list[again] = replace(event, args=dict(event.args) | {"requestId": first.args["requestId"]})
+    report = Verifier(trail, workers=1).verify()
+    reused = [v for v in report.violations if v.code == "request_reused"]
+    assert [(v.check, v.tx_hash) for v in reused] == [(1, event.tx_hash)]
+
+
+def test_personal_data_in_calldata_names_the_transaction(trail: synthetic.SyntheticTrail) -> None:
+    name = trail.texts[3]
+    block, tx_hash, data = trail.transactions_list[7]
+    trail.transactions_list[7] = (block, tx_hash, data[:100] + name.encode() + data[100:])
+    report = Verifier(trail, workers=1).verify()
+    assert [(v.check, v.code, v.tx_hash) for v in report.violations] == [(4, "personal_data_on_chain", tx_hash)]
+
+
+def test_a_text_spanning_two_transactions_is_not_a_finding(trail: synthetic.SyntheticTrail) -> None:
+    code = trail.texts[-1].encode()
+    b1, h1, d1 = trail.transactions_list[0]
+    b2, h2, d2 = trail.transactions_list[1]
+    trail.transactions_list[0] = (b1, h1, d1 + code[:5])
+    trail.transactions_list[1] = (b2, h2, code[5:] + d2)
+    assert Verifier(trail, workers=1).verify().ok
+
+
+def test_the_block_range_limits_what_is_checked(trail: synthetic.SyntheticTrail) -> None:
+    i = releases(trail)[-1]
+    event = trail.events_list[i]
+    trail.events_list[i] = replace(event, signature=None, deadline=None)
+    assert codes(Verifier(trail, workers=1).verify()) == {"signature_missing"}
+    earlier = Verifier(trail, workers=1).verify(to_block=event.block_number - 1)
+    assert earlier.ok and earlier.releases < 600
+
+
+def test_the_recovery_id_is_not_held_against_a_valid_r_s(trail: synthetic.SyntheticTrail) -> None:
+    """(r, s) under the grantee's key is the proof; v only picks a candidate key (see _sigcheck).
+    The outcome must not depend on whether the signer's key was already known in the worker."""
+    ids = releases(trail)
+    for i in (ids[0], ids[-1]):  # the first signature of a signer, and a later one
+        event = trail.events_list[i]
+        assert event.signature is not None
+        trail.events_list[i] = replace(event, signature=event.signature[:64] + bytes([55 - event.signature[64]]))
+    verify._sigcheck._KEYS.clear()
+    assert Verifier(trail, workers=1).verify().ok
