@@ -52,6 +52,7 @@ lint: install
 bench: install
 	@$(PY) scripts/bench_gas.py
 	@$(PY) scripts/bench_vault.py
+	@$(PY) scripts/bench_verify.py
 
 bench-gas: install
 	@$(PY) scripts/bench_gas.py
