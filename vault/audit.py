@@ -24,7 +24,7 @@ from eth_utils import collapse_if_tuple, function_abi_to_4byte_selector
 from hexbytes import HexBytes
 
 from chain_client import Ledger, eip712
-from chain_client.indexer import Indexer, jsonable
+from chain_client.indexer import Indexer, jsonable, normalize_address
 
 from .verify import ProgressFn, Report, TrailEvent, Verifier, Violation
 
@@ -268,6 +268,8 @@ class Auditor:
         ``resource`` matches releases of it and grants and emergencies that name it.
         """
         end = self.head() if to_block is None else min(to_block, self.head())
+        subject = normalize_address(subject) if subject else None
+        grantee = normalize_address(grantee) if grantee else None
         resource_hex = _hex(resource) if resource is not None else None
         if self.indexer is not None:  # the subject column also holds the subject of a grant's releases
             indexed = self.indexer.events(event=TRAIL_EVENTS, to_block=end, subject=subject)

@@ -13,11 +13,12 @@ from sqlalchemy import delete, update
 from web3.types import RPCEndpoint
 
 from chain_client import CompilationResult, start_node
+from chain_client.ids import resource_id
 from chain_client.indexer import Indexer, jsonable
 from tests.api.conftest import Platform, build_platform
 from tests.conftest import Deployed, deploy_fresh
 from vault import Store
-from vault.audit import TRAIL_EVENTS, VERIFY_EVENTS, Auditor
+from vault.audit import VERIFY_EVENTS, Auditor
 from vault.index_models import SqlIndexStore
 from vault.models import ReleaseLogRow
 from vault.releaselog import LogEntry
@@ -111,9 +112,10 @@ def test_index_and_rpc_verification_agree_before_and_after_tampering(
     assert by_index == by_rpc, (by_index, by_rpc)
     assert by_index.ok, by_index.violations
     assert counters(by_index) == (3, 1, 2, 4, 2)
-    assert by_index.transactions_scanned > 0 and by_index.signatures_checked >= 4
+    assert by_index.transactions_scanned > 0 and by_index.signatures_checked == 4
 
     # an insider edits the first log entry (still valid JSON) and deletes the third
+    deleted = log_entries(p)[2]
     with p.vault.store.session() as s:
         row = s.get(ReleaseLogRow, 0)
         assert row is not None
@@ -126,9 +128,17 @@ def test_index_and_rpc_verification_agree_before_and_after_tampering(
 
     by_index, by_rpc = both_reports(p, indexer)
     assert by_index == by_rpc, (by_index.violations, by_rpc.violations)
-    codes = sorted(v.code for v in by_index.violations)
-    assert "receipt_without_release" in codes and "personal_data_on_chain" in codes
-    assert "checkpoint_mismatch" in codes or "checkpoint_beyond_log" in codes
+    found = sorted((v.check, v.code, v.log_index) for v in by_index.violations)
+    assert found == [
+        (3, "checkpoint_beyond_log", None),  # the second checkpoint covers 4 entries, 3 are left
+        (3, "checkpoint_mismatch", None),  # the first covers the edited entry
+        (3, "log_out_of_order", 2),  # the emergency release moved up
+        (3, "receipt_without_release", None),
+        (4, "personal_data_on_chain", None),
+    ]
+    missing = [v for v in by_index.violations if v.code == "receipt_without_release"]
+    assert [v.tx_hash for v in missing] == [deleted.tx_hash]
+    assert all(v.tx_hash and v.tx_hash.startswith("0x") for v in by_index.violations)
     assert by_index.log_entries == 3
 
 
@@ -153,12 +163,9 @@ def test_index_and_rpc_trails_agree(platform: Platform, index_store: SqlIndexSto
         "EmergencyApproved",
         "EmergencyApproved",
         "EmergencyReleaseRecorded",
-    ] or [e["event"] for e in everything].count("ReleaseRecorded") == 3
-    card = bytes.fromhex(p.deployed.ledger.resource_id("id_card").hex()) if False else None  # noqa: F841
-    from chain_client.ids import resource_id
-
+    ]
+    assert by_index.trail() == everything  # same events, order, positions, hashes and args
     filters: list[dict[str, Any]] = [
-        {},
         {"subject": p.citizen.address},
         {"grantee": p.dept.address},
         {"grantee": p.other_dept.address},
@@ -168,7 +175,115 @@ def test_index_and_rpc_trails_agree(platform: Platform, index_store: SqlIndexSto
         {"to_block": everything[4]["block_number"]},
     ]
     for kwargs in filters:
-        rpc_rows, index_rows = by_rpc.trail(**kwargs), by_index.trail(**kwargs)
-        assert rpc_rows == index_rows, kwargs
-    assert by_rpc.trail(grantee=p.other_dept.address) == []
-    assert {e["args"].get("grantId") for e in by_rpc.trail(subject=p.citizen.address)} >= {ids["kept"], ids["revoked"]}
+        assert by_index.trail(**kwargs) == by_rpc.trail(**kwargs), kwargs
+    assert by_index.trail(grantee=p.other_dept.address) == []
+    tax = [e["event"] for e in by_index.trail(resource=resource_id("tax_record"))]
+    assert tax == ["GrantRecorded", "ReleaseRecorded"]
+    of_citizen = by_index.trail(subject=p.citizen.address)
+    assert len(of_citizen) == 9 and "EmergencyProposed" not in {e["event"] for e in of_citizen}
+    assert {e["args"].get("grantId") for e in of_citizen} == {ids["kept"], ids["revoked"], None}
+
+
+# ---- 2. a reorg removes a logged release -------------------------------------------------------
+
+
+@pytest.fixture
+def own_platform(tmp_path: Path, compiled: CompilationResult) -> Iterator[Platform]:
+    """A platform on an anvil node of its own: the reorg must not disturb the shared node."""
+    node = start_node("anvil", log_dir=tmp_path / "anvil-logs")
+    try:
+        if node.kind != "anvil":  # pragma: no cover - start_node("anvil") starts anvil
+            pytest.skip(f"reorgs need anvil_reorg; the node is {node.kind}")
+        (tmp_path / "platform").mkdir()
+        built = build_platform(deploy_fresh(node, compiled), tmp_path / "platform")
+        yield built
+        built.vault.store.dispose()
+    finally:
+        node.stop()
+
+
+def _rpc(p: Platform, method: str, params: list[Any]) -> Any:
+    response = p.deployed.ledger.w3.provider.make_request(RPCEndpoint(method), params)
+    assert "error" not in response, response
+    return response.get("result")
+
+
+def test_a_reorged_release_is_a_release_without_receipt_over_the_index(
+    own_platform: Platform, index_store: SqlIndexStore
+) -> None:
+    p = own_platform
+    ledger = p.deployed.ledger
+    p.provider.store_document(p.citizen.address, "id_card", CARD)
+    grant_id = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
+    p.dept.release(grant_id, "id_card", p.dept_key)
+    fork = ledger.head_block()
+    p.dept.release(grant_id, "id_card", p.dept_key)  # recorded on the branch the reorg drops
+    kept, orphan = log_entries(p)
+    assert kept.block_number <= fork < orphan.block_number == ledger.head_block()
+
+    indexer = Indexer(ledger=ledger, store=index_store, confirmations=0)
+    indexer.sync()
+    released = [e.tx_hash for e in indexer.events(event="ReleaseRecorded")]
+    assert released == [kept.tx_hash, orphan.tx_hash]
+    assert both_reports(p, indexer)[0].ok
+
+    head = ledger.head_block()
+    _rpc(p, "anvil_reorg", [head - fork, []])  # the same height, empty blocks
+    ledger.tx.nonces.reset()
+    assert ledger.head_block() == head
+    assert ledger.w3.eth.get_transaction_receipt(HexBytes(kept.tx_hash))["blockNumber"] == kept.block_number
+    assert [HexBytes(e.transactionHash).to_0x_hex() for e in ledger.events("ReleaseRecorded")] == [kept.tx_hash]
+
+    report = indexer.sync()
+    assert report.reorgs == 1 and report.rolled_back_events == 1 and report.cursor == head
+    chain = [
+        (int(e.blockNumber), int(e.logIndex), HexBytes(e.transactionHash).to_0x_hex(), e.event, jsonable(dict(e.args)))
+        for name in VERIFY_EVENTS
+        for e in ledger.events(name, from_block=ledger.deployment.deploy_block)
+    ]
+    indexed = [(e.block_number, e.log_index, e.tx_hash, e.event, e.args) for e in indexer.events(event=VERIFY_EVENTS)]
+    assert indexed == sorted(chain, key=lambda r: (r[0], r[1]))
+    assert [e.tx_hash for e in indexer.events(event="ReleaseRecorded")] == [kept.tx_hash]
+
+    by_index, by_rpc = both_reports(p, indexer)
+    assert by_index == by_rpc, (by_index.violations, by_rpc.violations)
+    assert [(v.check, v.code, v.tx_hash, v.log_index) for v in by_index.violations] == [
+        (3, "release_without_receipt", orphan.tx_hash, 1)
+    ]
+    assert (by_index.releases, by_index.log_entries) == (1, 2)
+    index_auditor, rpc_auditor = auditors(p, indexer)
+    assert index_auditor.trail() == rpc_auditor.trail()
+    assert [e["event"] for e in index_auditor.trail()] == ["GrantRecorded", "ReleaseRecorded"]
+
+
+# ---- 3. the API verifies from its index --------------------------------------------------------
+
+
+def test_the_verify_route_syncs_the_index_first(platform: Platform) -> None:
+    p = platform
+    indexer = p.http.app.state.indexer  # type: ignore[attr-defined]
+    assert isinstance(indexer, Indexer)
+    ledger = p.deployed.ledger
+    p.provider.store_document(p.citizen.address, "id_card", CARD)
+    grant_id = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
+    p.dept.release(grant_id, "id_card", p.dept_key)
+    assert indexer.cursor() is None  # nothing has synced it yet (the follower runs in the lifespan only)
+
+    first = p.auditor.call("POST", "/v1/audit/verify", json={})
+    cursor = indexer.cursor()
+    assert cursor is not None and cursor.number == ledger.head_block() == first["to_block"]
+    assert (first["ok"], first["releases"], first["grants"], first["log_entries"]) == (True, 1, 1, 1)
+
+    p.dept.release(grant_id, "id_card", p.dept_key)
+    assert indexer.cursor() == cursor  # the index lags until a route syncs it
+    second = p.auditor.call("POST", "/v1/audit/verify", json={})
+    advanced = indexer.cursor()
+    assert advanced is not None and advanced.number == ledger.head_block() == second["to_block"] > cursor.number
+    assert (second["ok"], second["releases"], second["log_entries"]) == (True, 2, 2)
+
+    # the route reads the index, not the node: held one block back, it does not see the newest release
+    indexer.confirmations = 1
+    p.dept.release(grant_id, "id_card", p.dept_key)
+    third = p.auditor.call("POST", "/v1/audit/verify", json={})
+    assert third["to_block"] == ledger.head_block() - 1 == indexer.cursor().number  # type: ignore[union-attr]
+    assert (third["ok"], third["releases"], third["log_entries"]) == (True, 2, 3)
