@@ -87,7 +87,12 @@ def from_index(releases: int, workers: int) -> tuple[str, int, float, Any]:
             s.execute(
                 IndexedBlock.__table__.insert(),
                 [
-                    {"number": n, "hash": f"0x{n:064x}", "parent_hash": f"0x{n - 1:064x}", "timestamp": 1_800_000_000 + 2 * n}
+                    {
+                        "number": n,
+                        "hash": f"0x{n:064x}",
+                        "parent_hash": f"0x{n - 1:064x}",
+                        "timestamp": 1_800_000_000 + 2 * n,
+                    }
                     for n in blocks
                 ],
             )
