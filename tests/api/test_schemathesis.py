@@ -67,7 +67,7 @@ def _described_app() -> Any:
     because fetching over ASGI would start the app's lifespan (the checkpoint thread) on mocks;
     ``test_the_schema_is_the_live_apps`` checks it is the live app's ``/openapi.json``.
     """
-    settings = Settings(env="test", data_dir=Path("/nonexistent"), jwt_secret=SecretStr("x" * 32))
+    settings = Settings(env="test", data_dir=Path("/nonexistent"), jwt_secret=SecretStr("x" * 32), indexer=False)
     return create_app(settings, ledger=mock.Mock(), vault=mock.Mock())
 
 
