@@ -16,7 +16,7 @@ from chain_client import CompilationResult, start_node
 from chain_client.ids import resource_id
 from chain_client.indexer import Indexer, jsonable
 from tests.api.conftest import Platform, build_platform
-from tests.conftest import Deployed, deploy_fresh
+from tests.conftest import deploy_fresh
 from vault import Store
 from vault.audit import VERIFY_EVENTS, Auditor
 from vault.index_models import SqlIndexStore
@@ -31,14 +31,6 @@ PRIVATE = ["Citizen Zhang", "Housing Provident Fund Center", "Jinan Public Secur
 
 
 # ---- helpers -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def platform(deployed: Deployed, tmp_path: Path) -> Iterator[Platform]:
-    """tests/api's platform (an API on a fresh anvil deployment with members) for this module."""
-    built = build_platform(deployed, tmp_path)
-    yield built
-    built.vault.store.dispose()
 
 
 @pytest.fixture
@@ -102,9 +94,9 @@ def counters(report: Report) -> tuple[int, ...]:
 
 
 def test_index_and_rpc_verification_agree_before_and_after_tampering(
-    platform: Platform, index_store: SqlIndexStore
+    own_platform: Platform, index_store: SqlIndexStore
 ) -> None:
-    p = platform
+    p = own_platform
     activity(p)
     indexer = Indexer(ledger=p.deployed.ledger, store=index_store, confirmations=0)
 
@@ -142,8 +134,8 @@ def test_index_and_rpc_verification_agree_before_and_after_tampering(
     assert by_index.log_entries == 3
 
 
-def test_index_and_rpc_trails_agree(platform: Platform, index_store: SqlIndexStore) -> None:
-    p = platform
+def test_index_and_rpc_trails_agree(own_platform: Platform, index_store: SqlIndexStore) -> None:
+    p = own_platform
     ids = activity(p)
     indexer = Indexer(ledger=p.deployed.ledger, store=index_store, confirmations=0)
     indexer.sync()
@@ -189,7 +181,8 @@ def test_index_and_rpc_trails_agree(platform: Platform, index_store: SqlIndexSto
 
 @pytest.fixture
 def own_platform(tmp_path: Path, compiled: CompilationResult) -> Iterator[Platform]:
-    """A platform on an anvil node of its own: the reorg must not disturb the shared node."""
+    """A platform on an anvil node of its own: a reorg must not disturb the shared node, and the
+    shared node's clock has been moved ahead by earlier tests (deadlines come from the wall clock)."""
     node = start_node("anvil", log_dir=tmp_path / "anvil-logs")
     try:
         if node.kind != "anvil":  # pragma: no cover - start_node("anvil") starts anvil
@@ -259,8 +252,8 @@ def test_a_reorged_release_is_a_release_without_receipt_over_the_index(
 # ---- 3. the API verifies from its index --------------------------------------------------------
 
 
-def test_the_verify_route_syncs_the_index_first(platform: Platform) -> None:
-    p = platform
+def test_the_verify_route_syncs_the_index_first(own_platform: Platform) -> None:
+    p = own_platform
     indexer = p.http.app.state.indexer  # type: ignore[attr-defined]
     assert isinstance(indexer, Indexer)
     ledger = p.deployed.ledger
