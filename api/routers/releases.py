@@ -6,11 +6,12 @@ import base64
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from chain_client import Role
+from chain_client.indexer import Indexer
 from vault import Release
 
 from ..deps import ConsumerMember, CurrentMember, VaultDep
@@ -94,6 +95,9 @@ class AccessLogEntry(BaseModel):
     release_id: str
     kind: str = Field(description='"grant" or "emergency" (emergency releases are flagged)')
     authority: str = Field(description="grant id, or emergency id")
+    purpose: str | None = Field(
+        None, description="purpose id of the grant, from the chain's GrantRecorded (null for emergency releases)"
+    )
     grantee: str
     resource: str
     request_id: str
@@ -111,6 +115,7 @@ class AccessLogPage(BaseModel):
 
 @router.get("/v1/subjects/{address}/access-log", response_model=AccessLogPage)
 def access_log(
+    request: Request,
     address: Address,
     member: CurrentMember,
     vault: VaultDep,
@@ -131,8 +136,30 @@ def access_log(
             .offset(offset)
             .limit(limit)
         ).all()
+    entries = [asdict(LogEntry.parse(bytes(raw))) for raw in rows]
+    purposes = _grant_purposes(request, {e["authority"] for e in entries if e["kind"] == "grant"})
     items = []
-    for raw in rows:
-        entry = asdict(LogEntry.parse(bytes(raw)))
-        items.append(AccessLogEntry(**{k: v for k, v in entry.items() if k in AccessLogEntry.model_fields}))
+    for entry in entries:
+        fields = {k: v for k, v in entry.items() if k in AccessLogEntry.model_fields}
+        items.append(AccessLogEntry(**fields, purpose=purposes.get(entry["authority"])))
     return AccessLogPage(items=items, offset=offset, limit=limit)
+
+
+def _grant_purposes(request: Request, grant_ids: set[str]) -> dict[str, str]:
+    """Purpose id of each grant, from the index (brought up to date when one is missing)."""
+    indexer: Indexer | None = request.app.state.indexer
+    if indexer is None or not grant_ids:
+        return {}
+
+    def lookup() -> dict[str, str]:
+        found = {}
+        for grant_id in grant_ids:
+            for event in indexer.events(event="GrantRecorded", grant_id=grant_id, limit=1):
+                found[grant_id] = str(event.args["purpose"])
+        return found
+
+    found = lookup()
+    if len(found) < len(grant_ids):  # a grant newer than the index's last poll
+        indexer.sync()
+        found = lookup()
+    return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from chain_client.ids import purpose_id
 from qcl_client import ApiError
 from tests.api.conftest import Platform
 
@@ -52,6 +53,7 @@ def test_the_whole_story(platform: Platform) -> None:
 
     log = p.citizen.access_log(p.citizen.address)
     assert [(e["kind"], e["grantee"], e["authority"]) for e in log] == [("grant", p.dept.address, grant_id)] * 2
+    assert {e["purpose"] for e in log} == {"0x" + purpose_id("loan-application").hex()}  # from the index
     assert p.auditor.access_log(p.citizen.address) == log
     _expect("forbidden", 403, p.dept.access_log, p.citizen.address)
 
@@ -192,7 +194,7 @@ def test_emergency_channel(platform: Platform) -> None:
         p.dept_key,
     )
     log = p.citizen.access_log(p.citizen.address)
-    assert [(e["kind"], e["authority"]) for e in log] == [("emergency", proposed["emergency_id"])]
+    assert [(e["kind"], e["authority"], e["purpose"]) for e in log] == [("emergency", proposed["emergency_id"], None)]
     assert [e["emergency_id"] for e in p.dept.emergencies()] == [proposed["emergency_id"]]
     assert p.other_dept.emergencies() == []
     _expect("role_required", 403, p.citizen.emergencies)
