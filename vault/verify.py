@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import bisect
 import gc
-import json
 import multiprocessing
 import os
 import threading
@@ -43,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import ahocorasick_rs
+import orjson
 
 from chain_client import eip712
 from chain_client.ids import WILDCARD
@@ -64,8 +64,6 @@ CHUNK = 20_000
 PARALLEL_MIN = 40_000
 
 ProgressFn = Callable[[str, int], None]
-
-_decode_json = json.JSONDecoder().decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,9 +411,7 @@ class Verifier:
                     )
                 signatures.add(
                     _RELEASE_TYPEHASH
-                    + _word(grant_id)
-                    + _word(resource)
-                    + _word(request_id)
+                    + bytes.fromhex(grant_id[2:] + resource[2:] + request_id[2:])
                     + (event.deadline or 0).to_bytes(32, "big"),
                     event.signature if event.deadline is not None else None,
                     grant.grantee,
@@ -520,10 +516,10 @@ class Verifier:
             try:
                 if not raw.startswith(LOG_PREFIX):
                     raise ValueError("no version tag")
-                entry = _decode_json(raw[prefix:].decode())
+                entry = orjson.loads(raw[prefix:])
                 position, tx_hash, block = entry["index"], entry["tx_hash"], entry["block_number"]
                 key = (entry["grantee"].lower(), entry["request_id"].lower())
-            except (ValueError, TypeError, KeyError):
+            except (ValueError, TypeError, KeyError, AttributeError):  # orjson.JSONDecodeError is a ValueError
                 violations.append(Violation(3, "log_entry_malformed", "unparsable log entry", log_index=index))
                 continue
             if position != index:
