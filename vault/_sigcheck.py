@@ -21,6 +21,7 @@ what was signed). Every result is the same whatever the order of the jobs or the
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from coincurve._libsecp256k1 import ffi, lib  # the binding coincurve itself is built on
@@ -41,6 +42,11 @@ Problem = tuple[int, str, str]
 
 # Keys recovered in this process, by lower-case address (a secp256k1_pubkey each).
 _KEYS: dict[str, Any] = {}
+
+
+def ignore_interrupts() -> None:
+    """Worker initializer: Ctrl-C reaches the whole process group; the parent decides, not the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def keccak256(data: bytes) -> bytes:

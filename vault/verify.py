@@ -261,7 +261,10 @@ def _shared_pool(workers: int) -> ProcessPoolExecutor:
                 _POOL.shutdown(wait=False, cancel_futures=True)
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["vault._sigcheck"])
-            _POOL, _POOL_WORKERS = ProcessPoolExecutor(max_workers=workers, mp_context=context), workers
+            _POOL, _POOL_WORKERS = (
+                ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_sigcheck.ignore_interrupts),
+                workers,
+            )
         return _POOL
 
 
