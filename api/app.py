@@ -15,7 +15,7 @@ from vault.index_models import SqlIndexStore
 
 from . import errors
 from .auth import Authenticator, jwt_secret
-from .background import CheckpointAnchor, IndexFollower
+from .background import CheckpointAnchor, IndexFollower, VerificationJobs
 from .middleware import BodySizeLimit
 from .routers import (
     access_requests,
@@ -72,6 +72,7 @@ def create_app(settings: Settings, *, ledger: Ledger, vault: Vault | None = None
     app = FastAPI(title="Quanchenglian ledger API", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.checkpoints = anchor
     app.state.indexer = indexer
+    app.state.verifications = VerificationJobs()
     app.state.settings = settings
     app.state.ledger = ledger
     app.state.vault = vault

@@ -1,11 +1,16 @@
 """Background work of an API process: anchoring release-log checkpoints and pending tombstones,
-and following the chain into the index."""
+following the chain into the index, and long verifications."""
 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from chain_client import ChainError
 from chain_client.indexer import Indexer
@@ -94,3 +99,86 @@ class IndexFollower:
 
     def _run(self) -> None:
         self.indexer.run_forever(self._interval, self._stop)
+
+
+@dataclass
+class VerificationJob:
+    """One verification running (or run) in a thread of the API process, and its progress."""
+
+    id: str
+    owner: str
+    from_block: int
+    to_block: int
+    #: Events the replay will read (None when the source cannot tell, e.g. over RPC).
+    total_events: int | None
+    status: str = "running"  # running | done | failed
+    stage: str = "events"
+    events: int = 0
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    report: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+    def progress(self, stage: str, count: int) -> None:
+        self.stage = stage
+        if stage == "events":
+            self.events = count
+
+
+class VerificationJobs:
+    """Verifications started with ``POST /v1/audit/verifications``: a thread each, at most
+    ``max_running`` at once; the last ``keep`` finished ones stay readable (in memory: a restart
+    forgets them, the chain and the log they verified do not change)."""
+
+    def __init__(self, *, max_running: int = 2, keep: int = 50) -> None:
+        self.max_running = max_running
+        self.keep = keep
+        self._jobs: OrderedDict[str, VerificationJob] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def start(
+        self,
+        *,
+        owner: str,
+        from_block: int,
+        to_block: int,
+        total_events: int | None,
+        run: Callable[[Callable[[str, int], None]], Any],
+        describe: Callable[[Exception], tuple[int, str] | None],
+    ) -> VerificationJob | None:
+        """Start ``run(progress)`` in a thread; None when ``max_running`` jobs are running."""
+        with self._lock:
+            if sum(j.status == "running" for j in self._jobs.values()) >= self.max_running:
+                return None
+            job = VerificationJob(
+                id=secrets.token_hex(16),
+                owner=owner,
+                from_block=from_block,
+                to_block=to_block,
+                total_events=total_events,
+            )
+            self._jobs[job.id] = job
+            finished = [k for k, j in self._jobs.items() if j.status != "running"]
+            for key in finished[: max(0, len(finished) - self.keep)]:
+                del self._jobs[key]
+
+        def work() -> None:
+            try:
+                job.report = run(job.progress).as_dict()
+                job.status = "done"
+            except Exception as exc:  # the thread reports every failure in the job
+                found = describe(exc)
+                status, code = found if found else (500, "verification_failed")
+                if found is None:
+                    log.exception("verification %s failed", job.id)
+                job.error = {"status": status, "code": code, "detail": str(exc) if found else "internal error"}
+                job.status = "failed"
+            finally:
+                job.finished_at = time.time()
+
+        threading.Thread(target=work, name=f"qcl-verify-{job.id[:8]}", daemon=True).start()
+        return job
+
+    def get(self, job_id: str) -> VerificationJob | None:
+        with self._lock:
+            return self._jobs.get(job_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -60,42 +61,51 @@ def trail(
     out.print(table)
 
 
+_STAGES = {
+    "events": "replaying events",
+    "log": "comparing the release log",
+    "calldata": "scanning calldata",
+    "signatures": "checking signatures",
+}
+
+
 @audit_app.command("verify")
 def verify(
     api: ApiOption = "http://127.0.0.1:8000",
     key: KeyOption = None,
     from_block: Annotated[int, typer.Option(min=0)] = 0,
     to_block: Annotated[int | None, typer.Option(min=0)] = None,
-    chunks: Annotated[int, typer.Option(min=1, max=1000, help="requests the range is split into")] = 20,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the combined report here")] = None,
+    poll: Annotated[float, typer.Option(min=0.05, max=60, help="seconds between progress polls")] = 0.5,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
 ) -> None:
-    """SPEC §7 checks over a block range, in chunks with a progress bar; exit 1 on any violation."""
+    """SPEC §7 checks over a block range, run by the API as a job, with a progress bar; exit 1 on any violation."""
     client = _client(api, key)
+    body: dict[str, object] = {"from_block": from_block} | ({"to_block": to_block} if to_block is not None else {})
     try:
-        head = int(client.call("GET", "/health")["head_block"]) if to_block is None else to_block
-        step = max(1, (head - from_block + 1 + chunks - 1) // chunks)
-        ranges = [(a, min(a + step - 1, head)) for a in range(from_block, head + 1, step)]
-        totals = {"releases": 0, "emergency_releases": 0, "grants": 0, "transactions_scanned": 0}
-        violations: list[dict[str, object]] = []
-        seen: set[str] = set()
+        job = client.call("POST", "/v1/audit/verifications", json=body)
         with Progress(
-            TextColumn("[bold cyan]qcl[/] verifying blocks"), BarColumn(), MofNCompleteColumn(), console=console
+            TextColumn("[bold cyan]qcl[/] verifying: {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=console,
         ) as bar:
-            task = bar.add_task("verify", total=len(ranges))
-            for a, b in ranges:
-                report = client.call("POST", "/v1/audit/verify", json={"from_block": a, "to_block": b})
-                for name in totals:
-                    totals[name] += int(report[name])
-                for v in report["violations"]:
-                    marker = json.dumps(v, sort_keys=True)
-                    if marker not in seen:  # checkpoint findings repeat in every chunk
-                        seen.add(marker)
-                        violations.append(v)
-                bar.advance(task)
+            task = bar.add_task("replaying events", total=job["total_events"])
+            while job["status"] == "running":
+                time.sleep(poll)
+                job = client.call("GET", f"/v1/audit/verifications/{job['id']}")
+                stage = _STAGES.get(job["stage"], job["stage"])
+                bar.update(task, completed=job["events"], description=stage)
+            bar.update(task, completed=job["events"], description="done")
     except (ApiError, httpx.HTTPError) as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    combined = {"ok": not violations, "from_block": from_block, "to_block": head, **totals, "violations": violations}
+    if job["status"] == "failed":
+        error = job["error"] or {}
+        console.print(f"[bold red]error:[/] {error.get('code')}: {error.get('detail')}")
+        raise typer.Exit(2)
+    combined = job["report"]
+    violations = combined["violations"]
+    head = combined["to_block"]
     if json_out:
         json_out.write_text(json.dumps(combined, indent=2))
     for v in violations:
@@ -104,8 +114,8 @@ def verify(
         )
     verdict = "[green]no violation found[/]" if not violations else f"[red]{len(violations)} violation(s)[/]"
     out.print(
-        f"{totals['releases']} releases, {totals['emergency_releases']} emergency releases, "
-        f"{totals['grants']} grants in blocks {from_block}-{head}: {verdict}"
+        f"{combined['releases']} releases, {combined['emergency_releases']} emergency releases, "
+        f"{combined['grants']} grants in blocks {from_block}-{head}: {verdict}"
     )
     raise typer.Exit(0 if not violations else 1)
 

@@ -356,6 +356,10 @@ class IndexStore(Protocol):
         block's timestamp, read in pages (for verification, which reads them all)."""
         ...
 
+    def count(self, events: Collection[str], to_block: int) -> int:
+        """How many events :meth:`stream` would give."""
+        ...
+
 
 # ---- JSON form of event arguments --------------------------------------------------------------
 

@@ -246,6 +246,10 @@ class Auditor:
         """The last block verification and the trail can cover (the index's cursor, or the chain's head)."""
         return self.source.head()
 
+    def event_count(self, to_block: int) -> int | None:
+        """Events a verification through ``to_block`` replays (None over RPC: not known in advance)."""
+        return self.indexer.store.count(VERIFY_EVENTS, to_block) if self.indexer is not None else None
+
     def verify(self, *, from_block: int = 0, to_block: int | None = None, progress: ProgressFn | None = None) -> Report:
         head = self.source.head()
         end = head if to_block is None else min(to_block, head)

@@ -28,7 +28,7 @@ import json
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Table, Text, UniqueConstraint, delete, insert, select
+from sqlalchemy import BigInteger, Index, Integer, String, Table, Text, UniqueConstraint, delete, func, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from chain_client.indexer import (
@@ -300,6 +300,11 @@ class SqlIndexStore:
                     None if deadline is None else int(deadline),
                     signature,
                 )
+
+    def count(self, events: Collection[str], to_block: int) -> int:
+        stmt = select(func.count()).where(LedgerEvent.event.in_(sorted(events)), LedgerEvent.block_number <= to_block)
+        with self.store.session() as session:
+            return int(session.scalar(stmt) or 0)
 
     # ---- writes ----------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -15,8 +15,9 @@ from vault import merkle
 from vault.audit import Auditor
 from vault.models import ReleaseLogRow
 
+from ..background import VerificationJob, VerificationJobs
 from ..deps import AuditorMember, LedgerDep, VaultDep
-from ..errors import Problem
+from ..errors import Problem, lookup
 from ..models import EmergencyRecord, MemberProfile
 from ..types import Address, Bytes32, Limit, Offset
 from .common import PROBLEM_RESPONSES
@@ -124,6 +125,79 @@ def verify(auditor: AuditorMember, audit: AuditorDep, body: VerifyRequest | None
         raise Problem(422, "invalid_range", "to_block is before from_block")
     report = audit.verify(from_block=body.from_block, to_block=body.to_block)
     return VerifyReport(**report.as_dict())
+
+
+class VerificationPublic(BaseModel):
+    id: str
+    status: Literal["running", "done", "failed"]
+    stage: str = Field(description="events (replaying the chain), log, calldata, signatures")
+    events: int = Field(description="events replayed so far")
+    total_events: int | None = Field(description="events the replay reads (null over RPC)")
+    from_block: int
+    to_block: int
+    started_at: float
+    finished_at: float | None
+    report: VerifyReport | None = Field(description="the report, once done")
+    error: dict[str, Any] | None = Field(description="status, code and detail, when failed")
+
+
+_TOO_MANY: dict[int | str, dict[str, Any]] = {
+    429: {
+        "description": "verifications already running (too_many_verifications)",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemPublic"}}},
+    }
+}
+
+
+@router.post("/verifications", response_model=VerificationPublic, status_code=202, responses=_TOO_MANY)
+def start_verification(
+    request: Request, auditor: AuditorMember, audit: AuditorDep, body: VerifyRequest | None = None
+) -> VerificationPublic:
+    """``POST /verify`` as a job, for long trails: poll ``GET /verifications/{id}`` for its progress."""
+    body = body or VerifyRequest()
+    if body.to_block is not None and body.to_block < body.from_block:
+        raise Problem(422, "invalid_range", "to_block is before from_block")
+    head = audit.head()
+    end = head if body.to_block is None else min(body.to_block, head)
+    jobs: VerificationJobs = request.app.state.verifications
+    job = jobs.start(
+        owner=auditor.address,
+        from_block=body.from_block,
+        to_block=end,
+        total_events=audit.event_count(end),
+        run=lambda progress: audit.verify(from_block=body.from_block, to_block=end, progress=progress),
+        describe=lookup,
+    )
+    if job is None:
+        raise Problem(429, "too_many_verifications", f"{jobs.max_running} verifications are running; try again later")
+    return _job_public(job)
+
+
+@router.get("/verifications/{job_id}", response_model=VerificationPublic)
+def read_verification(
+    request: Request, auditor: AuditorMember, job_id: Annotated[str, Path(max_length=64)]
+) -> VerificationPublic:
+    """A verification job's progress, and its report once done (only the auditor who started it)."""
+    job = request.app.state.verifications.get(job_id)
+    if job is None or job.owner != auditor.address:
+        raise Problem(404, "verification_not_found", "no such verification of yours")
+    return _job_public(job)
+
+
+def _job_public(job: VerificationJob) -> VerificationPublic:
+    return VerificationPublic(
+        id=job.id,
+        status=job.status,  # type: ignore[arg-type]
+        stage=job.stage,
+        events=job.events,
+        total_events=job.total_events,
+        from_block=job.from_block,
+        to_block=job.to_block,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        report=VerifyReport(**job.report) if job.report is not None else None,
+        error=job.error,
+    )
 
 
 @router.get("/reports", responses={200: {"content": {"application/json": {}, "text/html": {}}}})

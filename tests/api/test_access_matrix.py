@@ -232,6 +232,7 @@ class Ctx:
 Expect = tuple[int, str | None]  # status, problem code (None for a 2xx)
 OK: Expect = (200, None)
 CREATED: Expect = (201, None)
+ACCEPTED: Expect = (202, None)
 ROLE: Expect = (403, "role_required")
 NOT_LOGGED_IN: Expect = (401, "not_authenticated")
 BAD_TOKEN: Expect = (401, "token_invalid")
@@ -440,6 +441,24 @@ def b_verify(w: World, c: Ctx) -> Call:
     return Call("POST", "/v1/audit/verify", json={})
 
 
+def b_verification_start(w: World, c: Ctx) -> Call:
+    _finish_verifications(w)  # at most two run at once
+    return Call("POST", "/v1/audit/verifications", json={})
+
+
+def b_verification_read(w: World, c: Ctx) -> Call:
+    _finish_verifications(w)
+    job = w.p.auditor.call("POST", "/v1/audit/verifications", json={})
+    return Call("GET", f"/v1/audit/verifications/{job['id']}")
+
+
+def _finish_verifications(w: World) -> None:
+    jobs = w.p.http.app.state.verifications  # type: ignore[attr-defined]
+    deadline = time.time() + 30
+    while any(j.status == "running" for j in list(jobs._jobs.values())) and time.time() < deadline:
+        time.sleep(0.02)
+
+
 def b_reports(w: World, c: Ctx) -> Call:
     return Call("GET", "/v1/audit/reports", params={"subject": w.p.citizen.address})
 
@@ -564,6 +583,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     # audit: AUDITOR only
     ("GET", "/v1/audit/trail"): Row(b_trail, only({"auditor": OK})),
     ("POST", "/v1/audit/verify"): Row(b_verify, only({"auditor": OK})),
+    ("POST", "/v1/audit/verifications"): Row(b_verification_start, only({"auditor": ACCEPTED})),
+    ("GET", "/v1/audit/verifications/{job_id}"): Row(b_verification_read, only({"auditor": OK})),
     ("GET", "/v1/audit/reports"): Row(b_reports, only({"auditor": OK})),
     ("GET", "/v1/audit/checkpoints"): Row(b_checkpoints, only({"auditor": OK})),
     ("GET", "/v1/audit/proofs/inclusion"): Row(b_inclusion, only({"auditor": OK})),

@@ -52,7 +52,7 @@ def test_audit_commands(platform: Platform, server: str, tmp_path: Path) -> None
 
     report_path = tmp_path / "verify.json"
     verified = runner.invoke(
-        audit_app, ["verify", "--api", server, "--key", key, "--chunks", "4", "--json", str(report_path)]
+        audit_app, ["verify", "--api", server, "--key", key, "--poll", "0.05", "--json", str(report_path)]
     )
     assert verified.exit_code == 0, verified.output
     combined = json.loads(report_path.read_text())

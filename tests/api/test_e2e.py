@@ -365,3 +365,56 @@ def test_verify_detects_personal_data_in_calldata(platform: Platform) -> None:
     report = p.auditor.call("POST", "/v1/audit/verify", json={})
     found = [v for v in report["violations"] if v["code"] == "personal_data_on_chain"]
     assert len(found) == 1 and found[0]["check"] == 4 and found[0]["tx_hash"].startswith("0x")
+
+
+def test_verification_jobs_report_progress_and_the_same_report(platform: Platform) -> None:
+    import time
+
+    from api.errors import lookup
+    from chain_client import ChainUnavailable
+    from vault.verify import Report
+
+    p = platform
+    p.provider.store_document(p.citizen.address, "id_card", CARD)
+    grant_id = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
+    p.dept.release(grant_id, "id_card", p.dept_key)
+    direct = p.auditor.call("POST", "/v1/audit/verify", json={})
+
+    job = p.auditor.call("POST", "/v1/audit/verifications", json={})
+    assert job["status"] == "running" and job["total_events"] > 0 and job["to_block"] == direct["to_block"]
+    deadline = time.time() + 30
+    while job["status"] == "running" and time.time() < deadline:
+        time.sleep(0.05)
+        job = p.auditor.call("GET", f"/v1/audit/verifications/{job['id']}")
+    assert job["status"] == "done" and job["error"] is None
+    assert job["events"] == job["total_events"] and job["stage"] == "signatures"
+    assert job["report"] == direct and job["report"]["releases"] == 1
+
+    _expect("verification_not_found", 404, p.auditor.call, "GET", "/v1/audit/verifications/" + "0" * 32)
+    jobs = p.http.app.state.verifications  # type: ignore[attr-defined]
+    theirs = jobs.start(
+        owner=p.dept.address,
+        from_block=0,
+        to_block=0,
+        total_events=0,
+        run=lambda _: Report(0, 0),
+        describe=lambda _: None,
+    )
+    _expect("verification_not_found", 404, p.auditor.call, "GET", f"/v1/audit/verifications/{theirs.id}")
+
+    def chain_down(_: object) -> Report:
+        raise ChainUnavailable("the chain did not answer")
+
+    down = jobs.start(
+        owner=p.auditor.address, from_block=0, to_block=0, total_events=None, run=chain_down, describe=lookup
+    )
+    while (failed := p.auditor.call("GET", f"/v1/audit/verifications/{down.id}"))["status"] == "running":
+        time.sleep(0.02)
+    assert failed["status"] == "failed" and failed["report"] is None
+    assert failed["error"] == {"status": 503, "code": "chain_unavailable", "detail": "the chain did not answer"}
+
+    jobs.max_running = 0
+    _expect("too_many_verifications", 429, p.auditor.call, "POST", "/v1/audit/verifications", json={})
+    _expect(
+        "invalid_range", 422, p.auditor.call, "POST", "/v1/audit/verifications", json={"from_block": 5, "to_block": 1}
+    )
