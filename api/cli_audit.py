@@ -80,7 +80,9 @@ def verify(
 ) -> None:
     """SPEC §7 checks over a block range, run by the API as a job, with a progress bar; exit 1 on any violation."""
     client = _client(api, key)
-    body: dict[str, object] = {"from_block": from_block} | ({"to_block": to_block} if to_block is not None else {})
+    body = {"from_block": from_block}
+    if to_block is not None:
+        body["to_block"] = to_block
     try:
         job = client.call("POST", "/v1/audit/verifications", json=body)
         with Progress(
