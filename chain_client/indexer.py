@@ -93,6 +93,7 @@ __all__ = [
     "jsonable",
     "normalize_address",
     "normalize_bytes32",
+    "release_call_decoders",
 ]
 
 log = logging.getLogger(__name__)
@@ -583,6 +584,16 @@ class _ReleaseCallDecoder:
         ]
 
 
+def release_call_decoders(abi: Iterable[Mapping[str, Any]]) -> dict[bytes, _ReleaseCallDecoder]:
+    """Selector -> decoder of the release items, for each release function of a contract ``abi``
+    (``decoder.decode(calldata[4:])`` gives the items; the audit's RPC source reads calldata with it)."""
+    found = {}
+    for entry in abi:
+        if entry.get("type") == "function" and (call := _ReleaseCallDecoder.of(entry)) is not None:
+            found[bytes(function_abi_to_4byte_selector(cast(Any, entry)))] = call
+    return found
+
+
 @dataclass
 class _Batch:
     blocks: dict[int, BlockHeader] = field(default_factory=dict)
@@ -640,9 +651,8 @@ class Indexer:
                 if entry.get("type") == "event" and not entry.get("anonymous"):
                     topic = bytes(event_abi_to_log_topic(cast(Any, entry)))
                     self._decoders[(address, topic)] = _EventDecoder.of(entry)
-                elif entry.get("type") == "function" and (call := _ReleaseCallDecoder.of(entry)) is not None:
-                    selector = bytes(function_abi_to_4byte_selector(cast(Any, entry)))
-                    self._calls[(address, selector)] = call
+            for selector, call in release_call_decoders(cast(list[dict[str, Any]], contract.abi)).items():
+                self._calls[(address, selector)] = call
 
     @property
     def w3(self) -> Web3:

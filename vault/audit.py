@@ -19,12 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
-from eth_abi import decode as abi_decode
-from eth_utils import collapse_if_tuple, function_abi_to_4byte_selector
+from eth_abi.exceptions import DecodingError
 from hexbytes import HexBytes
 
 from chain_client import Ledger, eip712
-from chain_client.indexer import Indexer, jsonable, normalize_address
+from chain_client.indexer import Indexer, jsonable, normalize_address, release_call_decoders
 
 from .verify import ProgressFn, Report, TrailEvent, Verifier, Violation
 
@@ -50,7 +49,6 @@ VERIFY_EVENTS = (
     *TRAIL_EVENTS,
     "CheckpointAnchored",
 )
-_RELEASE_FUNCTIONS = ("recordRelease", "recordReleases", "recordEmergencyRelease")
 
 
 def _hex(value: bytes) -> str:
@@ -60,41 +58,23 @@ def _hex(value: bytes) -> str:
 def release_items(ledger: Ledger, calldata: bytes) -> list[tuple[str, str, int, bytes]]:
     """(resource, request id, deadline, signature) of each release item in a ledger call's calldata.
 
-    Empty for any other call, or calldata that does not decode.
+    Empty for any other call, or calldata that does not decode. The indexer decodes release
+    calldata with the same decoders (:func:`chain_client.indexer.release_call_decoders`).
     """
-    selectors = _release_selectors(ledger)
-    decoder = selectors.get(bytes(calldata[:4]))
+    key = str(ledger.consent.address)
+    if key not in _DECODERS:
+        _DECODERS[key] = release_call_decoders(cast(list[dict[str, Any]], ledger.consent.abi))
+    decoder = _DECODERS[key].get(bytes(calldata[:4]))
     if decoder is None:
         return []
-    name, types = decoder
     try:
-        args = abi_decode(types, bytes(calldata[4:]))
-    except Exception:  # noqa: BLE001 - undecodable calldata holds no item; check 2 reports the release
+        calls = decoder.decode(bytes(calldata[4:]))
+    except (ValueError, DecodingError):  # undecodable calldata holds no item; check 2 reports the release
         return []
-    if name == "recordReleases":
-        rows = [(item[1], item[2], item[3], item[4]) for item in args[0]]
-    elif name == "recordRelease":
-        rows = [(args[1], args[2], args[3], args[4])]
-    else:  # recordEmergencyRelease(scope, subject, resource, requestId, deadline, signature)
-        rows = [(args[2], args[3], args[4], args[5])]
-    return [
-        (_hex(resource), _hex(request_id), int(deadline), bytes(sig)) for resource, request_id, deadline, sig in rows
-    ]
+    return [(c.resource, c.request_id, c.deadline, bytes.fromhex(c.signature[2:])) for c in calls]
 
 
-_SELECTOR_CACHE: dict[str, dict[bytes, tuple[str, list[str]]]] = {}
-
-
-def _release_selectors(ledger: Ledger) -> dict[bytes, tuple[str, list[str]]]:
-    key = str(ledger.consent.address)
-    if key not in _SELECTOR_CACHE:
-        found = {}
-        for entry in cast(list[dict[str, Any]], ledger.consent.abi):
-            if entry.get("type") == "function" and entry.get("name") in _RELEASE_FUNCTIONS:
-                types = [collapse_if_tuple(arg) for arg in entry["inputs"]]
-                found[bytes(function_abi_to_4byte_selector(cast(Any, entry)))] = (str(entry["name"]), types)
-        _SELECTOR_CACHE[key] = found
-    return _SELECTOR_CACHE[key]
+_DECODERS: dict[str, dict[bytes, Any]] = {}
 
 
 def _with_proof(event: TrailEvent, items: Sequence[tuple[str, str, int, bytes]]) -> TrailEvent:
@@ -271,7 +251,8 @@ class Auditor:
         ``subject`` and ``grantee`` also match the releases, revocations and pauses of their grants;
         ``resource`` matches releases of it and grants and emergencies that name it.
         """
-        end = self.head() if to_block is None else min(to_block, self.head())
+        head = self.head()
+        end = head if to_block is None else min(to_block, head)
         subject = normalize_address(subject) if subject else None
         grantee = normalize_address(grantee) if grantee else None
         resource_hex = _hex(resource) if resource is not None else None

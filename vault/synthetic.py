@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import random
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -108,7 +109,7 @@ def build(
     seed: int | None = None,
 ) -> SyntheticTrail:
     """A consistent trail of ``releases`` releases (signing runs in ``workers`` processes)."""
-    rng = secrets.SystemRandom() if seed is None else __import__("random").Random(seed)
+    rng = secrets.SystemRandom() if seed is None else random.Random(seed)
 
     def random32() -> bytes:
         return rng.getrandbits(256).to_bytes(32, "big")
