@@ -45,9 +45,12 @@ test-python: install
 test-fast: install
 	@$(PY) -m pytest -m "not nodes and not slow"
 
+PACKAGES := chain_client audit db vault api cli qcl_client
+
 lint: install
-	@$(VENV)/bin/ruff check chain_client api vault tests scripts
-	@$(VENV)/bin/mypy chain_client api vault
+	@$(VENV)/bin/ruff check $(PACKAGES) tests scripts
+	@$(VENV)/bin/mypy $(PACKAGES)
+	@$(VENV)/bin/lint-imports
 
 bench: install
 	@$(PY) scripts/bench_gas.py

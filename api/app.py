@@ -10,8 +10,8 @@ from fastapi import FastAPI
 
 from chain_client import Ledger
 from chain_client.indexer import Indexer
+from db.index_store import SqlIndexStore
 from vault import Vault
-from vault.index_models import SqlIndexStore
 
 from . import errors
 from .auth import Authenticator, jwt_secret

@@ -17,11 +17,11 @@ from eth_utils import to_checksum_address
 from sqlalchemy import update
 
 from chain_client import Ledger, Member, Role
-from vault import Store
+from db.models import AuthNonce
+from db.store import Store
 
 from . import siwe
 from .errors import Problem
-from .models import AuthNonce
 from .settings import Settings
 
 CHALLENGE_LIFETIME = timedelta(minutes=10)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from audit.checkpoints import anchor_checkpoint
 from chain_client import ChainError
 from chain_client.indexer import Indexer
 from vault import Vault, VaultError
@@ -69,7 +70,7 @@ class CheckpointAnchor:
         if size - self._anchored_size < self._every and now - self._grew_at < self._interval:
             return False
         self._vault.anchor_pending_tombstones()
-        result = self._vault.anchor_checkpoint()
+        result = anchor_checkpoint(self._vault.ledger, self._vault.store)
         self._anchored_size = result[0] if result else size
         self._grew_at = None
         self.anchored += result is not None

@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chain_client import errors as ce
+from db.store import StoreUnavailable
 from vault import errors as ve
-from vault.store import StoreUnavailable
 
 log = logging.getLogger("qcl.api")
 

@@ -22,7 +22,8 @@ from chain_client import (
 )
 from chain_client._revert import RevertDecoder
 from chain_client._tx import Transactor
-from vault import FileKeyRing, Store, Vault
+from db.store import Store
+from vault import FileKeyRing, Vault
 
 from .settings import Settings
 

@@ -6,7 +6,7 @@ signed transactions whose reverts arrive as typed exceptions.
 
 from ._compiler import CompilationResult, CompiledContract, compile_contracts, compiler_config, standard_json_input
 from ._deploy import CONTRACTS, Deployment, check_deployment, deploy, ensure_deployment
-from ._nodes import LOCAL_KINDS, Node, connect, free_port, open_chain, start_node
+from .nodes import LOCAL_KINDS, Node, connect, free_port, open_chain, start_node
 from ._tx import NonceManager, Receipt, Transactor
 from .errors import (
     ChainError,

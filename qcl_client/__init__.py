@@ -22,8 +22,30 @@ from eth_utils import keccak
 from chain_client import eip712
 from chain_client.ids import RequestIdAllocator, new_nonce, purpose_id, resource_id
 from chain_client.types import Eip712Domain
-from vault.client import OpenedRelease, open_release
-from vault.sealing import PrivateKey
+
+from ._open import (
+    CommitmentMismatch,
+    DecryptionError,
+    OpenedRelease,
+    PrivateKey,
+    ReleaseError,
+    generate_hybrid_key,
+    open_release,
+    open_sealed,
+)
+
+__all__ = [
+    "ApiError",
+    "CommitmentMismatch",
+    "DecryptionError",
+    "OpenedRelease",
+    "PrivateKey",
+    "QclClient",
+    "ReleaseError",
+    "generate_hybrid_key",
+    "open_release",
+    "open_sealed",
+]
 
 
 class ApiError(Exception):

@@ -41,7 +41,7 @@ def _timed(verifier: Any, **kwargs: Any) -> tuple[float, Any]:
 
 
 def in_memory(releases: int, workers: int) -> list[tuple[str, int, float, Any]]:
-    from vault import synthetic, verify
+    from audit import synthetic, verify
 
     print(f"building a synthetic trail of {releases:,} releases …", flush=True)
     started = time.perf_counter()
@@ -72,11 +72,12 @@ class _Ledger:
 
 
 def from_index(releases: int, workers: int) -> tuple[str, int, float, Any]:
+    from audit import synthetic, verify
+    from audit.trail import IndexTrail
     from chain_client.indexer import KEY_COLUMNS, event_key_columns
-    from vault import synthetic, verify
-    from vault.audit import IndexTrail
-    from vault.index_models import IndexedBlock, LedgerEvent, LedgerTransaction, SqlIndexStore
-    from vault.store import Store
+    from db.index_store import SqlIndexStore
+    from db.models import IndexedBlock, LedgerEvent, LedgerTransaction
+    from db.store import Store
 
     print(f"writing a synthetic trail of {releases:,} releases into a SQLite index …", flush=True)
     trail = synthetic.build(releases, workers=workers)

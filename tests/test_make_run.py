@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from chain_client import free_port
-from chain_client._nodes import port_in_use
 from chain_client._paths import project_root
+from chain_client.nodes import port_in_use
 
 QCL = str(Path(sys.executable).with_name("qcl"))
 

@@ -1,7 +1,6 @@
 """The digital safe-deposit box (数字保险箱): envelope-encrypted documents, key rotation,
 crypto-shredding and sealed release after an on-chain receipt."""
 
-from .client import CommitmentMismatch, OpenedRelease, open_release
 from .crypto import AES_256_GCM, PROFILES, SM4_GCM_SM3, Profile
 from .errors import (
     DecryptionError,
@@ -17,14 +16,12 @@ from .errors import (
 )
 from .keyring import DEV_PASSPHRASES, FileKeyRing, KeyRing
 from .service import DocumentInfo, OpenedDocument, Release, RotationReport, StoredDocument, Vault
-from .store import Store, StoreUnavailable
 
 __all__ = [
     "AES_256_GCM",
     "DEV_PASSPHRASES",
     "PROFILES",
     "SM4_GCM_SM3",
-    "CommitmentMismatch",
     "DecryptionError",
     "DocumentDeleted",
     "DocumentInfo",
@@ -37,15 +34,11 @@ __all__ = [
     "KeyVersionUnavailable",
     "NoCurrentDocument",
     "OpenedDocument",
-    "OpenedRelease",
     "Profile",
     "Release",
     "ReleaseRefused",
     "RotationReport",
-    "Store",
-    "StoreUnavailable",
     "StoredDocument",
     "Vault",
     "VaultError",
-    "open_release",
 ]

@@ -1,4 +1,5 @@
-"""The sealed release of SPEC §4: RFC 9180 HPKE base mode, single shot.
+"""The sealed release of SPEC §4 (the platform's sending half; ``qcl_client`` opens): RFC 9180
+HPKE base mode, single shot.
 
 Suite ``DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM``, empty AAD, and
 ``info = b"quanchenglian/release/v1" || grant_id || request_id`` (the emergency id stands in for
@@ -11,11 +12,10 @@ bytes) || X25519 public key (32 bytes)) with the same KDF, AEAD and info.
 
 from __future__ import annotations
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 
-from .errors import DecryptionError, InvalidInput
+from .errors import InvalidInput
 
 INFO_PREFIX = b"quanchenglian/release/v1"
 X25519_KEY_BYTES = 32
@@ -24,8 +24,6 @@ HYBRID_KEY_BYTES = MLKEM768_PUBLIC_BYTES + X25519_KEY_BYTES
 
 SUITE_X25519 = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 SUITE_HYBRID = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
-
-PrivateKey = x25519.X25519PrivateKey | hpke.MLKEM768X25519PrivateKey
 
 
 def release_info(grant_id: bytes, request_id: bytes) -> bytes:
@@ -46,20 +44,3 @@ def seal(plaintext: bytes, recipient_key: bytes, grant_id: bytes, request_id: by
         )
         return SUITE_HYBRID.encrypt(plaintext, public, info=info)
     raise InvalidInput(f"unsupported HPKE public key length {len(recipient_key)} (expected 32 or 1216)")
-
-
-def open_sealed(sealed: bytes, private_key: PrivateKey, grant_id: bytes, request_id: bytes) -> bytes:
-    """Open a sealed release with the consumer's private key; :class:`DecryptionError` on any failure."""
-    info = release_info(grant_id, request_id)
-    suite = SUITE_X25519 if isinstance(private_key, x25519.X25519PrivateKey) else SUITE_HYBRID
-    try:
-        return suite.decrypt(sealed, private_key, info=info)
-    except (InvalidTag, ValueError):
-        raise DecryptionError() from None
-
-
-def generate_hybrid_key() -> tuple[hpke.MLKEM768X25519PrivateKey, bytes]:
-    """A new MLKEM768-X25519 key pair: the private key and the 1216-byte public key to register."""
-    m, x = mlkem.MLKEM768PrivateKey.generate(), x25519.X25519PrivateKey.generate()
-    public = m.public_key().public_bytes_raw() + x.public_key().public_bytes_raw()
-    return hpke.MLKEM768X25519PrivateKey(m, x), public

@@ -25,8 +25,12 @@ from sqlalchemy import and_, delete, func, select, update
 from chain_client import ChainError, Ledger, Receipt, eip712
 from chain_client.ids import resource_id
 from chain_client.types import EmergencyScope, GrantTerms
+from db import release_log
+from db.models import DocumentRow, ReleaseLogRow
+from db.release_log import LogEntry
+from db.store import Store
 
-from . import crypto, releaselog, sealing
+from . import crypto, sealing
 from .errors import (
     DecryptionError,
     DocumentDeleted,
@@ -38,9 +42,6 @@ from .errors import (
     VaultError,
 )
 from .keyring import KeyRing
-from .models import DocumentRow, ReleaseLogRow
-from .releaselog import LogEntry
-from .store import Store
 
 log = logging.getLogger("qcl.vault")
 
@@ -383,7 +384,7 @@ class Vault:
         """After the receipt: decrypt, seal, log. Runs only once the chain has recorded the release."""
         content, _ = self._decrypt(row)
         sealed = sealing.seal(content, recipient_key, authority, request_id)
-        release_id = releaselog.release_id(grantee, request_id)
+        release_id = release_log.release_id(grantee, request_id)
         index = self._append_log(
             release_id=release_id,
             kind=kind,
@@ -440,33 +441,13 @@ class Vault:
                     raise
         raise AssertionError("unreachable")
 
-    def anchor_checkpoint(self) -> tuple[int, bytes, str] | None:
-        """Anchor the release log's RFC 9162 root on chain if the log grew since the last anchor.
-
-        Returns ``(tree_size, root_hash, tx_hash)``, or None when there is nothing new.
-        """
-        from . import merkle
-
-        entries = self.release_log()
-        anchored = self.ledger.checkpoints()
-        if not entries or (anchored and anchored[-1].tree_size >= len(entries)):
-            return None
-        root = merkle.root(entries)
-        receipt = self.ledger.anchor_checkpoint(len(entries), root)
-        return len(entries), root, receipt.tx_hash
-
     def log_size(self) -> int:
         """Entries in the release log."""
-        with self.store.session() as s:
-            return int(s.scalar(select(func.count()).select_from(ReleaseLogRow)) or 0)
+        return release_log.log_size(self.store)
 
     def release_log(self, *, start: int = 0, end: int | None = None) -> list[bytes]:
         """Canonical bytes of log entries ``start`` (inclusive) to ``end`` (exclusive)."""
-        with self.store.session() as s:
-            query = select(ReleaseLogRow.entry).where(ReleaseLogRow.idx >= start).order_by(ReleaseLogRow.idx)
-            if end is not None:
-                query = query.where(ReleaseLogRow.idx < end)
-            return [bytes(e) for e in s.scalars(query).all()]
+        return release_log.log_entries(self.store, start=start, end=end)
 
     # ---- key rotation ----------------------------------------------------------------------------
 

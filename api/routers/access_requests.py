@@ -14,10 +14,10 @@ from sqlalchemy import or_, select, update
 
 from chain_client import Role
 from chain_client.ids import purpose_id, resource_id
+from db.models import AccessRequestRow
 
 from ..deps import ConsumerMember, CurrentMember, LedgerDep, VaultDep
 from ..errors import Problem
-from ..models import AccessRequestRow
 from ..types import Address, Limit, Offset
 from .catalog import CODE_PATTERN
 from .common import PROBLEM_RESPONSES

@@ -10,15 +10,14 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from audit import merkle
+from audit.trail import Auditor
 from chain_client.indexer import Indexer
-from vault import merkle
-from vault.audit import Auditor
-from vault.models import ReleaseLogRow
+from db.models import EmergencyRecord, MemberProfile, ReleaseLogRow
 
 from ..background import VerificationJob, VerificationJobs
 from ..deps import AuditorMember, LedgerDep, VaultDep
 from ..errors import Problem, lookup
-from ..models import EmergencyRecord, MemberProfile
 from ..types import Address, Bytes32, Limit, Offset
 from .common import PROBLEM_RESPONSES
 
@@ -213,7 +212,7 @@ def report(
     verify: Annotated[bool, Query(description="include a verification of the whole chain")] = False,
 ) -> Response:
     """An auditor's report for a subject, a department or a period, as JSON or a readable HTML page."""
-    from vault.releaselog import LogEntry
+    from db.release_log import LogEntry
 
     from .. import reports
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ..models import ActionRecord
+from db.models import ActionRecord
 
 
 def _problem(description: str) -> dict[str, Any]:

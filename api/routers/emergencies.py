@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from chain_client import Member, Role
 from chain_client.types import EmergencyScope
+from db.models import EmergencyRecord
 
 from ..deps import ConsumerMember, CurrentMember, LedgerDep, VaultDep, require
 from ..errors import Problem
-from ..models import EmergencyRecord
 from ..types import Address, Bytes32, Limit, Offset, Signature, Uint64, Uint256
 from .common import PROBLEM_RESPONSES
 from .releases import ReleasePublic, release_answer

@@ -12,10 +12,10 @@ from sqlalchemy import or_, select
 from chain_client import Member, Role
 from chain_client.ledger import GrantRecorded
 from chain_client.types import GrantTerms
+from db.models import GrantRecord
 
 from ..deps import CurrentMember, LedgerDep, VaultDep
 from ..errors import Problem
-from ..models import GrantRecord
 from ..types import Address, Bytes32, Limit, Offset, Signature, Uint32, Uint64, Uint256
 from .common import PROBLEM_RESPONSES
 

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chain_client import Member, Role
+from db.models import MemberProfile
 
 from ..deps import AdminMember, CurrentMember, LedgerDep, VaultDep
 from ..errors import Problem
-from ..models import MemberProfile
 from ..types import Address
 from .common import PROBLEM_RESPONSES, record_action
 

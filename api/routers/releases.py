@@ -125,8 +125,8 @@ def access_log(
     """Who used the subject's data: every release, including emergency ones (subject or auditors)."""
     if address != member.address and Role.AUDITOR not in member.roles:
         raise Problem(403, "forbidden", "only the subject and auditors see a subject's access log")
-    from vault.models import ReleaseLogRow
-    from vault.releaselog import LogEntry
+    from db.models import ReleaseLogRow
+    from db.release_log import LogEntry
 
     with vault.store.session() as s:
         rows = s.scalars(

@@ -13,9 +13,10 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
+from db.store import Store
 from qcl_client import QclClient
 from tests.conftest import Deployed
-from vault import FileKeyRing, Store, Vault
+from vault import FileKeyRing, Vault
 
 
 @dataclass

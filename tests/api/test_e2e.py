@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from audit.checkpoints import anchor_checkpoint
 from chain_client.ids import purpose_id
 from qcl_client import ApiError
 from tests.api.conftest import Platform
@@ -203,17 +204,17 @@ def test_emergency_channel(platform: Platform) -> None:
 def test_auditor_trail_verify_and_proofs(platform: Platform) -> None:
     import base64
 
-    from vault import merkle
+    from audit import merkle
 
     p = platform
     p.provider.store_document(p.citizen.address, "id_card", CARD)
     grant_id = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
     for _ in range(3):
         p.dept.release(grant_id, "id_card", p.dept_key)
-    size, root, _tx = p.vault.anchor_checkpoint()  # type: ignore[misc]
+    size, root, _tx = anchor_checkpoint(p.vault.ledger, p.vault.store)  # type: ignore[misc]
     assert size == 3
     p.dept.release(grant_id, "id_card", p.dept_key)
-    p.vault.anchor_checkpoint()
+    anchor_checkpoint(p.vault.ledger, p.vault.store)
     p.citizen.revoke(grant_id)
 
     trail = p.auditor.call("GET", "/v1/audit/trail", params={"subject": p.citizen.address})["items"]
@@ -244,14 +245,14 @@ def test_auditor_trail_verify_and_proofs(platform: Platform) -> None:
 def test_verify_detects_a_tampered_log(platform: Platform) -> None:
     from sqlalchemy import delete, update
 
-    from vault.models import ReleaseLogRow
+    from db.models import ReleaseLogRow
 
     p = platform
     p.provider.store_document(p.citizen.address, "id_card", CARD)
     grant_id = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
     p.dept.release(grant_id, "id_card", p.dept_key)
     p.dept.release(grant_id, "id_card", p.dept_key)
-    p.vault.anchor_checkpoint()
+    anchor_checkpoint(p.vault.ledger, p.vault.store)
     assert p.auditor.call("POST", "/v1/audit/verify", json={})["ok"] is True
 
     with p.vault.store.session() as s:  # an insider edits the first entry (still valid JSON)
@@ -297,7 +298,7 @@ def _two_releases(p: Platform) -> str:
     grant_id = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
     p.dept.release(grant_id, "id_card", p.dept_key)
     p.dept.release(grant_id, "id_card", p.dept_key)
-    p.vault.anchor_checkpoint()
+    anchor_checkpoint(p.vault.ledger, p.vault.store)
     assert p.auditor.call("POST", "/v1/audit/verify", json={})["ok"] is True
     return str(grant_id)
 
@@ -309,7 +310,7 @@ def _codes(p: Platform) -> set[str]:
 def test_verify_detects_reordered_entries(platform: Platform) -> None:
     from sqlalchemy import update
 
-    from vault.models import ReleaseLogRow
+    from db.models import ReleaseLogRow
 
     p = platform
     _two_releases(p)
@@ -327,8 +328,8 @@ def test_verify_detects_an_inserted_release_after_revocation(platform: Platform)
     import dataclasses
     import secrets
 
-    from vault.models import ReleaseLogRow
-    from vault.releaselog import LogEntry
+    from db.models import ReleaseLogRow
+    from db.release_log import LogEntry
 
     p = platform
     grant_id = _two_releases(p)
@@ -371,8 +372,8 @@ def test_verification_jobs_report_progress_and_the_same_report(platform: Platfor
     import time
 
     from api.errors import lookup
+    from audit.verify import Report
     from chain_client import ChainUnavailable
-    from vault.verify import Report
 
     p = platform
     p.provider.store_document(p.citizen.address, "id_card", CARD)

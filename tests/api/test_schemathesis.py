@@ -48,6 +48,7 @@ from schemathesis.python.asgi import get_client
 
 from api.app import create_app
 from api.settings import Settings
+from audit.checkpoints import anchor_checkpoint
 from chain_client import eip712
 from chain_client.ids import purpose_id, resource_id
 from qcl_client import QclClient
@@ -180,7 +181,7 @@ def seeded(platform: Platform) -> Platform:
     p.auditor.approve_emergency(message)
     p.dept.release(grant_id, "id_card", p.dept_key)
     p.dept.emergency_release(emergency_id, p.citizen.address, "id_card", p.dept_key)
-    p.vault.anchor_checkpoint()
+    anchor_checkpoint(p.vault.ledger, p.vault.store)
     return p
 
 
@@ -332,7 +333,7 @@ def test_documented_success_responses(platform: Platform) -> None:
         json=signed(p.dept, "EmergencyReleaseRequest", request),
     )
 
-    p.vault.anchor_checkpoint()
+    anchor_checkpoint(p.vault.ledger, p.vault.store)
     call(p.auditor, "GET", "/v1/audit/trail", params={"subject": p.citizen.address})
     call(p.auditor, "POST", "/v1/audit/verify", json={})
     call(p.auditor, "GET", "/v1/audit/reports", params={"subject": p.citizen.address})

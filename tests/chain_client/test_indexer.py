@@ -37,10 +37,11 @@ from chain_client.indexer import (
     jsonable,
 )
 from chain_client.types import EmergencyScope, ReleaseItem
+from db.index_store import SqlIndexStore
+from db.models import INDEX_TABLES, IndexedBlock, IndexerState, LedgerEvent, LedgerTransaction
+from db.store import Store
 from tests.chain_client.world import ID_CARD, TAX, World, make_world
 from tests.conftest import Deployed, deploy_fresh
-from vault.index_models import INDEX_TABLES, IndexedBlock, IndexerState, LedgerEvent, LedgerTransaction, SqlIndexStore
-from vault.store import Store
 
 PG_ADMIN_URL = os.environ.get("QCL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

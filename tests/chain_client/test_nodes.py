@@ -19,9 +19,9 @@ from chain_client import (
     free_port,
     start_node,
 )
-from chain_client._nodes import port_in_use
 from chain_client._revert import RevertDecoder
 from chain_client._tx import Transactor
+from chain_client.nodes import port_in_use
 
 
 @pytest.mark.parametrize("kind", ["anvil", "hardhat", "ganache"])

@@ -15,7 +15,8 @@ from pathlib import Path
 
 def main(argv: list[str]) -> int:
     db_path, keyring_path, passphrase, pause = Path(argv[1]), Path(argv[2]), argv[3], float(argv[4])
-    from vault import FileKeyRing, Store, Vault
+    from db.store import Store
+    from vault import FileKeyRing, Vault
 
     store = Store.sqlite(db_path)
     keyring = FileKeyRing(keyring_path, passphrase, create=False)

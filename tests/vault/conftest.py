@@ -11,9 +11,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
 from sqlalchemy import create_engine, text
 
+from db.store import Store
 from tests.chain_client.world import World, make_world
 from tests.conftest import Deployed
-from vault import FileKeyRing, Store, Vault
+from vault import FileKeyRing, Vault
 
 PG_ADMIN_URL = os.environ.get("QCL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

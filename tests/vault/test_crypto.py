@@ -11,6 +11,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import x25519
 
+from qcl_client import DecryptionError as OpenFailed
+from qcl_client import PrivateKey, generate_hybrid_key, open_sealed
 from vault import crypto, sealing
 from vault.crypto import AES_256_GCM, NONCE_BYTES, SM4_GCM_SM3, TAG_BYTES, Profile
 from vault.errors import DecryptionError, InvalidInput
@@ -202,10 +204,10 @@ GRANT = os.urandom(32)
 REQUEST = os.urandom(32)
 
 
-def _open_fails(sealed: bytes, private_key: sealing.PrivateKey, grant_id: bytes, request_id: bytes) -> None:
-    with pytest.raises(DecryptionError) as info:
-        sealing.open_sealed(sealed, private_key, grant_id, request_id)
-    assert type(info.value) is DecryptionError
+def _open_fails(sealed: bytes, private_key: PrivateKey, grant_id: bytes, request_id: bytes) -> None:
+    with pytest.raises(OpenFailed) as info:
+        open_sealed(sealed, private_key, grant_id, request_id)
+    assert type(info.value) is OpenFailed
     assert str(info.value) == "decryption failed"
 
 
@@ -215,10 +217,10 @@ def _x25519() -> tuple[x25519.X25519PrivateKey, bytes]:
 
 
 def _hybrid() -> tuple[hpke.MLKEM768X25519PrivateKey, bytes]:
-    return sealing.generate_hybrid_key()
+    return generate_hybrid_key()
 
 
-KEYPAIRS: dict[str, Callable[[], tuple[sealing.PrivateKey, bytes]]] = {"x25519": _x25519, "mlkem768-x25519": _hybrid}
+KEYPAIRS: dict[str, Callable[[], tuple[PrivateKey, bytes]]] = {"x25519": _x25519, "mlkem768-x25519": _hybrid}
 
 
 @pytest.mark.parametrize("kind", KEYPAIRS)
@@ -227,7 +229,7 @@ def test_seal_open_round_trip(kind: str) -> None:
     assert len(pk) == (sealing.X25519_KEY_BYTES if kind == "x25519" else sealing.HYBRID_KEY_BYTES)
     for content in (b"", b"x", os.urandom(100_000)):
         sealed = sealing.seal(content, pk, GRANT, REQUEST)
-        assert sealing.open_sealed(sealed, sk, GRANT, REQUEST) == content
+        assert open_sealed(sealed, sk, GRANT, REQUEST) == content
     # two seals of the same content differ (fresh ephemeral key)
     assert sealing.seal(b"same", pk, GRANT, REQUEST) != sealing.seal(b"same", pk, GRANT, REQUEST)
 
@@ -244,7 +246,7 @@ def test_open_with_wrong_grant_request_or_key_fails(kind: str) -> None:
     _open_fails(sealed, KEYPAIRS[other_kind]()[0], GRANT, REQUEST)
     for bad in (b"", sealed[:10], sealed[:-1], _flip(sealed, 0), _flip(sealed, len(sealed) * 8 - 1)):
         _open_fails(bad, sk, GRANT, REQUEST)
-    assert sealing.open_sealed(sealed, sk, GRANT, REQUEST) == b"citizen id card"
+    assert open_sealed(sealed, sk, GRANT, REQUEST) == b"citizen id card"
 
 
 def test_malformed_ids_and_keys_are_invalid_input() -> None:
@@ -275,7 +277,7 @@ def test_x25519_sealed_format_interoperates_with_plain_rfc9180_hpke() -> None:
     assert suite.decrypt(sealed, sk, info=info) == content
     # and the other way round: a message sealed by a plain HPKE sender opens with open_sealed
     foreign = suite.encrypt(content, sk.public_key(), info=info)
-    assert sealing.open_sealed(foreign, sk, GRANT, REQUEST) == content
+    assert open_sealed(foreign, sk, GRANT, REQUEST) == content
     # the info string matters: without it a standard decrypt fails
     with pytest.raises(InvalidTag):
         suite.decrypt(sealed, sk, info=b"quanchenglian/release/v1")

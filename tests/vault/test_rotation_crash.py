@@ -25,8 +25,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from vault import DocumentDeleted, FileKeyRing, Store, Vault, crypto
-from vault.models import DocumentRow
+from db.models import DocumentRow
+from db.store import Store
+from vault import DocumentDeleted, FileKeyRing, Vault, crypto
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSPHRASE = "rotation crash test passphrase"

@@ -1,4 +1,4 @@
-"""The API client commands of ``qcl``: ``admin``, ``client`` and ``demo`` (api/cli_members.py).
+"""The API client commands of ``qcl``: ``admin``, ``client`` and ``demo`` (cli/members.py).
 
 Argument and key errors run in-process with Typer's CliRunner; the commands against an API run
 in-process on the ``platform`` fixture (the CLI's sessions pointed at its TestClient); the demo
@@ -22,12 +22,12 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 from eth_account import Account
 from typer.testing import CliRunner, Result
 
-from api import cli_members
-from api.cli import app
-from api.cli_members import DEMO_CATALOG, DEMO_DOCUMENTS, DEMO_FILE, DEMO_GRANTS, DEMO_MEMBERS, demo_document
 from chain_client import free_port
-from chain_client._nodes import port_in_use
 from chain_client._paths import project_root
+from chain_client.nodes import port_in_use
+from cli import members as cli_members
+from cli.main import app
+from cli.members import DEMO_CATALOG, DEMO_DOCUMENTS, DEMO_FILE, DEMO_GRANTS, DEMO_MEMBERS, demo_document
 from qcl_client import QclClient
 from tests.api.conftest import Platform
 

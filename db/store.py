@@ -1,4 +1,4 @@
-"""The vault's database: SQLite file by default, PostgreSQL by URL; schema by Alembic."""
+"""The platform's database: SQLite file by default, PostgreSQL by URL; schema by Alembic."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .errors import VaultError
+from .errors import DatabaseError
 from .models import ReleaseLogRow
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-class StoreUnavailable(VaultError):
+class StoreUnavailable(DatabaseError):
     """The database does not answer."""
 
 

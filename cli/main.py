@@ -6,18 +6,18 @@ import sys
 
 import typer
 import uvicorn
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from api.app import create_app
+from api.runtime import bootstrap, open_node, open_vault
+from api.settings import Settings
 from chain_client import ChainError, compile_contracts, free_port
-from chain_client._nodes import port_in_use
+from chain_client.nodes import port_in_use
 from vault import VaultError
 
-from .app import create_app
-from .cli_audit import audit_app
-from .cli_members import admin_app, client_app, demo_app
-from .runtime import bootstrap, open_node, open_vault
-from .settings import Settings
+from ._console import console, fail, say
+from .audit import audit_app
+from .members import admin_app, client_app, demo_app
 
 app = typer.Typer(help="Quanchenglian ledger: development and operations commands.", no_args_is_help=True)
 vault_app = typer.Typer(help="The digital safe-deposit box: key ring and rotation.", no_args_is_help=True)
@@ -26,16 +26,6 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(client_app, name="client")
 app.add_typer(demo_app, name="demo")
 app.add_typer(audit_app, name="audit")
-console = Console(stderr=True)
-
-
-def _say(message: str) -> None:
-    console.print(f"[bold cyan]qcl[/] {message}")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
 
 
 @app.command()
@@ -44,10 +34,10 @@ def dev() -> None:
     try:
         settings = Settings()
     except ValueError as exc:
-        _fail(f"invalid configuration: {exc}")
+        fail(f"invalid configuration: {exc}")
         return
     if port_in_use(settings.api_port, settings.api_host):
-        _fail(f"{settings.api_host}:{settings.api_port} is already in use (set QCL_API_PORT)")
+        fail(f"{settings.api_host}:{settings.api_port} is already in use (set QCL_API_PORT)")
     node = None
     try:
         where = (
@@ -55,20 +45,20 @@ def dev() -> None:
             if "://" in settings.chain
             else f"{settings.chain} on {settings.chain_host}:{settings.chain_port}"
         )
-        _say(f"starting chain: {where}")
+        say(f"starting chain: {where}")
         node = open_node(settings)
-        _say(f"chain {node.chain_id} answers at {node.url or 'in-process'}")
-        ledger = bootstrap(settings, node, _say)
-        _say(f"dev accounts in {settings.accounts_path} (admin {ledger.tx.address})")
-        _say(f"API on http://{settings.api_host}:{settings.api_port}  (docs: /docs, health: /health) — Ctrl-C stops")
+        say(f"chain {node.chain_id} answers at {node.url or 'in-process'}")
+        ledger = bootstrap(settings, node, say)
+        say(f"dev accounts in {settings.accounts_path} (admin {ledger.tx.address})")
+        say(f"API on http://{settings.api_host}:{settings.api_port}  (docs: /docs, health: /health) — Ctrl-C stops")
         api = create_app(settings, ledger=ledger)
         uvicorn.run(api, host=settings.api_host, port=settings.api_port, log_level="warning")
     except ChainError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         if node is not None:
             node.stop()
-            _say("chain stopped")
+            say("chain stopped")
 
 
 @app.command()
@@ -77,9 +67,9 @@ def serve() -> None:
     try:
         settings = Settings()
         node = open_node(settings)
-        ledger = bootstrap(settings, node, _say)
+        ledger = bootstrap(settings, node, say)
     except (ValueError, ChainError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     try:
         uvicorn.run(create_app(settings, ledger=ledger), host=settings.api_host, port=settings.api_port)
@@ -93,7 +83,7 @@ def compile_cmd() -> None:
     try:
         result = compile_contracts()
     except ChainError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     for name, art in sorted(result.contracts.items()):
         if art.source.startswith("contracts/") and art.deployed_bytecode:
@@ -114,7 +104,7 @@ def vault_rotate() -> None:
         settings = Settings()
         vault = open_vault(settings, None)
     except (ValueError, VaultError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     with Progress(
         TextColumn("[bold cyan]qcl[/] re-wrapping data keys"),
@@ -131,10 +121,10 @@ def vault_rotate() -> None:
         try:
             report = vault.rotate(progress=progress)
         except VaultError as exc:
-            _fail(str(exc))
+            fail(str(exc))
             return
     retired = ", ".join(map(str, report.retired)) or "none"
-    _say(f"key version {report.version} is current; {report.rewrapped} data keys re-wrapped; retired: {retired}")
+    say(f"key version {report.version} is current; {report.rewrapped} data keys re-wrapped; retired: {retired}")
 
 
 @vault_app.command("status")
@@ -145,11 +135,11 @@ def vault_status() -> None:
         vault = open_vault(settings, None)
         counts = vault.key_usage()
     except (ValueError, VaultError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
-    _say(f"profile {vault.keyring.profile.name}; current key version {vault.keyring.current_version()}")
+    say(f"profile {vault.keyring.profile.name}; current key version {vault.keyring.current_version()}")
     for version in vault.keyring.versions():
-        _say(f"  version {version}: {counts.get(version, 0)} data keys")
+        say(f"  version {version}: {counts.get(version, 0)} data keys")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from vault.models import Base
+from db.models import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)

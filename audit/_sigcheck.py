@@ -1,6 +1,6 @@
 """Check 2 of the audit (SPEC §7) in bulk: EIP-712 release signatures, one chunk at a time.
 
-This module is what the worker processes of :mod:`vault.verify` import, so it imports nothing
+This module is what the worker processes of :mod:`audit.verify` import, so it imports nothing
 of the project and nothing heavy: Keccak from safe-pysha3 and libsecp256k1 through coincurve.
 
 A job is ``(encoded, signature, signer)``: ``encoded`` is the EIP-712 ``encodeData`` of the

@@ -1,8 +1,8 @@
-"""Tables of the chain indexer (migrations 0003, 0004) and its store on the platform database.
+"""The chain indexer's store on the platform database (tables in :mod:`db.models`, migrations 0003, 0004).
 
 :class:`SqlIndexStore` is the SQLAlchemy adapter of :class:`chain_client.indexer.IndexStore`:
-``chain_client`` does not import ``vault``, so the indexer writes through that protocol and this
-module (which may import ``chain_client``, as :mod:`vault.audit` does) implements it::
+``chain_client`` does not import ``db``, so the indexer writes through that protocol and this
+module (``db`` may import ``chain_client`` types) implements it::
 
     indexer = Indexer(ledger=ledger, store=SqlIndexStore(store))
 
@@ -28,8 +28,8 @@ import json
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Table, Text, UniqueConstraint, delete, func, insert, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
 
 from chain_client.indexer import (
     KEY_COLUMNS,
@@ -41,105 +41,8 @@ from chain_client.indexer import (
     IndexedTransaction,
 )
 
-from .models import Base
+from .models import IndexedBlock, IndexerState, LedgerEvent, LedgerTransaction
 from .store import Store
-
-#: An auto-incrementing 64-bit key (SQLite only auto-increments an INTEGER PRIMARY KEY).
-_ID = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class IndexedBlock(Base):
-    """A block the indexer has seen: one with events or ledger transactions, or the last block of a batch."""
-
-    __tablename__ = "indexed_blocks"
-
-    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    hash: Mapped[str] = mapped_column(String(66))
-    parent_hash: Mapped[str] = mapped_column(String(66))
-    timestamp: Mapped[int] = mapped_column(BigInteger)
-
-
-class LedgerEvent(Base):
-    """One decoded log of the ledger's contracts."""
-
-    __tablename__ = "ledger_events"
-
-    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
-    block_number: Mapped[int] = mapped_column(BigInteger)
-    block_hash: Mapped[str] = mapped_column(String(66))
-    log_index: Mapped[int] = mapped_column(Integer)
-    tx_hash: Mapped[str] = mapped_column(String(66))
-    tx_index: Mapped[int] = mapped_column(Integer)
-    #: Address of the emitting contract (ConsentLedger or AuditAnchor).
-    contract: Mapped[str] = mapped_column(String(42))
-    event: Mapped[str] = mapped_column(String(64))
-    grant_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
-    subject: Mapped[str | None] = mapped_column(String(42), nullable=True)
-    grantee: Mapped[str | None] = mapped_column(String(42), nullable=True)
-    consumer: Mapped[str | None] = mapped_column(String(42), nullable=True)
-    resource: Mapped[str | None] = mapped_column(String(66), nullable=True)
-    emergency_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
-    request_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
-    document_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
-    account: Mapped[str | None] = mapped_column(String(42), nullable=True)
-    #: The event's arguments as JSON (bytes as 0x hex, integers of 2**53 and more as strings).
-    args: Mapped[str] = mapped_column(Text)
-    #: Release events: the request's deadline (a uint256, in decimal) and signature (0x hex).
-    deadline: Mapped[str | None] = mapped_column(String(78), nullable=True)
-    signature: Mapped[str | None] = mapped_column(Text, nullable=True)
-
-    __table_args__ = (
-        UniqueConstraint("block_hash", "log_index", name="uq_ledger_events_block_log"),
-        Index("ix_ledger_events_position", "block_number", "log_index"),
-        Index("ix_ledger_events_event", "event", "block_number"),
-        Index("ix_ledger_events_tx_hash", "tx_hash"),
-        Index("ix_ledger_events_grant_id", "grant_id"),
-        Index("ix_ledger_events_subject", "subject", "block_number"),
-        Index("ix_ledger_events_grantee", "grantee", "block_number"),
-        Index("ix_ledger_events_consumer", "consumer", "block_number"),
-        Index("ix_ledger_events_resource", "resource", "block_number"),
-        Index("ix_ledger_events_emergency_id", "emergency_id"),
-        Index("ix_ledger_events_request_id", "request_id"),
-        Index("ix_ledger_events_document_id", "document_id"),
-        Index("ix_ledger_events_account", "account"),
-    )
-
-
-class LedgerTransaction(Base):
-    """A transaction sent directly to one of the ledger's contracts (reverted ones included)."""
-
-    __tablename__ = "ledger_transactions"
-
-    hash: Mapped[str] = mapped_column(String(66), primary_key=True)
-    block_number: Mapped[int] = mapped_column(BigInteger)
-    block_hash: Mapped[str] = mapped_column(String(66))
-    tx_index: Mapped[int] = mapped_column(Integer)
-    sender: Mapped[str] = mapped_column(String(42))
-    #: The contract called (the transaction's ``to``).
-    recipient: Mapped[str] = mapped_column(String(42))
-    #: The calldata, 0x hex.
-    input: Mapped[str] = mapped_column(Text)
-
-    __table_args__ = (Index("ix_ledger_transactions_position", "block_number", "tx_index"),)
-
-
-class IndexerState(Base):
-    """The cursor of one indexer: every block up to ``last_block`` is indexed."""
-
-    __tablename__ = "indexer_state"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    last_block: Mapped[int] = mapped_column(BigInteger)
-    last_hash: Mapped[str] = mapped_column(String(66))
-
-
-#: The tables of the indexer (migrations 0003 and 0004).
-INDEX_TABLES: tuple[Table, ...] = (  # type: ignore[assignment]
-    IndexedBlock.__table__,
-    LedgerEvent.__table__,
-    LedgerTransaction.__table__,
-    IndexerState.__table__,
-)
 
 
 class SqlIndexStore:

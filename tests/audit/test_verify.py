@@ -11,9 +11,9 @@ from dataclasses import replace
 
 import pytest
 
-from vault import synthetic, verify
-from vault.releaselog import LOG_PREFIX
-from vault.verify import TrailEvent, Verifier
+from audit import synthetic, verify
+from audit.verify import TrailEvent, Verifier
+from db.release_log import LOG_PREFIX
 
 
 @pytest.fixture(scope="module")

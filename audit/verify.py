@@ -18,12 +18,12 @@ checks, for every release recorded in the requested block range:
 
 Every difference is a :class:`Violation` naming the transaction or log entry that shows it.
 
-Sources: :class:`vault.audit.RpcTrail` reads a node over JSON-RPC (no index needed; one request
-per release transaction and per block), :class:`vault.audit.IndexTrail` reads the indexer's tables
+Sources: :class:`audit.trail.RpcTrail` reads a node over JSON-RPC (no index needed; one request
+per release transaction and per block), :class:`audit.trail.IndexTrail` reads the indexer's tables
 (the fast path), and the benchmark builds synthetic trails in memory.
 
 Speed. Check 2 is most of the work (two Keccak-256 and one secp256k1 verification per release):
-it runs in worker processes (:mod:`vault._sigcheck`), fed in chunks while this process replays the
+it runs in worker processes (:mod:`audit._sigcheck`), fed in chunks while this process replays the
 rules, and calldata is searched with an Aho-Corasick automaton over all texts at once.
 ``scripts/bench_verify.py`` measures it; figures are in ``BENCHMARKS.md``.
 """
@@ -46,10 +46,10 @@ import orjson
 
 from chain_client import eip712
 from chain_client.ids import WILDCARD
+from db.release_log import LOG_PREFIX
 
 from . import _sigcheck
 from .merkle import MerkleLog, leaf_hash
-from .releaselog import LOG_PREFIX
 
 _ROLE_ADMIN, _ROLE_CONSUMER, _ROLE_AUDITOR, _ROLE_SUBJECT = 1, 4, 8, 16
 #: Catalog sensitivity from which a resource must be named in a grant (the wildcard does not cover it).
@@ -87,7 +87,7 @@ class TrailEvent:
 
 
 class TrailSource(Protocol):
-    """What verification reads. Implementations: ``vault.audit.RpcTrail``, ``vault.audit.IndexTrail``."""
+    """What verification reads. Implementations: ``audit.trail.RpcTrail``, ``audit.trail.IndexTrail``."""
 
     def head(self) -> int:
         """The last block the source can give."""
@@ -260,7 +260,7 @@ def _shared_pool(workers: int) -> ProcessPoolExecutor:
             if _POOL is not None:
                 _POOL.shutdown(wait=False, cancel_futures=True)
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["vault._sigcheck"])
+            context.set_forkserver_preload(["audit._sigcheck"])
             _POOL, _POOL_WORKERS = (
                 ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_sigcheck.ignore_interrupts),
                 workers,

@@ -13,8 +13,8 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
-from api.cli_audit import audit_app
 from chain_client import free_port
+from cli.audit import audit_app
 from tests.api.conftest import Platform
 
 
@@ -68,7 +68,7 @@ def test_audit_commands(platform: Platform, server: str, tmp_path: Path) -> None
     p.vault.store.engine.dispose()
     from sqlalchemy import delete
 
-    from vault.models import ReleaseLogRow
+    from db.models import ReleaseLogRow
 
     with p.vault.store.session() as s:
         s.execute(delete(ReleaseLogRow))

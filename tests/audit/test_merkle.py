@@ -1,6 +1,6 @@
 """RFC 9162 §2.1 Merkle trees (vault/merkle.py).
 
-1. Published vectors of transparency-dev/merkle (tests/vault/data/merkle/rfc6962_vectors.json).
+1. Published vectors of transparency-dev/merkle (tests/audit/data/merkle/rfc6962_vectors.json).
 2. Brute force against a naive reference written from the RFC's recursive definitions (MTH, PATH, PROOF),
    and Hypothesis comparing MerkleLog with the stateless functions.
 3. Tampering: bit flips, wrong index, wrong sizes, wrong roots, malformed proofs.
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vault.merkle import (
+from audit.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     MerkleLog,

@@ -28,8 +28,8 @@ from web3 import Web3
 from web3.providers import EthereumTesterProvider, HTTPProvider
 from web3.types import Wei
 
-from ._paths import node_binary, node_modules, npm_package, project_root
-from .errors import ChainUnavailable, ToolMissing
+from .._paths import node_binary, node_modules, npm_package, project_root
+from ..errors import ChainUnavailable, ToolMissing
 
 LOCAL_KINDS = ("anvil", "hardhat", "ganache", "eth-tester")
 _READY_TIMEOUT = 90.0

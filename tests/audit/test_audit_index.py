@@ -12,17 +12,18 @@ from hexbytes import HexBytes
 from sqlalchemy import delete, update
 from web3.types import RPCEndpoint
 
+from audit.checkpoints import anchor_checkpoint
+from audit.trail import VERIFY_EVENTS, Auditor
+from audit.verify import Report
 from chain_client import CompilationResult, start_node
 from chain_client.ids import resource_id
 from chain_client.indexer import Indexer, jsonable
+from db.index_store import SqlIndexStore
+from db.models import ReleaseLogRow
+from db.release_log import LogEntry
+from db.store import Store
 from tests.api.conftest import Platform, build_platform
 from tests.conftest import deploy_fresh
-from vault import Store
-from vault.audit import VERIFY_EVENTS, Auditor
-from vault.index_models import SqlIndexStore
-from vault.models import ReleaseLogRow
-from vault.releaselog import LogEntry
-from vault.verify import Report
 
 CARD = b"Resident identity card of Zhang San, 370102199001011234"
 TAX = b"Tax payment record of Zhang San, 2025"
@@ -66,7 +67,7 @@ def activity(p: Platform) -> dict[str, str]:
     kept = p.citizen.grant(p.dept.address, ["id_card", "tax_record"], "loan-application")["grant_id"]
     p.dept.release(kept, "id_card", p.dept_key)
     p.dept.release(kept, "tax_record", p.dept_key)
-    assert p.vault.anchor_checkpoint() is not None
+    assert anchor_checkpoint(p.vault.ledger, p.vault.store) is not None
     revoked = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
     p.dept.release(revoked, "id_card", p.dept_key)
     p.citizen.pause(revoked)
@@ -76,7 +77,7 @@ def activity(p: Platform) -> dict[str, str]:
     emergency = p.admin.propose_emergency(message, "Flood response, Licheng district")["emergency_id"]
     p.auditor.approve_emergency(message)
     assert p.dept.emergency_release(emergency, p.citizen.address, "id_card", p.dept_key).content == CARD
-    assert p.vault.anchor_checkpoint() is not None
+    assert anchor_checkpoint(p.vault.ledger, p.vault.store) is not None
     return {"kept": kept, "revoked": revoked, "emergency": emergency}
 
 

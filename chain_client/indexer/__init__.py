@@ -25,7 +25,7 @@ Layering: ``chain_client`` knows nothing of the database. :class:`IndexStore` is
 indexer writes through (plain dataclasses in and out); ``vault.index_models.SqlIndexStore`` is the
 SQLAlchemy adapter on the platform database::
 
-    from vault.index_models import SqlIndexStore
+    from db.index_store import SqlIndexStore
     indexer = Indexer(ledger=ledger, store=SqlIndexStore(store), confirmations=2)
     indexer.sync()
 
@@ -74,9 +74,9 @@ from web3 import Web3
 from web3.exceptions import ProviderConnectionError, Web3RPCError
 from web3.types import RPCEndpoint, RPCResponse
 
-from ._tx import guard
-from .errors import ChainError, ChainUnavailable
-from .ledger import Ledger
+from .._tx import guard
+from ..errors import ChainError, ChainUnavailable
+from ..ledger import Ledger
 
 __all__ = [
     "BlockHeader",

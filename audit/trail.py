@@ -1,12 +1,12 @@
 """Audit (SPEC §7): the trail of ledger events, and the sources verification reads.
 
-The checks themselves are in :mod:`vault.verify`; this module gives them their data:
+The checks themselves are in :mod:`audit.verify`; this module gives them their data:
 
 * :class:`RpcTrail` reads a node over JSON-RPC: every event of both contracts, the timestamp of
   each block with a release, the calldata of each release transaction (one request each) and
   every block in the range for the calldata scan. Needs nothing but the node; slow on long
   chains.
-* :class:`IndexTrail` reads the indexer's tables (:mod:`vault.index_models`), where the release
+* :class:`IndexTrail` reads the indexer's tables (:mod:`db.index_store`), where the release
   signatures, block timestamps and calldata were stored at index time: no RPC at all. Verifies
   up to the indexer's cursor; the API uses it when the indexer runs.
 
@@ -95,7 +95,7 @@ def _with_proof(event: TrailEvent, items: Sequence[tuple[str, str, int, bytes]])
 
 
 class RpcTrail:
-    """A :class:`vault.verify.TrailSource` reading the ledger's node over JSON-RPC."""
+    """A :class:`audit.verify.TrailSource` reading the ledger's node over JSON-RPC."""
 
     def __init__(
         self,
@@ -157,7 +157,7 @@ class RpcTrail:
 
 
 class IndexTrail(RpcTrail):
-    """A :class:`vault.verify.TrailSource` reading the indexer's tables; verifies up to its cursor.
+    """A :class:`audit.verify.TrailSource` reading the indexer's tables; verifies up to its cursor.
 
     Only the domain and the emergency threshold (both fixed at deployment) are read from the node.
     """

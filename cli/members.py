@@ -30,12 +30,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from api.runtime import dev_accounts
 from chain_client.ids import purpose_id, resource_id
-from qcl_client import ApiError, QclClient
-from vault.client import OpenedRelease, open_release
-from vault.errors import DecryptionError, VaultError
+from qcl_client import ApiError, DecryptionError, OpenedRelease, QclClient, open_release
+from vault.errors import VaultError
 
-from .runtime import dev_accounts
+from ._console import fail, say
 
 DEFAULT_API = "http://127.0.0.1:8000"
 DEFAULT_DATA_DIR = Path(".qcl/dev")
@@ -58,7 +58,7 @@ HEX_COLUMNS = {"address", "provider", "tx", "grant id", "document", "commitment"
 
 
 class _Out:
-    """Tables and results on stdout (progress and errors go to stderr through ``api.cli``'s helpers).
+    """Tables and results on stdout (progress and errors go to stderr through ``cli._console``).
 
     Output to a pipe or file is laid out 200 columns wide, so identifiers are not folded.
     """
@@ -77,14 +77,10 @@ out = _Out()
 
 
 def _say(message: str) -> None:
-    from .cli import _say as say  # api.cli imports this module; resolved at call time
-
     say(escape(message))
 
 
 def _fail(message: str) -> NoReturn:
-    from .cli import _fail as fail
-
     fail(escape(message), 2)
     raise typer.Exit(2)  # not reached: _fail raises
 

@@ -1,4 +1,7 @@
-"""Entries of the vault's release log: canonical bytes, one per release."""
+"""The vault's release log: the canonical bytes of its entries (one per release) and its reads.
+
+The log's format lives here, beside its table, so that the vault (which writes it) and the
+auditor (which checks it against the chain) share one definition."""
 
 from __future__ import annotations
 
@@ -6,6 +9,10 @@ import json
 from dataclasses import asdict, dataclass
 
 from eth_utils import keccak, to_checksum_address
+from sqlalchemy import func, select
+
+from .models import ReleaseLogRow
+from .store import Store
 
 #: Version tag every entry's canonical bytes start with.
 LOG_PREFIX = b"qcl-release-log/1\n"
@@ -47,3 +54,18 @@ class LogEntry:
         if not data.startswith(LOG_PREFIX):
             raise ValueError("not a release log entry")
         return cls(**json.loads(data[len(LOG_PREFIX) :]))
+
+
+def log_size(store: Store) -> int:
+    """Entries in the release log."""
+    with store.session() as s:
+        return int(s.scalar(select(func.count()).select_from(ReleaseLogRow)) or 0)
+
+
+def log_entries(store: Store, *, start: int = 0, end: int | None = None) -> list[bytes]:
+    """Canonical bytes of log entries ``start`` (inclusive) to ``end`` (exclusive), in log order."""
+    with store.session() as s:
+        query = select(ReleaseLogRow.entry).where(ReleaseLogRow.idx >= start).order_by(ReleaseLogRow.idx)
+        if end is not None:
+            query = query.where(ReleaseLogRow.idx < end)
+        return [bytes(e) for e in s.scalars(query).all()]

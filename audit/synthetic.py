@@ -24,10 +24,10 @@ from coincurve import PrivateKey
 from eth_utils import to_checksum_address
 
 from chain_client import eip712
+from db.release_log import LOG_PREFIX
 
 from ._sigcheck import keccak256
 from .merkle import MerkleLog, leaf_hash
-from .releaselog import LOG_PREFIX
 from .verify import TrailEvent, _domain_separator
 
 DOMAIN = eip712.Eip712Domain(name="Quanchenglian", version="1", chain_id=31337, verifying_contract="0x" + "5a" * 20)  # type: ignore[arg-type]
@@ -40,7 +40,7 @@ START_TIME = 1_800_000_000
 
 @dataclass
 class SyntheticTrail:
-    """A :class:`vault.verify.TrailSource` held in memory (lists tests may edit)."""
+    """A :class:`audit.verify.TrailSource` held in memory (lists tests may edit)."""
 
     events_list: list[TrailEvent]
     transactions_list: list[tuple[int, str, bytes]]  # (block, hash, calldata)

@@ -1,0 +1,251 @@
+"""Every table of the platform database (SQLAlchemy 2 declarative), one ``Base``.
+
+The vault's documents and release log, the API's login nonces, member profiles, grants, access
+requests, emergencies and operator actions, and the chain indexer's blocks, events, transactions
+and cursors. Schema changes go through the Alembic migrations in ``db/migrations``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Table, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DocumentRow(Base):
+    """One stored document. Content and metadata are ciphertext under the document's data key."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(42))
+    resource: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[str] = mapped_column(String(66))
+    issuer: Mapped[str] = mapped_column(String(42))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    #: Nanosecond storage order (strictly increasing per process): "most recently stored" (SPEC §4).
+    stored_ns: Mapped[int] = mapped_column(BigInteger)
+    content_nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    meta: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    salt: Mapped[bytes] = mapped_column(LargeBinary)
+    commitment: Mapped[str] = mapped_column(String(66))
+    key_version: Mapped[int] = mapped_column(Integer)
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    #: "pending" until the commitment is anchored on chain, then "current"; "deleted" after shredding.
+    state: Mapped[str] = mapped_column(String(16))
+    anchor_tx: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    deleted_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    tombstone_tx: Mapped[str | None] = mapped_column(String(66), nullable=True)
+
+    __table_args__ = (
+        Index("ix_documents_subject_resource", "subject", "resource_id", "stored_ns"),
+        Index("ix_documents_key_version", "key_version"),
+    )
+
+
+class ReleaseLogRow(Base):
+    """The vault's append-only release log; ``idx`` runs 0, 1, 2… without gaps."""
+
+    __tablename__ = "release_log"
+
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    release_id: Mapped[str] = mapped_column(String(66), unique=True)
+    subject: Mapped[str] = mapped_column(String(42))
+    grantee: Mapped[str] = mapped_column(String(42))
+    entry: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AuthNonce(Base):
+    """A login challenge's nonce: single use, short-lived."""
+
+    __tablename__ = "auth_nonces"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(String(42))
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    used_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class MemberProfile(Base):
+    """Off-chain facts about a member (the chain keeps only roles, a hash of the org code, keys)."""
+
+    __tablename__ = "member_profiles"
+
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    org_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    updated_by: Mapped[str] = mapped_column(String(42))
+
+
+class GrantRecord(Base):
+    """The terms of every grant relayed through this API (the chain keeps their digest)."""
+
+    __tablename__ = "grants"
+
+    grant_id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(42))
+    grantee: Mapped[str] = mapped_column(String(42))
+    terms: Mapped[str] = mapped_column(Text)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    relayed_by: Mapped[str] = mapped_column(String(42))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_grants_subject", "subject"), Index("ix_grants_grantee", "grantee"))
+
+
+class AccessRequestRow(Base):
+    """A consumer's request to a subject; answered by a signed grant or a rejection."""
+
+    __tablename__ = "access_requests"
+
+    id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    consumer: Mapped[str] = mapped_column(String(42))
+    subject: Mapped[str] = mapped_column(String(42))
+    resources: Mapped[str] = mapped_column(Text)
+    purpose: Mapped[str] = mapped_column(String(128))
+    valid_for: Mapped[int] = mapped_column(BigInteger)
+    max_uses: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    grant_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    answered_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    __table_args__ = (Index("ix_access_requests_subject", "subject"), Index("ix_access_requests_consumer", "consumer"))
+
+
+class EmergencyRecord(Base):
+    """An emergency's scope and reason text (the chain keeps the reason's hash)."""
+
+    __tablename__ = "emergencies"
+
+    emergency_id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    scope: Mapped[str] = mapped_column(Text)
+    reason_text: Mapped[str] = mapped_column(Text)
+    proposer: Mapped[str] = mapped_column(String(42))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+
+
+class ActionRecord(Base):
+    """Which logged-in member asked for each operator transaction (SPEC §3)."""
+
+    __tablename__ = "actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    actor: Mapped[str] = mapped_column(String(42))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(66))
+    tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    at: Mapped[int] = mapped_column(BigInteger)
+
+
+# ---- chain index ----------------------------------------------------------------------------
+
+#: An auto-incrementing 64-bit key (SQLite only auto-increments an INTEGER PRIMARY KEY).
+_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class IndexedBlock(Base):
+    """A block the indexer has seen: one with events or ledger transactions, or the last block of a batch."""
+
+    __tablename__ = "indexed_blocks"
+
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(66))
+    parent_hash: Mapped[str] = mapped_column(String(66))
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+
+
+class LedgerEvent(Base):
+    """One decoded log of the ledger's contracts."""
+
+    __tablename__ = "ledger_events"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(66))
+    log_index: Mapped[int] = mapped_column(Integer)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    tx_index: Mapped[int] = mapped_column(Integer)
+    #: Address of the emitting contract (ConsentLedger or AuditAnchor).
+    contract: Mapped[str] = mapped_column(String(42))
+    event: Mapped[str] = mapped_column(String(64))
+    grant_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    subject: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    grantee: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    consumer: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    resource: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    emergency_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    document_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    account: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    #: The event's arguments as JSON (bytes as 0x hex, integers of 2**53 and more as strings).
+    args: Mapped[str] = mapped_column(Text)
+    #: Release events: the request's deadline (a uint256, in decimal) and signature (0x hex).
+    deadline: Mapped[str | None] = mapped_column(String(78), nullable=True)
+    signature: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("block_hash", "log_index", name="uq_ledger_events_block_log"),
+        Index("ix_ledger_events_position", "block_number", "log_index"),
+        Index("ix_ledger_events_event", "event", "block_number"),
+        Index("ix_ledger_events_tx_hash", "tx_hash"),
+        Index("ix_ledger_events_grant_id", "grant_id"),
+        Index("ix_ledger_events_subject", "subject", "block_number"),
+        Index("ix_ledger_events_grantee", "grantee", "block_number"),
+        Index("ix_ledger_events_consumer", "consumer", "block_number"),
+        Index("ix_ledger_events_resource", "resource", "block_number"),
+        Index("ix_ledger_events_emergency_id", "emergency_id"),
+        Index("ix_ledger_events_request_id", "request_id"),
+        Index("ix_ledger_events_document_id", "document_id"),
+        Index("ix_ledger_events_account", "account"),
+    )
+
+
+class LedgerTransaction(Base):
+    """A transaction sent directly to one of the ledger's contracts (reverted ones included)."""
+
+    __tablename__ = "ledger_transactions"
+
+    hash: Mapped[str] = mapped_column(String(66), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(66))
+    tx_index: Mapped[int] = mapped_column(Integer)
+    sender: Mapped[str] = mapped_column(String(42))
+    #: The contract called (the transaction's ``to``).
+    recipient: Mapped[str] = mapped_column(String(42))
+    #: The calldata, 0x hex.
+    input: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_ledger_transactions_position", "block_number", "tx_index"),)
+
+
+class IndexerState(Base):
+    """The cursor of one indexer: every block up to ``last_block`` is indexed."""
+
+    __tablename__ = "indexer_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_block: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(66))
+
+
+#: The tables of the indexer (migrations 0003 and 0004).
+INDEX_TABLES: tuple[Table, ...] = (  # type: ignore[assignment]
+    IndexedBlock.__table__,
+    LedgerEvent.__table__,
+    LedgerTransaction.__table__,
+    IndexerState.__table__,
+)
