@@ -903,7 +903,7 @@ def _schema(store: Store) -> dict[str, Any]:
 
 def _migrate(store: Store, revision: str, *, down: bool = False) -> None:
     config = Config()
-    config.set_main_option("script_location", str(Path(__file__).parents[2] / "vault" / "migrations"))
+    config.set_main_option("script_location", str(Path(__file__).parents[2] / "db" / "migrations"))
     with store.engine.begin() as conn:
         config.attributes["connection"] = conn
         (command.downgrade if down else command.upgrade)(config, revision)
