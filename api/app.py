@@ -12,6 +12,7 @@ from chain_client import Ledger
 from chain_client.indexer import Indexer
 from db.index_store import SqlIndexStore
 from vault import Vault
+from vault.releases import ReleaseRelayer
 
 from . import errors
 from .auth import Authenticator, jwt_secret
@@ -42,8 +43,14 @@ a stable `code`.
 """
 
 
-def create_app(settings: Settings, *, ledger: Ledger, vault: Vault | None = None) -> FastAPI:
-    """Build the API around a connected :class:`Ledger` and the vault (collaborators come in)."""
+def create_app(
+    settings: Settings, *, ledger: Ledger, vault: Vault | None = None, relayer: ReleaseRelayer | None = None
+) -> FastAPI:
+    """Build the API around a connected :class:`Ledger` and the vault (collaborators come in).
+
+    ``relayer``: the release log's writer when this process records releases (``qcl dev``); by
+    default the vault's own (sending with the ledger's relayer account).
+    """
     if vault is None:
         from .runtime import open_vault
 
@@ -54,10 +61,21 @@ def create_app(settings: Settings, *, ledger: Ledger, vault: Vault | None = None
         if settings.indexer
         else None
     )
-    follower = IndexFollower(indexer, interval=settings.index_interval) if indexer is not None else None
+    follower = (
+        IndexFollower(indexer, interval=settings.index_interval)
+        if indexer is not None and settings.index_follow
+        else None
+    )
+
+    if not settings.relayer:
+        vault.use_relayer(None)  # a worker process records the releases; requests wait on the database
+    elif relayer is not None:
+        vault.use_relayer(relayer)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.relayer:
+            vault.relayer.start()
         if settings.checkpoints:
             anchor.start()
         if follower is not None:
@@ -65,6 +83,8 @@ def create_app(settings: Settings, *, ledger: Ledger, vault: Vault | None = None
         try:
             yield
         finally:
+            if settings.relayer:
+                vault.relayer.stop()
             anchor.stop()
             if follower is not None:
                 follower.stop()

@@ -1,5 +1,6 @@
 """Login (SPEC §5): EIP-4361 challenges with single-use nonces, short-lived bearer tokens, and
-roles read from the chain (cached per block, so a suspension bites at the next call)."""
+roles read from the chain (cached for ``QCL_MEMBER_CACHE_SECONDS``; a suspension made through this
+API bites at the member's next call)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ class Authenticator:
         self._settings = settings
         self._secret = secret
         self._clock = clock
-        self._cache: dict[str, tuple[int, Member]] = {}
+        self._cache: dict[str, tuple[float, Member]] = {}
         self._lock = threading.Lock()
 
     # ---- challenge and token ---------------------------------------------------------------------
@@ -150,15 +151,23 @@ class Authenticator:
         return member
 
     def _member(self, address: str, *, fresh: bool = False) -> Member:
-        head = self._ledger.head_block()
+        """The caller's registry record, read from the chain at most every ``member_cache_seconds``
+        (a suspension through this API takes effect at once: :meth:`forget`; one made elsewhere
+        within that time; the ledger itself refuses a suspended member's releases regardless)."""
+        now = time.monotonic()
         with self._lock:
             cached = self._cache.get(address)
-            if cached and cached[0] == head and not fresh:
+            if cached and now < cached[0] and not fresh:
                 return cached[1]
         member = self._ledger.member(address)
         with self._lock:
-            self._cache[address] = (head, member)
+            self._cache[address] = (now + self._settings.member_cache_seconds, member)
         return member
+
+    def forget(self, address: str) -> None:
+        """Drop the cached record of ``address`` (after this process changed it on chain)."""
+        with self._lock:
+            self._cache.pop(address, None)
 
     @staticmethod
     def _require_active(member: Member) -> None:

@@ -22,8 +22,10 @@ from chain_client import (
 )
 from chain_client._revert import RevertDecoder
 from chain_client._tx import Transactor
+from chain_client.relayer import RawSender
 from db.store import Store
 from vault import FileKeyRing, Vault
+from vault.releases import ReleaseRelayer
 
 from .settings import Settings
 
@@ -55,6 +57,39 @@ def dev_accounts(path: Path) -> DevAccounts:
         json.dump(body, fh, indent=2)
         fh.write("\n")
     return DevAccounts(admin=admin, relayer=relayer)
+
+
+def dev_account(path: Path, name: str) -> LocalAccount:
+    """One more named dev key in the accounts file (created on first use, the file kept at 0600)."""
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    if name in data:
+        return Account.from_key(data[name]["private_key"])
+    account = Account.create()
+    data[name] = {"address": account.address, "private_key": account.key.to_0x_hex()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+        fh.write("\n")
+    return account
+
+
+def release_account(settings: Settings) -> LocalAccount:
+    """The account the release relayer sends grouped releases with: ``QCL_RELEASE_KEY``, else the
+    dev key ``"releaser"`` of the accounts file. Its own account, so that the worker's nonces never
+    collide with those of API processes relaying grants."""
+    if settings.release_key is not None:
+        return Account.from_key(settings.release_key.get_secret_value())
+    if settings.env == "production":
+        raise ValueError("the release relayer (qcl worker) needs QCL_RELEASE_KEY in production")
+    return dev_account(settings.accounts_path, "releaser")
+
+
+def release_relayer(settings: Settings, ledger: Ledger, store: Store) -> ReleaseRelayer:
+    """The release log's writer of this deployment (run by ``qcl dev`` or ``qcl worker``)."""
+    account = release_account(settings)
+    sender = RawSender(w3=ledger.w3, account=account, chain_id=ledger.chain_id)
+    return ReleaseRelayer(store=store, ledger=ledger, sender=sender)
 
 
 def operator_accounts(settings: Settings) -> DevAccounts:
@@ -95,7 +130,11 @@ def bootstrap(settings: Settings, node: Node, say: Say = lambda _m: None) -> Led
     )
     accounts = operator_accounts(settings)
     if node.kind in ("anvil", "hardhat", "ganache", "eth-tester"):
-        for acct in (accounts.admin, accounts.relayer):
+        for acct in (
+            accounts.admin,
+            accounts.relayer,
+            *([] if settings.env == "production" else [release_account(settings)]),
+        ):
             if node.w3.eth.get_balance(acct.address) < 10**20:
                 node.fund(acct.address)
     elif node.w3.eth.get_balance(accounts.admin.address) == 0 and settings.env == "dev":

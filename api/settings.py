@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     manifest: Path | None = Field(None, description="deployment manifest (default: <data_dir>/deployment.json)")
     operator_key: SecretStr | None = Field(None, description="private key of the ADMIN operator account")
     relayer_key: SecretStr | None = Field(None, description="private key of the relayer account")
+    release_key: SecretStr | None = Field(
+        None, description="private key of the release relayer's account (dev: generated into accounts.json)"
+    )
     persist_chain: bool = Field(True, description="dev: keep anvil's state in <data_dir> between runs")
     database_url: str | None = Field(None, description="vault database URL (default: SQLite <data_dir>/vault.db)")
     keyring_path: Path | None = Field(None, description="key ring file (default: <data_dir>/keyring.json)")
@@ -40,6 +43,9 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8000", description="the service's public URL (its host is the SIWE domain)"
     )
     jwt_secret: SecretStr | None = Field(None, description="HMAC key of access tokens (dev: generated in <data_dir>)")
+    member_cache_seconds: float = Field(
+        1.0, ge=0, le=60, description="how long a member's roles read from the chain are reused per process"
+    )
     token_ttl: int = Field(900, ge=60, le=3600, description="access token lifetime, seconds")
     checkpoint_interval: float = Field(
         5.0, gt=0, description="anchor the release log's root this many seconds after it grew"
@@ -50,8 +56,15 @@ class Settings(BaseSettings):
         True, description="follow the chain's events into the database; the audit trail and verify read it"
     )
     index_confirmations: int = Field(0, ge=0, le=1000, description="blocks the indexer stays behind the head")
+    index_follow: bool = Field(
+        True, description="follow the chain in a background thread of this process (qcl serve never does)"
+    )
     index_interval: float = Field(2.0, gt=0, description="seconds between the indexer's polls of the chain")
     verify_workers: int | None = Field(None, ge=1, le=64, description="processes checking signatures (default: CPUs)")
+    release_timeout: float = Field(
+        30.0, gt=0, le=600, description="seconds a release request waits for its block before 503 release_pending"
+    )
+    relayer: bool = Field(True, description="record releases in this process (qcl dev; qcl serve never does)")
     max_body_bytes: int = Field(24 * 1024 * 1024, ge=1024, description="largest request body accepted")
 
     @field_validator("chain")
@@ -73,6 +86,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"production needs QCL_{name.upper()}")
             if secret.get_secret_value().lower().removeprefix("0x") in _KNOWN_DEV_KEYS:
                 raise ValueError(f"QCL_{name.upper()} is a well-known development key; refusing to start")
+        release = self.release_key.get_secret_value().lower().removeprefix("0x") if self.release_key else None
+        if release in _KNOWN_DEV_KEYS:
+            raise ValueError("QCL_RELEASE_KEY is a well-known development key; refusing to start")
         if self.manifest is None:
             raise ValueError("production needs QCL_MANIFEST, the deployment manifest of the network")
         passphrase = self.vault_passphrase.get_secret_value()

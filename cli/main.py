@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 import uvicorn
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from api.app import create_app
-from api.runtime import bootstrap, open_node, open_vault
+from api.runtime import bootstrap, open_node, open_vault, release_relayer
 from api.settings import Settings
 from chain_client import ChainError, compile_contracts, free_port
 from chain_client.nodes import port_in_use
@@ -18,6 +19,7 @@ from vault import VaultError
 from ._console import console, fail, say
 from .audit import audit_app
 from .members import admin_app, client_app, demo_app
+from .worker import run_worker
 
 app = typer.Typer(help="Quanchenglian ledger: development and operations commands.", no_args_is_help=True)
 vault_app = typer.Typer(help="The digital safe-deposit box: key ring and rotation.", no_args_is_help=True)
@@ -51,8 +53,11 @@ def dev() -> None:
         ledger = bootstrap(settings, node, say)
         say(f"dev accounts in {settings.accounts_path} (admin {ledger.tx.address})")
         say(f"API on http://{settings.api_host}:{settings.api_port}  (docs: /docs, health: /health) — Ctrl-C stops")
-        api = create_app(settings, ledger=ledger)
-        uvicorn.run(api, host=settings.api_host, port=settings.api_port, log_level="warning")
+        vault = open_vault(settings, ledger)
+        api = create_app(settings, ledger=ledger, vault=vault, relayer=release_relayer(settings, ledger, vault.store))
+        uvicorn.run(
+            api, host=settings.api_host, port=settings.api_port, log_level="warning", loop="uvloop", http="httptools"
+        )
     except ChainError as exc:
         fail(str(exc))
     finally:
@@ -62,19 +67,36 @@ def dev() -> None:
 
 
 @app.command()
-def serve() -> None:
-    """Serve the API against the chain named by QCL_CHAIN (a URL in production)."""
+def serve(
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="API processes (uvicorn workers)")] = 1,
+) -> None:
+    """Serve the API (stateless: no background loop; run `qcl worker` beside it) against QCL_CHAIN.
+
+    With more than one process QCL_CHAIN must be the JSON-RPC URL of a running node, and the
+    database should be PostgreSQL (QCL_DATABASE_URL).
+    """
     try:
         settings = Settings()
-        node = open_node(settings)
-        ledger = bootstrap(settings, node, say)
-    except (ValueError, ChainError) as exc:
-        fail(str(exc))
-        return
-    try:
-        uvicorn.run(create_app(settings, ledger=ledger), host=settings.api_host, port=settings.api_port)
-    finally:
-        node.stop()
+    except ValueError as exc:
+        fail(f"invalid configuration: {exc}")
+    if workers > 1 and not settings.chain.startswith(("http://", "https://")):
+        fail("`qcl serve --workers N` needs QCL_CHAIN set to a node's URL (each process connects to it)")
+    uvicorn.run(
+        "api.asgi:serve_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Background work: the release relayer, the chain indexer, checkpoints (one active at a time)."""
+    run_worker()
 
 
 @app.command("compile")

@@ -7,7 +7,7 @@ and cursors. Schema changes go through the Alembic migrations in ``db/migrations
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Float, Index, Integer, LargeBinary, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -249,3 +249,74 @@ INDEX_TABLES: tuple[Table, ...] = (  # type: ignore[assignment]
     LedgerTransaction.__table__,
     IndexerState.__table__,
 )
+
+
+# ---- the release path (DESIGN.md "The release path") ------------------------------------------
+
+
+class ReleaseIntent(Base):
+    """A department's signed release request, kept durably from admission to its outcome.
+
+    Written by the API before anything is sent to the chain; the relayer claims pending intents,
+    records them in one grouped transaction, and in the same database transaction that appends the
+    block's releases to the release log marks each intent ``recorded`` (with its log index) or
+    ``rejected`` (with the contract's refusal). The id is the release id,
+    ``keccak256(grantee || request id)``: the idempotency key of SPEC §9.7.
+    """
+
+    __tablename__ = "release_intents"
+
+    id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    #: "grant" or "emergency"
+    kind: Mapped[str] = mapped_column(String(16))
+    #: grant id, or emergency id
+    authority: Mapped[str] = mapped_column(String(66))
+    grantee: Mapped[str] = mapped_column(String(42))
+    subject: Mapped[str] = mapped_column(String(42))
+    resource: Mapped[str] = mapped_column(String(66))
+    request_id: Mapped[str] = mapped_column(String(66))
+    #: the request's deadline (a uint256, in decimal) and the grantee's signature (0x hex)
+    deadline: Mapped[str] = mapped_column(String(78))
+    signature: Mapped[str] = mapped_column(Text)
+    #: SHA-256 of the signed request as received: a different body under a used request id is 409.
+    body_hash: Mapped[str] = mapped_column(String(66))
+    #: the grant's terms (or the emergency's scope) as JSON, to build the transaction item
+    terms: Mapped[str] = mapped_column(Text)
+    #: the document chosen at admission (the subject's current one of that resource)
+    document_id: Mapped[str] = mapped_column(String(66))
+    #: pending -> submitted -> recorded | rejected | failed
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    #: the item's position in that transaction's grouped release
+    position: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    log_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_release_intents_status", "status", "created_at"),
+        Index("ix_release_intents_tx_hash", "tx_hash"),
+    )
+
+
+class RelayerTransaction(Base):
+    """A transaction the relayer signed, written BEFORE it is sent (so a crash between the send and
+    the database cannot lose track of it): after a restart the relayer reads its receipt, or sends
+    the very same signed bytes again."""
+
+    __tablename__ = "relayer_transactions"
+
+    tx_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
+    sender: Mapped[str] = mapped_column(String(42))
+    nonce: Mapped[int] = mapped_column(BigInteger)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    #: what the transaction carries: "releases" (a grouped release) or "emergency-release"
+    purpose: Mapped[str] = mapped_column(String(32))
+    #: sent -> mined | dropped
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_relayer_transactions_status", "status", "nonce"),)

@@ -1,10 +1,10 @@
 """The digital safe-deposit box (数字保险箱): store, read, shred and release documents.
 
-Release path (DESIGN.md): check the department's signed request off chain, simulate the
-on-chain checks (so a refusal reveals nothing about the subject's documents), find the subject's
-current document, record the release on chain and wait for its receipt, and only then unwrap the
-data key, decrypt, seal to the department's HPKE key and append to the release log. Any chain
-failure before the receipt leaves nothing decrypted, released or logged.
+Release path (DESIGN.md; the grouped, durable machinery is in :mod:`vault.releases`): check the
+department's signed request off chain and find the subject's current document, write a durable
+intent, let the relayer record it on chain (grouped with others) and append it to the release log
+in chain order, and only then unwrap the data key, decrypt and seal to the department's HPKE key.
+Any chain failure before the receipt leaves nothing decrypted, released or logged.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 from sqlalchemy import and_, delete, func, select, update
 
-from chain_client import ChainError, Ledger, Receipt, eip712
+from chain_client import ChainError, ChainUnavailable, Ledger, eip712
 from chain_client.ids import resource_id
+from chain_client.relayer import RawSender
 from chain_client.types import EmergencyScope, GrantTerms
 from db import release_log
-from db.models import DocumentRow, ReleaseLogRow
-from db.release_log import LogEntry
+from db.models import DocumentRow
 from db.store import Store
 
 from . import crypto, sealing
@@ -42,6 +42,7 @@ from .errors import (
     VaultError,
 )
 from .keyring import KeyRing
+from .releases import MAX_ATTEMPTS, Intent, ReleaseDesk, ReleaseRelayer, ReleaseRequest
 
 log = logging.getLogger("qcl.vault")
 
@@ -123,6 +124,9 @@ class Vault:
         self._clock = clock
         self._last_ns = 0
         self._ns_lock = threading.Lock()
+        #: Admission of release requests and waiting for their outcome.
+        self.desk = ReleaseDesk(store=store)
+        self._relayer: ReleaseRelayer | None = None
 
     @property
     def ledger(self) -> Ledger:
@@ -303,22 +307,136 @@ class Vault:
 
     # ---- releases --------------------------------------------------------------------------------
 
+    @property
+    def relayer(self) -> ReleaseRelayer:
+        """The release log's writer for this process (created on first use; see :mod:`vault.releases`).
+
+        By default it sends with the ledger's relayer account, sharing that account's nonces with
+        the ledger's other relayed transactions in this process.
+        """
+        if self._relayer is None:
+            with self._ns_lock:
+                if self._relayer is None:
+                    relay = self.ledger.relay
+                    sender = RawSender(
+                        w3=self.ledger.w3, account=relay.account, chain_id=self.ledger.chain_id, nonces=relay.nonces
+                    )
+                    self.use_relayer(ReleaseRelayer(store=self.store, ledger=self.ledger, sender=sender))
+        assert self._relayer is not None
+        return self._relayer
+
+    def use_relayer(self, relayer: ReleaseRelayer | None) -> None:
+        """Attach the process's relayer (None: releases are recorded by a worker process)."""
+        self._relayer = relayer
+        if relayer is not None:
+            relayer.notify = self.desk.waiters.notify
+            self.desk.wake = relayer.wake
+        else:
+            self.desk.wake = lambda: None
+
+    def prepare_release(
+        self, *, terms: GrantTerms, resource: bytes, request_id: bytes, deadline: int, signature: bytes
+    ) -> tuple[ReleaseRequest, DocumentRow]:
+        """Check a grantee's signed request off chain and find the document it would release.
+
+        Raises :class:`ReleaseRefused` for a signature that is not the grantee's. When the subject
+        holds no such document, the chain is asked (a simulation: nothing recorded) first, so that a
+        refused department learns nothing about which documents the subject holds.
+        """
+        domain = self.ledger.domain()
+        grant_id = eip712.digest(domain, "Grant", terms.message())
+        message = {"grantId": grant_id, "resource": resource, "requestId": request_id, "deadline": deadline}
+        self._check_signer(eip712.signable(domain, "ReleaseRequest", message), signature, terms.grantee)
+        request = ReleaseRequest(
+            kind="grant",
+            authority=grant_id,
+            grantee=to_checksum_address(terms.grantee),
+            subject=to_checksum_address(terms.subject),
+            resource=resource,
+            request_id=request_id,
+            deadline=deadline,
+            signature=signature,
+            terms=terms,
+        )
+        try:
+            row = self.current_document(request.subject, "0x" + resource.hex())
+        except (NoCurrentDocument, DocumentDeleted):
+            self.ledger.check_release(terms, resource, request_id, deadline, signature)
+            raise
+        return request, row
+
+    def prepare_emergency_release(
+        self,
+        *,
+        scope: EmergencyScope,
+        consumer: str,
+        subject: str,
+        resource: bytes,
+        request_id: bytes,
+        deadline: int,
+        signature: bytes,
+    ) -> tuple[ReleaseRequest, DocumentRow]:
+        """:meth:`prepare_release` for an emergency release (flagged ``emergency`` in the log)."""
+        message = {
+            "emergencyId": scope.emergency_id,
+            "subject": subject,
+            "resource": resource,
+            "requestId": request_id,
+            "deadline": deadline,
+        }
+        self._check_signer(
+            eip712.signable(self.ledger.domain(), "EmergencyReleaseRequest", message), signature, consumer
+        )
+        request = ReleaseRequest(
+            kind="emergency",
+            authority=scope.emergency_id,
+            grantee=to_checksum_address(consumer),
+            subject=to_checksum_address(subject),
+            resource=resource,
+            request_id=request_id,
+            deadline=deadline,
+            signature=signature,
+            terms=scope,
+        )
+        try:
+            row = self.current_document(request.subject, "0x" + resource.hex())
+        except (NoCurrentDocument, DocumentDeleted):
+            self.ledger.check_emergency_release(scope, subject, resource, request_id, deadline, signature)
+            raise
+        return request, row
+
+    def deliver(self, intent: Intent, recipient_key: bytes) -> Release:
+        """The document of a recorded intent, sealed to ``recipient_key`` (SPEC §4). Only ever for
+        an intent the chain recorded: no receipt, no document."""
+        if intent.status != "recorded" or intent.tx_hash is None or intent.log_index is None:
+            raise VaultError(f"release {intent.id} is not recorded")
+        if len(recipient_key) not in (sealing.X25519_KEY_BYTES, sealing.HYBRID_KEY_BYTES):
+            raise ReleaseRefused("hpke_key_missing", "the consumer has no usable HPKE key registered")
+        with self.store.session() as s:
+            row = s.get(DocumentRow, intent.document_id)
+        if row is None:
+            raise DocumentNotFound(f"no document {intent.document_id}")
+        content, _ = self._decrypt(row)
+        sealed = sealing.seal(content, recipient_key, _b32(intent.authority), _b32(intent.request_id))
+        return Release(
+            release_id=intent.id,
+            tx_hash=intent.tx_hash,
+            block_number=int(intent.block_number or 0),
+            sealed=sealed,
+            document=DocumentInfo.of(row),
+            log_index=intent.log_index,
+        )
+
     def release(
         self, *, terms: GrantTerms, resource: bytes, request_id: bytes, deadline: int, signature: bytes
     ) -> Release:
-        """Release the subject's current document of ``resource`` under a grant (see module doc)."""
-        grant_id = eip712.digest(self.ledger.domain(), "Grant", terms.message())
-        message = {"grantId": grant_id, "resource": resource, "requestId": request_id, "deadline": deadline}
-        self._check_signer(eip712.signable(self.ledger.domain(), "ReleaseRequest", message), signature, terms.grantee)
-        # Ask the chain first (a simulation: nothing recorded), so that a refused department learns
-        # nothing about which documents the subject holds.
-        self.ledger.check_release(terms, resource, request_id, deadline, signature)
-        row = self.current_document(to_checksum_address(terms.subject), "0x" + resource.hex())
-        key = self._recipient_key(terms.grantee)
-        receipt = self.ledger.record_release(terms, resource, request_id, deadline, signature)
-        return self._deliver(
-            row, key, kind="grant", authority=grant_id, grantee=terms.grantee, request_id=request_id, receipt=receipt
+        """Release the subject's current document of ``resource`` under a grant, synchronously:
+        admit, record (this process's relayer, one group), deliver. The API uses the same steps
+        with many requests per group (see :mod:`vault.releases`)."""
+        request, row = self.prepare_release(
+            terms=terms, resource=resource, request_id=request_id, deadline=deadline, signature=signature
         )
+        return self._release_now(request, row)
 
     def emergency_release(
         self,
@@ -332,29 +450,32 @@ class Vault:
         signature: bytes,
     ) -> Release:
         """Release under an approved emergency; the log entry is flagged ``emergency``."""
-        message = {
-            "emergencyId": scope.emergency_id,
-            "subject": subject,
-            "resource": resource,
-            "requestId": request_id,
-            "deadline": deadline,
-        }
-        self._check_signer(
-            eip712.signable(self.ledger.domain(), "EmergencyReleaseRequest", message), signature, consumer
-        )
-        self.ledger.check_emergency_release(scope, subject, resource, request_id, deadline, signature)
-        row = self.current_document(to_checksum_address(subject), "0x" + resource.hex())
-        key = self._recipient_key(consumer)
-        receipt = self.ledger.record_emergency_release(scope, subject, resource, request_id, deadline, signature)
-        return self._deliver(
-            row,
-            key,
-            kind="emergency",
-            authority=scope.emergency_id,
-            grantee=consumer,
+        request, row = self.prepare_emergency_release(
+            scope=scope,
+            consumer=consumer,
+            subject=subject,
+            resource=resource,
             request_id=request_id,
-            receipt=receipt,
+            deadline=deadline,
+            signature=signature,
         )
+        return self._release_now(request, row)
+
+    def _release_now(self, request: ReleaseRequest, row: DocumentRow) -> Release:
+        key = self._recipient_key(request.grantee)
+        intent, _ = self.desk.admit(request, document_id=row.id)
+        for _attempt in range(MAX_ATTEMPTS + 1):
+            if intent.final:
+                break
+            self.relayer.step()
+            found = self.desk.find(intent.id)
+            assert found is not None
+            intent = found
+        if not intent.final:
+            raise ChainUnavailable(f"release {intent.id} is not recorded yet; send the same request again")
+        if intent.status != "recorded":
+            raise refusal(intent)
+        return self.deliver(intent, key)
 
     def _check_signer(self, signable: Any, signature: bytes, expected: str) -> None:
         try:
@@ -369,77 +490,6 @@ class Vault:
         if len(key) not in (sealing.X25519_KEY_BYTES, sealing.HYBRID_KEY_BYTES):
             raise ReleaseRefused("hpke_key_missing", "the consumer has no usable HPKE key registered")
         return key
-
-    def _deliver(
-        self,
-        row: DocumentRow,
-        recipient_key: bytes,
-        *,
-        kind: str,
-        authority: bytes,
-        grantee: str,
-        request_id: bytes,
-        receipt: Receipt,
-    ) -> Release:
-        """After the receipt: decrypt, seal, log. Runs only once the chain has recorded the release."""
-        content, _ = self._decrypt(row)
-        sealed = sealing.seal(content, recipient_key, authority, request_id)
-        release_id = release_log.release_id(grantee, request_id)
-        index = self._append_log(
-            release_id=release_id,
-            kind=kind,
-            authority="0x" + authority.hex(),
-            subject=row.subject,
-            grantee=to_checksum_address(grantee),
-            resource=row.resource_id,
-            request_id="0x" + request_id.hex(),
-            document_id=row.id,
-            commitment=row.commitment,
-            receipt=receipt,
-        )
-        return Release(
-            release_id=release_id,
-            tx_hash=receipt.tx_hash,
-            block_number=receipt.block_number,
-            sealed=sealed,
-            document=DocumentInfo.of(row),
-            log_index=index,
-        )
-
-    def _append_log(self, *, receipt: Receipt, **fields: Any) -> int:
-        for attempt in range(5):
-            try:
-                with self.store.session() as s:
-                    index = self.store.next_log_index(s)
-                    entry = LogEntry(
-                        index=index,
-                        tx_hash=receipt.tx_hash,
-                        block_number=receipt.block_number,
-                        released_at=int(self._clock()),
-                        **fields,
-                    )
-                    s.add(
-                        ReleaseLogRow(
-                            idx=index,
-                            release_id=entry.release_id,
-                            subject=entry.subject,
-                            grantee=entry.grantee,
-                            entry=entry.canonical(),
-                            created_at=entry.released_at,
-                            tx_hash=receipt.tx_hash,
-                        )
-                    )
-                return index
-            except Exception as exc:
-                if attempt == 4:
-                    log.error(
-                        "release %s recorded on chain (%s) but not logged: %s",
-                        fields["release_id"],
-                        receipt.tx_hash,
-                        exc,
-                    )
-                    raise
-        raise AssertionError("unreachable")
 
     def log_size(self) -> int:
         """Entries in the release log."""
@@ -571,3 +621,17 @@ def _address(value: str, what: str) -> str:
         return to_checksum_address(value)
     except (ValueError, TypeError):
         raise InvalidInput(f"{what} is not a valid address: {value!r}") from None
+
+
+def _b32(value: str) -> bytes:
+    return bytes.fromhex(value[2:])
+
+
+def refusal(intent: Intent) -> Exception:
+    """The error a refused (or failed) intent answers with: the contract's typed refusal."""
+    from chain_client import errors as ce
+
+    if intent.status == "failed":
+        return ce.TransactionFailed(f"release {intent.id} could not be recorded", tx_hash=intent.tx_hash)
+    name = intent.error or "ContractRevert"
+    return ce.REVERT_CLASSES.get(name, ce.ContractRevert)(name, {}, tx_hash=intent.tx_hash)

@@ -7,19 +7,21 @@ import time
 from typing import Annotated
 
 from eth_utils import keccak
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from chain_client import Member, Role
 from chain_client.types import EmergencyScope
 from db.models import EmergencyRecord
+from vault.releases import Intent, RequestReused
 
 from ..deps import ConsumerMember, CurrentMember, LedgerDep, VaultDep, require
 from ..errors import Problem
 from ..types import Address, Bytes32, Limit, Offset, Signature, Uint64, Uint256
 from .common import PROBLEM_RESPONSES
-from .releases import ReleasePublic, release_answer
+from .releases import ReleasePublic, answer_release
 
 router = APIRouter(prefix="/v1/emergencies", tags=["emergencies"], responses=PROBLEM_RESPONSES)
 
@@ -175,24 +177,38 @@ def list_emergencies(
 
 
 @router.post("/{emergency_id}/releases", response_model=ReleasePublic, status_code=201)
-def release(
-    emergency_id: str, body: SignedEmergencyRelease, consumer: ConsumerMember, ledger: LedgerDep, vault: VaultDep
+async def release(
+    request: Request,
+    response: Response,
+    emergency_id: str,
+    body: SignedEmergencyRelease,
+    consumer: ConsumerMember,
+    vault: VaultDep,
 ) -> ReleasePublic:
-    """A listed consumer's release under an active emergency (flagged in the subject's access log)."""
-    record = _record(vault, emergency_id)
-    scope = EmergencyMessage.model_validate_json(record.scope)
-    if body.message.emergencyId != record.emergency_id:
-        raise Problem(422, "invalid_input", "the emergencyId in the message differs from the one in the path")
-    if consumer.address not in scope.consumers:
-        raise Problem(403, "emergency_out_of_scope", "this consumer is not listed in the emergency")
+    """A listed consumer's release under an active emergency (flagged in the subject's access log);
+    recorded by the relayer like every release, idempotent by request id (SPEC §9.7)."""
     m = body.message
-    done = vault.emergency_release(
-        scope=scope.scope(),
-        consumer=consumer.address,
-        subject=m.subject,
-        resource=bytes.fromhex(m.resource[2:]),
-        request_id=bytes.fromhex(m.requestId[2:]),
-        deadline=m.deadline,
-        signature=_sig(body.signature),
-    )
-    return release_answer(done)
+
+    def admit() -> tuple[Intent, bool]:
+        record = _record(vault, emergency_id)
+        scope = EmergencyMessage.model_validate_json(record.scope)
+        if m.emergencyId != record.emergency_id:
+            raise Problem(422, "invalid_input", "the emergencyId in the message differs from the one in the path")
+        if consumer.address not in scope.consumers:
+            raise Problem(403, "emergency_out_of_scope", "this consumer is not listed in the emergency")
+        prepared, row = vault.prepare_emergency_release(
+            scope=scope.scope(),
+            consumer=consumer.address,
+            subject=m.subject,
+            resource=bytes.fromhex(m.resource[2:]),
+            request_id=bytes.fromhex(m.requestId[2:]),
+            deadline=m.deadline,
+            signature=_sig(body.signature),
+        )
+        try:
+            return vault.desk.admit(prepared, document_id=row.id)
+        except RequestReused as exc:
+            raise Problem(409, "request_used", str(exc)) from None
+
+    intent, created = await run_in_threadpool(admit)
+    return await answer_release(request, response, vault, consumer, intent, created=created)

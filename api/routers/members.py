@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chain_client import Member, Role
@@ -131,6 +131,7 @@ def read(
 
 @router.post("/{address}/suspend", response_model=MemberPublic)
 def suspend(
+    request: Request,
     account: Annotated[Address, Path(alias="address")],
     admin: AdminMember,
     ledger: LedgerDep,
@@ -140,6 +141,7 @@ def suspend(
     """Suspend a member (or reinstate with ``{"suspended": false}``); takes effect at their next call."""
     suspended = True if body is None else body.suspended
     receipt = ledger.set_suspended(account, suspended)
+    request.app.state.authenticator.forget(account)
     with vault.store.session() as s:
         record_action(
             s,

@@ -6,13 +6,16 @@ import base64
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
-from chain_client import Role
+from chain_client import Member, Role
 from chain_client.indexer import Indexer
-from vault import Release
+from vault import Release, Vault
+from vault.releases import Intent, RequestReused
+from vault.service import refusal
 
 from ..deps import ConsumerMember, CurrentMember, VaultDep
 from ..errors import Problem
@@ -54,22 +57,74 @@ class ReleasePublic(BaseModel):
     document: ReleasedDocument
 
 
-@router.post("/v1/releases", response_model=ReleasePublic, status_code=201)
-def release(body: SignedRelease, consumer: ConsumerMember, vault: VaultDep) -> ReleasePublic:
-    """Record the release on chain, then deliver the document sealed to the caller's HPKE key."""
-    terms = grant_terms(vault, body.message.grantId)
-    if terms is None:
-        raise Problem(404, "grant_not_found", "no grant with this id was relayed through this service")
-    if terms.grantee != consumer.address:
-        raise Problem(403, "not_grantee", "only the grantee may request releases under this grant")
-    done = vault.release(
-        terms=terms,
-        resource=bytes.fromhex(body.message.resource[2:]),
-        request_id=bytes.fromhex(body.message.requestId[2:]),
-        deadline=body.message.deadline,
-        signature=bytes.fromhex(body.signature[2:]),
-    )
+@router.post(
+    "/v1/releases",
+    response_model=ReleasePublic,
+    status_code=201,
+    responses={200: {"model": ReleasePublic, "description": "the same signed request again (SPEC §9.7)"}},
+)
+async def release(
+    request: Request, response: Response, body: SignedRelease, consumer: ConsumerMember, vault: VaultDep
+) -> ReleasePublic:
+    """Record the release on chain (grouped with others), then deliver the document sealed to the
+    caller's HPKE key. The same signed request again returns the same release (200), sealed anew."""
+    m = body.message
+
+    def admit() -> tuple[Intent, bool]:
+        terms = grant_terms(vault, m.grantId)
+        if terms is None:
+            raise Problem(404, "grant_not_found", "no grant with this id was relayed through this service")
+        if terms.grantee != consumer.address:
+            raise Problem(403, "not_grantee", "only the grantee may request releases under this grant")
+        prepared, row = vault.prepare_release(
+            terms=terms,
+            resource=_b32(m.resource),
+            request_id=_b32(m.requestId),
+            deadline=m.deadline,
+            signature=_b32(body.signature),
+        )
+        try:
+            return vault.desk.admit(prepared, document_id=row.id)
+        except RequestReused as exc:
+            raise Problem(409, "request_used", str(exc)) from None
+
+    intent, created = await run_in_threadpool(admit)
+    return await answer_release(request, response, vault, consumer, intent, created=created)
+
+
+@router.get("/v1/releases/{release_id}", response_model=ReleasePublic)
+async def read_release(
+    request: Request, response: Response, release_id: Bytes32, consumer: ConsumerMember, vault: VaultDep
+) -> ReleasePublic:
+    """A release again (the grantee only), sealed anew: for a department whose answer was lost."""
+    intent = await run_in_threadpool(vault.desk.find, release_id)
+    if intent is None or intent.grantee != consumer.address:
+        raise Problem(404, "release_not_found", "no release of yours with this id")
+    return await answer_release(request, response, vault, consumer, intent, created=False)
+
+
+async def answer_release(
+    request: Request, response: Response, vault: Vault, consumer: Member, intent: Intent, *, created: bool
+) -> ReleasePublic:
+    """Wait for the intent's outcome; the sealed document once recorded, its refusal otherwise."""
+    settings = request.app.state.settings
+    if not intent.final:
+        intent = await vault.desk.wait(intent.id, timeout=settings.release_timeout)
+    if not intent.final:
+        raise Problem(
+            503,
+            "release_pending",
+            "the release is not recorded yet (the chain is slow or down); send the same signed request again",
+        )
+    if intent.status != "recorded":
+        raise refusal(intent)
+    done = await run_in_threadpool(vault.deliver, intent, consumer.hpke_key)
+    response.status_code = 201 if created else 200
     return release_answer(done)
+
+
+def _b32(value: str) -> bytes:
+    return bytes.fromhex(value[2:])
 
 
 def release_answer(done: Release) -> ReleasePublic:

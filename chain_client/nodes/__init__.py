@@ -26,7 +26,7 @@ from typing import Any
 
 from web3 import Web3
 from web3.providers import EthereumTesterProvider, HTTPProvider
-from web3.types import Wei
+from web3.types import RPCEndpoint, Wei
 
 from .._paths import node_binary, node_modules, npm_package, project_root
 from ..errors import ChainUnavailable, ToolMissing
@@ -156,7 +156,14 @@ def _command(kind: str, host: str, port: int, chain_id: int | None, state_path: 
 
 
 def _http_w3(url: str, timeout: float = 30.0) -> Web3:
-    return Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    # the chain id never changes: web3 validates every contract call with it, so ask once
+    provider = HTTPProvider(
+        url,
+        request_kwargs={"timeout": timeout},
+        cache_allowed_requests=True,
+        cacheable_requests={RPCEndpoint("eth_chainId")},
+    )
+    return Web3(provider)
 
 
 def start_node(

@@ -35,6 +35,11 @@ class Platform:
     def stranger(self) -> QclClient:
         return QclClient(http=self.http, account=Account.create())
 
+    def close(self) -> None:
+        """Stop the release relayer's thread and close the database."""
+        self.vault.relayer.stop()
+        self.vault.store.dispose()
+
 
 def build_platform(deployed: Deployed, tmp_path: Path) -> Platform:
     """An API on ``deployed`` with a SQLite vault under ``tmp_path`` and logged-in members."""
@@ -45,6 +50,7 @@ def build_platform(deployed: Deployed, tmp_path: Path) -> Platform:
         ledger=deployed.ledger,
     )
     http = TestClient(create_app(settings, ledger=deployed.ledger, vault=vault), raise_server_exceptions=False)
+    vault.relayer.start()  # what the app's lifespan does in `qcl dev` (the TestClient runs no lifespan)
     admin = QclClient(http=http, account=deployed.admin)
     assert admin.login() == ["ADMIN"]
     members = {
@@ -79,4 +85,4 @@ def build_platform(deployed: Deployed, tmp_path: Path) -> Platform:
 def platform(deployed: Deployed, tmp_path: Path) -> Iterator[Platform]:
     built = build_platform(deployed, tmp_path)
     yield built
-    built.vault.store.dispose()
+    built.close()

@@ -50,7 +50,7 @@ from api.auth import AUDIENCE, jwt_secret
 from api.settings import Settings
 from chain_client import CompilationResult, Node, eip712
 from chain_client.ids import new_nonce, purpose_id, resource_id
-from qcl_client import QclClient
+from qcl_client import QclClient, open_sealed
 from tests.api.conftest import Platform, build_platform
 from tests.conftest import deploy_fresh
 
@@ -138,7 +138,7 @@ def world(anvil: Node, compiled: CompilationResult, tmp_path_factory: pytest.Tem
         second_citizen=second_citizen,
         headers=headers,
     )
-    p.vault.store.dispose()
+    p.close()
 
 
 # ---- signing and fresh objects -----------------------------------------------------------------------
@@ -397,6 +397,21 @@ def b_release(w: World, c: Ctx) -> Call:
     return Call("POST", "/v1/releases", json=signed(c.signer, "ReleaseRequest", message))
 
 
+def b_release_read(w: World, c: Ctx) -> Call:
+    return Call("GET", f"/v1/releases/{w.release_id}")
+
+
+def c_release_read(w: World, caller: str, body: Any) -> None:
+    assert body["release_id"] == w.release_id and body["document"]["document_id"] == w.doc_id
+    sealed = base64.b64decode(body["sealed"])
+    assert open_sealed(sealed, w.p.dept_key, bytes.fromhex(w.grant_id[2:]), _request_of(w, body)) == CARD
+
+
+def _request_of(w: World, body: Any) -> bytes:
+    entry = next(e for e in w.p.citizen.access_log(w.p.citizen.address) if e["release_id"] == body["release_id"])
+    return bytes.fromhex(entry["request_id"][2:])
+
+
 def b_access_log(w: World, c: Ctx) -> Call:
     return Call("GET", f"/v1/subjects/{w.p.citizen.address}/access-log")
 
@@ -558,6 +573,11 @@ MATRIX: dict[tuple[str, str], Row] = {
         only({"dept": CREATED, "other_dept": (403, "not_grantee")}),
         rightful="dept",
         self_signed=True,
+    ),
+    ("GET", "/v1/releases/{release_id}"): Row(
+        b_release_read,
+        only({"dept": OK, "other_dept": (404, "release_not_found")}),
+        check=c_release_read,
     ),
     ("GET", "/v1/subjects/{address}/access-log"): Row(
         b_access_log, only({"citizen": OK, "auditor": OK}, (403, "forbidden")), check=c_access_log

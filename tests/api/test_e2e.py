@@ -40,7 +40,26 @@ def test_the_whole_story(platform: Platform) -> None:
         anchored_commitment=p.deployed.ledger.document(bytes.fromhex(doc["document_id"][2:])).commitment,
     )
     assert opened.content == CARD
-    _expect("request_used", 409, p.dept.release, grant_id, "id_card", p.dept_key, body=first_body)  # replay
+    # SPEC §9.7: the exact same signed request again is the same release (200), not a second use
+    again = p.http.post("/v1/releases", json=first_body, headers={"Authorization": f"Bearer {p.dept.token}"})
+    assert again.status_code == 200
+    first_answer = p.dept.call("GET", f"/v1/releases/{again.json()['release_id']}")
+    assert (again.json()["tx_hash"], again.json()["document"]) == (first_answer["tx_hash"], first_answer["document"])
+    assert p.dept.grants(grantee=p.dept.address)[0]["uses"] == 1
+    # another request under the same request id is a replay
+    request_id = bytes.fromhex(first_body["message"]["requestId"][2:])
+    other = p.dept.release_request(grant_id, "id_card", request_id=request_id)
+    other["message"]["deadline"] = str(int(other["message"]["deadline"]) + 1)
+    other = p.dept._signed(  # re-signed: a valid, different request under a used request id
+        "ReleaseRequest",
+        {
+            "grantId": bytes.fromhex(grant_id[2:]),
+            "resource": bytes.fromhex(other["message"]["resource"][2:]),
+            "requestId": request_id,
+            "deadline": int(other["message"]["deadline"]),
+        },
+    )
+    _expect("request_used", 409, p.dept.release, grant_id, "id_card", p.dept_key, body=other)
     assert p.dept.release(grant_id, "id_card", p.dept_key).content == CARD
     _expect("grant_exhausted", 403, p.dept.release, grant_id, "id_card", p.dept_key)
     assert p.dept.grants(grantee=p.dept.address)[0]["status"] == "exhausted"

@@ -388,7 +388,18 @@ def _replayed_release(p: Platform) -> tuple[str, str, httpx.Response]:
     body = p.dept.release_request(grant_id, "id_card")
     headers = {"Authorization": f"Bearer {p.dept.token}"}
     assert p.http.post("/v1/releases", json=body, headers=headers).status_code == 201
-    return "/v1/releases", "POST", p.http.post("/v1/releases", json=body, headers=headers)
+    assert p.http.post("/v1/releases", json=body, headers=headers).status_code == 200  # the same request (§9.7)
+    other = p.dept.release_request(grant_id, "id_card", request_id=bytes.fromhex(body["message"]["requestId"][2:]))
+    other = p.dept._signed(  # another request (a later deadline) under the used request id
+        "ReleaseRequest",
+        {
+            "grantId": bytes.fromhex(grant_id[2:]),
+            "resource": bytes.fromhex(other["message"]["resource"][2:]),
+            "requestId": bytes.fromhex(body["message"]["requestId"][2:]),
+            "deadline": int(body["message"]["deadline"]) + 1,
+        },
+    )
+    return "/v1/releases", "POST", p.http.post("/v1/releases", json=other, headers=headers)
 
 
 def _member_exists(p: Platform) -> tuple[str, str, httpx.Response]:
@@ -435,7 +446,7 @@ UNDOCUMENTED: dict[str, tuple[Callable[[Platform], tuple[str, str, httpx.Respons
         (409, "nonce_used"),
         "409 conflicts are documented",
     ),
-    "409 request_used (POST /v1/releases, replayed)": (
+    "409 request_used (POST /v1/releases, another request under a used id)": (
         _replayed_release,
         (409, "request_used"),
         "409 conflicts are documented",

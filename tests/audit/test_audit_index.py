@@ -191,7 +191,7 @@ def own_platform(tmp_path: Path, compiled: CompilationResult) -> Iterator[Platfo
         (tmp_path / "platform").mkdir()
         built = build_platform(deploy_fresh(node, compiled), tmp_path / "platform")
         yield built
-        built.vault.store.dispose()
+        built.close()
     finally:
         node.stop()
 

@@ -8,6 +8,7 @@ runs end to end against ``qcl dev`` started as a subprocess, as a person would.
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -246,8 +247,12 @@ def test_client_login_request_release_and_open(api: Platform, tmp_path: Path) ->
     body = json.loads(request.read_text())
     assert body["message"]["grantId"] == grant_id and body["signature"].startswith("0x")
     again = [*release, "--request", str(request)]
-    assert _run(again, QCL_KEY=dept_key).exit_code == 0
-    _failed(_run(again, QCL_KEY=dept_key), "409 request_used")  # a replayed request is refused
+    first = _run(again, QCL_KEY=dept_key)
+    assert first.exit_code == 0, first.output
+    replayed = _run(again, QCL_KEY=dept_key)  # the same signed request: the same release (SPEC §9.7)
+    assert replayed.exit_code == 0, replayed.output
+    tx = re.search(r"tx\s+(0x[0-9a-f]{64})", first.output.replace("\n", " "))
+    assert tx is not None and tx.group(1) in replayed.output.replace("\n", " ")
     _failed(_run([*release[:3], "tax_record", *release[4:], "--request", str(request)], QCL_KEY=dept_key), "another")
 
     other = tmp_path / "other.hpke"

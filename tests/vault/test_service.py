@@ -200,20 +200,6 @@ def test_crypto_shredding_stops_reads_and_releases(
         vault.read_document(doc_id, subject=world.citizen.address)
 
 
-class _FailingLedger:
-    """The real ledger, except that recording a release fails the way a chain can."""
-
-    def __init__(self, ledger, failure: Exception) -> None:  # type: ignore[no-untyped-def]
-        self._ledger, self._failure, self.calls = ledger, failure, 0
-
-    def record_release(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        self.calls += 1
-        raise self._failure
-
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        return getattr(self._ledger, name)
-
-
 @pytest.mark.parametrize(
     "failure",
     [
@@ -223,19 +209,45 @@ class _FailingLedger:
     ],
 )
 def test_chain_failure_releases_nothing(
-    vault: Vault, world: World, dept_key: x25519.X25519PrivateKey, failure: Exception
-) -> None:
+    vault: Vault, world: World, dept_key: x25519.X25519PrivateKey, failure: Exception, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A send that never reaches the node, a receipt that never comes, a transaction that fails as
+    a whole (out of gas, every attempt): nothing decrypted, released or logged."""
+    from vault import releases
+
     _store_id_card(vault, world)
     terms, grant_id = world.grant()
     request_id, deadline, signature = world.release_request(grant_id)
-    failing = _FailingLedger(world.ledger, failure)
     unwraps = []
     real_unwrap = vault.keyring.unwrap
     vault.keyring.unwrap = lambda *a: unwraps.append(a) or real_unwrap(*a)  # type: ignore[method-assign]
-    broken = Vault(store=vault.store, keyring=vault.keyring, ledger=failing)  # type: ignore[arg-type]
+    sender = vault.relayer.sender
+    calls = []
+    if isinstance(failure, ChainUnavailable) and "ConnectionError" in str(failure):
+
+        def send(tx):  # type: ignore[no-untyped-def]
+            calls.append(tx)
+            raise failure
+
+        monkeypatch.setattr(sender, "send", send)
+    elif isinstance(failure, ChainUnavailable):
+        real_send = sender.send
+        monkeypatch.setattr(sender, "send", lambda tx: calls.append(tx) or real_send(tx))
+
+        def wait(tx_hash, **_kw):  # type: ignore[no-untyped-def]
+            raise failure
+
+        monkeypatch.setattr(sender, "wait", wait)
+        monkeypatch.setattr(releases, "GROUP_GAS_BASE", 30_000)  # and it would fail if mined
+        monkeypatch.setattr(releases, "GROUP_GAS_PER_ITEM", 5_000)
+    else:
+        real_send = sender.send
+        monkeypatch.setattr(sender, "send", lambda tx: calls.append(tx) or real_send(tx))
+        monkeypatch.setattr(releases, "GROUP_GAS_BASE", 30_000)  # every attempt runs out of gas
+        monkeypatch.setattr(releases, "GROUP_GAS_PER_ITEM", 5_000)
     with pytest.raises(type(failure)):
-        broken.release(terms=terms, resource=ID_CARD, request_id=request_id, deadline=deadline, signature=signature)
-    assert failing.calls == 1
+        vault.release(terms=terms, resource=ID_CARD, request_id=request_id, deadline=deadline, signature=signature)
+    assert calls  # it did try
     assert unwraps == []  # no data key was unwrapped: nothing was decrypted
     assert vault.release_log() == []
     assert world.ledger.grant_state(grant_id).uses == 0

@@ -1,0 +1,391 @@
+"""The release path at city scale, through the real API (`qcl dev` on anvil), with pre-signed bodies.
+
+Usage: .venv/bin/python scripts/bench_release.py [--releases 5000] [--clients 32 128] [--grants 1000]
+(prints figures and rewrites the "release" section of BENCHMARKS.md; `make bench` runs it).
+
+What it does, all on this machine:
+1. starts anvil and `qcl dev` (API + release relayer + indexer + checkpoints in one process) on free
+   ports in a temporary data directory; onboards a provider, a department (CONSUMER with an HPKE key),
+   an auditor and ``--subjects`` citizens; registers a resource; the provider issues one document to
+   each citizen;
+2. grants: each citizen's signed Grant (pre-signed) relayed by POST /v1/grants at each concurrency;
+3. releases: the department's signed ReleaseRequests (pre-signed, fresh request ids) sent by
+   POST /v1/releases at each concurrency; every answer's sealed document is opened and its
+   commitment checked; status reads: GET /v1/releases/{id};
+4. the naive pattern in the same run: one web3.py ``transact`` + ``wait_for_transaction_receipt``
+   per release (each client thread its own unlocked anvil account);
+5. checks itself: POST /v1/audit/verify over the whole chain finds no violation, every grant
+   answered 2xx is on chain, and the release log holds exactly the releases answered 2xx;
+6. peak resident memory (VmHWM) of the API process and of anvil.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import x25519
+from eth_account import Account
+
+from chain_client import compile_contracts, free_port, start_node
+from chain_client.ids import RequestIdAllocator, new_nonce, purpose_id, resource_id
+from qcl_client import QclClient, open_release
+from scripts._bench import ROOT, write_section
+
+RESOURCE = "social_insurance"
+PURPOSE = "benefit-review"
+
+
+@dataclass
+class Run:
+    name: str
+    clients: int
+    ok: int = 0
+    failed: dict[str, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    def row(self) -> str:
+        failed = sum(self.failed.values())
+        codes = ", ".join(f"{k} {v}" for k, v in sorted(self.failed.items())) or "none"
+        return (
+            f"| {self.name} | {self.clients} | {self.ok + failed:,} | {self.rate:,.1f} | {self.pct(0.5):,.0f} | "
+            f"{self.pct(0.99):,.0f} | {failed} ({codes}) |"
+        )
+
+
+async def _load(
+    name: str, url: str, bodies: list[tuple[str, str, Any]], clients: int, token: str, check: Any = None
+) -> tuple[Run, list[Any]]:
+    """Send ``bodies`` ((method, path, json)) with ``clients`` in flight; keep the 2xx answers."""
+    run = Run(name, clients)
+    answers: list[Any] = [None] * len(bodies)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(len(bodies)):
+        queue.put_nowait(i)
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120.0, limits=limits, headers=headers) as http:
+
+        async def client() -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                method, path, body = bodies[i]
+                started = time.perf_counter()
+                try:
+                    response = await http.request(method, path, json=body)
+                except httpx.HTTPError as exc:
+                    run.failed[type(exc).__name__] = run.failed.get(type(exc).__name__, 0) + 1
+                    continue
+                run.latencies.append(time.perf_counter() - started)
+                if response.status_code < 300:
+                    run.ok += 1
+                    answers[i] = response.json()
+                else:
+                    code = f"{response.status_code} {response.json().get('code', '?')}"
+                    run.failed[code] = run.failed.get(code, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        run.seconds = time.perf_counter() - started
+    return run, answers
+
+
+def _vm_hwm(pid: int) -> int:
+    """Peak resident memory of a process in MiB (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def _wait_health(url: str, proc: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"qcl dev exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/health", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("qcl dev did not answer /health")
+
+
+def main() -> None:  # noqa: C901 - one linear script
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--releases", type=int, default=5000, help="releases per concurrency level")
+    parser.add_argument("--grants", type=int, default=1000, help="grants per concurrency level")
+    parser.add_argument("--subjects", type=int, default=100, help="citizens (one document each)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--naive", type=int, default=300, help="releases of the naive pattern")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = parser.parse_args()
+
+    compile_contracts()
+    work = Path(tempfile.mkdtemp(prefix="qcl-bench-"))
+    node = start_node("anvil", log_dir=work / "anvil-logs")
+    api_port = free_port()
+    url = f"http://127.0.0.1:{api_port}"
+    admin, relayer, releaser = Account.create(), Account.create(), Account.create()
+    data_dir = work / "data"
+    data_dir.mkdir()
+    accounts = {
+        n: {"address": a.address, "private_key": a.key.to_0x_hex()}
+        for n, a in (("admin", admin), ("relayer", relayer), ("releaser", releaser))
+    }
+    (data_dir / "accounts.json").write_text(json.dumps(accounts))
+    for account in (admin, relayer, releaser):
+        node.fund(account.address)
+    env = {
+        **os.environ,
+        "QCL_ENV": "dev",
+        "QCL_CHAIN": str(node.url),
+        "QCL_API_PORT": str(api_port),
+        "QCL_PUBLIC_URL": url,
+        "QCL_DATA_DIR": str(data_dir),
+        "QCL_CHECKPOINT_INTERVAL": "5",
+        "PYTHONPATH": str(ROOT),
+    }
+    api = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "qcl"), "dev"],
+        env=env,
+        cwd=work,
+        stderr=subprocess.STDOUT,
+        stdout=open(work / "api.log", "wb"),
+    )
+    rows: list[str] = []
+    try:
+        _wait_health(url, api)
+        print(f"qcl dev up at {url} (pid {api.pid}); anvil at {node.url}")
+        http = httpx.Client(base_url=url, timeout=120.0)
+        boss = QclClient(http=http, account=admin)
+        boss.login()
+        provider, dept, auditor = (QclClient(http=http, account=Account.create()) for _ in range(3))
+        dept_key = x25519.X25519PrivateKey.generate()
+        boss.onboard(provider.address, ["PROVIDER"], "Jinan Social Insurance Bureau", org_code="BENCH-P")
+        boss.onboard(
+            dept.address,
+            ["CONSUMER"],
+            "Housing Provident Fund Center",
+            org_code="BENCH-C",
+            hpke_public_key=dept_key.public_key().public_bytes_raw(),
+        )
+        boss.onboard(auditor.address, ["AUDITOR"], "Municipal audit office", org_code="BENCH-A")
+        boss.register_resource(RESOURCE, "Social insurance record", provider.address, 2)
+        for client in (provider, dept, auditor):
+            client.login()
+        citizens = [QclClient(http=http, account=Account.create()) for _ in range(args.subjects)]
+        for i, citizen in enumerate(citizens):
+            boss.onboard(citizen.address, ["SUBJECT"], f"Citizen {i}")
+            provider.store_document(citizen.address, RESOURCE, f"record of citizen {i}".encode() * 8)
+        print(f"{len(citizens)} citizens onboarded with one document each")
+        domain = dept.domain()
+        for citizen in citizens:
+            citizen._domain = domain
+
+        def grant_body(citizen: QclClient) -> dict[str, Any]:
+            now = int(time.time())
+            message = {
+                "subject": citizen.address,
+                "grantee": dept.address,
+                "resources": [resource_id(RESOURCE)],
+                "purpose": purpose_id(PURPOSE),
+                "validFrom": now - 60,
+                "validUntil": now + 86400,
+                "maxUses": 0,
+                "nonce": new_nonce(),
+                "deadline": now + 3600,
+            }
+            return citizen._signed("Grant", message)
+
+        chain = boss.call("GET", "/v1/chain")
+        consent = node.w3.eth.contract(
+            address=chain["contracts"]["ConsentLedger"], abi=compile_contracts()["ConsentLedger"].abi
+        )
+        messages: dict[str, dict[str, Any]] = {}
+        grant_runs: list[Run] = []
+        for clients in args.clients:
+            bodies = [("POST", "/v1/grants", grant_body(citizens[i % len(citizens)])) for i in range(args.grants)]
+            run, answers = asyncio.run(_load("grants (POST /v1/grants)", url, bodies, clients, dept.token or ""))
+            for body, answer in zip(bodies, answers, strict=True):
+                if answer:
+                    messages[answer["grant_id"]] = body[2]["message"]
+            grant_runs.append(run)
+            print(run.row())
+        # one grant per citizen is enough to release under (unlimited uses)
+        by_subject: dict[str, str] = {}
+        for grant_id, message in messages.items():
+            by_subject.setdefault(message["subject"], grant_id)
+        grants = list(by_subject.values())
+        allocator = RequestIdAllocator()
+
+        def release_body(grant_id: str) -> dict[str, Any]:
+            message = {
+                "grantId": bytes.fromhex(grant_id[2:]),
+                "resource": resource_id(RESOURCE),
+                "requestId": allocator.next(),
+                "deadline": int(time.time()) + 3600,
+            }
+            return dept._signed("ReleaseRequest", message)
+
+        release_runs: list[Run] = []
+        read_runs: list[Run] = []
+        released: list[str] = []
+        for clients in args.clients:
+            bodies = [("POST", "/v1/releases", release_body(grants[i % len(grants)])) for i in range(args.releases)]
+            run, answers = asyncio.run(
+                _load("sealed releases (POST /v1/releases)", url, bodies, clients, dept.token or "")
+            )
+            release_runs.append(run)
+            print(run.row())
+            for (_m, _p, body), answer in zip(bodies, answers, strict=True):
+                if answer:
+                    opened = open_release(
+                        answer,
+                        dept_key,
+                        grant_id=bytes.fromhex(body["message"]["grantId"][2:]),
+                        request_id=bytes.fromhex(body["message"]["requestId"][2:]),
+                    )
+                    assert opened.content.startswith(b"record of citizen")
+                    released.append(answer["release_id"])
+            reads = [("GET", f"/v1/releases/{rid}", None) for rid in released[-min(len(released), 2000) :]]
+            run, _ = asyncio.run(_load("status reads (GET /v1/releases/{id})", url, reads, clients, dept.token or ""))
+            read_runs.append(run)
+            print(run.row())
+
+        naive = _naive(
+            node.w3, consent, [(g, messages[g]) for g in grants], args.naive, min(args.clients), release_body
+        )
+        print(naive.row())
+        api_rss, anvil_rss = _vm_hwm(api.pid), _vm_hwm(node.process.pid) if node.process else 0
+
+        # ---- checks ----------------------------------------------------------------------------
+        auditor.token = auditor.token or (auditor.login() and auditor.token)
+        report = auditor.call("POST", "/v1/audit/verify", json={})
+        missing = [g for g in messages if int(consent.functions.grantState(bytes.fromhex(g[2:])).call()[0], 16) == 0]
+        log_size = len(
+            auditor.call("GET", f"/v1/subjects/{citizens[0].address}/access-log", params={"limit": 500})["items"]
+        )
+        checks = (
+            f"After the load: `POST /v1/audit/verify` over the whole chain: {report['releases']:,} releases, "
+            f"{report['log_entries']:,} log entries, {report['signatures_checked']:,} signatures checked, "
+            f"**{len(report['violations'])} violations** (the naive pattern's releases are on chain without a "
+            f"log entry by design: they bypass the vault, so they are the only `receipt_without_release` expected: "
+            f"{sum(v['code'] == 'receipt_without_release' for v in report['violations'])}). "
+            f"Grants answered 2xx: {len(messages):,}, of which missing on chain: {len(missing)}. "
+            f"Releases answered 2xx: {len(released):,}. "
+            f"Access-log entries of the first citizen: {log_size}."
+        )
+        print(checks)
+        rows = [r.row() for r in (*grant_runs, *release_runs, *read_runs, naive)]
+        best = max((r.rate for r in release_runs), default=0.0)
+        ratio = best / naive.rate if naive.rate else 0.0
+        body = (
+            f"Command: `.venv/bin/python scripts/bench_release.py --releases {args.releases} --grants {args.grants} "
+            f"--subjects {args.subjects} --clients {' '.join(map(str, args.clients))}` — `qcl dev` (API, release "
+            f"relayer, indexer and checkpoints in one process) on anvil, the load generator (httpx, asyncio, "
+            f"pre-signed bodies) in another process, all on this 2-core machine. Latency in ms.\n\n"
+            "| operation | clients | requests | per second | p50 | p99 | failed (codes) |\n"
+            "|---|---:|---:|---:|---:|---:|---|\n" + "\n".join(rows) + "\n\n"
+            f"Best sealed releases/s against the naive pattern in the same run: {ratio:.1f}x. "
+            f"Peak resident memory: API process {api_rss} MiB, anvil {anvil_rss} MiB.\n\n{checks}\n\n"
+            "Targets (issue 8): >= 400 grants/s and >= 300 sealed releases/s at 128 clients, p99 <= 1 s for "
+            "releases, >= 10x the naive pattern, zero failed valid requests."
+        )
+        if not args.no_write:
+            write_section("release", "The release path through the API (scripts/bench_release.py)", body)
+        print(body)
+    finally:
+        api.terminate()
+        try:
+            api.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            api.kill()
+        node.stop()
+
+
+def _naive(
+    w3: Any, consent: Any, grants: list[tuple[str, dict[str, Any]]], count: int, clients: int, release_body: Any
+) -> Run:
+    """One web3.py transact + wait per release (anvil's unlocked accounts), ``clients`` threads."""
+    run = Run("naive: web3 transact + wait per release", clients)
+    senders = w3.eth.accounts[:clients]
+    lock = threading.Lock()
+    counter = iter(range(count))
+
+    def worker(sender: str) -> None:
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            grant_id, g = grants[i % len(grants)]
+            body = release_body(grant_id)
+            m = body["message"]
+            grant = (
+                g["subject"],
+                g["grantee"],
+                [bytes.fromhex(r[2:]) for r in g["resources"]],
+                bytes.fromhex(g["purpose"][2:]),
+                int(g["validFrom"]),
+                int(g["validUntil"]),
+                int(g["maxUses"]),
+                int(g["nonce"]),
+                int(g["deadline"]),
+            )
+            started = time.perf_counter()
+            try:
+                tx = consent.functions.recordRelease(
+                    grant,
+                    bytes.fromhex(m["resource"][2:]),
+                    bytes.fromhex(m["requestId"][2:]),
+                    int(m["deadline"]),
+                    bytes.fromhex(body["signature"][2:]),
+                ).transact({"from": sender})
+                ok = w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+                error = "reverted"
+            except Exception as exc:  # noqa: BLE001 - counted as a failure of the naive pattern
+                ok, error = False, type(exc).__name__
+            with lock:
+                run.latencies.append(time.perf_counter() - started)
+                run.ok += ok
+                if not ok:
+                    run.failed[error] = run.failed.get(error, 0) + 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(s,)) for s in senders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,663 @@
+"""The release path (DESIGN.md "The release path"): durable intents, group commit, one log writer.
+
+1. :meth:`ReleaseDesk.admit` writes a durable **intent** for a department's signed request (the
+   release id, ``keccak256(grantee || request id)``, is its key: SPEC §9.7's idempotency key).
+2. :class:`ReleaseRelayer` — one per deployment, in the worker (``qcl worker``, or the single
+   ``qcl dev`` process) — takes every pending intent that arrived while its previous transaction
+   was being mined and records them in ONE grouped ``recordReleases`` transaction (group commit).
+   The contract checks each item on its own and reports each item's outcome.
+3. When the receipt is in, the relayer appends the block's releases to the release log **in chain
+   order** and marks every intent ``recorded`` (with its log index) or ``rejected`` (with the
+   contract's refusal) in ONE database transaction, so the log, its Merkle tree and the chain
+   agree by construction: it is the log's only writer.
+4. Waiting callers are woken; the API then seals the document to the grantee's key
+   (:meth:`ReleaseDesk.deliver`). No receipt, no document.
+5. Crash safety: each transaction is signed and stored (:class:`db.models.RelayerTransaction`)
+   before it is sent. After a restart :meth:`ReleaseRelayer.reconcile` reads the receipt of every
+   transaction that was in flight (or sends the same bytes again), so a recorded release always
+   gets its log entry and the department can fetch it again with the same signed request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from eth_abi import encode as abi_encode
+from eth_utils import function_abi_to_4byte_selector, keccak, to_checksum_address
+from hexbytes import HexBytes
+from sqlalchemy import func, select, update
+
+from chain_client import ChainError, ChainUnavailable, Ledger
+from chain_client.errors import ContractRevert
+from chain_client.indexer import _EventDecoder
+from chain_client.relayer import RawSender, SendRefused, SignedTx
+from chain_client.types import EmergencyScope, GrantTerms
+from db.models import RelayerTransaction, ReleaseIntent, ReleaseLogRow
+from db.release_log import LogEntry, release_id
+from db.store import Store
+
+log = logging.getLogger("qcl.releases")
+
+#: Items of one grouped release (the contract takes up to 256; this keeps a batch well inside a
+#: block's gas limit with the fixed gas per item below).
+MAX_GROUP = 200
+#: Gas given to a grouped release: a fixed part and a part per item (no eth_estimateGas; an item
+#: costs about 20,000 gas, a first request id of a bitmap word 17,000 more, an EIP-1271 grantee up
+#: to 100,000 more; unused gas is not paid for).
+GROUP_GAS_BASE = 80_000
+GROUP_GAS_PER_ITEM = 75_000
+#: Gas of one emergency release.
+EMERGENCY_GAS = 250_000
+#: Whole-transaction failures (out of gas, a node that lost it) an intent survives before it fails.
+MAX_ATTEMPTS = 3
+#: Intent states from which nothing changes any more.
+FINAL = frozenset({"recorded", "rejected", "failed"})
+#: The refusal recorded for an item the ledger skipped silently (a signature that is not the grantee's).
+SIGNATURE_REFUSAL = "ConsentLedgerNotGrantee"
+
+
+@dataclass(frozen=True)
+class ReleaseRequest:
+    """A department's signed request, checked and ready to be recorded."""
+
+    kind: str  # "grant" or "emergency"
+    authority: bytes  # grant id, or emergency id
+    grantee: str
+    subject: str
+    resource: bytes
+    request_id: bytes
+    deadline: int
+    signature: bytes
+    terms: GrantTerms | EmergencyScope
+
+    @property
+    def release_id(self) -> str:
+        return release_id(self.grantee, self.request_id)
+
+    def body_hash(self) -> str:
+        """SHA-256 of the signed request: equal for the exact same request sent again."""
+        body = [self.kind, self.authority.hex(), self.subject.lower(), self.resource.hex(), self.request_id.hex()]
+        body += [str(self.deadline), self.signature.hex()]
+        return "0x" + hashlib.sha256("|".join(body).encode()).hexdigest()
+
+    def terms_json(self) -> str:
+        message = self.terms.message()
+        return json.dumps({k: _jsonable(v) for k, v in message.items()}, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What the API needs of an intent: its state and, once recorded, where."""
+
+    id: str
+    kind: str
+    authority: str
+    grantee: str
+    subject: str
+    resource: str
+    request_id: str
+    document_id: str
+    body_hash: str
+    status: str
+    error: str | None
+    tx_hash: str | None
+    block_number: int | None
+    log_index: int | None
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    @classmethod
+    def of(cls, row: ReleaseIntent) -> Intent:
+        return cls(
+            id=row.id,
+            kind=row.kind,
+            authority=row.authority,
+            grantee=row.grantee,
+            subject=row.subject,
+            resource=row.resource,
+            request_id=row.request_id,
+            document_id=row.document_id,
+            body_hash=row.body_hash,
+            status=row.status,
+            error=row.error,
+            tx_hash=row.tx_hash,
+            block_number=row.block_number,
+            log_index=row.log_index,
+        )
+
+
+class RequestReused(Exception):
+    """A different signed request arrived under a request id already used by this grantee."""
+
+
+class Waiters:
+    """Wakes the callers waiting for intents (asyncio futures, woken from the relayer's thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+
+    def register(self, key: str) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            self._waiting.setdefault(key, []).append((loop, future))
+        return future
+
+    def discard(self, key: str, future: asyncio.Future[None]) -> None:
+        with self._lock:
+            waiting = self._waiting.get(key)
+            if waiting is None:
+                return
+            waiting[:] = [(lp, f) for lp, f in waiting if f is not future]
+            if not waiting:
+                del self._waiting[key]
+
+    def notify(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            woken = [w for key in keys for w in self._waiting.pop(key, [])]
+        for loop, future in woken:
+            loop.call_soon_threadsafe(_resolve, future)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class ReleaseDesk:
+    """Admission of release requests and waiting for their outcome (the API's half)."""
+
+    def __init__(self, *, store: Store, waiters: Waiters | None = None, wake: Callable[[], None] | None = None):
+        self.store = store
+        self.waiters = waiters or Waiters()
+        #: Called after an intent is admitted (wakes an in-process relayer at once).
+        self.wake = wake or (lambda: None)
+
+    def find(self, intent_id: str) -> Intent | None:
+        with self.store.session() as s:
+            row = s.get(ReleaseIntent, intent_id)
+            return Intent.of(row) if row is not None else None
+
+    def admit(self, request: ReleaseRequest, *, document_id: str) -> tuple[Intent, bool]:
+        """Write the intent (durable before anything is sent); returns it and whether it is new.
+
+        The exact same request sent again returns the existing intent; a different one under the
+        same request id raises :class:`RequestReused`.
+        """
+        from sqlalchemy.exc import IntegrityError
+
+        now = time.time()
+        row = ReleaseIntent(
+            id=request.release_id,
+            kind=request.kind,
+            authority="0x" + request.authority.hex(),
+            grantee=to_checksum_address(request.grantee),
+            subject=to_checksum_address(request.subject),
+            resource="0x" + request.resource.hex(),
+            request_id="0x" + request.request_id.hex(),
+            deadline=str(request.deadline),
+            signature="0x" + request.signature.hex(),
+            body_hash=request.body_hash(),
+            terms=request.terms_json(),
+            document_id=document_id,
+            status="pending",
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        created = True
+        try:
+            with self.store.session() as s:
+                s.add(row)
+        except IntegrityError:
+            created = False
+        intent = self.find(request.release_id)
+        if intent is None:  # pragma: no cover - the row was just written or found
+            raise ChainUnavailable("the release intent could not be stored")
+        if intent.body_hash != row.body_hash:
+            raise RequestReused(f"request id {row.request_id} was already used by this grantee for another request")
+        if created:
+            self.wake()
+        return intent, created
+
+    async def wait(self, intent_id: str, *, timeout: float, poll: float = 0.05) -> Intent:
+        """Wait until the intent is final (woken by an in-process relayer; polled otherwise)."""
+        from starlette.concurrency import run_in_threadpool
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            future = self.waiters.register(intent_id)
+            try:
+                intent = await run_in_threadpool(self.find, intent_id)
+                if intent is None or intent.final:
+                    assert intent is not None
+                    return intent
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return intent
+                try:
+                    await asyncio.wait_for(future, min(remaining, poll))
+                except TimeoutError:
+                    pass
+            finally:
+                self.waiters.discard(intent_id, future)
+
+
+class ReleaseRelayer:
+    """The release log's one writer: records pending intents in grouped transactions.
+
+    ``sender`` signs for the relayer account; ``notify`` is told which intents became final.
+    One step at a time (a lock), so within a process there is one writer; across processes the
+    worker's lock (``qcl worker``) keeps one active relayer per deployment.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        ledger: Ledger,
+        sender: RawSender,
+        notify: Callable[[Sequence[str]], None] = lambda _ids: None,
+        max_group: int = MAX_GROUP,
+        receipt_timeout: float = 120.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.sender = sender
+        self.notify = notify
+        self.max_group = max_group
+        self.receipt_timeout = receipt_timeout
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._address = to_checksum_address(ledger.consent.address)
+        entries = cast(list[dict[str, Any]], ledger.consent.abi)
+        abi = {str(e.get("name")): e for e in entries if e.get("type") in ("function", "event")}
+        releases_abi = abi["recordReleases"]
+        self._group_selector = bytes(function_abi_to_4byte_selector(cast(Any, releases_abi)))
+        self._group_types = [_abi_type(i) for i in releases_abi["inputs"]]
+        self._events = {
+            bytes(keccak(text=_event_signature(e))): _EventDecoder.of(e)
+            for name, e in abi.items()
+            if e.get("type") == "event" and name in ("ReleaseRecorded", "ReleaseRejected", "EmergencyReleaseRecorded")
+        }
+        self.groups = 0
+        self.items = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- running ---------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        """Reconcile what a crash left in flight, then run :meth:`step` in a thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="qcl-release-relayer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        reconciled = False
+        while not self._stop.is_set():
+            try:
+                if not reconciled:
+                    self.reconcile()
+                    reconciled = True
+                if self.step():
+                    continue  # what arrived meanwhile goes into the next group at once
+            except ChainError as exc:
+                log.warning("release relayer: %s (retrying)", exc)
+                reconciled = False  # a send may or may not have reached the node: settle it first
+                self._stop.wait(0.5)
+            except Exception:  # the thread must survive; the intents stay pending
+                log.exception("release relayer failed (retrying)")
+                self._stop.wait(0.5)
+            self._wake.wait(0.05)
+            self._wake.clear()
+
+    # ---- one group -------------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """Record every pending intent (up to ``max_group`` grant releases in one transaction, and
+        each emergency release in its own); returns how many intents were handled."""
+        with self._lock:
+            with self.store.session() as s:
+                rows = s.scalars(
+                    select(ReleaseIntent)
+                    .where(ReleaseIntent.status == "pending")
+                    .order_by(ReleaseIntent.created_at, ReleaseIntent.id)
+                    .limit(self.max_group)
+                ).all()
+            if not rows:
+                return 0
+            grants = [r for r in rows if r.kind == "grant"]
+            done: list[str] = []
+            if grants:
+                done += self._record_group(grants)
+            for row in rows:
+                if row.kind == "emergency":
+                    done += self._record_emergency(row)
+            self.notify(done)
+            return len(rows)
+
+    def _record_group(self, rows: Sequence[ReleaseIntent]) -> list[str]:
+        items = []
+        for row in rows:
+            terms = GrantTerms.from_message(json.loads(row.terms))
+            items.append(
+                (
+                    terms.as_tuple(),
+                    _b32(row.resource),
+                    _b32(row.request_id),
+                    int(row.deadline),
+                    bytes(HexBytes(row.signature)),
+                )
+            )
+        data = self._group_selector + abi_encode(self._group_types, [items])
+        gas = GROUP_GAS_BASE + GROUP_GAS_PER_ITEM * len(items)
+        tx = self.sender.sign(self._address, data, gas)
+        ids = [r.id for r in rows]
+        self._submitted(tx, "releases", ids)
+        receipt = self._send_and_wait(tx, ids)
+        if receipt is None:
+            return [i for i in ids if self._is_final(i)]
+        self.groups += 1
+        return self._apply(receipt, tx.tx_hash)
+
+    def _record_emergency(self, row: ReleaseIntent) -> list[str]:
+        scope = EmergencyScope.from_message(json.loads(row.terms))
+        fn = self.ledger.consent.functions.recordEmergencyRelease(
+            scope.as_tuple(),
+            to_checksum_address(row.subject),
+            _b32(row.resource),
+            _b32(row.request_id),
+            int(row.deadline),
+            bytes(HexBytes(row.signature)),
+        )
+        try:  # emergencies are rare: simulate first, so a refusal costs no transaction
+            self.ledger.relay.call(fn)
+        except ContractRevert as exc:
+            self._finish([(row.id, "rejected", exc.error, None, None, None)])
+            return [row.id]
+        data = bytes(HexBytes(fn._encode_transaction_data()))
+        tx = self.sender.sign(self._address, data, EMERGENCY_GAS)
+        self._submitted(tx, "emergency-release", [row.id])
+        receipt = self._send_and_wait(tx, [row.id])
+        if receipt is None:
+            return [row.id] if self._is_final(row.id) else []
+        return self._apply(receipt, tx.tx_hash)
+
+    def _submitted(self, tx: SignedTx, purpose: str, ids: Sequence[str]) -> None:
+        """Store the signed transaction and mark its intents, before the bytes leave the process."""
+        now = self._clock()
+        with self.store.session() as s:
+            s.add(
+                RelayerTransaction(
+                    tx_hash=tx.tx_hash,
+                    sender=self.sender.address,
+                    nonce=tx.nonce,
+                    raw=tx.raw,
+                    purpose=purpose,
+                    status="sent",
+                    created_at=now,
+                )
+            )
+            for position, intent_id in enumerate(ids):
+                s.execute(
+                    update(ReleaseIntent)
+                    .where(ReleaseIntent.id == intent_id)
+                    .values(
+                        status="submitted",
+                        tx_hash=tx.tx_hash,
+                        position=position,
+                        attempts=ReleaseIntent.attempts + 1,
+                        updated_at=now,
+                    )
+                )
+
+    def _send_and_wait(self, tx: SignedTx, ids: Sequence[str]) -> dict[str, Any] | None:
+        """Send and wait for the receipt; None when the node refused it (intents back to pending)."""
+        try:
+            self.sender.send(tx)
+        except SendRefused as exc:
+            log.warning("release relayer: %s; the %d intents wait for the next group", exc, len(ids))
+            self._requeue(tx.tx_hash, ids, dropped=True)
+            return None
+        return self.sender.wait(tx.tx_hash, timeout=self.receipt_timeout)
+
+    def _requeue(self, tx_hash: str, ids: Sequence[str], *, dropped: bool) -> None:
+        now = self._clock()
+        with self.store.session() as s:
+            if dropped:
+                s.execute(
+                    update(RelayerTransaction).where(RelayerTransaction.tx_hash == tx_hash).values(status="dropped")
+                )
+            for intent_id in ids:
+                row = s.get(ReleaseIntent, intent_id)
+                if row is None or row.status != "submitted":
+                    continue
+                if row.attempts >= MAX_ATTEMPTS:
+                    row.status, row.error = "failed", "TransactionFailed"
+                else:
+                    row.status = "pending"
+                row.tx_hash, row.position, row.updated_at = None, None, now
+
+    def _is_final(self, intent_id: str) -> bool:
+        with self.store.session() as s:
+            row = s.get(ReleaseIntent, intent_id)
+            return row is not None and row.status in FINAL
+
+    # ---- outcomes --------------------------------------------------------------------------------
+
+    def _apply(self, receipt: dict[str, Any], tx_hash: str) -> list[str]:
+        """Append the receipt's releases to the log in chain order and settle its intents, in ONE
+        database transaction; returns the intents that became final."""
+        with self.store.session() as s:
+            rows = sorted(
+                s.scalars(select(ReleaseIntent).where(ReleaseIntent.tx_hash == tx_hash)).all(),
+                key=lambda r: r.position or 0,
+            )
+            if not rows:
+                return []
+            ids = [r.id for r in rows]
+        block = int(receipt["blockNumber"], 16) if isinstance(receipt["blockNumber"], str) else receipt["blockNumber"]
+        status = receipt.get("status")
+        ok = (int(status, 16) if isinstance(status, str) else int(status or 0)) == 1
+        if not ok:  # the whole transaction failed (out of gas, …): try again, a few times
+            log.warning("release relayer: transaction %s failed as a whole; %d intents retried", tx_hash, len(rows))
+            self._requeue(tx_hash, ids, dropped=False)
+            with self.store.session() as s:
+                s.execute(
+                    update(RelayerTransaction).where(RelayerTransaction.tx_hash == tx_hash).values(status="mined")
+                )
+            return [i for i in ids if self._is_final(i)]
+        recorded: dict[tuple[str, str], int] = {}
+        rejected: dict[int, str] = {}
+        for entry in receipt.get("logs") or ():
+            if str(entry.get("address", "")).lower() != self._address.lower():
+                continue
+            topics = [bytes(HexBytes(t)) for t in entry["topics"]]
+            decoder = self._events.get(topics[0]) if topics else None
+            if decoder is None:
+                continue
+            args = decoder.decode(topics, bytes(HexBytes(entry["data"])))
+            position = int(entry["logIndex"], 16) if isinstance(entry["logIndex"], str) else int(entry["logIndex"])
+            if decoder.name == "ReleaseRejected":
+                reason = self.ledger.decoder.from_selector(bytes(HexBytes(args["reason"])), {})
+                rejected[int(args["index"])] = reason.error
+            else:
+                grantee = args.get("grantee") or args.get("consumer")
+                recorded[(str(grantee).lower(), str(args["requestId"]).lower())] = position
+        outcomes: list[tuple[str, str, str | None, int | None, str | None, int | None]] = []
+        chain_order = []
+        for index, row in enumerate(rows):
+            key = (row.grantee.lower(), row.request_id.lower())
+            if key in recorded:
+                chain_order.append((recorded[key], row))
+            else:
+                error = rejected.get(index, SIGNATURE_REFUSAL)
+                outcomes.append((row.id, "rejected", error, None, tx_hash, block))
+        chain_order.sort(key=lambda pair: pair[0])
+        self._finish(outcomes, recorded=[row for _, row in chain_order], tx_hash=tx_hash, block=block)
+        self.items += len(rows)
+        return ids
+
+    def _finish(
+        self,
+        outcomes: Sequence[tuple[str, str, str | None, int | None, str | None, int | None]],
+        *,
+        recorded: Sequence[ReleaseIntent] = (),
+        tx_hash: str | None = None,
+        block: int | None = None,
+    ) -> None:
+        """One transaction: the recorded releases appended to the log in chain order, every
+        intent settled, the relayer transaction marked mined."""
+        now = self._clock()
+        with self.store.session() as s:
+            index = s.scalar(select(func.max(ReleaseLogRow.idx)))
+            index = 0 if index is None else int(index) + 1
+            for row in recorded:
+                commitment = _document_commitment(s, row.document_id)
+                entry = LogEntry(
+                    index=index,
+                    release_id=row.id,
+                    kind=row.kind,
+                    authority=row.authority,
+                    subject=row.subject,
+                    grantee=row.grantee,
+                    resource=row.resource,
+                    request_id=row.request_id,
+                    document_id=row.document_id,
+                    commitment=commitment,
+                    tx_hash=str(tx_hash),
+                    block_number=int(block or 0),
+                    released_at=int(now),
+                )
+                s.add(
+                    ReleaseLogRow(
+                        idx=index,
+                        release_id=entry.release_id,
+                        subject=entry.subject,
+                        grantee=entry.grantee,
+                        entry=entry.canonical(),
+                        created_at=entry.released_at,
+                        tx_hash=entry.tx_hash,
+                    )
+                )
+                s.execute(
+                    update(ReleaseIntent)
+                    .where(ReleaseIntent.id == row.id)
+                    .values(status="recorded", block_number=block, log_index=index, updated_at=now)
+                )
+                index += 1
+            for intent_id, status, error, log_index, tx, blk in outcomes:
+                s.execute(
+                    update(ReleaseIntent)
+                    .where(ReleaseIntent.id == intent_id)
+                    .values(
+                        status=status, error=error, log_index=log_index, tx_hash=tx, block_number=blk, updated_at=now
+                    )
+                )
+            if tx_hash is not None:
+                s.execute(
+                    update(RelayerTransaction).where(RelayerTransaction.tx_hash == tx_hash).values(status="mined")
+                )
+
+    # ---- after a crash ---------------------------------------------------------------------------
+
+    def reconcile(self) -> int:
+        """Settle every transaction a crash left in flight: its receipt's releases are logged (in
+        nonce order); one the node never got is sent again (the same bytes); one the node can no
+        longer take puts its intents back to pending. Returns the transactions settled."""
+        with self._lock:
+            with self.store.session() as s:
+                txs = s.scalars(
+                    select(RelayerTransaction)
+                    .where(RelayerTransaction.status == "sent", RelayerTransaction.sender == self.sender.address)
+                    .order_by(RelayerTransaction.nonce)
+                ).all()
+                orphans = s.scalars(
+                    select(ReleaseIntent.id).where(
+                        ReleaseIntent.status == "submitted",
+                        ReleaseIntent.tx_hash.not_in(select(RelayerTransaction.tx_hash)),
+                    )
+                ).all()
+            if orphans:
+                self._requeue("", orphans, dropped=False)
+            settled = 0
+            for tx in txs:
+                signed = SignedTx(tx_hash=tx.tx_hash, nonce=tx.nonce, raw=bytes(tx.raw))
+                receipt = self.sender.receipt(tx.tx_hash)
+                if receipt is None and not self.sender.known(tx.tx_hash):
+                    try:
+                        self.sender.send(signed)
+                    except SendRefused:
+                        receipt = self.sender.receipt(tx.tx_hash)
+                        if receipt is None:
+                            with self.store.session() as s:
+                                ids = s.scalars(
+                                    select(ReleaseIntent.id).where(ReleaseIntent.tx_hash == tx.tx_hash)
+                                ).all()
+                            self._requeue(tx.tx_hash, ids, dropped=True)
+                            self.notify([i for i in ids if self._is_final(i)])
+                            settled += 1
+                            continue
+                if receipt is None:
+                    receipt = self.sender.wait(tx.tx_hash, timeout=self.receipt_timeout)
+                self.notify(self._apply(receipt, tx.tx_hash))
+                settled += 1
+            if txs:
+                self.sender.resync()
+            return settled
+
+
+def _document_commitment(session: Any, document_id: str) -> str:
+    from db.models import DocumentRow
+
+    row = session.get(DocumentRow, document_id)
+    return row.commitment if row is not None else ""
+
+
+def _b32(value: str) -> bytes:
+    return bytes.fromhex(value[2:])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 2**53:
+        return str(value)
+    return value
+
+
+def _abi_type(param: dict[str, Any]) -> str:
+    kind: str = param["type"]
+    if kind.startswith("tuple"):
+        return "(" + ",".join(_abi_type(c) for c in param["components"]) + ")" + kind[len("tuple") :]
+    return kind
+
+
+def _event_signature(entry: dict[str, Any]) -> str:
+    return f"{entry['name']}({','.join(_abi_type(i) for i in entry['inputs'])})"
