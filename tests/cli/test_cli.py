@@ -8,8 +8,8 @@ runs end to end against ``qcl dev`` started as a subprocess, as a person would.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
