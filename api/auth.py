@@ -60,6 +60,7 @@ class Authenticator:
         self._secret = secret
         self._clock = clock
         self._cache: dict[str, tuple[float, Member]] = {}
+        self._refreshing: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     # ---- challenge and token ---------------------------------------------------------------------
@@ -159,10 +160,16 @@ class Authenticator:
             cached = self._cache.get(address)
             if cached and now < cached[0] and not fresh:
                 return cached[1]
-        member = self._ledger.member(address)
-        with self._lock:
-            self._cache[address] = (now + self._settings.member_cache_seconds, member)
-        return member
+            refreshing = self._refreshing.setdefault(address, threading.Lock())
+        with refreshing:  # one read of the chain per member, however many requests wait for it
+            with self._lock:
+                cached = self._cache.get(address)
+                if cached and time.monotonic() < cached[0] and not fresh:
+                    return cached[1]
+            member = self._ledger.member(address)
+            with self._lock:
+                self._cache[address] = (time.monotonic() + self._settings.member_cache_seconds, member)
+            return member
 
     def forget(self, address: str) -> None:
         """Drop the cached record of ``address`` (after this process changed it on chain)."""

@@ -27,9 +27,12 @@ class Store:
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
-        connect_args = {"timeout": 30} if url.startswith("sqlite") else {}
-        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
-        if url.startswith("sqlite"):
+        sqlite = url.startswith("sqlite")
+        # a file has no connection to lose: ping only servers (a restarted PostgreSQL drops them)
+        self.engine: Engine = create_engine(
+            url, connect_args={"timeout": 30} if sqlite else {}, pool_pre_ping=not sqlite
+        )
+        if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if migrate:

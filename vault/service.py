@@ -344,9 +344,13 @@ class Vault:
         refused department learns nothing about which documents the subject holds.
         """
         domain = self.ledger.domain()
-        grant_id = eip712.digest(domain, "Grant", terms.message())
-        message = {"grantId": grant_id, "resource": resource, "requestId": request_id, "deadline": deadline}
-        self._check_signer(eip712.signable(domain, "ReleaseRequest", message), signature, terms.grantee)
+        grant_id = eip712.grant_digest(domain, terms.message())
+        digest = eip712.release_request_digest(domain, grant_id, resource, request_id, deadline)
+        signer = eip712.recover(digest, signature)
+        if signer is None:
+            raise ReleaseRefused("signature_invalid", "the release request signature is malformed")
+        if signer != to_checksum_address(terms.grantee):
+            raise ReleaseRefused("not_grantee", "the release request is not signed by the grantee")
         request = ReleaseRequest(
             kind="grant",
             authority=grant_id,
