@@ -58,6 +58,8 @@ GROUP_GAS_PER_ITEM = 75_000
 EMERGENCY_GAS = 250_000
 #: Whole-transaction failures (out of gas, a node that lost it) an intent survives before it fails.
 MAX_ATTEMPTS = 3
+#: Seconds without a receipt after which the relayer asks whether the node still has the transaction.
+LOST_AFTER = 3.0
 #: Intent states from which nothing changes any more.
 FINAL = frozenset({"recorded", "rejected", "failed"})
 #: The refusal recorded for an item the ledger skipped silently (a signature that is not the grantee's).
@@ -443,7 +445,35 @@ class ReleaseRelayer:
             log.warning("release relayer: %s; the %d intents wait for the next group", exc, len(ids))
             self._requeue(tx.tx_hash, ids, dropped=True)
             return None
-        return self.sender.wait(tx.tx_hash, timeout=self.receipt_timeout)
+        return self._wait(tx, ids)
+
+    def _wait(self, tx: SignedTx, ids: Sequence[str]) -> dict[str, Any] | None:
+        """The receipt of ``tx``; a transaction the node lost (a pool that drops nonce gaps, a
+        restarted node) is sent again with the same bytes, and when the node can no longer take
+        it its intents go back to pending (None)."""
+        deadline = time.monotonic() + self.receipt_timeout
+        while True:
+            try:
+                return self.sender.wait(tx.tx_hash, timeout=min(LOST_AFTER, max(0.0, deadline - time.monotonic())))
+            except ChainUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+            if self.sender.known(tx.tx_hash):
+                continue  # still waiting in the pool: keep waiting
+            log.warning(
+                "release relayer: transaction %s (nonce %d) was lost by the node; sending it again",
+                tx.tx_hash,
+                tx.nonce,
+            )
+            try:
+                self.sender.send(tx)
+            except SendRefused as exc:
+                receipt = self.sender.receipt(tx.tx_hash)
+                if receipt is not None:
+                    return receipt
+                log.warning("release relayer: %s; the %d intents wait for the next group", exc, len(ids))
+                self._requeue(tx.tx_hash, ids, dropped=True)
+                return None
 
     def _requeue(self, tx_hash: str, ids: Sequence[str], *, dropped: bool) -> None:
         now = self._clock()

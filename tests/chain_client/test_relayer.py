@@ -1,0 +1,183 @@
+"""The relayer's rules against a fake node that behaves like a Besu consortium node (DESIGN.md
+"Scale beyond one machine"): at most 50 calls per JSON-RPC batch, ``eth_sendRawTransaction`` only,
+a pool that drops a transaction behind a nonce gap, a transaction lost by the node, nonce too low."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import rlp
+from eth_account import Account
+from eth_utils import keccak
+from web3 import Web3
+from web3.providers.base import BaseProvider
+
+from chain_client import CompilationResult
+from chain_client.relayer import MAX_BATCH_CALLS, RawSender, SendRefused
+
+BASE_FEE = 7 * 10**9
+
+
+class FakeBesu(BaseProvider):
+    """Just enough of a node: nonces, a pool that can lose transactions, receipts, batch limit 50."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mined: dict[str, dict[str, Any]] = {}
+        self.pool: dict[str, int] = {}  # tx hash -> nonce
+        self.next_nonce = 0  # lowest unmined nonce
+        self.lose_next = 0  # transactions to accept and then forget
+        self.batches: list[int] = []
+        self.sent: list[str] = []
+
+    # single calls
+    def make_request(self, method: Any, params: Any) -> Any:
+        return {"jsonrpc": "2.0", "id": 1, **self._answer(str(method), list(params))}
+
+    def make_batch_request(self, requests: Any) -> Any:
+        calls = list(requests)
+        self.batches.append(len(calls))
+        if len(calls) > MAX_BATCH_CALLS:
+            return {"jsonrpc": "2.0", "id": None, "error": {"code": -32005, "message": "batch size limit exceeded"}}
+        return [{"jsonrpc": "2.0", "id": i, **self._answer(str(m), list(p))} for i, (m, p) in enumerate(calls)]
+
+    def _answer(self, method: str, params: list[Any]) -> dict[str, Any]:
+        if method == "eth_getBlockByNumber":
+            return {"result": {"number": hex(len(self.mined)), "baseFeePerGas": hex(BASE_FEE)}}
+        if method == "eth_getTransactionCount":
+            pending = self.next_nonce + len(self.pool)
+            return {"result": hex(pending if params[1] == "pending" else self.next_nonce)}
+        if method == "eth_sendRawTransaction":
+            raw = bytes.fromhex(params[0][2:])
+            tx_hash = "0x" + keccak(raw).hex()
+            nonce = _nonce(raw)
+            self.sent.append(tx_hash)
+            if tx_hash in self.pool or tx_hash in self.mined:
+                return {"error": {"code": -32000, "message": "Known transaction"}}
+            if nonce < self.next_nonce:
+                return {"error": {"code": -32001, "message": "Nonce too low"}}
+            if nonce > self.next_nonce + len(self.pool):
+                return {"error": {"code": -32000, "message": "Nonce too distant from current sender nonce"}}
+            if self.lose_next:
+                self.lose_next -= 1
+                return {"result": tx_hash}  # accepted, then lost (a restarted or pruning node)
+            self.pool[tx_hash] = nonce
+            return {"result": tx_hash}
+        if method == "eth_getTransactionReceipt":
+            return {"result": self.mined.get(params[0])}
+        if method == "eth_getTransactionByHash":
+            known = params[0] in self.pool or params[0] in self.mined
+            return {"result": {"hash": params[0]} if known else None}
+        if method == "eth_chainId":
+            return {"result": hex(2026)}
+        return {"error": {"code": -32601, "message": f"method {method} not found"}}
+
+    def mine(self) -> None:
+        for tx_hash, nonce in sorted(self.pool.items(), key=lambda item: item[1]):
+            if nonce != self.next_nonce:
+                break
+            self.mined[tx_hash] = {
+                "transactionHash": tx_hash,
+                "status": "0x1",
+                "blockNumber": hex(len(self.mined) + 1),
+                "logs": [],
+            }
+            del self.pool[tx_hash]
+            self.next_nonce += 1
+
+
+def _nonce(raw: bytes) -> int:
+    body = rlp.decode(raw[1:]) if raw[0] < 0x7F else rlp.decode(raw)
+    nonce_field = body[1] if raw[0] < 0x7F else body[0]
+    return int.from_bytes(nonce_field, "big")
+
+
+@pytest.fixture
+def node() -> FakeBesu:
+    return FakeBesu()
+
+
+def _sender(node: FakeBesu) -> RawSender:
+    return RawSender(w3=Web3(node), account=Account.create(), chain_id=2026)
+
+
+def test_receipts_are_read_in_batches_of_at_most_50(node: FakeBesu) -> None:
+    sender = _sender(node)
+    hashes = []
+    for _ in range(120):
+        tx = sender.sign("0x" + "11" * 20, b"\x01", 50_000)
+        sender.send(tx)
+        hashes.append(tx.tx_hash)
+    node.mine()
+    found = sender.receipts(hashes)
+    assert all(found[h] is not None for h in hashes)
+    assert node.batches and max(node.batches) <= MAX_BATCH_CALLS
+    assert sum(node.batches) == 120
+
+
+def test_fees_follow_the_base_fee_not_the_nodes_suggestion(node: FakeBesu) -> None:
+    tx = _sender(node).sign("0x" + "11" * 20, b"", 30_000)
+    assert tx.raw[0] == 2  # EIP-1559
+    assert _sender(node).fees() == {"maxFeePerGas": 2 * BASE_FEE + 10**9, "maxPriorityFeePerGas": 10**9}
+
+
+def test_nonce_too_low_resyncs_from_the_node(node: FakeBesu) -> None:
+    sender = _sender(node)
+    first = sender.sign("0x" + "11" * 20, b"", 30_000)
+    sender.send(first)
+    node.mine()
+    stale = sender.sign("0x" + "11" * 20, b"\x02", 30_000, nonce=0)  # another transaction with a used nonce
+    with pytest.raises(SendRefused):
+        sender.send(stale)
+    fresh = sender.sign("0x" + "11" * 20, b"", 30_000)
+    assert fresh.nonce == 1  # asked the node again
+    sender.send(fresh)
+
+
+def test_a_gap_the_pool_refuses_is_resent_from_the_lowest_unmined_nonce(node: FakeBesu) -> None:
+    sender = _sender(node)
+    lost = sender.sign("0x" + "11" * 20, b"", 30_000)
+    node.lose_next = 1
+    sender.send(lost)  # accepted, then lost: nonce 0 never reaches a block
+    behind = sender.sign("0x" + "11" * 20, b"", 30_000)  # nonce 1: behind a gap
+    with pytest.raises(SendRefused):
+        sender.send(behind)
+    retry = sender.sign("0x" + "11" * 20, b"", 30_000)
+    assert retry.nonce == 0  # resent from the lowest unmined nonce
+    sender.send(retry)
+    node.mine()
+    assert sender.receipt(retry.tx_hash) is not None
+
+
+def test_the_release_relayer_sends_a_lost_transaction_again(
+    node: FakeBesu, compiled: CompilationResult, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from vault import releases
+
+    monkeypatch.setattr(releases, "LOST_AFTER", 0.05)
+    abi = compiled["ConsentLedger"].abi
+    ledger = SimpleNamespace(consent=SimpleNamespace(address="0x" + "22" * 20, abi=abi))
+    relayer = releases.ReleaseRelayer(store=None, ledger=ledger, sender=_sender(node), receipt_timeout=5)  # type: ignore[arg-type]
+    tx = relayer.sender.sign("0x" + "22" * 20, b"\x01", 50_000)
+    node.lose_next = 1
+    relayer.sender.send(tx)
+    assert not relayer.sender.known(tx.tx_hash)  # the node lost it
+
+    import threading
+
+    def mine_later() -> None:
+        import time
+
+        deadline = time.monotonic() + 5
+        while tx.tx_hash not in node.pool and time.monotonic() < deadline:
+            time.sleep(0.01)
+        node.mine()
+
+    miner = threading.Thread(target=mine_later)
+    miner.start()
+    receipt = relayer._wait(tx, [])
+    miner.join()
+    assert receipt is not None and receipt["transactionHash"] == tx.tx_hash
+    assert node.sent.count(tx.tx_hash) == 2  # the same bytes, sent again
