@@ -97,7 +97,8 @@ class RawSender:
                 fields = {"gasPrice": int(self._request("eth_gasPrice", []), 16)}
             else:
                 fee = int(base, 16)
-                fields = {"maxFeePerGas": 2 * fee + PRIORITY_FEE, "maxPriorityFeePerGas": PRIORITY_FEE}
+                tip = PRIORITY_FEE if fee else 0  # a zero-base-fee (free gas) network: pay nothing
+                fields = {"maxFeePerGas": 2 * fee + tip, "maxPriorityFeePerGas": tip}
             cached = (now, fields)
             self._fees = cached
         return dict(cached[1])

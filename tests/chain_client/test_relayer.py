@@ -123,6 +123,11 @@ def test_fees_follow_the_base_fee_not_the_nodes_suggestion(node: FakeBesu) -> No
     assert _sender(node).fees() == {"maxFeePerGas": 2 * BASE_FEE + 10**9, "maxPriorityFeePerGas": 10**9}
 
 
+def test_a_free_gas_network_pays_nothing(node: FakeBesu, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("tests.chain_client.test_relayer.BASE_FEE", 0)
+    assert _sender(node).fees() == {"maxFeePerGas": 0, "maxPriorityFeePerGas": 0}
+
+
 def test_nonce_too_low_resyncs_from_the_node(node: FakeBesu) -> None:
     sender = _sender(node)
     first = sender.sign("0x" + "11" * 20, b"", 30_000)
