@@ -7,7 +7,7 @@ import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
 /// @title GasBurnerWallet (test mock, never deployed by the platform)
 /// @notice An EIP-1271 wallet that turns hostile: in mode Honest it accepts its owner's signatures
 /// (so it can be onboarded with a valid proof); in mode Burn its `isValidSignature` burns all the
-/// gas it is given; in mode HugeReturn it answers the magic value followed by a large blob.
+/// gas it is given; in mode HugeReturn it answers the magic value followed by a 1 MiB blob.
 contract GasBurnerWallet {
     enum Mode {
         Honest,
@@ -37,9 +37,10 @@ contract GasBurnerWallet {
         }
         if (m == Mode.HugeReturn) {
             assembly {
-                // 64 KiB: the magic value in the first word, then zeros.
+                // 1 MiB: the magic value in the first word, then zeros (its memory alone costs
+                // far more than the ledger's gas cap, so the call fails inside the wallet).
                 mstore(0, shl(224, 0x1626ba7e))
-                return(0, 0x10000)
+                return(0, 0x100000)
             }
         }
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(hash, signature);
