@@ -429,3 +429,19 @@ def test_demo_seed_then_a_department_continues_with_qcl_client(tmp_path: Path) -
     assert proc.returncode in (0, 130), err.decode()
     assert "Traceback" not in err.decode()
     assert not port_in_use(api_port) and not port_in_use(chain_port)
+
+
+def test_the_dev_accounts_file_names_a_first_auditor(tmp_path: Path) -> None:
+    """SPEC §9.8: dev mode writes one auditor to accounts.json; an older file gains one, keeping its keys."""
+    from api.runtime import dev_accounts
+
+    path = tmp_path / "dev" / "accounts.json"
+    created = dev_accounts(path)
+    assert created.auditor is not None and path.stat().st_mode & 0o077 == 0
+    assert set(json.loads(path.read_text())) == {"admin", "relayer", "auditor"}
+    assert dev_accounts(path).auditor.address == created.auditor.address  # type: ignore[union-attr]
+    admin = {"address": created.admin.address, "private_key": "0x" + bytes(created.admin.key).hex()}
+    path.write_text(json.dumps({"admin": admin, "relayer": admin}))
+    upgraded = dev_accounts(path)
+    assert upgraded.admin.address == created.admin.address and upgraded.auditor is not None
+    assert json.loads(path.read_text())["auditor"]["address"] == upgraded.auditor.address
