@@ -130,7 +130,9 @@ def populate(world: World) -> dict[str, bytes]:
     emergency_release(world, scope)
     cancel = {"emergencyId": scope.emergency_id, "deadline": world.now() + 600}
     ledger.cancel_emergency(
-        scope.emergency_id, cancel["deadline"], eip712.sign(ledger.domain(), "EmergencyCancel", cancel, world.auditor.key)
+        scope.emergency_id,
+        cancel["deadline"],
+        eip712.sign(ledger.domain(), "EmergencyCancel", cancel, world.auditor.key),
     )
     second_auditor = Account.create()
     nonce, deadline, approval = world.enrolment(second_auditor.address)
