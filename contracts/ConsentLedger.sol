@@ -180,8 +180,15 @@ contract ConsentLedger is IConsentLedger, DataCatalog {
         if (n > MAX_BATCH) revert ConsentLedgerBatchTooLarge(n);
         for (uint256 i; i < n; ++i) {
             (bool ok, bytes memory reason) = address(this).delegatecall(calls[i]);
-            if (ok) succeeded |= 1 << i;
-            else emit CallFailed(i, reason);
+            if (ok) {
+                succeeded |= 1 << i;
+            } else {
+                // Too little gas for a wallet's capped check fails the whole call, as it would alone.
+                if (reason.length == 4 && bytes4(reason) == ConsentLedgerInsufficientGas.selector) {
+                    revert ConsentLedgerInsufficientGas();
+                }
+                emit CallFailed(i, reason);
+            }
         }
     }
 

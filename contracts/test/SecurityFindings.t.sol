@@ -443,6 +443,23 @@ contract SecurityFindingsTest is LedgerFixture {
         ledger.recordReleases{gas: 90_000}(items);
     }
 
+    function test_M4_tooLittleGasRevertsAWholeMulticall() public {
+        GasBurnerWallet burner = new GasBurnerWallet(OUTSIDER);
+        _onboardBurner(burner);
+        IConsentLedger.Grant memory w = _grant();
+        w.grantee = address(burner);
+        w.nonce = 900;
+        bytes32 grantId = _record(w);
+        bytes[] memory calls = new bytes[](1);
+        calls[0] = abi.encodeCall(
+            ledger.recordRelease,
+            (w, R_PUBLIC, bytes32(uint256(1)), T0 + 1 hours, _releaseSig(OUTSIDER_KEY, grantId, R_PUBLIC, bytes32(uint256(1)), T0 + 1 hours))
+        );
+        vm.expectRevert(_err(IConsentLedger.ConsentLedgerInsufficientGas.selector));
+        ledger.multicall{gas: 90_000}(calls);
+        require(ledger.multicall{gas: 1_000_000}(calls) == 1, "recorded with enough gas");
+    }
+
     function test_M4_walletOnboardingNeedsItsOwnProof() public {
         MinimalWallet wallet = new MinimalWallet(OUTSIDER);
         // A plain onboard of an account with code is refused.
