@@ -8,7 +8,7 @@ import {LedgerFixture} from "./LedgerFixture.sol";
 /// @dev Gas figures of the budget (logged; run with `test solidity contracts/test/Gas.t.sol`).
 /// Each test is its own transaction after setUp, so storage and accounts start cold, as in a
 /// real transaction. A transaction's total = execution measured here − the test's CALL to the
-/// ledger (cold account 2,600 + 100) + 21,000 + calldata (4 per zero byte, 16 per other byte).
+/// ledger (cold account access, 2,600) + 21,000 + calldata (4 per zero byte, 16 per other byte).
 contract GasTest is LedgerFixture {
     IConsentLedger.Grant internal first;
 
@@ -30,7 +30,7 @@ contract GasTest is LedgerFixture {
         (bool ok,) = target.call(data);
         uint256 used = before - gasleft();
         require(ok, "recorded");
-        uint256 total = used - 2_700 + 21_000 + _calldataGas(data);
+        uint256 total = used - 2_600 + 21_000 + _calldataGas(data);
         console.log("recordGrant execution (incl. the test's CALL)", used);
         console.log("recordGrant calldata gas", _calldataGas(data));
         console.log("recordGrant estimated tx total", total);
@@ -48,7 +48,7 @@ contract GasTest is LedgerFixture {
         (bool ok, bytes memory ret) = target.call(data);
         uint256 used = before - gasleft();
         require(ok && abi.decode(ret, (uint256)) == (1 << n) - 1, "all recorded");
-        uint256 total = used - 2_700 + 21_000 + _calldataGas(data);
+        uint256 total = used - 2_600 + 21_000 + _calldataGas(data);
         console.log("recordReleases(50) execution (incl. the test's CALL)", used);
         console.log("recordReleases(50) calldata gas", _calldataGas(data));
         console.log("recordReleases(50) estimated tx total", total);
