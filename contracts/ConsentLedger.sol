@@ -180,8 +180,15 @@ contract ConsentLedger is IConsentLedger, DataCatalog {
         if (n > MAX_BATCH) revert ConsentLedgerBatchTooLarge(n);
         for (uint256 i; i < n; ++i) {
             (bool ok, bytes memory reason) = address(this).delegatecall(calls[i]);
-            if (ok) succeeded |= 1 << i;
-            else emit CallFailed(i, reason);
+            if (ok) {
+                succeeded |= 1 << i;
+            } else {
+                // Too little gas for a wallet's capped check fails the whole call, as it would alone.
+                if (reason.length == 4 && bytes4(reason) == ConsentLedgerInsufficientGas.selector) {
+                    revert ConsentLedgerInsufficientGas();
+                }
+                emit CallFailed(i, reason);
+            }
         }
     }
 
@@ -206,6 +213,12 @@ contract ConsentLedger is IConsentLedger, DataCatalog {
         uint256 n = items.length;
         if (n > MAX_BATCH) revert ConsentLedgerBatchTooLarge(n);
         for (uint256 i; i < n; ++i) {
+            // Each item's scratch memory is released after it, so that a batch costs no more
+            // per item at its end than at its start (memory cost grows quadratically).
+            uint256 freeMemory;
+            assembly ("memory-safe") {
+                freeMemory := mload(0x40)
+            }
             ReleaseItem calldata item = items[i];
             (bytes32 grantId, bytes4 reason,) =
                 _release(item.grant, item.resource, item.requestId, item.deadline, item.signature);
@@ -214,6 +227,9 @@ contract ConsentLedger is IConsentLedger, DataCatalog {
             } else if (reason != ConsentLedgerNotGrantee.selector && reason != ConsentLedgerMalleableSignature.selector) {
                 // Only a request the grantee signed may name its grant in a rejection.
                 emit ReleaseRejected(i, grantId, reason);
+            }
+            assembly ("memory-safe") {
+                mstore(0x40, freeMemory)
             }
         }
     }
@@ -495,23 +511,25 @@ contract ConsentLedger is IConsentLedger, DataCatalog {
 
     // ---- helpers ---------------------------------------------------------------------------------
 
+    /// @dev EIP-712 digest of `g`: the struct hash is the 9 head words of the calldata tuple behind
+    /// the type hash, with the `resources` offset word replaced by the hash of the packed array
+    /// (hashed in scratch memory, nothing allocated). Head words with dirty high bits would give
+    /// another digest, which no subject signed (and Solidity's own reads of them revert).
     function _hashGrant(Grant calldata g) private view returns (bytes32) {
-        return _hashTypedDataV4(
-            keccak256(
-                abi.encode(
-                    GRANT_TYPEHASH,
-                    g.subject,
-                    g.grantee,
-                    keccak256(abi.encodePacked(g.resources)),
-                    g.purpose,
-                    g.validFrom,
-                    g.validUntil,
-                    g.maxUses,
-                    g.nonce,
-                    g.deadline
-                )
-            )
-        );
+        bytes32[] calldata resources = g.resources;
+        bytes32 typeHash = GRANT_TYPEHASH;
+        bytes32 structHash;
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            let size := shl(5, resources.length)
+            calldatacopy(m, resources.offset, size)
+            let resourcesHash := keccak256(m, size)
+            mstore(m, typeHash)
+            calldatacopy(add(m, 0x20), g, 0x120)
+            mstore(add(m, 0x60), resourcesHash)
+            structHash := keccak256(m, 0x140)
+        }
+        return _hashTypedDataV4(structHash);
     }
 
     function _hashEmergency(Emergency calldata e) private view returns (bytes32) {
