@@ -56,7 +56,8 @@ contract ConsentLedger is IConsentLedger, DataCatalog {
     mapping(address grantee => BitMaps.BitMap) private _requests;
     mapping(bytes32 emergencyId => EmergencyState) private _emergencies;
     mapping(bytes32 emergencyId => address[]) private _approvers;
-    mapping(bytes32 emergencyId => mapping(address approver => bool)) private _approvedBy;
+    /// @dev The role (ADMIN or AUDITOR) in which each approver approved; 0 if it did not.
+    mapping(bytes32 emergencyId => mapping(address approver => uint8 role)) private _approvedAs;
 
     /// @param admin the first ADMIN (the platform operator)
     /// @param auditors the first AUDITORs, named by the deployment (may be empty)
@@ -326,11 +327,11 @@ contract ConsentLedger is IConsentLedger, DataCatalog {
             if (state.digest == 0 || state.digest != digest) revert ConsentLedgerUnknownEmergency(id);
             if (state.cancelled) revert ConsentLedgerEmergencyCancelled(id);
         }
-        if (_approvedBy[id][approver]) revert ConsentLedgerAlreadyApproved(approver);
+        if (_approvedAs[id][approver] != 0) revert ConsentLedgerAlreadyApproved(approver);
         address[] storage approvers = _approvers[id];
         uint256 n = approvers.length;
         if (n >= MAX_APPROVERS) revert ConsentLedgerTooManyApprovals(id);
-        _approvedBy[id][approver] = true;
+        _approvedAs[id][approver] = isActive(approver, Roles.ADMIN) ? Roles.ADMIN : Roles.AUDITOR;
         approvers.push(approver);
         uint8 approvals = uint8(n + 1);
         state.approvals = approvals;
@@ -385,25 +386,23 @@ contract ConsentLedger is IConsentLedger, DataCatalog {
         }
     }
 
-    /// @dev Approved now: of the recorded approvers, those that are now active ADMINs or AUDITORs
-    /// reach the threshold, with at least one of each role. At most MAX_APPROVERS iterations.
+    /// @dev Approved now: of the recorded approvers, those that are still unsuspended members
+    /// holding the role in which they approved (ADMIN or AUDITOR) reach the threshold, with at
+    /// least one of each role. At most MAX_APPROVERS iterations.
     function _approvedNow(bytes32 emergencyId) private view returns (bool) {
         address[] storage approvers = _approvers[emergencyId];
+        mapping(address approver => uint8 role) storage approvedAs = _approvedAs[emergencyId];
         uint256 n = approvers.length;
         uint256 count;
         bool admin;
         bool auditor;
         for (uint256 i; i < n; ++i) {
-            Member storage m = _members[approvers[i]];
-            if (m.suspended) continue;
-            uint8 roles = m.roles;
-            if (roles & Roles.ADMIN != 0) {
-                admin = true;
-                ++count;
-            } else if (roles & Roles.AUDITOR != 0) {
-                auditor = true;
-                ++count;
-            }
+            address approver = approvers[i];
+            uint8 role = approvedAs[approver];
+            if (!isActive(approver, role)) continue;
+            ++count;
+            if (role == Roles.ADMIN) admin = true;
+            else auditor = true;
         }
         return admin && auditor && count >= _emergencyThreshold;
     }

@@ -365,6 +365,7 @@ interface IConsentLedger {
     function requestUsed(address grantee, bytes32 requestId) external view returns (bool);
 
     /// @notice Approvals (2..16, one ADMIN and one AUDITOR among them) that make an emergency
-    /// approved; each counts only while its approver is an active ADMIN or AUDITOR.
+    /// approved; each counts only while its approver is an unsuspended member that still holds
+    /// the role (ADMIN or AUDITOR) in which it approved.
     function emergencyThreshold() external view returns (uint8);
 }

@@ -557,6 +557,21 @@ contract SecurityFindingsTest is LedgerFixture {
         ledger.revoke(grantId, 500, T0 + 1 hours, sig);
     }
 
+    function test_H1_anApprovalCountsOnlyInTheRoleItWasGivenIn() public {
+        IConsentLedger.Emergency memory e = _emergency();
+        _propose(e, ADMIN2_KEY); // as ADMIN
+        // ADMIN2 becomes an auditor (with AUDITOR's approval), then ADMIN approves: the two
+        // current roles are there, but ADMIN2 approved as an admin, and no auditor approved.
+        vm.startPrank(ADMIN);
+        ledger.updateMember(ADMIN2, Roles.PROVIDER, 0, "");
+        ledger.enrolAuditor(ADMIN2, Roles.AUDITOR, 0, "", 1, T0 + 1 hours, _enrolSig(AUDITOR_KEY, ADMIN2, 1, T0 + 1 hours));
+        vm.stopPrank();
+        _approve(e, ADMIN_KEY);
+        require(!ledger.emergencyActive(e.emergencyId), "no approval given as auditor");
+        _approve(e, AUDITOR_KEY);
+        require(ledger.emergencyActive(e.emergencyId), "admin + auditor");
+    }
+
     function test_H1_approvalsAreCappedAtSixteen() public {
         IConsentLedger.Emergency memory e = _emergency();
         _propose(e, ADMIN_KEY);
