@@ -560,3 +560,25 @@ def test_a_suspended_subject_can_still_withdraw(platform: Platform) -> None:
     _expect("member_suspended", 403, p.citizen.documents)  # a withdraw-only token stays one
     p.citizen.login()
     assert p.citizen.documents() == []
+
+
+def test_two_admins_do_not_activate_an_emergency(platform: Platform) -> None:
+    """H1: an ADMIN with a second ADMIN key still needs an AUDITOR's approval."""
+    p = platform
+    second = QclClient(http=p.http, account=Account.create())
+    p.admin.onboard(second.address, ["ADMIN"], "The operator's second key")
+    second.login()
+    text = "Earthquake drill, Tianqiao district"
+    message = p.admin.emergency_message(["id_card"], [p.dept.address], text)
+    p.admin.propose_emergency(message, text)
+    approved = second.approve_emergency(message)
+    assert (approved["approvals"], approved["active"]) == (2, False)
+    emergency_id = "0x" + message["emergencyId"].hex()
+    p.provider.store_document(p.citizen.address, "id_card", CARD)
+    _expect(
+        "emergency_not_approved", 403, p.dept.emergency_release, emergency_id, p.citizen.address, "id_card", p.dept_key
+    )
+    assert p.auditor.approve_emergency(message)["active"] is True
+    p.admin.suspend(p.auditor.address)  # approvals count only while the approver is active
+    (listed,) = [e for e in p.admin.emergencies() if e["emergency_id"] == emergency_id]
+    assert listed["active"] is False
