@@ -397,7 +397,9 @@ class Ledger:
     def multicall(self, calls: list[bytes], *, gas: int | None = None) -> MulticallResult:
         """Run many ledger calls (their calldata, see :meth:`encode`) in one transaction, each on
         its own: a failed call emits ``CallFailed`` with its revert data, decoded here into the
-        typed error, and does not undo the others. At most 256 calls."""
+        typed error, and does not undo the others. At most 256 calls. One exception: a contract
+        wallet's check short of gas (``InsufficientGas``) reverts the whole transaction, so a
+        relayer cannot make a wallet's signature fail by sending too little gas."""
         receipt = self.relay.transact(self.consent.functions.multicall(calls), gas=gas)
         failed: dict[int, Exception] = {}
         for event in self.consent.events.CallFailed().process_receipt(receipt.raw, errors=DISCARD):
