@@ -17,7 +17,7 @@ from .errors import (
     TransactionFailed,
 )
 from .indexer import IndexConflict, IndexedEvent, Indexer, IndexStore, SyncReport
-from .ledger import Ledger, org_id
+from .ledger import Ledger, MulticallResult, org_id
 from .nodes import LOCAL_KINDS, Node, connect, free_port, open_chain, start_node
 from .types import Address, Bytes32, Eip712Domain, Member, Role
 
@@ -41,6 +41,7 @@ __all__ = [
     "Indexer",
     "Ledger",
     "Member",
+    "MulticallResult",
     "Node",
     "NonceManager",
     "Receipt",

@@ -41,9 +41,11 @@ TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "nonce", "type": "uint256"},
         {"name": "deadline", "type": "uint256"},
     ],
+    # v1.1 (SPEC §9.8): ``sequence`` must exceed the last one applied to the grant.
     "SetPaused": [
         {"name": "grantId", "type": "bytes32"},
         {"name": "paused", "type": "bool"},
+        {"name": "sequence", "type": "uint64"},
         {"name": "nonce", "type": "uint256"},
         {"name": "deadline", "type": "uint256"},
     ],
@@ -69,6 +71,37 @@ TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "requestId", "type": "bytes32"},
         {"name": "deadline", "type": "uint256"},
     ],
+    # v1.1 (SPEC §9.8): an ADMIN or AUDITOR ends an emergency at once.
+    "EmergencyCancel": [
+        {"name": "emergencyId", "type": "bytes32"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    # v1.1 (SPEC §9.8): an existing AUDITOR approves the enrolment of ``account`` as AUDITOR.
+    "AuditorEnrolment": [
+        {"name": "account", "type": "address"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    # v1.1 (SPEC §9.8): a contract wallet's proof of control, checked by its isValidSignature.
+    "WalletOnboarding": [
+        {"name": "account", "type": "address"},
+        {"name": "roles", "type": "uint8"},
+        {"name": "orgId", "type": "bytes32"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+}
+
+#: The Solidity constant that holds each type's hash (``ConsentLedger.<name>()``).
+TYPEHASH_CONSTANTS: dict[str, str] = {
+    "Grant": "GRANT_TYPEHASH",
+    "Revoke": "REVOKE_TYPEHASH",
+    "SetPaused": "SET_PAUSED_TYPEHASH",
+    "ReleaseRequest": "RELEASE_REQUEST_TYPEHASH",
+    "Emergency": "EMERGENCY_TYPEHASH",
+    "EmergencyReleaseRequest": "EMERGENCY_RELEASE_TYPEHASH",
+    "EmergencyCancel": "EMERGENCY_CANCEL_TYPEHASH",
+    "AuditorEnrolment": "AUDITOR_ENROLMENT_TYPEHASH",
+    "WalletOnboarding": "WALLET_ONBOARDING_TYPEHASH",
 }
 
 
@@ -92,6 +125,13 @@ def signable(domain: Eip712Domain, primary: str, message: dict[str, Any]) -> Sig
             "message": message,
         }
     )
+
+
+@functools.lru_cache(maxsize=64)
+def domain_separator(domain: Eip712Domain) -> bytes:
+    """``hashStruct(EIP712Domain)`` of ``domain`` (the contract's ``domainSeparator()``)."""
+    sm = signable(domain, "Revoke", {"grantId": bytes(32), "nonce": 0, "deadline": 0})
+    return bytes(sm.header)
 
 
 def digest(domain: Eip712Domain, primary: str, message: dict[str, Any]) -> bytes:
@@ -125,15 +165,6 @@ def _word(value: int) -> bytes:
 
 def _address_word(address: str) -> bytes:
     return bytes(12) + bytes.fromhex(address[2:] if address.startswith(("0x", "0X")) else address)
-
-
-@functools.lru_cache(maxsize=64)
-def domain_separator(domain: Eip712Domain) -> bytes:
-    """``hashStruct(EIP712Domain)`` of ``domain``."""
-    return bytes(signable(domain, "ReleaseRequest", _ZERO_RELEASE).header)
-
-
-_ZERO_RELEASE: dict[str, Any] = {"grantId": bytes(32), "resource": bytes(32), "requestId": bytes(32), "deadline": 0}
 
 
 def _typed_digest(domain: Eip712Domain, struct_hash: bytes) -> bytes:
