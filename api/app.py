@@ -10,6 +10,8 @@ from fastapi import FastAPI
 
 from chain_client import Ledger
 from chain_client.indexer import Indexer
+from chain_client.relayer import RawSender
+from chain_client.relayer.group import CallGroup
 from db.index_store import SqlIndexStore
 from vault import Vault
 from vault.releases import ReleaseRelayer
@@ -86,10 +88,18 @@ def create_app(
             if settings.relayer:
                 vault.relayer.stop()
             anchor.stop()
+            app.state.calls.stop()
             if follower is not None:
                 follower.stop()
 
     app = FastAPI(title="Quanchenglian ledger API", version="1", description=DESCRIPTION, lifespan=lifespan)
+    relay = ledger.relay
+    app.state.calls = CallGroup(
+        sender=RawSender(w3=ledger.w3, account=relay.account, chain_id=ledger.chain_id, nonces=relay.nonces),
+        ledger_address=ledger.consent.address,
+        abi=list(ledger.consent.abi),  # type: ignore[arg-type]
+        decoder=ledger.decoder,
+    )
     app.state.checkpoints = anchor
     app.state.indexer = indexer
     app.state.verifications = VerificationJobs()

@@ -8,15 +8,18 @@ suspended subject may still revoke, pause and read its own grants.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_, select
+from starlette.concurrency import run_in_threadpool
 
-from chain_client import Member, Role
+from chain_client import Member, Role, eip712
 from chain_client.ledger import GrantRecorded
+from chain_client.relayer.group import CallGroup
 from chain_client.types import GrantTerms
 from db.models import GrantRecord
 
@@ -133,33 +136,55 @@ def _b32(value: str) -> bytes:
 
 
 @router.post("", response_model=GrantRecordedPublic, status_code=201)
-def record(body: SignedGrant, member: CurrentMember, ledger: LedgerDep, vault: VaultDep) -> GrantRecordedPublic:
-    """Relay a subject's signed Grant; the platform pays, the chain checks the signature and rules."""
-    recorded = relay_grant(ledger, vault, body, relayed_by=member.address)
-    return GrantRecordedPublic(
-        grant_id="0x" + recorded.grant_id.hex(),
-        tx_hash=recorded.receipt.tx_hash,
-        block_number=recorded.receipt.block_number,
+async def record(
+    request: Request, body: SignedGrant, member: CurrentMember, ledger: LedgerDep, vault: VaultDep
+) -> GrantRecordedPublic:
+    """Relay a subject's signed Grant; the platform pays, the chain checks the signature and rules.
+
+    Grants that arrive together are recorded in one ``multicall`` transaction (group commit), each
+    checked on its own by the ledger; the answer comes once the block is in."""
+    terms = body.message.terms()
+    data = ledger.encode(ledger.consent.functions.recordGrant(terms.as_tuple(), _sig(body.signature)))
+    group: CallGroup = request.app.state.calls
+    receipt = await asyncio.wrap_future(group.submit(data))
+    grant_id = "0x" + eip712.grant_digest(ledger.domain(), terms.message()).hex()
+    await run_in_threadpool(
+        _keep_terms, vault, body, grant_id, receipt.tx_hash, receipt.block_number, relayed_by=member.address
     )
+    return GrantRecordedPublic(grant_id=grant_id, tx_hash=receipt.tx_hash, block_number=receipt.block_number)
+
+
+def _keep_terms(
+    vault: VaultDep, body: SignedGrant, grant_id: str, tx_hash: str, block_number: int, *, relayed_by: str
+) -> None:
+    terms = body.message.terms()
+    with vault.store.session() as s:
+        s.merge(
+            GrantRecord(
+                grant_id=grant_id,
+                subject=terms.subject,
+                grantee=terms.grantee,
+                terms=body.message.model_dump_json(),
+                tx_hash=tx_hash,
+                block_number=block_number,
+                relayed_by=relayed_by,
+                created_at=int(time.time()),
+            )
+        )
 
 
 def relay_grant(ledger: LedgerDep, vault: VaultDep, body: SignedGrant, *, relayed_by: str) -> GrantRecorded:
     """Record a subject's signed Grant on chain and keep its terms for later releases."""
     terms = body.message.terms()
     recorded = ledger.record_grant(terms, _sig(body.signature))
-    with vault.store.session() as s:
-        s.merge(
-            GrantRecord(
-                grant_id="0x" + recorded.grant_id.hex(),
-                subject=terms.subject,
-                grantee=terms.grantee,
-                terms=body.message.model_dump_json(),
-                tx_hash=recorded.receipt.tx_hash,
-                block_number=recorded.receipt.block_number,
-                relayed_by=relayed_by,
-                created_at=int(time.time()),
-            )
-        )
+    _keep_terms(
+        vault,
+        body,
+        "0x" + recorded.grant_id.hex(),
+        recorded.receipt.tx_hash,
+        recorded.receipt.block_number,
+        relayed_by=relayed_by,
+    )
     return recorded
 
 

@@ -67,9 +67,8 @@ class Live:
         self.http = httpx.Client(base_url=self.url, timeout=60.0)
         self.admin = QclClient(http=self.http, account=deployed.admin)
         self.admin.login()
-        self.provider, self.citizen, self.dept, self.auditor = (
-            QclClient(http=self.http, account=Account.create()) for _ in range(4)
-        )
+        self.provider, self.citizen, self.dept = (QclClient(http=self.http, account=Account.create()) for _ in range(3))
+        self.auditor = QclClient(http=self.http, account=deployed.auditor)  # named by the deployment
         self.dept_key = x25519.X25519PrivateKey.generate()
         self.admin.onboard(self.provider.address, ["PROVIDER"], "Jinan Public Security Bureau", org_code="P1")
         self.admin.onboard(self.citizen.address, ["SUBJECT"], "Citizen Zhang")
@@ -80,7 +79,6 @@ class Live:
             org_code="C1",
             hpke_public_key=self.dept_key.public_key().public_bytes_raw(),
         )
-        self.admin.onboard(self.auditor.address, ["AUDITOR"], "Municipal audit office")
         self.admin.register_resource("id_card", "Resident identity card", self.provider.address, 3)
         for client in (self.provider, self.citizen, self.dept, self.auditor):
             client.login()
@@ -268,3 +266,41 @@ def test_relayer_killed_between_send_and_block_logs_the_release_after_restart(li
     assert live.deployed.ledger.grant_state(bytes.fromhex(grant_id[2:])).uses == 1  # not counted twice
     report = live.auditor.call("POST", "/v1/audit/verify", json={})
     assert report["violations"] == []
+
+
+def test_64_concurrent_grants_grouped_with_one_bad_signature(live: Live) -> None:
+    """Grants take the same road: one multicall per group, each call checked on its own."""
+    import secrets as _secrets
+
+    from chain_client.ids import new_nonce, purpose_id, resource_id
+
+    now = int(time.time())
+    bodies = []
+    for i in range(64):
+        message = {
+            "subject": live.citizen.address,
+            "grantee": live.dept.address,
+            "resources": [resource_id("id_card")],
+            "purpose": purpose_id(f"purpose-{i}"),
+            "validFrom": now - 60,
+            "validUntil": now + 3600,
+            "maxUses": 1,
+            "nonce": new_nonce(),
+            "deadline": now + 600,
+        }
+        bodies.append(live.citizen._signed("Grant", message))
+    bodies[7]["signature"] = "0x" + _secrets.token_bytes(32).hex() + bodies[7]["signature"][66:]  # not the subject's
+
+    async def run() -> list[httpx.Response]:
+        headers = {"Authorization": f"Bearer {live.citizen.token}"}
+        async with httpx.AsyncClient(base_url=live.url, timeout=60.0, headers=headers) as http:
+            return list(await asyncio.gather(*(http.post("/v1/grants", json=b) for b in bodies)))
+
+    answers = asyncio.run(run())
+    codes = [a.status_code for a in answers]
+    assert codes[7] in (403, 422) and codes[:7] + codes[8:] == [201] * 63, [a.json() for a in answers]
+    ledger = live.deployed.ledger
+    for answer in answers[:7] + answers[8:]:
+        assert ledger.grant_state(bytes.fromhex(answer.json()["grant_id"][2:])).subject == live.citizen.address
+    blocks = {a.json()["block_number"] for a in answers if a.status_code == 201}
+    assert len(blocks) < 63  # grouped: fewer transactions than grants
