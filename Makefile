@@ -53,6 +53,7 @@ lint: install
 	@$(VENV)/bin/lint-imports
 
 bench: install
+	@$(PY) scripts/bench_release.py
 	@$(PY) scripts/bench_gas.py
 	@$(PY) scripts/bench_vault.py
 	@$(PY) scripts/bench_verify.py
