@@ -53,7 +53,10 @@ def dev_accounts(path: Path) -> DevAccounts:
     }
     if any(name not in data for name in _DEV_ROLES):
         path.parent.mkdir(parents=True, exist_ok=True)
-        body = {name: {"address": a.address, "private_key": a.key.to_0x_hex()} for name, a in accounts.items()}
+        body = {
+            **data,
+            **{name: {"address": a.address, "private_key": a.key.to_0x_hex()} for name, a in accounts.items()},
+        }
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(body, fh, indent=2)

@@ -151,12 +151,12 @@ def main() -> None:  # noqa: C901 - one linear script
     node = start_node("anvil", log_dir=work / "anvil-logs")
     api_port = free_port()
     url = f"http://127.0.0.1:{api_port}"
-    admin, relayer, releaser = Account.create(), Account.create(), Account.create()
+    admin, relayer, releaser, auditor_key = (Account.create() for _ in range(4))
     data_dir = work / "data"
     data_dir.mkdir()
     accounts = {
         n: {"address": a.address, "private_key": a.key.to_0x_hex()}
-        for n, a in (("admin", admin), ("relayer", relayer), ("releaser", releaser))
+        for n, a in (("admin", admin), ("relayer", relayer), ("releaser", releaser), ("auditor", auditor_key))
     }
     (data_dir / "accounts.json").write_text(json.dumps(accounts))
     for account in (admin, relayer, releaser):
@@ -185,7 +185,8 @@ def main() -> None:  # noqa: C901 - one linear script
         http = httpx.Client(base_url=url, timeout=120.0)
         boss = QclClient(http=http, account=admin)
         boss.login()
-        provider, dept, auditor = (QclClient(http=http, account=Account.create()) for _ in range(3))
+        provider, dept = (QclClient(http=http, account=Account.create()) for _ in range(2))
+        auditor = QclClient(http=http, account=auditor_key)  # the first AUDITOR, named by the deployment
         dept_key = x25519.X25519PrivateKey.generate()
         boss.onboard(provider.address, ["PROVIDER"], "Jinan Social Insurance Bureau", org_code="BENCH-P")
         boss.onboard(
@@ -195,7 +196,6 @@ def main() -> None:  # noqa: C901 - one linear script
             org_code="BENCH-C",
             hpke_public_key=dept_key.public_key().public_bytes_raw(),
         )
-        boss.onboard(auditor.address, ["AUDITOR"], "Municipal audit office", org_code="BENCH-A")
         boss.register_resource(RESOURCE, "Social insurance record", provider.address, 2)
         for client in (provider, dept, auditor):
             client.login()
