@@ -97,7 +97,7 @@ def create_app(
     app.state.calls = CallGroup(
         sender=RawSender(w3=ledger.w3, account=relay.account, chain_id=ledger.chain_id, nonces=relay.nonces),
         ledger_address=ledger.consent.address,
-        abi=list(ledger.consent.abi),  # type: ignore[arg-type]
+        abi=ledger.consent.abi,  # type: ignore[arg-type]
         decoder=ledger.decoder,
     )
     app.state.checkpoints = anchor

@@ -9,6 +9,7 @@ which resolves that caller's future with the typed error, and does not undo the 
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -55,9 +56,8 @@ class CallGroup:
         receipt_timeout: float = 120.0,
     ) -> None:
         self.sender = sender
-        self.address = to_checksum_address(ledger_address)
-        entry = next(e for e in abi if e.get("type") == "function" and e.get("name") == "multicall")
-        self._selector = bytes(function_abi_to_4byte_selector(cast(Any, entry)))
+        self.address = ledger_address
+        self._abi = abi
         self.decoder = decoder
         self.receipt_timeout = receipt_timeout
         self._queue: queue.Queue[tuple[bytes, Future[CallReceipt]]] = queue.Queue()
@@ -103,12 +103,17 @@ class CallGroup:
             if batch:
                 self._commit(batch)
 
+    @functools.cached_property
+    def _selector(self) -> bytes:
+        entry = next(e for e in self._abi if e.get("type") == "function" and e.get("name") == "multicall")
+        return bytes(function_abi_to_4byte_selector(cast(Any, entry)))
+
     def _commit(self, batch: list[tuple[bytes, Future[CallReceipt]]]) -> None:
         calls = [data for data, _ in batch]
         data = self._selector + abi_encode(["bytes[]"], [calls])
         try:
             for attempt in range(2):  # once more after a nonce resync (another process used ours)
-                tx = self.sender.sign(self.address, data, GAS_BASE + GAS_PER_CALL * len(calls))
+                tx = self.sender.sign(to_checksum_address(self.address), data, GAS_BASE + GAS_PER_CALL * len(calls))
                 try:
                     self.sender.send(tx)
                     break
@@ -135,7 +140,11 @@ class CallGroup:
         failed: dict[int, bytes] = {}
         for entry in receipt.get("logs") or ():
             topics = [bytes(HexBytes(t)) for t in entry.get("topics", [])]
-            if topics and topics[0] == _CALL_FAILED and str(entry.get("address", "")).lower() == self.address.lower():
+            if (
+                topics
+                and topics[0] == _CALL_FAILED
+                and str(entry.get("address", "")).lower() == str(self.address).lower()
+            ):
                 index = int.from_bytes(topics[1], "big")
                 (reason,) = _decode_bytes(bytes(HexBytes(entry["data"])))
                 failed[index] = reason
