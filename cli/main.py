@@ -52,7 +52,7 @@ def dev() -> None:
         say(f"dev accounts in {settings.accounts_path} (admin {ledger.tx.address})")
         say(f"API on http://{settings.api_host}:{settings.api_port}  (docs: /docs, health: /health) — Ctrl-C stops")
         api = create_app(settings, ledger=ledger)
-        uvicorn.run(api, host=settings.api_host, port=settings.api_port, log_level="warning")
+        uvicorn.run(api, **settings.uvicorn_options(), log_level="warning")  # type: ignore[arg-type]
     except ChainError as exc:
         fail(str(exc))
     finally:
@@ -72,7 +72,7 @@ def serve() -> None:
         fail(str(exc))
         return
     try:
-        uvicorn.run(create_app(settings, ledger=ledger), host=settings.api_host, port=settings.api_port)
+        uvicorn.run(create_app(settings, ledger=ledger), **settings.uvicorn_options())  # type: ignore[arg-type]
     finally:
         node.stop()
 
