@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from api.settings import default_api_url
-from qcl_client import ApiError, QclClient
+from qcl_client import ApiError, LoginRefused, QclClient
 
 audit_app = typer.Typer(help="Auditors: trail, verification, reports.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -33,7 +33,7 @@ def _client(api: str, key: str | None) -> QclClient:
     try:
         client = QclClient.connect(api, key)
         client.login()
-    except (ApiError, httpx.HTTPError, ValueError) as exc:
+    except (ApiError, LoginRefused, httpx.HTTPError, ValueError) as exc:
         console.print(f"[bold red]error:[/] cannot log in at {api}: {exc}")
         raise typer.Exit(2) from None
     return client

@@ -34,7 +34,7 @@ from rich.text import Text
 from api.runtime import dev_accounts
 from api.settings import default_api_url
 from chain_client.ids import purpose_id, resource_id
-from qcl_client import ApiError, DecryptionError, OpenedRelease, QclClient, open_release
+from qcl_client import ApiError, DecryptionError, LoginRefused, OpenedRelease, QclClient, ReleaseError, open_release
 from vault.errors import VaultError
 
 from ._console import fail, say
@@ -94,17 +94,19 @@ def _guard(api: str) -> Iterator[None]:
         yield
     except ApiError as exc:
         _fail(f"the API refused ({exc.status} {exc.code}): {exc.body.get('detail') or exc.body}")
+    except LoginRefused as exc:
+        _fail(f"not signing in to {api}: {exc}")
     except httpx.TimeoutException:
         _fail(f"the API at {api} did not answer in time")
     except httpx.HTTPError as exc:
         _fail(f"cannot reach the API at {api}: {exc or type(exc).__name__}")
-    except VaultError as exc:
+    except (VaultError, ReleaseError) as exc:
         _fail(_vault_message(exc))
     except (ValueError, KeyError) as exc:  # e.g. a 2xx answer that is not the API's JSON
         _fail(f"unexpected answer from {api}: {type(exc).__name__}: {exc}")
 
 
-def _vault_message(exc: VaultError) -> str:
+def _vault_message(exc: VaultError | ReleaseError) -> str:
     if isinstance(exc, DecryptionError):
         return "the release does not open with this HPKE key, grant id and request id (DecryptionError)"
     return f"{type(exc).__name__}: {exc}"
@@ -600,7 +602,7 @@ def client_open(
         opened = open_release(
             answer, private, grant_id=bytes.fromhex(grant_id[2:]), request_id=bytes.fromhex(request_id[2:])
         )
-    except VaultError as exc:
+    except (VaultError, ReleaseError) as exc:
         _fail(_vault_message(exc))
     except (KeyError, ValueError, TypeError) as exc:
         _fail(f"{answer_file} is not a well-formed release answer: {exc}")
