@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 import orjson
 from anyio import to_thread
@@ -35,6 +36,9 @@ from .errors import problem
 log = logging.getLogger("qcl.api")
 
 _OPENERS = (b"[", b"{")
+#: A ``\u0000`` escape (preceded by an even number of backslashes): NUL has no place in any text
+#: here, and PostgreSQL cannot store it in a text column.
+_NUL_ESCAPE = re.compile(rb"(?:^|[^\\])(?:\\\\)*\\u0000")
 #: Bodies smaller than this are checked on the event loop (microseconds); larger ones in a thread.
 _INLINE_CHECK = 256 * 1024
 
@@ -64,7 +68,8 @@ def json_problem(body: bytes, max_depth: int = 64, max_containers: int = 10_000)
     2. strict JSON in UTF-8 (orjson: no invalid bytes, no lone surrogate escapes, no ``NaN``;
        its own depth bound of 1,024 keeps the parse itself safe);
     3. nesting deeper than ``max_depth``, measured on the parsed value only when the body has
-       more opening brackets than that.
+       more opening brackets than that;
+    4. no NUL character (``\\u0000``) in any string.
     """
     openers = sum(body.count(opener) for opener in _OPENERS)
     if openers > max_containers:
@@ -77,6 +82,8 @@ def json_problem(body: bytes, max_depth: int = 64, max_containers: int = 10_000)
         return f"the request body is not valid JSON in UTF-8: {exc}"
     if openers > max_depth and isinstance(value, dict | list) and nesting_exceeds(value, max_depth):
         return f"the request body nests arrays and objects deeper than {max_depth} levels"
+    if b"u0000" in body and _NUL_ESCAPE.search(body):
+        return "the request body holds a NUL character (\\u0000) in a string"
     return None
 
 

@@ -364,6 +364,8 @@ def test_stored_values_always_read_back(hostile: Hostile) -> None:
         _problem(h.raw("POST", path, token=token, content=raw, headers=headers), 422, "invalid_input")
     big = {**base, "metadata": {"x": "字" * 30_000}}  # 90 kB of UTF-8
     _problem(h.raw("POST", path, token=token, json=big), 422, "invalid_input")
+    nul = _problem(h.raw("POST", path, token=token, json={**base, "metadata": {"x": "a\u0000b"}}), 422, "invalid_input")
+    assert "NUL" in nul["detail"]  # PostgreSQL cannot keep it in a text column
     invalid_utf8 = json.dumps({**base, "metadata": {"x": "XX"}}).encode().replace(b"XX", b"\xff\xfe")
     _problem(h.raw("POST", path, token=token, content=invalid_utf8, headers=headers), 422, "invalid_input")
     fine = {**base, "metadata": {"名": ["😀", {"deep": {"er": [1, 2.5, None, True]}}]}}
