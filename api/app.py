@@ -91,6 +91,7 @@ def create_app(settings: Settings, *, ledger: Ledger, vault: Vault | None = None
         max_depth=settings.max_json_depth,
         max_containers=settings.max_json_containers,
         body_timeout=settings.body_timeout,
+        limiter=app.state.rate_limiter,
     )
     restore_recursion_limit(settings.recursion_limit)
     return app

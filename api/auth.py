@@ -109,6 +109,7 @@ class RateLimiter:
             "challenge_address": parse_many(settings.rate_limit_challenge_address),
             "challenge_ip": parse_many(settings.rate_limit_challenge_ip),
             "token_ip": parse_many(settings.rate_limit_token_ip),
+            "public_ip": parse_many(settings.rate_limit_public_ip),
         }
 
     def hit(self, rule: str, key: str, what: str) -> None:

@@ -14,6 +14,8 @@ one hostile request can never take the process down or poison what is stored:
 * **text**: a body that is not strict JSON in valid UTF-8 (invalid bytes, lone surrogate escapes
   such as ``"\\ud800"``, ``NaN``) → 422 ``invalid_input``, so nothing stored can fail to be
   serialised again when it is read back;
+* **abuse**: the public routes (``/health``, ``/v1/chain``) are rate-limited per client IP
+  (429 ``rate_limited`` with ``Retry-After``);
 * **failures**: an exception no handler took is answered 500 ``internal_error`` (and logged) here
   instead of escaping to the server, which would drop the keep-alive connection under the next
   request.
@@ -31,6 +33,7 @@ import orjson
 from anyio import to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .auth import RateLimited, RateLimiter
 from .errors import problem
 
 log = logging.getLogger("qcl.api")
@@ -39,6 +42,9 @@ _OPENERS = (b"[", b"{")
 #: A ``\u0000`` escape (preceded by an even number of backslashes): NUL has no place in any text
 #: here, and PostgreSQL cannot store it in a text column.
 _NUL_ESCAPE = re.compile(rb"(?:^|[^\\])(?:\\\\)*\\u0000")
+#: Routes anyone may call without logging in, each costing a chain call: rate-limited per client IP
+#: (``/v1/auth/*`` is limited by its router, per IP and per account).
+PUBLIC_PATHS = frozenset({"/health", "/v1/chain"})
 #: Bodies smaller than this are checked on the event loop (microseconds); larger ones in a thread.
 _INLINE_CHECK = 256 * 1024
 
@@ -102,8 +108,10 @@ class BodyGuard:
         max_depth: int = 64,
         max_containers: int = 10_000,
         body_timeout: float = 60.0,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.app = app
+        self.limiter = limiter
         self.max_bytes = max_bytes
         self.max_depth = max_depth
         self.max_containers = max_containers
@@ -113,6 +121,15 @@ class BodyGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.limiter is not None and scope.get("path") in PUBLIC_PATHS:
+            client = scope.get("client")
+            try:
+                self.limiter.hit("public_ip", client[0] if client else "unknown", "requests from this client")
+            except RateLimited as exc:
+                response = problem(exc.status, exc.code, exc.detail, instance=scope["path"], **exc.extra)
+                response.headers["Retry-After"] = str(exc.retry_after)
+                await response(scope, receive, send)
+                return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
             await self._refuse(scope, receive, send, 413, "body_too_large", self._too_large())

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     )
     rate_limit_challenge_ip: str = Field("60/minute", description="login challenges per client IP")
     rate_limit_token_ip: str = Field("60/minute", description="token exchanges (signature checks) per client IP")
+    rate_limit_public_ip: str = Field("600/minute", description="calls of /health and /v1/chain per client IP")
     rate_limits: bool = Field(True, description="enforce the rate limits (off only for load tests)")
 
     @field_validator("chain")
@@ -80,7 +81,9 @@ class Settings(BaseSettings):
             return value
         raise ValueError(f"QCL_CHAIN must be one of {', '.join(LOCAL_KINDS)} or an http(s):// URL, got {value!r}")
 
-    @field_validator("rate_limit_challenge_address", "rate_limit_challenge_ip", "rate_limit_token_ip")
+    @field_validator(
+        "rate_limit_challenge_address", "rate_limit_challenge_ip", "rate_limit_token_ip", "rate_limit_public_ip"
+    )
     @classmethod
     def _rate(cls, value: str) -> str:
         from limits import parse_many

@@ -582,7 +582,13 @@ def test_trickled_body_is_cut_off(hostile: Hostile) -> None:
 def test_login_challenges_are_rate_limited(hostile: Hostile, tmp_path: Path) -> None:
     h = hostile
     port = free_port()
-    settings = _settings(tmp_path, port, rate_limit_challenge_address="5/minute", rate_limit_challenge_ip="40/minute")
+    settings = _settings(
+        tmp_path,
+        port,
+        rate_limit_challenge_address="5/minute",
+        rate_limit_challenge_ip="40/minute",
+        rate_limit_public_ip="6/minute",
+    )
     app = create_app(settings, ledger=h.deployed.ledger, vault=h.vault)
     with h.vault.store.session() as s:
         before = s.query(AuthNonce).count()
@@ -597,7 +603,12 @@ def test_login_challenges_are_rate_limited(hostile: Hostile, tmp_path: Path) -> 
         ]
         # 40 per minute from one client, the 8 attempts above included
         assert statuses.count(200) == 32 and statuses[32:] == [429] * 968
-        assert http.get("/health").status_code == 200
+        # the public routes, each a chain call, are limited per client too
+        public = [http.get(path) for path in ("/health", "/v1/chain") * 4]
+        assert [a.status_code for a in public] == [200] * 6 + [429] * 2
+        _problem(public[-1], 429, "rate_limited")
+        assert int(public[-1].headers["Retry-After"]) >= 1
+    h.assert_healthy()  # another server, its own counters
     with h.vault.store.session() as s:
         assert s.query(AuthNonce).count() - before == 37  # the table grew by the limit, not by 1,000
 
