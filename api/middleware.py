@@ -8,12 +8,13 @@ one hostile request can never take the process down or poison what is stored:
 * **time**: a body that has not fully arrived within ``body_timeout`` seconds (a client trickling
   one byte a second) → 408 ``request_timeout`` and the connection is closed, so slow clients do
   not hold the server;
-* **depth**: JSON nested deeper than ``max_depth`` arrays/objects → 422 ``invalid_input``, found by
-  a scan over the bytes that neither recurses nor builds the value (a 100,000-deep body used to
-  overflow the C stack of the JSON parser);
+* **depth**: JSON nested deeper than ``max_depth`` arrays/objects, or holding more than
+  ``max_containers`` of them → 422 ``invalid_input``, found without any recursion (a count over
+  the bytes, orjson's bounded parse, an iterative walk); a 100,000-deep body used to overflow the
+  C stack of the JSON parser;
 * **text**: a body that is not strict JSON in valid UTF-8 (invalid bytes, lone surrogate escapes
-  such as ``"\\ud800"``, ``NaN``) → 422 ``invalid_input``, so nothing stored can fail to be
-  serialised again when it is read back;
+  such as ``"\\ud800"``, ``NaN``, a NUL) → 422 ``invalid_input``, so nothing stored can fail to
+  be serialised again when it is read back;
 * **abuse**: the public routes (``/health``, ``/v1/chain``) are rate-limited per client IP
   (429 ``rate_limited`` with ``Retry-After``);
 * **failures**: an exception no handler took is answered 500 ``internal_error`` (and logged) here
@@ -224,7 +225,3 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-#: The name the application factory used before the guard also checked depth, text and time.
-BodySizeLimit = BodyGuard
