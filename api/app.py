@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,9 +18,9 @@ from vault import Vault
 from vault.releases import ReleaseRelayer
 
 from . import errors
-from .auth import Authenticator, jwt_secret
+from .auth import Authenticator, RateLimiter, jwt_secret
 from .background import CheckpointAnchor, IndexFollower, VerificationJobs
-from .middleware import BodySizeLimit
+from .middleware import BodyGuard
 from .routers import (
     access_requests,
     audit,
@@ -109,12 +110,32 @@ def create_app(
     app.state.authenticator = Authenticator(
         store=vault.store, ledger=ledger, settings=settings, secret=jwt_secret(settings)
     )
+    app.state.rate_limiter = RateLimiter(settings)
     errors.install(app)
     _document_problems(app)
     for module in (system, auth, members, catalog, documents, grants, access_requests, releases, emergencies, audit):
         app.include_router(module.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyGuard,
+        max_bytes=settings.max_body_bytes,
+        max_depth=settings.max_json_depth,
+        max_containers=settings.max_json_containers,
+        body_timeout=settings.body_timeout,
+        limiter=app.state.rate_limiter,
+    )
+    restore_recursion_limit(settings.recursion_limit)
     return app
+
+
+def restore_recursion_limit(limit: int) -> None:
+    """Undo what importing py_ecc (100,000) and py-evm (12,288) did to the recursion limit.
+
+    Both come in through web3/eth-tester. With the raised limit a deeply nested value makes the
+    C JSON parser and other C recursion overflow the thread's stack (a segmentation fault)
+    before Python's own guard would raise a RecursionError; with the default it raises.
+    """
+    if sys.getrecursionlimit() > limit:
+        sys.setrecursionlimit(limit)
 
 
 def _document_problems(app: FastAPI) -> None:

@@ -4,6 +4,8 @@ API bites at the member's next call)."""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import secrets
 import threading
@@ -15,20 +17,28 @@ from pathlib import Path
 
 import jwt
 from eth_utils import to_checksum_address
-from sqlalchemy import update
+from limits import RateLimitItem, parse_many
+from limits.errors import StorageError
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy import delete, update
 
 from chain_client import Ledger, Member, Role
 from db.models import AuthNonce
-from db.store import Store
+from db.store import Store, StoreUnavailable
 
 from . import siwe
 from .errors import Problem
 from .settings import Settings
 
+log = logging.getLogger("qcl.api")
+
 CHALLENGE_LIFETIME = timedelta(minutes=10)
 #: The ``scope`` claim of a token issued to a suspended SUBJECT (SPEC §9.8 "Withdrawal always
 #: works"): it is accepted only by the routes that revoke, pause and read the subject's own data.
 WITHDRAW_SCOPE = "withdraw"
+#: Expired login nonces are deleted at most this often (seconds), by the challenge path itself.
+NONCE_PURGE_INTERVAL = 60.0
 AUDIENCE = "qcl-api"
 STATEMENT = "Sign in to the Quanchenglian data-sharing ledger."
 
@@ -53,6 +63,74 @@ def jwt_secret(settings: Settings) -> bytes:
     return path.read_text().strip().encode()
 
 
+def purge_expired_nonces(store: Store, now: float) -> int:
+    """Delete the login nonces that expired before ``now``; returns how many.
+
+    Safe at any time: an expired nonce can never be spent (``token`` requires ``expires_at > now``),
+    so a deleted one is refused exactly as before (409 ``nonce_used``). Used nonces go too once
+    expired. Keeps the table at most one challenge lifetime's worth of rows.
+    """
+    with store.session() as s:
+        result = s.execute(delete(AuthNonce).where(AuthNonce.expires_at <= int(now)))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]  # a DELETE's CursorResult has rowcount
+
+
+class RateLimited(Problem):
+    """429 ``rate_limited``: too many requests of one kind from one client or for one account."""
+
+    def __init__(self, what: str, retry_after: int) -> None:
+        super().__init__(
+            429,
+            "rate_limited",
+            f"too many {what}; try again in {retry_after} s",
+            retry_after=retry_after,
+        )
+        self.retry_after = retry_after
+
+
+class RateLimiter:
+    """The abuse limits (settings ``rate_limit_*``), counted per key in a moving window.
+
+    Counters live in memory (one API process) or, when ``QCL_REDIS_URL`` is set, in Redis, shared
+    by every API process. If Redis does not answer the request is let through and a warning
+    logged: a down counter store must not lock everyone out of logging in.
+    """
+
+    def __init__(self, settings: Settings, *, key_prefix: str = "qcl") -> None:
+        self.enabled = settings.rate_limits
+        if settings.redis_url:
+            self._storage = storage_from_string(
+                settings.redis_url,
+                key_prefix=key_prefix,
+                wrap_exceptions=True,
+                socket_connect_timeout=0.5,
+                socket_timeout=0.5,
+            )
+        else:
+            self._storage = storage_from_string("memory://", wrap_exceptions=True)
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._rules: dict[str, list[RateLimitItem]] = {
+            "challenge_address": parse_many(settings.rate_limit_challenge_address),
+            "challenge_ip": parse_many(settings.rate_limit_challenge_ip),
+            "token_ip": parse_many(settings.rate_limit_token_ip),
+            "public_ip": parse_many(settings.rate_limit_public_ip),
+        }
+
+    def hit(self, rule: str, key: str, what: str) -> None:
+        """Count one request under ``rule`` for ``key``; :class:`RateLimited` when over the limit."""
+        if not self.enabled:
+            return
+        for item in self._rules[rule]:
+            try:
+                if self._limiter.hit(item, rule, key):
+                    continue
+                reset = self._limiter.get_window_stats(item, rule, key).reset_time
+            except StorageError as exc:
+                log.warning("rate-limit counters unavailable (%s); %s not limited", exc, rule)
+                return
+            raise RateLimited(what, max(1, math.ceil(reset - time.time())))
+
+
 class Authenticator:
     def __init__(
         self, *, store: Store, ledger: Ledger, settings: Settings, secret: bytes, clock: Callable[[], float] = time.time
@@ -65,6 +143,7 @@ class Authenticator:
         self._cache: dict[str, tuple[float, Member]] = {}
         self._refreshing: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self._purged_at = 0.0
 
     # ---- challenge and token ---------------------------------------------------------------------
 
@@ -86,7 +165,20 @@ class Authenticator:
             s.add(
                 AuthNonce(nonce=nonce, address=message.address, expires_at=int((now + CHALLENGE_LIFETIME).timestamp()))
             )
+        self._purge_now_and_then()
         return message.to_text(), nonce
+
+    def _purge_now_and_then(self) -> None:
+        """Delete expired nonces, at most every :data:`NONCE_PURGE_INTERVAL` seconds."""
+        now = self._clock()
+        with self._lock:
+            if now - self._purged_at < NONCE_PURGE_INTERVAL:
+                return
+            self._purged_at = now
+        try:
+            purge_expired_nonces(self._store, now)
+        except StoreUnavailable as exc:
+            log.warning("expired login nonces not purged: %s", exc)
 
     def token(self, message: str, signature: str) -> Token:
         """Verify a signed challenge, spend its nonce, and issue a bearer token to a member."""

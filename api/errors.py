@@ -96,8 +96,10 @@ _STATUS_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "body_too_large",
     415: "unsupported_media_type",
+    429: "rate_limited",
 }
 
 
@@ -138,7 +140,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem(exc.status, exc.code, exc.detail, instance=request.url.path, **exc.extra)
+        response = problem(exc.status, exc.code, exc.detail, instance=request.url.path, **exc.extra)
+        if "retry_after" in exc.extra:  # 429 rate_limited (RFC 9110 §10.2.3)
+            response.headers["Retry-After"] = str(exc.extra["retry_after"])
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -45,7 +45,8 @@ class Settings(BaseSettings):
     vault_passphrase: SecretStr = Field(SecretStr(DEV_PASSPHRASE), description="passphrase sealing the key ring")
     crypto_profile: Literal["aes-256-gcm", "sm4-gcm-sm3"] = Field("aes-256-gcm", description="vault cipher profile")
     public_url: str = Field(
-        "http://127.0.0.1:8000", description="the service's public URL (its host is the SIWE domain)"
+        "",
+        description="the service's public URL (its host is the SIWE domain); default http://<api_host>:<api_port>",
     )
     jwt_secret: SecretStr | None = Field(None, description="HMAC key of access tokens (dev: generated in <data_dir>)")
     member_cache_seconds: float = Field(
@@ -71,6 +72,25 @@ class Settings(BaseSettings):
     )
     relayer: bool = Field(True, description="record releases in this process (qcl dev; qcl serve never does)")
     max_body_bytes: int = Field(24 * 1024 * 1024, ge=1024, description="largest request body accepted")
+    max_json_depth: int = Field(64, ge=4, le=1000, description="deepest nesting of arrays/objects in a request body")
+    max_json_containers: int = Field(
+        10_000, ge=100, description="most arrays/objects (opening brackets) in one request body"
+    )
+    body_timeout: float = Field(60.0, gt=0, description="seconds a client has to send its whole request body")
+    keep_alive_timeout: int = Field(5, ge=1, le=300, description="seconds an idle keep-alive connection stays open")
+    recursion_limit: int = Field(
+        1000, ge=500, le=20_000, description="Python recursion limit restored after imports that raise it"
+    )
+    redis_url: str | None = Field(
+        None, description="redis:// URL for the rate-limit counters (shared by API processes); default in memory"
+    )
+    rate_limit_challenge_address: str = Field(
+        "10/minute", description="login challenges per address (limits notation: N/second|minute|hour|day)"
+    )
+    rate_limit_challenge_ip: str = Field("60/minute", description="login challenges per client IP")
+    rate_limit_token_ip: str = Field("60/minute", description="token exchanges (signature checks) per client IP")
+    rate_limit_public_ip: str = Field("600/minute", description="calls of /health and /v1/chain per client IP")
+    rate_limits: bool = Field(True, description="enforce the rate limits (off only for load tests)")
 
     @field_validator("chain")
     @classmethod
@@ -78,6 +98,28 @@ class Settings(BaseSettings):
         if value in LOCAL_KINDS or value.startswith(("http://", "https://")):
             return value
         raise ValueError(f"QCL_CHAIN must be one of {', '.join(LOCAL_KINDS)} or an http(s):// URL, got {value!r}")
+
+    @field_validator(
+        "rate_limit_challenge_address", "rate_limit_challenge_ip", "rate_limit_token_ip", "rate_limit_public_ip"
+    )
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"not a rate limit such as '10/minute' or '5/second;100/hour': {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _public_url_follows_api(self) -> Settings:
+        """Unless QCL_PUBLIC_URL is set, the public URL is where the API listens (QCL_API_HOST/PORT)."""
+        if not self.public_url:
+            host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
+            host = f"[{host}]" if ":" in host else host
+            self.public_url = f"http://{host}:{self.api_port}"
+        return self
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:
@@ -122,10 +164,23 @@ class Settings(BaseSettings):
         """The EIP-4361 domain: the authority (host[:port]) of the public URL."""
         return self.public_url.split("://", 1)[-1].split("/", 1)[0]
 
+    def uvicorn_options(self) -> dict[str, object]:
+        """Keyword arguments of ``uvicorn.run`` that bound what one connection may hold."""
+        return {"host": self.api_host, "port": self.api_port, "timeout_keep_alive": self.keep_alive_timeout}
+
     @property
     def accounts_path(self) -> Path:
         """SPEC §8: the dev deployment's ADMIN and relayer keys."""
         return self.data_dir / "accounts.json"
+
+
+def default_api_url() -> str:
+    """The API a command talks to by default: QCL_PUBLIC_URL, else http://QCL_API_HOST:QCL_API_PORT
+    (the same settings ``qcl dev`` listens on), else the SPEC §8 default."""
+    try:
+        return Settings().public_url.rstrip("/")
+    except ValueError:
+        return "http://127.0.0.1:8000"
 
 
 #: Keys printed by every local node on start (anvil/hardhat's and ganache's first accounts);

@@ -13,13 +13,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from qcl_client import ApiError, QclClient
+from api.settings import default_api_url
+from qcl_client import ApiError, LoginRefused, QclClient
 
 audit_app = typer.Typer(help="Auditors: trail, verification, reports.", no_args_is_help=True)
 console = Console(stderr=True)
 out = Console()
 
 ApiOption = Annotated[str, typer.Option("--api", envvar="QCL_API", help="API base URL")]
+#: QCL_PUBLIC_URL, else http://QCL_API_HOST:QCL_API_PORT: where ``qcl dev`` serves.
+DEFAULT_API = default_api_url()
 KeyOption = Annotated[str | None, typer.Option("--key", envvar="QCL_KEY", help="the auditor's private key")]
 
 
@@ -30,7 +33,7 @@ def _client(api: str, key: str | None) -> QclClient:
     try:
         client = QclClient.connect(api, key)
         client.login()
-    except (ApiError, httpx.HTTPError, ValueError) as exc:
+    except (ApiError, LoginRefused, httpx.HTTPError, ValueError) as exc:
         console.print(f"[bold red]error:[/] cannot log in at {api}: {exc}")
         raise typer.Exit(2) from None
     return client
@@ -38,7 +41,7 @@ def _client(api: str, key: str | None) -> QclClient:
 
 @audit_app.command("trail")
 def trail(
-    api: ApiOption = "http://127.0.0.1:8000",
+    api: ApiOption = DEFAULT_API,
     key: KeyOption = None,
     subject: Annotated[str | None, typer.Option()] = None,
     grantee: Annotated[str | None, typer.Option()] = None,
@@ -71,7 +74,7 @@ _STAGES = {
 
 @audit_app.command("verify")
 def verify(
-    api: ApiOption = "http://127.0.0.1:8000",
+    api: ApiOption = DEFAULT_API,
     key: KeyOption = None,
     from_block: Annotated[int, typer.Option(min=0)] = 0,
     to_block: Annotated[int | None, typer.Option(min=0)] = None,
@@ -124,7 +127,7 @@ def verify(
 
 @audit_app.command("report")
 def report(
-    api: ApiOption = "http://127.0.0.1:8000",
+    api: ApiOption = DEFAULT_API,
     key: KeyOption = None,
     subject: Annotated[str | None, typer.Option()] = None,
     department: Annotated[str | None, typer.Option()] = None,

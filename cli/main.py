@@ -55,9 +55,7 @@ def dev() -> None:
         say(f"API on http://{settings.api_host}:{settings.api_port}  (docs: /docs, health: /health) — Ctrl-C stops")
         vault = open_vault(settings, ledger)
         api = create_app(settings, ledger=ledger, vault=vault, relayer=release_relayer(settings, ledger, vault.store))
-        uvicorn.run(
-            api, host=settings.api_host, port=settings.api_port, log_level="warning", loop="uvloop", http="httptools"
-        )
+        uvicorn.run(api, **settings.uvicorn_options(), log_level="warning", loop="uvloop", http="httptools")  # type: ignore[arg-type]
     except ChainError as exc:
         fail(str(exc))
     finally:
@@ -84,8 +82,7 @@ def serve(
     uvicorn.run(
         "api.asgi:serve_app",
         factory=True,
-        host=settings.api_host,
-        port=settings.api_port,
+        **settings.uvicorn_options(),  # type: ignore[arg-type]
         workers=workers,
         loop="uvloop",
         http="httptools",

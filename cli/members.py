@@ -2,7 +2,8 @@
 
 Every command here is an API client (:class:`qcl_client.QclClient`): it signs locally with the key
 given by ``--key`` / ``QCL_KEY`` (a hex private key, or a file holding one) and talks to the API at
-``--api`` / ``QCL_API``. Only the ADMIN commands and ``demo seed`` fall back to the dev ADMIN key of
+``--api`` / ``QCL_API`` (default: ``QCL_PUBLIC_URL``, else ``http://QCL_API_HOST:QCL_API_PORT``, the
+address ``qcl dev`` serves on). Only the ADMIN commands and ``demo seed`` fall back to the dev ADMIN key of
 ``<QCL_DATA_DIR>/accounts.json``, and only after checking that the API serves the very deployment
 whose manifest lies next to that file. Failures are one line on stderr and exit code 2.
 """
@@ -31,12 +32,13 @@ from rich.table import Table
 from rich.text import Text
 
 from api.runtime import dev_accounts
+from api.settings import default_api_url
 from chain_client.ids import purpose_id, resource_id
-from qcl_client import ApiError, DecryptionError, OpenedRelease, QclClient, ReleaseError, open_release
+from qcl_client import ApiError, DecryptionError, LoginRefused, OpenedRelease, QclClient, ReleaseError, open_release
 
 from ._console import fail, say
 
-DEFAULT_API = "http://127.0.0.1:8000"
+DEFAULT_API = default_api_url()
 DEFAULT_DATA_DIR = Path(".qcl/dev")
 DEMO_FILE = "demo-accounts.json"
 CODE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")  # api.routers.catalog.CODE_PATTERN
@@ -91,6 +93,8 @@ def _guard(api: str) -> Iterator[None]:
         yield
     except ApiError as exc:
         _fail(f"the API refused ({exc.status} {exc.code}): {exc.body.get('detail') or exc.body}")
+    except LoginRefused as exc:
+        _fail(f"not signing in to {api}: {exc}")
     except httpx.TimeoutException:
         _fail(f"the API at {api} did not answer in time")
     except httpx.HTTPError as exc:

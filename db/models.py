@@ -7,7 +7,7 @@ and cursors. Schema changes go through the Alembic migrations in ``db/migrations
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, Index, Integer, LargeBinary, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, LargeBinary, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -84,6 +84,21 @@ class MemberProfile(Base):
     org_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated_at: Mapped[int] = mapped_column(BigInteger)
     updated_by: Mapped[str] = mapped_column(String(42))
+
+
+class CatalogEntryRow(Base):
+    """Off-chain facts about a catalog entry (the chain keeps code, provider and sensitivity).
+
+    ``self_declared`` (SPEC §6.1, v1.1): whether a subject's own document of the resource may be
+    released when its provider has issued none (SPEC §4).
+    """
+
+    __tablename__ = "catalog_entries"
+
+    resource_id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    code: Mapped[str] = mapped_column(String(64))
+    self_declared: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
 
 
 class GrantRecord(Base):

@@ -36,6 +36,8 @@ from ._open import (
 
 __all__ = [
     "ApiError",
+    "LoginRefused",
+    "check_challenge",
     "CommitmentMismatch",
     "DecryptionError",
     "OpenedRelease",
@@ -56,6 +58,45 @@ class ApiError(Exception):
         self.status = status
         self.code = str(body.get("code"))
         self.body = body
+
+
+class LoginRefused(Exception):
+    """The server's login challenge names another server or account than the one called."""
+
+
+def _authority(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the scheme's default port made explicit."""
+    parsed = httpx.URL(url)
+    port = parsed.port or {"http": 80, "https": 443}.get(parsed.scheme)
+    return parsed.scheme, parsed.host.lower(), port
+
+
+def check_challenge(message: str, base_url: str, address: str) -> None:
+    """Check an EIP-4361 challenge before signing it: its domain and ``URI`` must be ``base_url``'s
+    host and port, and its account ``address``; :class:`LoginRefused` otherwise."""
+    lines = message.split("\n")
+    suffix = " wants you to sign in with your Ethereum account:"
+    if len(lines) < 2 or not lines[0].endswith(suffix):
+        raise LoginRefused("the login challenge is not an EIP-4361 message")
+    scheme, host, port = _authority(base_url)
+    domain = lines[0][: -len(suffix)]
+    try:
+        named = _authority(domain if "://" in domain else f"{scheme}://{domain}")
+    except (httpx.InvalidURL, ValueError):
+        raise LoginRefused(f"the login challenge names an unreadable domain {domain!r}") from None
+    if named != (scheme, host, port):
+        raise LoginRefused(f"the login challenge is for {domain!r}, not for the server called ({base_url})")
+    uris = [line[len("URI: ") :] for line in lines if line.startswith("URI: ")]
+    if len(uris) != 1:
+        raise LoginRefused("the login challenge has no single URI")
+    try:
+        uri = _authority(uris[0])
+    except (httpx.InvalidURL, ValueError):
+        raise LoginRefused(f"the login challenge's URI {uris[0]!r} is unreadable") from None
+    if uri != (scheme, host, port):
+        raise LoginRefused(f"the login challenge's URI {uris[0]!r} is not the server called ({base_url})")
+    if lines[1].lower() != address.lower():
+        raise LoginRefused("the login challenge names another account")
 
 
 def _hex(data: bytes) -> str:
@@ -115,8 +156,13 @@ class QclClient:
     # ---- login -----------------------------------------------------------------------------------
 
     def login(self) -> list[str]:
-        """Sign in (EIP-4361); returns the member's roles."""
+        """Sign in (EIP-4361); returns the member's roles.
+
+        Refuses (:class:`LoginRefused`) to sign a challenge that names another server than the one
+        called, or another account: a signed login message is a credential for the server it names.
+        """
         challenge = self.call("POST", "/v1/auth/challenge", json={"address": self.address})
+        check_challenge(challenge["message"], str(self.http.base_url), self.address)
         signed = Account.sign_message(encode_defunct(text=challenge["message"]), self.account.key)
         answer = self.call(
             "POST", "/v1/auth/token", json={"message": challenge["message"], "signature": _hex(bytes(signed.signature))}
@@ -168,12 +214,17 @@ class QclClient:
     def suspend(self, address: str, suspended: bool = True) -> dict[str, Any]:
         return dict(self.call("POST", f"/v1/members/{address}/suspend", json={"suspended": suspended}))
 
-    def register_resource(self, code: str, name: str, provider: str, sensitivity: int) -> dict[str, Any]:
+    def register_resource(
+        self, code: str, name: str, provider: str, sensitivity: int, *, self_declared: bool = False
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": code, "name": name, "provider": provider, "sensitivity": sensitivity}
+        if self_declared:
+            body["self_declared"] = True
         return dict(
             self.call(
                 "POST",
                 "/v1/catalog",
-                json={"code": code, "name": name, "provider": provider, "sensitivity": sensitivity},
+                json=body,
             )
         )
 

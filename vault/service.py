@@ -27,7 +27,7 @@ from chain_client.ids import resource_id
 from chain_client.relayer import RawSender
 from chain_client.types import EmergencyScope, GrantTerms
 from db import release_log
-from db.models import DocumentRow
+from db.models import CatalogEntryRow, DocumentRow
 from db.store import Store
 
 from . import crypto, sealing
@@ -47,6 +47,8 @@ from .releases import MAX_ATTEMPTS, Intent, ReleaseDesk, ReleaseRelayer, Release
 log = logging.getLogger("qcl.vault")
 
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+#: How long a catalog entry's provider read from the chain is reused.
+PROVIDER_CACHE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ class Vault:
         #: Admission of release requests and waiting for their outcome.
         self.desk = ReleaseDesk(store=store)
         self._relayer: ReleaseRelayer | None = None
+        self._providers: dict[str, tuple[float, str]] = {}
 
     @property
     def ledger(self) -> Ledger:
@@ -286,24 +289,60 @@ class Vault:
             s.execute(update(DocumentRow).where(DocumentRow.id == doc_id).values(tombstone_tx=tx_hash))
         return tx_hash
 
-    def current_document(self, subject: str, resource_id_hex: str) -> DocumentRow:
-        """SPEC §4: the most recently stored document of that resource that is not deleted."""
+    def current_document(
+        self,
+        subject: str,
+        resource_id_hex: str,
+        *,
+        provider: str | None = None,
+        self_declared: bool | None = None,
+    ) -> DocumentRow:
+        """SPEC §4 (v1.1): the document a release of ``resource_id_hex`` delivers.
+
+        The most recently stored, not deleted document of that resource **issued by the catalog
+        entry's** ``provider``; a document the subject stored themselves only when the entry is
+        ``self_declared`` and no provider-issued one exists. Documents of any other issuer are
+        never released. ``provider`` and ``self_declared`` default to the chain's catalog entry
+        and the catalog's off-chain flag (table ``catalog_entries``).
+        """
+        subject = _address(subject, "subject")
+        if provider is None:
+            provider = self._catalog_provider(resource_id_hex)
+        provider = _address(provider, "provider")
+        if self_declared is None:
+            with self.store.session() as s:
+                entry = s.get(CatalogEntryRow, resource_id_hex.lower())
+            self_declared = bool(entry and entry.self_declared)
+        issuers = [provider] + ([subject] if self_declared and subject != provider else [])
         with self.store.session() as s:
             rows = s.scalars(
                 select(DocumentRow)
                 .where(
                     DocumentRow.subject == subject,
-                    DocumentRow.resource_id == resource_id_hex,
+                    DocumentRow.resource_id == resource_id_hex.lower(),
+                    DocumentRow.issuer.in_(issuers),
                     DocumentRow.state != "pending",
                 )
                 .order_by(DocumentRow.stored_ns.desc())
             ).all()
-        live = [r for r in rows if r.state == "current"]
-        if live:
-            return live[0]
+        for issuer in issuers:  # the provider's first; the subject's own only when it has none
+            live = [r for r in rows if r.issuer == issuer and r.state == "current"]
+            if live:
+                return live[0]
         if rows:
             raise DocumentDeleted(f"the subject's {resource_id_hex} documents were deleted")
-        raise NoCurrentDocument(f"the subject holds no document of resource {resource_id_hex}")
+        raise NoCurrentDocument(f"the subject holds no releasable document of resource {resource_id_hex}")
+
+    def _catalog_provider(self, resource_id_hex: str) -> str:
+        """The provider of a catalog entry, read from the chain at most every few seconds (the
+        release path asks for every request; a catalog entry's provider rarely changes)."""
+        now = time.monotonic()
+        cached = self._providers.get(resource_id_hex)
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        provider = self.ledger.resource(bytes.fromhex(resource_id_hex[2:])).provider
+        self._providers[resource_id_hex] = (now + PROVIDER_CACHE_SECONDS, provider)
+        return provider
 
     # ---- releases --------------------------------------------------------------------------------
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
 from chain_client.ids import resource_id
+from db.models import CatalogEntryRow
 
 from ..deps import AdminMember, CurrentMember, LedgerDep, VaultDep
 from ..types import Address, Limit, Offset
@@ -36,6 +39,13 @@ class ResourceCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     provider: Address
     sensitivity: int = Field(ge=1, le=4, description="1 public … 4 highly sensitive; 3-4 must be named in grants")
+    self_declared: bool = Field(
+        False,
+        description=(
+            "v1.1: whether a subject's own document of this resource may be released (only while the "
+            "provider has issued none); otherwise releases deliver the provider-issued document only"
+        ),
+    )
 
 
 class ResourcePublic(BaseModel):
@@ -44,6 +54,7 @@ class ResourcePublic(BaseModel):
     name: str
     provider: str
     sensitivity: int
+    self_declared: bool = False
     tx_hash: str | None = None
 
 
@@ -58,14 +69,21 @@ class ResourcePage(BaseModel):
 def register(body: ResourceCreate, admin: AdminMember, ledger: LedgerDep, vault: VaultDep) -> ResourcePublic:
     """Register a data resource on chain (provider and sensitivity)."""
     receipt = ledger.register_resource(body.code, body.name, body.provider, body.sensitivity)
+    rid = "0x" + resource_id(body.code).hex()
     with vault.store.session() as s:
+        s.merge(
+            CatalogEntryRow(
+                resource_id=rid, code=body.code, self_declared=body.self_declared, updated_at=int(time.time())
+            )
+        )
         record_action(s, actor=admin.address, action="register_resource", target=body.code, tx_hash=receipt.tx_hash)
     return ResourcePublic(
         code=body.code,
-        resource="0x" + resource_id(body.code).hex(),
+        resource=rid,
         name=body.name,
         provider=body.provider,
         sensitivity=body.sensitivity,
+        self_declared=body.self_declared,
         tx_hash=receipt.tx_hash,
     )
 
@@ -74,11 +92,14 @@ def register(body: ResourceCreate, admin: AdminMember, ledger: LedgerDep, vault:
 def list_catalog(
     member: CurrentMember,
     ledger: LedgerDep,
+    vault: VaultDep,
     offset: Annotated[Offset, Query()] = 0,
     limit: Annotated[Limit, Query()] = 100,
 ) -> ResourcePage:
     """Every catalog resource with its current provider and sensitivity."""
     events = ledger.events("ResourceRegistered", from_block=ledger.deployment.deploy_block)
+    with vault.store.session() as s:
+        declared = set(s.scalars(select(CatalogEntryRow.resource_id).where(CatalogEntryRow.self_declared)).all())
     items = []
     for event in events[offset : offset + limit]:
         current = ledger.resource(bytes(event.args.resource))
@@ -89,6 +110,7 @@ def list_catalog(
                 name=event.args.name,
                 provider=current.provider,
                 sensitivity=current.sensitivity,
+                self_declared="0x" + bytes(event.args.resource).hex() in declared,
             )
         )
     return ResourcePage(items=items, total=len(events), offset=offset, limit=limit)

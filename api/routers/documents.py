@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from vault import DocumentInfo
 
 from ..deps import CurrentMember, VaultDep
 from ..errors import Problem
+from ..middleware import nesting_exceeds
 from ..types import Address, Limit, Offset
 from .catalog import CODE_PATTERN
 from .common import PROBLEM_RESPONSES
@@ -23,6 +25,10 @@ from .common import PROBLEM_RESPONSES
 router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=PROBLEM_RESPONSES)
 
 DOC_ID_PATTERN = r"^0x[0-9a-fA-F]{64}$"
+#: Stored metadata must always read back: at most this deep, this large (as UTF-8 JSON), this many keys.
+MAX_METADATA_DEPTH = 16
+MAX_METADATA_BYTES = 64 * 1024
+MAX_METADATA_KEYS = 50
 
 
 class DocumentCreate(BaseModel):
@@ -42,7 +48,13 @@ class DocumentCreate(BaseModel):
     subject: Address
     resource: str = Field(pattern=CODE_PATTERN)
     content: str = Field(min_length=1, description="the document's bytes, base64 (standard alphabet)")
-    metadata: dict[str, Any] | None = Field(None, description="kept encrypted with the document")
+    metadata: dict[str, Any] | None = Field(
+        None,
+        description=(
+            f"kept encrypted with the document: a JSON object of at most {MAX_METADATA_KEYS} keys, nested at most "
+            f"{MAX_METADATA_DEPTH} deep, {MAX_METADATA_BYTES} bytes as UTF-8 JSON"
+        ),
+    )
 
     @field_validator("content")
     @classmethod
@@ -55,9 +67,20 @@ class DocumentCreate(BaseModel):
 
     @field_validator("metadata")
     @classmethod
-    def _small(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(value) > 50:
-            raise ValueError("at most 50 metadata keys")
+    def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Only what can always be read back: bounded, valid UTF-8 (no lone surrogates), finite numbers."""
+        if value is None:
+            return None
+        if len(value) > MAX_METADATA_KEYS:
+            raise ValueError(f"at most {MAX_METADATA_KEYS} metadata keys")
+        if nesting_exceeds(value, MAX_METADATA_DEPTH):
+            raise ValueError(f"metadata nests deeper than {MAX_METADATA_DEPTH} levels")
+        try:
+            encoded = json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        except (ValueError, UnicodeEncodeError):
+            raise ValueError("metadata must be JSON of valid UTF-8 text and finite numbers") from None
+        if len(encoded) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata exceeds {MAX_METADATA_BYTES} bytes")
         return value
 
 

@@ -20,7 +20,8 @@ from starlette.concurrency import run_in_threadpool
 
 from chain_client import Member, Role
 from chain_client.types import EmergencyScope
-from db.models import EmergencyRecord
+from db.models import EmergencyRecord, ReleaseLogRow
+from db.release_log import LogEntry
 from vault.releases import Intent, RequestReused
 
 from ..deps import ConsumerMember, CurrentMember, LedgerDep, VaultDep, require
@@ -230,6 +231,30 @@ def list_emergencies(
     return EmergencyPage(
         items=[_public(ledger, r) for r in visible[offset : offset + limit]], offset=offset, limit=limit
     )
+
+
+def _released_data_of(vault: VaultDep, subject: str, emergency_id: str) -> bool:
+    """Whether the release log holds a release of ``subject``'s data under ``emergency_id``."""
+    with vault.store.session() as s:
+        entries = s.scalars(select(ReleaseLogRow.entry).where(ReleaseLogRow.subject == subject)).all()
+    for raw in entries:
+        entry = LogEntry.parse(raw)
+        if entry.kind == "emergency" and entry.authority.lower() == emergency_id:
+            return True
+    return False
+
+
+@router.get("/{emergency_id}", response_model=EmergencyPublic)
+def read(emergency_id: str, member: CurrentMember, ledger: LedgerDep, vault: VaultDep) -> EmergencyPublic:
+    """One emergency with its reason text: to approvers, the consumers it lists, and every subject
+    whose data it released (so that a citizen who sees an emergency release in the access log
+    learns why). 404 for anyone else."""
+    record = _record(vault, emergency_id)
+    approver = Role.ADMIN in member.roles or Role.AUDITOR in member.roles
+    listed = member.address in EmergencyMessage.model_validate_json(record.scope).consumers
+    if not (approver or listed or _released_data_of(vault, member.address, record.emergency_id)):
+        raise Problem(404, "emergency_not_found", "no such emergency")
+    return _public(ledger, record)
 
 
 @router.post("/{emergency_id}/releases", response_model=ReleasePublic, status_code=201)

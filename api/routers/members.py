@@ -12,9 +12,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from chain_client import Member, Role
-from db.models import MemberProfile
+from db.models import AccessRequestRow, GrantRecord, MemberProfile
 
 from ..deps import AdminMember, CurrentMember, LedgerDep, VaultDep
 from ..errors import Problem
@@ -166,16 +168,49 @@ def onboard(body: MemberCreate, admin: AdminMember, ledger: LedgerDep, vault: Va
     return _public(ledger.member(body.address), profile, receipt.tx_hash)
 
 
+def _is_citizen(found: Member, profile: MemberProfile | None) -> bool:
+    """A natural person: a SUBJECT without an organisation code (PIPL personal information)."""
+    return Role.SUBJECT in found.roles and not (profile and profile.org_code)
+
+
+def _may_see_name(reader: Member, citizen: str, session: Session) -> bool:
+    """Whether ``reader`` may see ``citizen``'s name: the citizen, ADMINs, AUDITORs, and
+    organisations the citizen has dealt with, i.e. that hold a grant from the citizen or an
+    access request the citizen granted. (An unanswered request does not count: any consumer can
+    open one to any address, which would unmask every name.)"""
+    if reader.address == citizen or Role.ADMIN in reader.roles or Role.AUDITOR in reader.roles:
+        return True
+    granted = session.scalar(
+        select(GrantRecord.grant_id).where(GrantRecord.subject == citizen, GrantRecord.grantee == reader.address)
+    )
+    if granted is not None:
+        return True
+    answered = session.scalar(
+        select(AccessRequestRow.id).where(
+            AccessRequestRow.subject == citizen,
+            AccessRequestRow.consumer == reader.address,
+            AccessRequestRow.status == "granted",
+        )
+    )
+    return answered is not None
+
+
 @router.get("/{address}", response_model=MemberPublic)
 def read(
     account: Annotated[Address, Path(alias="address")], member: CurrentMember, ledger: LedgerDep, vault: VaultDep
 ) -> MemberPublic:
-    """A member's roles, status, org id and HPKE key (any logged-in member may read)."""
+    """A member's roles, status, org id and HPKE key (any logged-in member may read).
+
+    Organisations' names are public to members; a citizen's name (a SUBJECT without org code) is
+    shown only to the citizen, ADMINs, AUDITORs and organisations holding a grant or a granted
+    access request from that citizen; to anyone else ``name`` is null."""
     found = ledger.member(account)
     if not found.is_member:
         raise Problem(404, "member_not_found", f"{account} is not a member")
     with vault.store.session() as s:
         profile = s.get(MemberProfile, account)
+        if _is_citizen(found, profile) and not _may_see_name(member, account, s):
+            return _public(found, None)
     return _public(found, profile)
 
 

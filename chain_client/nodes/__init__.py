@@ -9,17 +9,24 @@
 * an ``http(s)://`` URL of any EVM JSON-RPC endpoint (e.g. a Besu QBFT network).
 
 Local nodes start as subprocesses in their own process group, on a free port unless one is given,
-and :meth:`Node.stop` ends the whole group, so no node outlives its owner.
+and :meth:`Node.stop` ends the whole group. A node also dies with its parent however that ends
+(a crash, ``kill -9``): on Linux the kernel sends it ``SIGTERM`` when the starting thread exits
+(``PR_SET_PDEATHSIG``). Each node's pid is kept in ``<log_dir>/<kind>-<port>.pid``; a node of
+ours still holding the port from an earlier crash is recognised by it and replaced.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +92,8 @@ class Node:
             return
         self._stopped = True
         proc = self.process
+        if self.log_path is not None:
+            self.log_path.with_suffix(".pid").unlink(missing_ok=True)
         if proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGINT)  # anvil dumps its --state on SIGINT
@@ -186,13 +195,15 @@ def start_node(
         return Node(kind=kind, url=None, w3=w3)
     if kind not in LOCAL_KINDS:
         raise ValueError(f"unknown node kind {kind!r}; expected one of {', '.join(LOCAL_KINDS)} or a URL")
-    if port is not None and port_in_use(port, host):
-        raise ChainUnavailable(f"cannot start {kind}: {host}:{port} is already in use")
-    port = port or free_port(host)
-    cmd = _command(kind, host, port, chain_id, state_path)
     log_dir = log_dir or Path(os.environ.get("QCL_LOG_DIR", project_root() / "build" / "logs"))
     log_dir.mkdir(parents=True, exist_ok=True)
+    if port is not None and port_in_use(port, host):
+        if not _stop_stale(log_dir / f"{kind}-{port}.pid", kind) or not _port_freed(port, host):
+            raise ChainUnavailable(f"cannot start {kind}: {host}:{port} is already in use")
+    port = port or free_port(host)
+    cmd = _command(kind, host, port, chain_id, state_path)
     log_path = log_dir / f"{kind}-{port}.log"
+    pid_path = log_dir / f"{kind}-{port}.pid"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             cmd,
@@ -201,7 +212,9 @@ def start_node(
             stdin=subprocess.DEVNULL,
             cwd=project_root(),
             start_new_session=True,
+            preexec_fn=_die_with_parent(),
         )
+    pid_path.write_text(f"{proc.pid}\n")
     url = f"http://{host}:{port}"
     node = Node(kind=kind, url=url, w3=_http_w3(url), process=proc, log_path=log_path)
     try:
@@ -210,6 +223,86 @@ def start_node(
         node.stop()
         raise
     return node
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking the kernel to SIGTERM the child when its parent thread ends.
+
+    Linux only, and only from the main thread: the signal follows the *thread* that started the
+    child, so a node started by a short-lived worker thread would otherwise die with that thread.
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def _stop_stale(pid_path: Path, kind: str) -> bool:
+    """Stop the node an earlier (crashed) run of ours left on the port; False if it is not ours."""
+    try:
+        pid = int(pid_path.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    if not _is_node_process(pid, kind):
+        return False
+    for sig in (signal.SIGINT, signal.SIGKILL):  # SIGINT first: anvil dumps its --state
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            return False
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if not _alive(pid):
+            break
+    pid_path.unlink(missing_ok=True)
+    return True
+
+
+def _is_node_process(pid: int, kind: str) -> bool:
+    """Whether ``pid`` runs a node of ``kind`` (its command line names it), leading its own group."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        if os.getpgid(pid) != pid:
+            return False
+    except (OSError, ProcessLookupError):
+        return False
+    marker = {"anvil": "anvil", "hardhat": "hardhat", "ganache": "ganache"}.get(kind, kind)
+    return marker in cmdline
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (ended, not yet reaped by its old parent) no longer holds the port
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _port_freed(port: int, host: str, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not port_in_use(port, host):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _wait_ready(node: Node, timeout: float) -> None:

@@ -436,6 +436,13 @@ def b_emergency_list(w: World, c: Ctx) -> Call:
     return Call("GET", "/v1/emergencies")
 
 
+def b_emergency_read(w: World, c: Ctx) -> Call:
+    """A fresh proposal naming dept, that released nobody's data (subjects see only those that did)."""
+    message = emergency_message(w)
+    w.p.admin.propose_emergency(message, "Gas leak, Lixia district")
+    return Call("GET", f"/v1/emergencies/0x{message['emergencyId'].hex()}")
+
+
 def b_emergency_approve(w: World, c: Ctx) -> Call:
     """A fresh proposal by the admin (by the auditor when the admin is the one approving)."""
     message = emergency_message(w)
@@ -620,6 +627,9 @@ MATRIX: dict[tuple[str, str], Row] = {
         b_emergency_list,
         only({"admin": OK, "auditor": OK, "dept": OK, "other_dept": OK}),
         check=c_emergency_list,
+    ),
+    ("GET", "/v1/emergencies/{emergency_id}"): Row(
+        b_emergency_read, only({"admin": OK, "auditor": OK, "dept": OK}, (404, "emergency_not_found"))
     ),
     ("POST", "/v1/emergencies/{emergency_id}/approve"): Row(
         b_emergency_approve, only({"admin": OK, "auditor": OK}), rightful="auditor", self_signed=True

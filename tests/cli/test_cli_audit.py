@@ -13,6 +13,7 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
+from api.app import create_app
 from chain_client import free_port
 from cli.audit import audit_app
 from tests.api.conftest import Platform
@@ -21,7 +22,10 @@ from tests.api.conftest import Platform
 @pytest.fixture
 def server(platform: Platform) -> Iterator[str]:
     port = free_port()
-    config = uvicorn.Config(platform.http.app, host="127.0.0.1", port=port, log_level="warning")
+    # the same API under the URL it is served at: the client signs only a login naming that server
+    settings = platform.http.app.state.settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
+    app = create_app(settings, ledger=platform.deployed.ledger, vault=platform.vault)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
