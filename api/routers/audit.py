@@ -238,16 +238,42 @@ class CheckpointPublic(BaseModel):
     tree_size: int
     root_hash: str
     anchored_at: int
+    tx_hash: str = Field(description="the anchoring transaction (SPEC §6, §9.7)")
+    block_number: int
 
 
 @router.get("/checkpoints", response_model=list[CheckpointPublic])
-def checkpoints(auditor: AuditorMember, ledger: LedgerDep) -> list[CheckpointPublic]:
-    """Checkpoints of the release log anchored on chain (tree size, RFC 9162 root)."""
+def checkpoints(request: Request, auditor: AuditorMember, ledger: LedgerDep) -> list[CheckpointPublic]:
+    """Checkpoints of the release log anchored on chain (tree size, RFC 9162 root), each with its
+    transaction and block: one query of the index (brought up to date first), or one
+    ``eth_getLogs`` when the API runs no indexer."""
+    indexer: Indexer | None = request.app.state.indexer
+    if indexer is not None:
+        indexer.sync()
+        found = []
+        for event in indexer.events(event="CheckpointAnchored"):
+            block = indexer.block(event.block_number)
+            found.append(
+                CheckpointPublic(
+                    index=int(event.args["index"]),
+                    tree_size=int(event.args["treeSize"]),
+                    root_hash=str(event.args["rootHash"]),
+                    anchored_at=block.timestamp if block is not None else 0,
+                    tx_hash=event.tx_hash,
+                    block_number=event.block_number,
+                )
+            )
+        return found
     return [
         CheckpointPublic(
-            index=c.index, tree_size=c.tree_size, root_hash="0x" + c.root_hash.hex(), anchored_at=c.anchored_at
+            index=int(e.args.index),
+            tree_size=int(e.args.treeSize),
+            root_hash="0x" + bytes(e.args.rootHash).hex(),
+            anchored_at=ledger.block_timestamp(int(e.blockNumber)),
+            tx_hash="0x" + bytes(e.transactionHash).hex(),
+            block_number=int(e.blockNumber),
         )
-        for c in ledger.checkpoints()
+        for e in ledger.events("CheckpointAnchored", from_block=ledger.deployment.deploy_block)
     ]
 
 

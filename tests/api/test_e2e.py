@@ -248,6 +248,11 @@ def test_auditor_trail_verify_and_proofs(platform: Platform) -> None:
 
     checkpoints = p.auditor.call("GET", "/v1/audit/checkpoints")
     assert (checkpoints[0]["tree_size"], checkpoints[0]["root_hash"]) == (3, "0x" + root.hex())
+    for checkpoint in checkpoints:  # SPEC §6, §9.7: each names its transaction and block
+        receipt = p.deployed.ledger.w3.eth.get_transaction_receipt(checkpoint["tx_hash"])
+        assert receipt["blockNumber"] == checkpoint["block_number"] and receipt["status"] == 1
+        block = p.deployed.ledger.w3.eth.get_block(checkpoint["block_number"])
+        assert block["timestamp"] == checkpoint["anchored_at"]
     release_id = p.citizen.access_log(p.citizen.address)[1]["release_id"]
     proof = p.auditor.call("GET", "/v1/audit/proofs/inclusion", params={"release_id": release_id, "tree_size": 3})
     assert merkle.verify_inclusion(
