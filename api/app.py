@@ -19,7 +19,7 @@ from vault.releases import ReleaseRelayer
 
 from . import errors
 from .auth import Authenticator, RateLimiter, jwt_secret
-from .background import CheckpointAnchor, IndexFollower, VerificationJobs
+from .background import CheckpointAnchor, IndexFollower, VerificationJobs, verification_runner
 from .middleware import BodyGuard
 from .routers import (
     access_requests,
@@ -79,6 +79,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.relayer:
             vault.relayer.start()
+            app.state.verifications.start_runner()
         if settings.checkpoints:
             anchor.start()
         if follower is not None:
@@ -88,6 +89,7 @@ def create_app(
         finally:
             if settings.relayer:
                 vault.relayer.stop()
+                app.state.verifications.stop()
             anchor.stop()
             app.state.calls.stop()
             if follower is not None:
@@ -103,7 +105,11 @@ def create_app(
     )
     app.state.checkpoints = anchor
     app.state.indexer = indexer
-    app.state.verifications = VerificationJobs()
+    app.state.verifications = VerificationJobs(store=vault.store)
+    if settings.relayer:  # this process does the worker's duties (qcl dev): it runs the jobs too
+        app.state.verifications.run = verification_runner(
+            ledger=ledger, vault=vault, indexer=indexer, workers=settings.verify_workers
+        )
     app.state.settings = settings
     app.state.ledger = ledger
     app.state.vault = vault

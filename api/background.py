@@ -3,19 +3,26 @@ following the chain into the index, and long verifications."""
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import func, select, update
+
 from audit.checkpoints import anchor_checkpoint
-from chain_client import ChainError
+from audit.trail import Auditor
+from chain_client import ChainError, Ledger
 from chain_client.indexer import Indexer
+from db.models import EmergencyRecord, MemberProfile, VerificationJobRow
+from db.store import Store
 from vault import Vault, VaultError
+
+from .errors import lookup
 
 log = logging.getLogger("qcl.background")
 
@@ -104,7 +111,7 @@ class IndexFollower:
 
 @dataclass
 class VerificationJob:
-    """One verification running (or run) in a thread of the API process, and its progress."""
+    """One verification and its progress (a row of ``verification_jobs``)."""
 
     id: str
     owner: str
@@ -112,74 +119,183 @@ class VerificationJob:
     to_block: int
     #: Events the replay will read (None when the source cannot tell, e.g. over RPC).
     total_events: int | None
-    status: str = "running"  # running | done | failed
+    status: str = "queued"  # queued | running | done | failed
     stage: str = "events"
     events: int = 0
-    started_at: float = field(default_factory=time.time)
+    started_at: float | None = None
     finished_at: float | None = None
     report: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
 
-    def progress(self, stage: str, count: int) -> None:
-        self.stage = stage
-        if stage == "events":
-            self.events = count
+    @classmethod
+    def of(cls, row: VerificationJobRow) -> VerificationJob:
+        return cls(
+            id=row.id,
+            owner=row.owner,
+            from_block=row.from_block,
+            to_block=row.to_block,
+            total_events=row.total_events,
+            status=row.status,
+            stage=row.stage,
+            events=row.events,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            report=json.loads(row.report) if row.report else None,
+            error=json.loads(row.error) if row.error else None,
+        )
+
+
+#: (from_block, to_block, progress) -> the report of a verification
+RunFn = Callable[[int, int, Callable[[str, int], None]], Any]
 
 
 class VerificationJobs:
-    """Verifications started with ``POST /v1/audit/verifications``: a thread each, at most
-    ``max_running`` at once; the last ``keep`` finished ones stay readable (in memory: a restart
-    forgets them, the chain and the log they verified do not change)."""
+    """Verifications started with ``POST /v1/audit/verifications``, kept in the database.
 
-    def __init__(self, *, max_running: int = 2, keep: int = 50) -> None:
+    Any API process queues one (at most ``max_running`` queued or running at once) and reads its
+    progress; :meth:`run_forever` (the worker's thread, or the single ``qcl dev`` process) runs
+    them one at a time, writing progress as it goes. A job a crashed worker left ``running`` is
+    queued again when a worker starts, so it resumes.
+    """
+
+    def __init__(self, *, store: Store, max_running: int = 2, run: RunFn | None = None, describe=lookup) -> None:  # type: ignore[no-untyped-def]
+        self.store = store
         self.max_running = max_running
-        self.keep = keep
-        self._jobs: OrderedDict[str, VerificationJob] = OrderedDict()
-        self._lock = threading.Lock()
+        #: What runs a job (set by the process that runs them).
+        self.run = run
+        self.describe = describe
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def start(
-        self,
-        *,
-        owner: str,
-        from_block: int,
-        to_block: int,
-        total_events: int | None,
-        run: Callable[[Callable[[str, int], None]], Any],
-        describe: Callable[[Exception], tuple[int, str] | None],
-    ) -> VerificationJob | None:
-        """Start ``run(progress)`` in a thread; None when ``max_running`` jobs are running."""
-        with self._lock:
-            if sum(j.status == "running" for j in self._jobs.values()) >= self.max_running:
+    def start(self, *, owner: str, from_block: int, to_block: int, total_events: int | None) -> VerificationJob | None:
+        """Queue a job; None when ``max_running`` jobs are queued or running."""
+        with self.store.session() as s:
+            busy = s.scalar(
+                select(func.count())
+                .select_from(VerificationJobRow)
+                .where(VerificationJobRow.status.in_(("queued", "running")))
+            )
+            if int(busy or 0) >= self.max_running:
                 return None
-            job = VerificationJob(
+            row = VerificationJobRow(
                 id=secrets.token_hex(16),
                 owner=owner,
                 from_block=from_block,
                 to_block=to_block,
                 total_events=total_events,
+                status="queued",
+                stage="events",
+                events=0,
+                created_at=time.time(),
             )
-            self._jobs[job.id] = job
-            finished = [k for k, j in self._jobs.items() if j.status != "running"]
-            for key in finished[: max(0, len(finished) - self.keep)]:
-                del self._jobs[key]
-
-        def work() -> None:
-            try:
-                job.report = run(job.progress).as_dict()
-                job.status = "done"
-            except Exception as exc:  # the thread reports every failure in the job
-                found = describe(exc)
-                status, code = found if found else (500, "verification_failed")
-                if found is None:
-                    log.exception("verification %s failed", job.id)
-                job.error = {"status": status, "code": code, "detail": str(exc) if found else "internal error"}
-                job.status = "failed"
-            finally:
-                job.finished_at = time.time()
-
-        threading.Thread(target=work, name=f"qcl-verify-{job.id[:8]}", daemon=True).start()
-        return job
+            s.add(row)
+        self._wake.set()
+        return VerificationJob.of(row)
 
     def get(self, job_id: str) -> VerificationJob | None:
-        with self._lock:
-            return self._jobs.get(job_id)
+        with self.store.session() as s:
+            row = s.get(VerificationJobRow, job_id)
+            return VerificationJob.of(row) if row is not None else None
+
+    # ---- the runner (the worker's side) --------------------------------------------------------
+
+    def start_runner(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run_forever, name="qcl-verifications", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def run_forever(self) -> None:
+        with self.store.session() as s:  # a crashed worker's jobs run again
+            s.execute(update(VerificationJobRow).where(VerificationJobRow.status == "running").values(status="queued"))
+        while not self._stop.is_set():
+            try:
+                ran = self.run_next()
+            except Exception:  # the thread must survive; the job is marked failed where possible
+                log.exception("verification runner failed")
+                ran = False
+            if not ran:
+                self._wake.wait(0.5)
+                self._wake.clear()
+
+    def run_next(self) -> bool:
+        """Run the oldest queued job; False when none is queued."""
+        if self.run is None:
+            return False
+        with self.store.session() as s:
+            row = s.scalars(
+                select(VerificationJobRow)
+                .where(VerificationJobRow.status == "queued")
+                .order_by(VerificationJobRow.created_at)
+                .limit(1)
+            ).first()
+            if row is None:
+                return False
+            row.status, row.started_at, row.events, row.stage = "running", time.time(), 0, "events"
+            job_id, first, last = row.id, row.from_block, row.to_block
+        written = [0.0]
+
+        def progress(stage: str, count: int) -> None:
+            now = time.monotonic()
+            if stage == "events" and now - written[0] < 0.5:
+                return
+            written[0] = now
+            values: dict[str, Any] = {"stage": stage}
+            if stage == "events":
+                values["events"] = count
+            with self.store.session() as s:
+                s.execute(update(VerificationJobRow).where(VerificationJobRow.id == job_id).values(**values))
+
+        try:
+            report = self.run(first, last, progress).as_dict()
+            values: dict[str, Any] = {"status": "done", "report": json.dumps(report)}
+        except Exception as exc:  # every failure is reported in the job
+            found = self.describe(exc)
+            status, code = found if found else (500, "verification_failed")
+            if found is None:
+                log.exception("verification %s failed", job_id)
+            error = {"status": status, "code": code, "detail": str(exc) if found else "internal error"}
+            values = {"status": "failed", "error": json.dumps(error)}
+        with self.store.session() as s:
+            row = s.get(VerificationJobRow, job_id)
+            if row is not None:
+                if values["status"] == "done" and row.total_events is not None:
+                    row.events = row.total_events
+                for key, value in values.items():
+                    setattr(row, key, value)
+                row.finished_at = time.time()
+        return True
+
+
+def make_auditor(*, ledger: Ledger, vault: Vault, indexer: Indexer | None, workers: int | None) -> Auditor:
+    """The auditor of this deployment: over the index (brought up to date first) when there is
+    one, over RPC otherwise. Raises ChainUnavailable when the chain does not answer."""
+
+    def private_texts() -> list[str]:
+        with vault.store.session() as s:
+            names = [p.name for p in s.scalars(select(MemberProfile)).all()]
+            codes = [p.org_code for p in s.scalars(select(MemberProfile)).all() if p.org_code]
+            reasons = [e.reason_text for e in s.scalars(select(EmergencyRecord)).all()]
+        return names + codes + reasons
+
+    if indexer is not None:
+        indexer.sync()
+    return Auditor(
+        ledger=ledger, log_entries=vault.release_log, private_texts=private_texts, indexer=indexer, workers=workers
+    )
+
+
+def verification_runner(*, ledger: Ledger, vault: Vault, indexer: Indexer | None, workers: int | None) -> RunFn:
+    """What runs a verification job in the worker."""
+
+    def run(first: int, last: int, progress: Callable[[str, int], None]) -> Any:
+        auditor = make_auditor(ledger=ledger, vault=vault, indexer=indexer, workers=workers)
+        return auditor.verify(from_block=first, to_block=last, progress=progress)
+
+    return run

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from api.background import CheckpointAnchor, IndexFollower
+from api.background import CheckpointAnchor, IndexFollower, VerificationJobs, verification_runner
 from api.runtime import bootstrap, open_node, open_vault, release_relayer
 from api.settings import Settings
 from chain_client import ChainError
@@ -102,7 +102,12 @@ def run_worker() -> None:
                 else None
             )
             follower = IndexFollower(indexer, interval=settings.index_interval) if indexer is not None else None
+            jobs = VerificationJobs(
+                store=vault.store,
+                run=verification_runner(ledger=ledger, vault=vault, indexer=indexer, workers=settings.verify_workers),
+            )
             relayer.start()
+            jobs.start_runner()
             anchor.start()
             if follower is not None:
                 follower.start()
@@ -110,6 +115,7 @@ def run_worker() -> None:
                 pass
             say("worker stopping")
             relayer.stop()
+            jobs.stop()
             anchor.stop(timeout=3.0)
             if follower is not None:
                 follower.stop(timeout=3.0)

@@ -335,3 +335,29 @@ class RelayerTransaction(Base):
     created_at: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (Index("ix_relayer_transactions_status", "status", "nonce"),)
+
+
+class VerificationJobRow(Base):
+    """A verification started with ``POST /v1/audit/verifications``: queued by any API process,
+    run by the worker (``qcl worker``, or the single ``qcl dev`` process), its progress and report
+    kept here, so any API process reads it and a worker restarted after a crash resumes it."""
+
+    __tablename__ = "verification_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(42))
+    from_block: Mapped[int] = mapped_column(BigInteger)
+    to_block: Mapped[int] = mapped_column(BigInteger)
+    total_events: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: queued -> running -> done | failed
+    status: Mapped[str] = mapped_column(String(16))
+    stage: Mapped[str] = mapped_column(String(16))
+    events: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: the report (JSON) once done; status, code and detail (JSON) when failed
+    report: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_verification_jobs_status", "status", "created_at"),)

@@ -13,11 +13,11 @@ from sqlalchemy import select
 from audit import merkle
 from audit.trail import Auditor
 from chain_client.indexer import Indexer
-from db.models import EmergencyRecord, MemberProfile, ReleaseLogRow
+from db.models import MemberProfile, ReleaseLogRow
 
-from ..background import VerificationJob, VerificationJobs
+from ..background import VerificationJob, VerificationJobs, make_auditor
 from ..deps import AuditorMember, LedgerDep, VaultDep
-from ..errors import Problem, lookup
+from ..errors import Problem
 from ..types import Address, Bytes32, Limit, Offset
 from .common import PROBLEM_RESPONSES
 
@@ -27,25 +27,8 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=PROBLEM_RESPONS
 def auditor_for(request: Request, ledger: LedgerDep, vault: VaultDep) -> Auditor:
     """The auditor of this deployment: over the index (brought up to date first) when the API
     runs the indexer, over RPC otherwise."""
-
-    def private_texts() -> list[str]:
-        with vault.store.session() as s:
-            names = [p.name for p in s.scalars(select(MemberProfile)).all()]
-            codes = [p.org_code for p in s.scalars(select(MemberProfile)).all() if p.org_code]
-            reasons = [e.reason_text for e in s.scalars(select(EmergencyRecord)).all()]
-        return names + codes + reasons
-
-    indexer: Indexer | None = request.app.state.indexer
-    if indexer is not None:
-        indexer.sync()  # raises ChainUnavailable (503) when the chain does not answer
     settings = request.app.state.settings
-    return Auditor(
-        ledger=ledger,
-        log_entries=vault.release_log,
-        private_texts=private_texts,
-        indexer=indexer,
-        workers=settings.verify_workers,
-    )
+    return make_auditor(ledger=ledger, vault=vault, indexer=request.app.state.indexer, workers=settings.verify_workers)
 
 
 AuditorDep = Annotated[Auditor, Depends(auditor_for)]
@@ -128,13 +111,13 @@ def verify(auditor: AuditorMember, audit: AuditorDep, body: VerifyRequest | None
 
 class VerificationPublic(BaseModel):
     id: str
-    status: Literal["running", "done", "failed"]
+    status: Literal["queued", "running", "done", "failed"]
     stage: str = Field(description="events (replaying the chain), log, calldata, signatures")
     events: int = Field(description="events replayed so far")
     total_events: int | None = Field(description="events the replay reads (null over RPC)")
     from_block: int
     to_block: int
-    started_at: float
+    started_at: float | None
     finished_at: float | None
     report: VerifyReport | None = Field(description="the report, once done")
     error: dict[str, Any] | None = Field(description="status, code and detail, when failed")
@@ -160,12 +143,7 @@ def start_verification(
     end = head if body.to_block is None else min(body.to_block, head)
     jobs: VerificationJobs = request.app.state.verifications
     job = jobs.start(
-        owner=auditor.address,
-        from_block=body.from_block,
-        to_block=end,
-        total_events=audit.event_count(end),
-        run=lambda progress: audit.verify(from_block=body.from_block, to_block=end, progress=progress),
-        describe=lookup,
+        owner=auditor.address, from_block=body.from_block, to_block=end, total_events=audit.event_count(end)
     )
     if job is None:
         raise Problem(429, "too_many_verifications", f"{jobs.max_running} verifications are running; try again later")

@@ -251,7 +251,7 @@ def read(emergency_id: str, member: CurrentMember, ledger: LedgerDep, vault: Vau
     learns why). 404 for anyone else."""
     record = _record(vault, emergency_id)
     approver = Role.ADMIN in member.roles or Role.AUDITOR in member.roles
-    listed = member.address in EmergencyMessage.model_validate_json(record.scope).consumers
+    listed = member.address in _scope(record).consumers
     if not (approver or listed or _released_data_of(vault, member.address, record.emergency_id)):
         raise Problem(404, "emergency_not_found", "no such emergency")
     return _public(ledger, record)

@@ -38,6 +38,7 @@ class Platform:
     def close(self) -> None:
         """Stop the release relayer's thread and close the database."""
         self.vault.relayer.stop()
+        self.http.app.state.verifications.stop()  # type: ignore[attr-defined]
         self.vault.store.dispose()
 
 
@@ -51,6 +52,7 @@ def build_platform(deployed: Deployed, tmp_path: Path) -> Platform:
     )
     http = TestClient(create_app(settings, ledger=deployed.ledger, vault=vault), raise_server_exceptions=False)
     vault.relayer.start()  # what the app's lifespan does in `qcl dev` (the TestClient runs no lifespan)
+    http.app.state.verifications.start_runner()  # type: ignore[attr-defined]
     admin = QclClient(http=http, account=deployed.admin)
     assert admin.login() == ["ADMIN"]
     members = {

@@ -439,7 +439,7 @@ def b_emergency_list(w: World, c: Ctx) -> Call:
 def b_emergency_read(w: World, c: Ctx) -> Call:
     """A fresh proposal naming dept, that released nobody's data (subjects see only those that did)."""
     message = emergency_message(w)
-    w.p.admin.propose_emergency(message, "Gas leak, Lixia district")
+    w.p.admin.propose_emergency(message, REASON, reason_salt=REASON_SALT)
     return Call("GET", f"/v1/emergencies/0x{message['emergencyId'].hex()}")
 
 
@@ -498,9 +498,20 @@ def b_verification_read(w: World, c: Ctx) -> Call:
 
 
 def _finish_verifications(w: World) -> None:
-    jobs = w.p.http.app.state.verifications  # type: ignore[attr-defined]
+    from sqlalchemy import func, select
+
+    from db.models import VerificationJobRow
+
     deadline = time.time() + 30
-    while any(j.status == "running" for j in list(jobs._jobs.values())) and time.time() < deadline:
+    while time.time() < deadline:
+        with w.p.vault.store.session() as s:
+            busy = s.scalar(
+                select(func.count())
+                .select_from(VerificationJobRow)
+                .where(VerificationJobRow.status.in_(("queued", "running")))
+            )
+        if not busy:
+            return
         time.sleep(0.02)
 
 
