@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from audit.log_tree import LogTree
 from chain_client import Ledger
 from chain_client.indexer import Indexer
 from chain_client.relayer import RawSender
@@ -104,6 +105,7 @@ def create_app(
         decoder=ledger.decoder,
     )
     app.state.checkpoints = anchor
+    app.state.log_tree = LogTree(vault.store)
     app.state.indexer = indexer
     app.state.verifications = VerificationJobs(store=vault.store)
     if settings.relayer:  # this process does the worker's duties (qcl dev): it runs the jobs too

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from audit.checkpoints import anchor_checkpoint
+from audit.log_tree import LogTree
 from audit.trail import Auditor
 from chain_client import ChainError, Ledger
 from chain_client.indexer import Indexer
@@ -36,6 +37,7 @@ class CheckpointAnchor:
 
     def __init__(self, vault: Vault, *, interval: float, every: int, tick: float = 0.5) -> None:
         self._vault = vault
+        self._tree = LogTree(vault.store)
         self._interval = interval
         self._every = every
         self._tick = tick
@@ -67,8 +69,8 @@ class CheckpointAnchor:
         now = time.monotonic() if now is None else now
         size = self._vault.log_size()
         if self._anchored_size is None:
-            anchored = self._vault.ledger.checkpoints()
-            self._anchored_size = anchored[-1].tree_size if anchored else 0
+            last = self._vault.ledger.last_checkpoint()
+            self._anchored_size = last.tree_size if last is not None else 0
         if size <= self._anchored_size:
             self._grew_at = None
             return False
@@ -77,7 +79,7 @@ class CheckpointAnchor:
         if size - self._anchored_size < self._every and now - self._grew_at < self._interval:
             return False
         self._vault.anchor_pending_tombstones()
-        result = anchor_checkpoint(self._vault.ledger, self._vault.store)
+        result = anchor_checkpoint(self._vault.ledger, self._vault.store, self._tree)
         self._anchored_size = result[0] if result else size
         self._grew_at = None
         self.anchored += result is not None

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from chain_client import Ledger
-from db.release_log import log_entries
 from db.store import Store
 
-from . import merkle
+from .log_tree import LogTree
 
 
-def anchor_checkpoint(ledger: Ledger, store: Store) -> tuple[int, bytes, str] | None:
+def anchor_checkpoint(ledger: Ledger, store: Store, tree: LogTree | None = None) -> tuple[int, bytes, str] | None:
     """Anchor the release log's RFC 9162 root on chain if the log grew since the last anchor.
 
-    Returns ``(tree_size, root_hash, tx_hash)``, or None when there is nothing new.
+    ``tree``: the process's cached tree (only new entries are read and hashed). Returns
+    ``(tree_size, root_hash, tx_hash)``, or None when there is nothing new.
     """
-    entries = log_entries(store)
-    anchored = ledger.checkpoints()
-    if not entries or (anchored and anchored[-1].tree_size >= len(entries)):
+    tree = tree or LogTree(store)
+    size = tree.size()
+    last = ledger.last_checkpoint()
+    if not size or (last is not None and last.tree_size >= size):
         return None
-    root = merkle.root(entries)
-    receipt = ledger.anchor_checkpoint(len(entries), root)
-    return len(entries), root, receipt.tx_hash
+    root = tree.root(size)
+    receipt = ledger.anchor_checkpoint(size, root)
+    return size, root, receipt.tx_hash

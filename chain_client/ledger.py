@@ -505,7 +505,16 @@ class Ledger:
         kind, commitment, anchored_at = self.tx.call(self.anchor.functions.record(record_id))
         return AnchoredRecord(kind=bytes(kind), commitment=bytes(commitment), anchored_at=int(anchored_at))
 
+    def last_checkpoint(self) -> Checkpoint | None:
+        """The latest anchored checkpoint (two calls, however many there are)."""
+        count = int(self.tx.call(self.anchor.functions.checkpointCount()))
+        if not count:
+            return None
+        size, at, root = self.tx.call(self.anchor.functions.checkpoint(count - 1))
+        return Checkpoint(index=count - 1, tree_size=int(size), root_hash=bytes(root), anchored_at=int(at))
+
     def checkpoints(self) -> list[Checkpoint]:
+        """Every anchored checkpoint (one call each: prefer the index's ``CheckpointAnchored`` events)."""
         count = int(self.tx.call(self.anchor.functions.checkpointCount()))
         found = []
         for index in range(count):
