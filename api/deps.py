@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from chain_client import Ledger, Member, Role
 from vault import Vault
@@ -35,22 +36,26 @@ def get_authenticator(request: Request) -> Authenticator:
     return auth
 
 
-def current_member(
-    request: Request,
-    authorization: Annotated[str | None, Header(description="Bearer <access token>")] = None,
-) -> Member:
+#: ``Authorization: Bearer <token>`` (declared as the OpenAPI security scheme of every route that
+#: needs a login; a missing or non-bearer header is this project's 401 ``not_authenticated``).
+bearer = HTTPBearer(auto_error=False, description="the access token of POST /v1/auth/token (SPEC §5)")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def _authorization(credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    return f"Bearer {credentials.credentials}" if credentials is not None else None
+
+
+def current_member(request: Request, credentials: Credentials) -> Member:
     """The logged-in member (401 without a valid token; 403 when suspended or not a member)."""
-    return get_authenticator(request).authenticate(authorization)
+    return get_authenticator(request).authenticate(_authorization(credentials))
 
 
-def withdrawing_member(
-    request: Request,
-    authorization: Annotated[str | None, Header(description="Bearer <access token>")] = None,
-) -> Member:
+def withdrawing_member(request: Request, credentials: Credentials) -> Member:
     """As :func:`current_member`, but a suspended SUBJECT passes too: for the routes that revoke,
     pause and read its own data (SPEC §9.8 "Withdrawal always works"). Such a member's roles are
     returned unchanged; the route must only let it act on what is its own."""
-    return get_authenticator(request).authenticate(authorization, withdrawal=True)
+    return get_authenticator(request).authenticate(_authorization(credentials), withdrawal=True)
 
 
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]

@@ -695,10 +695,16 @@ def test_every_operation_has_a_row(world: World) -> None:
     # the public operations are exactly the four of SPEC §1/§5/§6; every other one needs a token
     public = {op for op, row in MATRIX.items() if row.anonymous[0] < 400}
     assert public == PUBLIC
+    assert spec["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "the access token of POST /v1/auth/token (SPEC §5)",
+    }
     for op in operations - PUBLIC:
-        security = spec["paths"][op[1]][op[0].lower()]
-        names = {p["name"].lower() for p in security.get("parameters", []) if p["in"] == "header"}
-        assert "authorization" in names, f"{op} does not document the Authorization header"
+        operation = spec["paths"][op[1]][op[0].lower()]
+        assert {"HTTPBearer": []} in operation.get("security", []), f"{op} does not declare the bearer token"
+    for op in PUBLIC:
+        assert "security" not in spec["paths"][op[1]][op[0].lower()], f"{op} is public"
 
 
 @pytest.mark.parametrize(("method", "path", "caller"), list(_cells()))

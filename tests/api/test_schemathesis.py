@@ -302,7 +302,13 @@ def test_documented_success_responses(platform: Platform) -> None:
     paused = signed(
         p.citizen,
         "SetPaused",
-        {"grantId": bytes.fromhex(grant_id[2:]), "paused": True, "nonce": secrets.randbits(256), "deadline": 2**40},
+        {
+            "grantId": bytes.fromhex(grant_id[2:]),
+            "paused": True,
+            "sequence": 1,
+            "nonce": secrets.randbits(256),
+            "deadline": 2**40,
+        },
     )
     call(p.dept, "POST", "/v1/grants/{grant_id}/pause", f"/v1/grants/{grant_id}/pause", json=paused)
     revoked = signed(
@@ -311,7 +317,11 @@ def test_documented_success_responses(platform: Platform) -> None:
     call(p.dept, "POST", "/v1/grants/{grant_id}/revoke", f"/v1/grants/{grant_id}/revoke", json=revoked)
 
     message = p.admin.emergency_message(["id_card"], [p.dept.address], "Chemical spill")
-    proposal = signed(p.admin, "Emergency", message) | {"reason_text": "Chemical spill"}
+    salt = p.admin._reason_salts[message["emergencyId"]]  # the client's salt of this reason (SPEC §9.8)
+    proposal = signed(p.admin, "Emergency", message) | {
+        "reason_text": "Chemical spill",
+        "reason_salt": "0x" + salt.hex(),
+    }
     emergency_id = call(p.admin, "POST", "/v1/emergencies", json=proposal)["emergency_id"]
     approval = signed(p.auditor, "Emergency", message)
     path = f"/v1/emergencies/{emergency_id}/approve"
