@@ -22,6 +22,8 @@ from .routers import (
     audit,
     auth,
     catalog,
+    corrections,
+    data_quality,
     documents,
     emergencies,
     grants,
@@ -83,6 +85,8 @@ def create_app(settings: Settings, *, ledger: Ledger, vault: Vault | None = None
     _document_problems(app)
     for module in (system, auth, members, catalog, documents, grants, access_requests, releases, emergencies, audit):
         app.include_router(module.router)
+    app.include_router(corrections.router)
+    app.include_router(data_quality.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 
