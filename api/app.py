@@ -24,6 +24,7 @@ from .routers import (
     catalog,
     corrections,
     data_quality,
+    demands,
     documents,
     emergencies,
     grants,
@@ -87,6 +88,7 @@ def create_app(settings: Settings, *, ledger: Ledger, vault: Vault | None = None
         app.include_router(module.router)
     app.include_router(corrections.router)
     app.include_router(data_quality.router)
+    app.include_router(demands.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 
