@@ -29,6 +29,7 @@ from .routers import (
     emergencies,
     grants,
     members,
+    purposes,
     releases,
     system,
 )
@@ -89,6 +90,7 @@ def create_app(settings: Settings, *, ledger: Ledger, vault: Vault | None = None
     app.include_router(corrections.router)
     app.include_router(data_quality.router)
     app.include_router(demands.router)
+    app.include_router(purposes.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 
