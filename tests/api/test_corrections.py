@@ -9,7 +9,9 @@ import pytest
 from eth_utils import keccak
 from sqlalchemy import update
 
-from api.workdays import due_at
+from api.routers import corrections
+from api.workdays import CalendarUnknown, due_at
+from chain_client import ChainUnavailable
 from chain_client.ids import resource_id
 from db.models import CorrectionRow
 from qcl_client import ApiError
@@ -149,3 +151,34 @@ def test_corrections_refused(platform: Platform) -> None:
     p.citizen.delete_document(issued["document_id"])
     _expect("document_deleted", 410, _open, p, issued["document_id"])
     assert _list(p.admin)["total"] == 0
+
+
+def test_a_chain_outage_keeps_the_correction_with_no_anchor(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = platform
+    doc = p.provider.store_document(p.citizen.address, "id_card", CARD)
+
+    def down(*_args: Any) -> None:
+        raise ChainUnavailable("the node does not answer")
+
+    monkeypatch.setattr(p.deployed.ledger, "anchor_record", down)
+    opened = _open(p, doc["document_id"])
+    assert opened["status"] == "open" and opened["open_tx"] is None and opened["open_commitment"].startswith("0x")
+    path = f"/v1/corrections/{opened['correction_id']}"
+    done = p.provider.call("POST", f"{path}/resolve", json={"outcome": "rejected", "reason": "matches"})
+    assert (done["status"], done["outcome_tx"]) == ("rejected", None) and done["outcome_commitment"]
+    assert p.citizen.call("GET", path)["status"] == "rejected"
+
+
+def test_a_year_the_calendar_does_not_know_is_a_clear_503(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = platform
+    doc = p.provider.store_document(p.citizen.address, "id_card", CARD)
+
+    def unknown(*_args: Any) -> int:
+        raise CalendarUnknown("the working-day calendar has no data for 2027")
+
+    monkeypatch.setattr(corrections, "due_at", unknown)
+    body = _expect("calendar_unknown", 503, _open, p, doc["document_id"])
+    assert "2027" in body["detail"]
+    assert _list(p.admin)["total"] == 0  # nothing was opened with a guessed deadline
