@@ -289,17 +289,35 @@ def resolve(
     if row.status != "open":
         raise Problem(409, "correction_closed", f"this correction was already {row.status}")
     now = int(time.time())
+    # Claim the correction first, so two answers never both store a replacement document.
+    with vault.store.session() as s:
+        done = s.execute(
+            update(CorrectionRow)
+            .where(CorrectionRow.id == row.id, CorrectionRow.status == "open")
+            .values(status=body.outcome, resolved_at=now, reason=body.reason)
+        )
+        if not getattr(done, "rowcount", 0):
+            raise Problem(409, "correction_closed", "this correction was resolved meanwhile")
     new_document_id = None
     if body.outcome == "corrected":
         assert body.content is not None
-        old = vault.read_document(row.document_id, subject=row.subject)
-        stored = vault.store_document(
-            subject=row.subject,
-            resource=row.resource,
-            content=base64.b64decode(body.content),
-            issuer=member.address,
-            metadata=old.metadata,
-        )
+        try:
+            old = vault.read_document(row.document_id, subject=row.subject)
+            stored = vault.store_document(
+                subject=row.subject,
+                resource=row.resource,
+                content=base64.b64decode(body.content),
+                issuer=member.address,
+                metadata=old.metadata,
+            )
+        except BaseException:  # nothing was replaced: the correction is open again
+            with vault.store.session() as s:
+                s.execute(
+                    update(CorrectionRow)
+                    .where(CorrectionRow.id == row.id)
+                    .values(status="open", resolved_at=None, reason=None)
+                )
+            raise
         new_document_id = stored.document.document_id
         vault.supersede_document(row.document_id)
     facts: dict[str, object] = {
@@ -311,19 +329,11 @@ def resolve(
     }
     outcome = commitment(row.salt, facts)
     with vault.store.session() as s:
-        done = s.execute(
+        s.execute(
             update(CorrectionRow)
-            .where(CorrectionRow.id == row.id, CorrectionRow.status == "open")
-            .values(
-                status=body.outcome,
-                resolved_at=now,
-                reason=body.reason,
-                new_document_id=new_document_id,
-                outcome_commitment="0x" + outcome.hex(),
-            )
+            .where(CorrectionRow.id == row.id)
+            .values(new_document_id=new_document_id, outcome_commitment="0x" + outcome.hex())
         )
-        if not getattr(done, "rowcount", 0):
-            raise Problem(409, "correction_closed", "this correction was resolved meanwhile")
     record_id = keccak(bytes.fromhex(row.id[2:]) + b"/outcome")
     tx = anchor_record(ledger, record_id, KIND_RESOLVED, outcome)
     with vault.store.session() as s:

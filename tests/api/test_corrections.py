@@ -182,3 +182,17 @@ def test_a_year_the_calendar_does_not_know_is_a_clear_503(platform: Platform, mo
     body = _expect("calendar_unknown", 503, _open, p, doc["document_id"])
     assert "2027" in body["detail"]
     assert _list(p.admin)["total"] == 0  # nothing was opened with a guessed deadline
+
+
+def test_a_failed_correction_leaves_the_correction_open(platform: Platform) -> None:
+    p = platform
+    doc = p.provider.store_document(p.citizen.address, "id_card", CARD)
+    cid = _open(p, doc["document_id"])["correction_id"]
+    p.citizen.delete_document(doc["document_id"])  # the subject shreds the disputed document meanwhile
+    path = f"/v1/corrections/{cid}/resolve"
+    corrected = {"outcome": "corrected", "reason": "r", "content": _b64(FIXED)}
+    _expect("document_deleted", 410, p.provider.call, "POST", path, json=corrected)
+    still = p.citizen.call("GET", f"/v1/corrections/{cid}")
+    assert (still["status"], still["resolved_at"], still["reason"]) == ("open", None, None)
+    assert [d["state"] for d in p.citizen.documents()] == ["deleted"]  # nothing new was stored
+    assert p.provider.call("POST", path, json={"outcome": "rejected", "reason": "deleted"})["status"] == "rejected"
