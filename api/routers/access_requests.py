@@ -19,7 +19,7 @@ from sqlalchemy import and_, func, not_, or_, select, update
 
 from chain_client import Role
 from chain_client.ids import purpose_id, resource_id
-from db.models import AccessRequestRow
+from db.models import AccessRequestRow, PurposeRow
 
 from ..deps import ConsumerMember, CurrentMember, LedgerDep, VaultDep
 from ..errors import Problem
@@ -76,6 +76,11 @@ class AccessRequestPublic(BaseModel):
     subject: str
     resources: list[str]
     purpose: str
+    purpose_id: str = Field(description="keccak256(utf8(purpose)), what the grant signs")
+    purpose_name_zh: str | None = Field(
+        None, description="from the purpose registry (SPEC §9.3); null when not registered"
+    )
+    purpose_name_en: str | None = None
     valid_for: int
     max_uses: int
     note: str | None
@@ -116,8 +121,21 @@ def status_of(row: AccessRequestRow, at: int) -> str:
     return row.status
 
 
-def _public(row: AccessRequestRow, at: int) -> AccessRequestPublic:
+def _names(vault: VaultDep, rows: list[AccessRequestRow]) -> dict[str, PurposeRow]:
+    """The registered purposes of ``rows``, by code."""
+    codes = {r.purpose for r in rows}
+    if not codes:
+        return {}
+    with vault.store.session() as s:
+        return {p.code: p for p in s.scalars(select(PurposeRow).where(PurposeRow.code.in_(codes)))}
+
+
+def _public(row: AccessRequestRow, at: int, names: dict[str, PurposeRow]) -> AccessRequestPublic:
+    named = names.get(row.purpose)
     return AccessRequestPublic(
+        purpose_id="0x" + purpose_id(row.purpose).hex(),
+        purpose_name_zh=named.name_zh if named else None,
+        purpose_name_en=named.name_en if named else None,
         id=row.id,
         consumer=row.consumer,
         subject=row.subject,
@@ -161,7 +179,7 @@ def create(
     )
     with vault.store.session() as s:
         s.add(row)
-    return _public(row, created)
+    return _public(row, created, _names(vault, [row]))
 
 
 @router.get("", response_model=AccessRequestPage)
@@ -194,7 +212,8 @@ def list_requests(
         rows = s.scalars(
             query.order_by(AccessRequestRow.created_at.desc(), AccessRequestRow.id).offset(offset).limit(limit)
         ).all()
-    return AccessRequestPage(items=[_public(r, at) for r in rows], offset=offset, limit=limit, total=total)
+    names = _names(vault, list(rows))
+    return AccessRequestPage(items=[_public(r, at, names) for r in rows], offset=offset, limit=limit, total=total)
 
 
 def _visible(vault: VaultDep, request_id: str, member: CurrentMember) -> AccessRequestRow:
@@ -208,7 +227,8 @@ def _visible(vault: VaultDep, request_id: str, member: CurrentMember) -> AccessR
 @router.get("/{request_id}", response_model=AccessRequestPublic)
 def read(request_id: str, member: CurrentMember, vault: VaultDep) -> AccessRequestPublic:
     """One request, to its consumer, its subject, or an auditor."""
-    return _public(_visible(vault, request_id, member), now())
+    row = _visible(vault, request_id, member)
+    return _public(row, now(), _names(vault, [row]))
 
 
 @router.post("/{request_id}/answer", response_model=AccessRequestPublic)
@@ -268,4 +288,4 @@ def _close(vault: VaultDep, row: AccessRequestRow, at: int, values: dict[str, ob
             raise Problem(409, "request_closed", "this request was closed meanwhile")
         updated = s.get(AccessRequestRow, row.id)
         assert updated is not None
-        return _public(updated, at)
+    return _public(updated, at, _names(vault, [updated]))

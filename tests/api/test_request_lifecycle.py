@@ -91,3 +91,18 @@ def test_purposes(platform: Platform) -> None:
         assert [i["code"] for i in page["items"]] == ["credit-check", "housing-provident-fund-withdrawal"]
         assert page["total"] == 2
     assert [i["code"] for i in p.citizen.call("GET", "/v1/purposes", params={"offset": 1})["items"]] == [body["code"]]
+
+
+def test_access_requests_carry_the_purpose_names(platform: Platform) -> None:
+    p = platform
+    asked = _ask(p)
+    assert asked["purpose_id"] == "0x" + purpose_id("loan-application").hex()
+    assert (asked["purpose_name_zh"], asked["purpose_name_en"]) == (None, None)  # not registered yet
+    body = {"code": "loan-application", "name_zh": "贷款申请", "name_en": "Loan application", "legal_basis": "contract"}
+    p.admin.call("POST", "/v1/purposes", json=body)
+    read = p.citizen.call("GET", f"/v1/access-requests/{asked['id']}")
+    assert (read["purpose_name_zh"], read["purpose_name_en"]) == ("贷款申请", "Loan application")
+    listed = p.dept.call("GET", "/v1/access-requests")["items"]
+    assert [(r["id"], r["purpose_name_en"]) for r in listed] == [(asked["id"], "Loan application")]
+    withdrawn = p.dept.call("POST", f"/v1/access-requests/{asked['id']}/withdraw")
+    assert withdrawn["purpose_name_zh"] == "贷款申请"
