@@ -27,10 +27,14 @@ from .routers import (
     audit,
     auth,
     catalog,
+    corrections,
+    data_quality,
+    demands,
     documents,
     emergencies,
     grants,
     members,
+    purposes,
     releases,
     system,
 )
@@ -123,6 +127,10 @@ def create_app(
     _document_problems(app)
     for module in (system, auth, members, catalog, documents, grants, access_requests, releases, emergencies, audit):
         app.include_router(module.router)
+    app.include_router(corrections.router)
+    app.include_router(data_quality.router)
+    app.include_router(demands.router)
+    app.include_router(purposes.router)
     app.add_middleware(
         BodyGuard,
         max_bytes=settings.max_body_bytes,

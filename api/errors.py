@@ -14,6 +14,8 @@ from chain_client import errors as ce
 from db.store import StoreUnavailable
 from vault import errors as ve
 
+from .workdays import CalendarUnknown
+
 log = logging.getLogger("qcl.api")
 
 PROBLEM_JSON = "application/problem+json"
@@ -88,6 +90,8 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     ve.KeyRingError: (503, "keyring_unavailable"),
     StoreUnavailable: (503, "database_unavailable"),
     ve.VaultError: (500, "vault_error"),
+    # service clocks (SPEC §9.4, §9.5)
+    CalendarUnknown: (503, "calendar_unknown"),
 }
 
 _STATUS_CODES = {
@@ -163,6 +167,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ce.ChainError)
     @app.exception_handler(ve.VaultError)
+    @app.exception_handler(CalendarUnknown)
     async def _domain(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, ve.ReleaseRefused):
             return problem(403, exc.code, str(exc), instance=request.url.path)

@@ -36,7 +36,8 @@ class DocumentRow(Base):
     key_version: Mapped[int] = mapped_column(Integer)
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     size: Mapped[int] = mapped_column(BigInteger)
-    #: "pending" until the commitment is anchored on chain, then "current"; "deleted" after shredding.
+    #: "pending" until the commitment is anchored on chain, then "current"; "deleted" after shredding;
+    #: "superseded" once a correction replaced it (SPEC §9.4).
     state: Mapped[str] = mapped_column(String(16))
     anchor_tx: Mapped[str | None] = mapped_column(String(66), nullable=True)
     deleted_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -136,6 +137,8 @@ class AccessRequestRow(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
     answered_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: SPEC §9.2: a pending request reads as "expired" from this second on (migration 0007_rights).
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (Index("ix_access_requests_subject", "subject"), Index("ix_access_requests_consumer", "consumer"))
 
@@ -361,3 +364,83 @@ class VerificationJobRow(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (Index("ix_verification_jobs_status", "status", "created_at"),)
+
+
+# ---- rights and service clocks (SPEC §9.3-9.5) ------------------------------------------------
+
+
+class PurposeRow(Base):
+    """A purpose of use: its code (hashed on chain), Chinese and English names and legal basis."""
+
+    __tablename__ = "purposes"
+
+    code: Mapped[str] = mapped_column(String(128), primary_key=True)
+    #: keccak256(utf8(code)), 0x hex: what grants sign.
+    purpose_id: Mapped[str] = mapped_column(String(66), unique=True)
+    name_zh: Mapped[str] = mapped_column(String(200))
+    name_en: Mapped[str] = mapped_column(String(200))
+    legal_basis: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(42))
+
+
+class CorrectionRow(Base):
+    """A subject's dispute of a document and its issuer's answer (SPEC §9.4)."""
+
+    __tablename__ = "corrections"
+
+    id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    document_id: Mapped[str] = mapped_column(String(66))
+    subject: Mapped[str] = mapped_column(String(42))
+    issuer: Mapped[str] = mapped_column(String(42))
+    resource: Mapped[str] = mapped_column(String(64))
+    claim: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    #: "open", then "corrected" or "rejected".
+    status: Mapped[str] = mapped_column(String(16))
+    opened_at: Mapped[int] = mapped_column(BigInteger)
+    due_at: Mapped[int] = mapped_column(BigInteger)
+    resolved_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: The replacement document of a "corrected" outcome (the disputed one is marked superseded).
+    new_document_id: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    #: Salt of the anchored commitments (kept so an auditor can recompute them).
+    salt: Mapped[bytes] = mapped_column(LargeBinary)
+    open_commitment: Mapped[str] = mapped_column(String(66))
+    open_tx: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    outcome_commitment: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    outcome_tx: Mapped[str | None] = mapped_column(String(66), nullable=True)
+
+    __table_args__ = (
+        Index("ix_corrections_subject", "subject", "opened_at"),
+        Index("ix_corrections_issuer", "issuer", "opened_at"),
+        Index("ix_corrections_document", "document_id"),
+    )
+
+
+class DemandRow(Base):
+    """A consumer's demand for a data service not yet in the catalog (SPEC §9.5, 供需台账)."""
+
+    __tablename__ = "demands"
+
+    id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    consumer: Mapped[str] = mapped_column(String(42))
+    provider: Mapped[str] = mapped_column(String(42))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    resource_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: "open", "confirmed", "refused" or "published".
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    confirm_by: Mapped[int] = mapped_column(BigInteger)
+    publish_by: Mapped[int] = mapped_column(BigInteger)
+    confirmed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    refused_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    published_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    published_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    __table_args__ = (
+        Index("ix_demands_consumer", "consumer", "created_at"),
+        Index("ix_demands_provider", "provider", "created_at"),
+    )

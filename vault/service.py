@@ -289,6 +289,20 @@ class Vault:
             s.execute(update(DocumentRow).where(DocumentRow.id == doc_id).values(tombstone_tx=tx_hash))
         return tx_hash
 
+    def supersede_document(self, document_id: str) -> bool:
+        """Mark a current document "superseded" (SPEC §9.4: a correction replaced it).
+
+        The row, its ciphertext and its anchor are kept and its subject can still read it; it is
+        no longer the current document of its resource. False when it was not current.
+        """
+        with self.store.session() as s:
+            done = s.execute(
+                update(DocumentRow)
+                .where(DocumentRow.id == document_id.lower(), DocumentRow.state == "current")
+                .values(state="superseded")
+            )
+        return bool(getattr(done, "rowcount", 0))
+
     def current_document(
         self,
         subject: str,

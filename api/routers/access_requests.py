@@ -1,5 +1,10 @@
 """Access requests: a CONSUMER asks a SUBJECT for resources and a purpose; the subject answers by
-signing a Grant (relayed here) or by rejecting."""
+signing a Grant (relayed here) or by rejecting.
+
+SPEC §9.2 life cycle: ``pending`` -> ``granted`` | ``rejected`` | ``withdrawn`` (the consumer) |
+``expired``. A pending request reads as ``expired`` from its ``expires_at`` second on; the status
+is derived when read, so an expired request never needs a worker to be shown right.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, func, not_, or_, select, update
 
 from chain_client import Role
 from chain_client.ids import purpose_id, resource_id
-from db.models import AccessRequestRow
+from db.models import AccessRequestRow, PurposeRow
 
 from ..deps import ConsumerMember, CurrentMember, LedgerDep, VaultDep
 from ..errors import Problem
@@ -26,6 +31,16 @@ from .grants import SignedGrant, relay_grant
 router = APIRouter(prefix="/v1/access-requests", tags=["access requests"], responses=PROBLEM_RESPONSES)
 
 PURPOSE_PATTERN = r"^[a-z0-9][a-z0-9_\-.]{0,127}$"
+#: SPEC §9.2: a request lasts 7 days unless the consumer asks for less or more (at most 30).
+DEFAULT_EXPIRES_IN = 7 * 86400
+MAX_EXPIRES_IN = 30 * 86400
+
+Status = Literal["pending", "granted", "rejected", "expired", "withdrawn"]
+
+
+def now() -> int:
+    """The current Unix second (a module function so tests can stand at a boundary second)."""
+    return int(time.time())
 
 
 class AccessRequestCreate(BaseModel):
@@ -50,6 +65,9 @@ class AccessRequestCreate(BaseModel):
     valid_for: int = Field(ge=60, le=5 * 365 * 86400, description="seconds the grant should last")
     max_uses: int = Field(0, ge=0, le=2**32 - 1, description="0 = unlimited")
     note: str | None = Field(None, max_length=1000)
+    expires_in: int = Field(
+        DEFAULT_EXPIRES_IN, ge=60, le=MAX_EXPIRES_IN, description="seconds the request stays answerable"
+    )
 
 
 class AccessRequestPublic(BaseModel):
@@ -58,20 +76,27 @@ class AccessRequestPublic(BaseModel):
     subject: str
     resources: list[str]
     purpose: str
+    purpose_id: str = Field(description="keccak256(utf8(purpose)), what the grant signs")
+    purpose_name_zh: str | None = Field(
+        None, description="from the purpose registry (SPEC §9.3); null when not registered"
+    )
+    purpose_name_en: str | None = None
     valid_for: int
     max_uses: int
     note: str | None
-    status: Literal["pending", "granted", "rejected"]
+    status: Status
     grant_id: str | None
     reason: str | None
     created_at: int
-    answered_at: int | None
+    answered_at: int | None = Field(description="when it was granted, rejected or withdrawn")
+    expires_at: int | None = Field(description="a pending request reads as expired from this second on")
 
 
 class AccessRequestPage(BaseModel):
     items: list[AccessRequestPublic]
     offset: int
     limit: int
+    total: int
 
 
 class Answer(BaseModel):
@@ -89,8 +114,28 @@ class Answer(BaseModel):
         return self
 
 
-def _public(row: AccessRequestRow) -> AccessRequestPublic:
+def status_of(row: AccessRequestRow, at: int) -> str:
+    """The request's status at ``at``: a pending one past its ``expires_at`` is ``expired``."""
+    if row.status == "pending" and row.expires_at is not None and at >= row.expires_at:
+        return "expired"
+    return row.status
+
+
+def _names(vault: VaultDep, rows: list[AccessRequestRow]) -> dict[str, PurposeRow]:
+    """The registered purposes of ``rows``, by code."""
+    codes = {r.purpose for r in rows}
+    if not codes:
+        return {}
+    with vault.store.session() as s:
+        return {p.code: p for p in s.scalars(select(PurposeRow).where(PurposeRow.code.in_(codes)))}
+
+
+def _public(row: AccessRequestRow, at: int, names: dict[str, PurposeRow]) -> AccessRequestPublic:
+    named = names.get(row.purpose)
     return AccessRequestPublic(
+        purpose_id="0x" + purpose_id(row.purpose).hex(),
+        purpose_name_zh=named.name_zh if named else None,
+        purpose_name_en=named.name_en if named else None,
         id=row.id,
         consumer=row.consumer,
         subject=row.subject,
@@ -99,11 +144,12 @@ def _public(row: AccessRequestRow) -> AccessRequestPublic:
         valid_for=row.valid_for,
         max_uses=row.max_uses,
         note=row.note,
-        status=row.status,  # type: ignore[arg-type]
+        status=status_of(row, at),  # type: ignore[arg-type]
         grant_id=row.grant_id,
         reason=row.reason,
         created_at=row.created_at,
         answered_at=row.answered_at,
+        expires_at=row.expires_at,
     )
 
 
@@ -117,6 +163,7 @@ def create(
     for code in body.resources:
         if not ledger.resource(resource_id(code)).exists:
             raise Problem(404, "resource_not_found", f"{code!r} is not in the catalog")
+    created = now()
     row = AccessRequestRow(
         id="0x" + secrets.token_hex(32),
         consumer=consumer.address,
@@ -127,32 +174,46 @@ def create(
         max_uses=body.max_uses,
         note=body.note,
         status="pending",
-        created_at=int(time.time()),
+        created_at=created,
+        expires_at=created + body.expires_in,
     )
     with vault.store.session() as s:
         s.add(row)
-    return _public(row)
+    return _public(row, created, _names(vault, [row]))
 
 
 @router.get("", response_model=AccessRequestPage)
 def list_requests(
     member: CurrentMember,
     vault: VaultDep,
-    status: Annotated[Literal["pending", "granted", "rejected"] | None, Query()] = None,
+    status: Annotated[Status | None, Query()] = None,
     offset: Annotated[Offset, Query()] = 0,
     limit: Annotated[Limit, Query()] = 100,
 ) -> AccessRequestPage:
     """Requests the caller made (consumer) or received (subject); auditors see all."""
-    query = select(AccessRequestRow).order_by(AccessRequestRow.created_at.desc(), AccessRequestRow.id)
+    at = now()
+    where = []
     if Role.AUDITOR not in member.roles:
-        query = query.where(
-            or_(AccessRequestRow.consumer == member.address, AccessRequestRow.subject == member.address)
-        )
-    if status:
-        query = query.where(AccessRequestRow.status == status)
+        where.append(or_(AccessRequestRow.consumer == member.address, AccessRequestRow.subject == member.address))
+    lapsed = and_(
+        AccessRequestRow.status == "pending",
+        AccessRequestRow.expires_at.is_not(None),
+        AccessRequestRow.expires_at <= at,
+    )
+    if status == "pending":
+        where.extend([AccessRequestRow.status == "pending", not_(lapsed)])
+    elif status == "expired":
+        where.append(or_(AccessRequestRow.status == "expired", lapsed))
+    elif status:
+        where.append(AccessRequestRow.status == status)
+    query = select(AccessRequestRow).where(*where)
     with vault.store.session() as s:
-        rows = s.scalars(query.offset(offset).limit(limit)).all()
-    return AccessRequestPage(items=[_public(r) for r in rows], offset=offset, limit=limit)
+        total = s.scalar(select(func.count()).select_from(AccessRequestRow).where(*where)) or 0
+        rows = s.scalars(
+            query.order_by(AccessRequestRow.created_at.desc(), AccessRequestRow.id).offset(offset).limit(limit)
+        ).all()
+    names = _names(vault, list(rows))
+    return AccessRequestPage(items=[_public(r, at, names) for r in rows], offset=offset, limit=limit, total=total)
 
 
 def _visible(vault: VaultDep, request_id: str, member: CurrentMember) -> AccessRequestRow:
@@ -166,7 +227,8 @@ def _visible(vault: VaultDep, request_id: str, member: CurrentMember) -> AccessR
 @router.get("/{request_id}", response_model=AccessRequestPublic)
 def read(request_id: str, member: CurrentMember, vault: VaultDep) -> AccessRequestPublic:
     """One request, to its consumer, its subject, or an auditor."""
-    return _public(_visible(vault, request_id, member))
+    row = _visible(vault, request_id, member)
+    return _public(row, now(), _names(vault, [row]))
 
 
 @router.post("/{request_id}/answer", response_model=AccessRequestPublic)
@@ -177,10 +239,9 @@ def answer(
     row = _visible(vault, request_id, member)
     if member.address != row.subject:
         raise Problem(403, "not_subject", "only the request's subject answers it")
-    if row.status != "pending":
-        raise Problem(409, "already_answered", f"this request was already {row.status}")
-    now = int(time.time())
-    values: dict[str, object] = {"answered_at": now}
+    at = now()
+    _still_pending(row, at)
+    values: dict[str, object] = {"answered_at": at}
     if body.decision == "reject":
         values.update(status="rejected", reason=body.reason)
     else:
@@ -194,8 +255,37 @@ def answer(
         recorded = relay_grant(ledger, vault, body.grant, relayed_by=member.address)
         grant_id = "0x" + recorded.grant_id.hex()
         values.update(status="granted", grant_id=grant_id)
+    return _close(vault, row, at, values)
+
+
+@router.post("/{request_id}/withdraw", response_model=AccessRequestPublic)
+def withdraw(request_id: str, member: CurrentMember, vault: VaultDep) -> AccessRequestPublic:
+    """The consumer withdraws its pending request (409 ``request_closed`` once it is not pending)."""
+    row = _visible(vault, request_id, member)
+    if member.address != row.consumer:
+        raise Problem(403, "not_consumer", "only the request's consumer withdraws it")
+    at = now()
+    _still_pending(row, at)
+    return _close(vault, row, at, {"status": "withdrawn", "answered_at": at})
+
+
+def _still_pending(row: AccessRequestRow, at: int) -> None:
+    status = status_of(row, at)
+    if status != "pending":
+        raise Problem(409, "request_closed", f"this request is {status}")
+
+
+def _close(vault: VaultDep, row: AccessRequestRow, at: int, values: dict[str, object]) -> AccessRequestPublic:
+    """Move a request out of ``pending``, unless another answer (or expiry) came first."""
+    pending = and_(
+        AccessRequestRow.id == row.id,
+        AccessRequestRow.status == "pending",
+        or_(AccessRequestRow.expires_at.is_(None), AccessRequestRow.expires_at > at),
+    )
     with vault.store.session() as s:
-        s.execute(update(AccessRequestRow).where(AccessRequestRow.id == row.id).values(**values))
+        done = s.execute(update(AccessRequestRow).where(pending).values(**values))
+        if not getattr(done, "rowcount", 0):
+            raise Problem(409, "request_closed", "this request was closed meanwhile")
         updated = s.get(AccessRequestRow, row.id)
         assert updated is not None
-        return _public(updated)
+    return _public(updated, at, _names(vault, [updated]))

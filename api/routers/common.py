@@ -23,7 +23,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _problem("not logged in, or the token is invalid"),
     403: _problem("not allowed (role, grant rules, signature)"),
     404: _problem("unknown, or not yours to see"),
-    409: _problem("conflict: replay (nonce_used, request_used) or state (member_exists, already_answered, …)"),
+    409: _problem("conflict: replay (nonce_used, request_used) or state (member_exists, request_closed, …)"),
     410: _problem("the document was crypto-shredded (document_deleted)"),
     413: _problem("request body too large (body_too_large)"),
     422: _problem("malformed input (invalid_input names the field)"),

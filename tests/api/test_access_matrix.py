@@ -531,6 +531,99 @@ def b_consistency(w: World, c: Ctx) -> Call:
     return Call("GET", "/v1/audit/proofs/consistency", params={"first": "1", "second": "1"})
 
 
+# -- builders of the rights and service clocks (SPEC §9.2-9.5)
+
+#: Objects shared by the read-only cells of the rights rows, made on first use.
+_SHARED: dict[str, str] = {}
+
+
+def fresh_correction(w: World) -> str:
+    body = {"document_id": fresh_document(w), "claim": "wrong district"}
+    return str(w.p.citizen.call("POST", "/v1/corrections", json=body)["correction_id"])
+
+
+def fresh_demand(w: World) -> str:
+    body = {"provider": w.p.provider.address, "title": "Water meter readings", "description": "monthly"}
+    return str(w.p.dept.call("POST", "/v1/demands", json=body)["demand_id"])
+
+
+def shared(w: World, name: str, make: Callable[[World], str]) -> str:
+    if name not in _SHARED:
+        _SHARED[name] = make(w)
+    return _SHARED[name]
+
+
+def b_corrections_open(w: World, c: Ctx) -> Call:
+    return Call("POST", "/v1/corrections", json={"document_id": fresh_document(w), "claim": "wrong district"})
+
+
+def b_corrections_list(w: World, c: Ctx) -> Call:
+    shared(w, "correction", fresh_correction)
+    return Call("GET", "/v1/corrections")
+
+
+def b_corrections_read(w: World, c: Ctx) -> Call:
+    return Call("GET", f"/v1/corrections/{shared(w, 'correction', fresh_correction)}")
+
+
+def b_corrections_resolve(w: World, c: Ctx) -> Call:
+    body = {"outcome": "rejected", "reason": "matches the register"}
+    return Call("POST", f"/v1/corrections/{fresh_correction(w)}/resolve", json=body)
+
+
+def b_data_quality(w: World, c: Ctx) -> Call:
+    return Call("GET", "/v1/reports/data-quality", params={"provider": w.p.provider.address})
+
+
+def b_demands_create(w: World, c: Ctx) -> Call:
+    body = {"provider": w.p.provider.address, "title": "Water meter readings", "description": "monthly"}
+    return Call("POST", "/v1/demands", json=body)
+
+
+def b_demands_list(w: World, c: Ctx) -> Call:
+    shared(w, "demand", fresh_demand)
+    return Call("GET", "/v1/demands")
+
+
+def b_demands_read(w: World, c: Ctx) -> Call:
+    return Call("GET", f"/v1/demands/{shared(w, 'demand', fresh_demand)}")
+
+
+def b_demands_confirm(w: World, c: Ctx) -> Call:
+    return Call("POST", f"/v1/demands/{fresh_demand(w)}/confirm")
+
+
+def b_demands_refuse(w: World, c: Ctx) -> Call:
+    return Call("POST", f"/v1/demands/{fresh_demand(w)}/refuse", json={"reason": "not collected"})
+
+
+def b_demands_publish(w: World, c: Ctx) -> Call:
+    return Call("POST", f"/v1/demands/{fresh_demand(w)}/publish", json={"code": "tax_record"})
+
+
+def b_purposes_create(w: World, c: Ctx) -> Call:
+    body = {"code": f"purpose-{secrets.token_hex(4)}", "name_zh": "用途", "name_en": "A purpose", "legal_basis": "law"}
+    return Call("POST", "/v1/purposes", json=body)
+
+
+def b_purposes_list(w: World, c: Ctx) -> Call:
+    return Call("GET", "/v1/purposes")
+
+
+def b_requests_withdraw(w: World, c: Ctx) -> Call:
+    return Call("POST", f"/v1/access-requests/{fresh_request(w)['id']}/withdraw")
+
+
+def c_corrections_list(w: World, caller: str, body: Any) -> None:
+    ids = {i["correction_id"] for i in body["items"]}
+    assert (_SHARED["correction"] in ids) == (caller in ("citizen", "provider", "admin", "auditor")), ids
+
+
+def c_demands_list(w: World, caller: str, body: Any) -> None:
+    ids = {i["demand_id"] for i in body["items"]}
+    assert (_SHARED["demand"] in ids) == (caller in ("dept", "provider", "admin", "auditor")), ids
+
+
 # -- checks of 2xx bodies: a listing shows a caller only what is theirs
 
 
@@ -663,6 +756,76 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/audit/checkpoints"): Row(b_checkpoints, only({"auditor": OK})),
     ("GET", "/v1/audit/proofs/inclusion"): Row(b_inclusion, only({"auditor": OK})),
     ("GET", "/v1/audit/proofs/consistency"): Row(b_consistency, only({"auditor": OK})),
+    # rights and service clocks (SPEC §9.2-9.5): the parties see and answer; ADMIN/AUDITOR see all
+    ("POST", "/v1/access-requests/{request_id}/withdraw"): Row(
+        b_requests_withdraw,
+        only(
+            {"dept": OK, "citizen": (403, "not_consumer"), "auditor": (403, "not_consumer")},
+            (404, "access_request_not_found"),
+        ),
+    ),
+    ("POST", "/v1/purposes"): Row(b_purposes_create, only({"admin": CREATED})),
+    ("GET", "/v1/purposes"): Row(b_purposes_list, every(OK)),
+    ("POST", "/v1/corrections"): Row(b_corrections_open, only({"citizen": CREATED})),
+    ("GET", "/v1/corrections"): Row(b_corrections_list, every(OK), check=c_corrections_list),
+    ("GET", "/v1/corrections/{correction_id}"): Row(
+        b_corrections_read,
+        only({"citizen": OK, "provider": OK, "admin": OK, "auditor": OK}, (404, "correction_not_found")),
+    ),
+    ("POST", "/v1/corrections/{correction_id}/resolve"): Row(
+        b_corrections_resolve,
+        only(
+            {
+                "provider": OK,
+                "citizen": (403, "not_issuer"),
+                "admin": (403, "not_issuer"),
+                "auditor": (403, "not_issuer"),
+            },
+            (404, "correction_not_found"),
+        ),
+    ),
+    ("GET", "/v1/reports/data-quality"): Row(b_data_quality, only({"provider": OK, "admin": OK, "auditor": OK})),
+    ("POST", "/v1/demands"): Row(b_demands_create, only({"dept": CREATED, "other_dept": CREATED})),
+    ("GET", "/v1/demands"): Row(b_demands_list, every(OK), check=c_demands_list),
+    ("GET", "/v1/demands/{demand_id}"): Row(
+        b_demands_read, only({"dept": OK, "provider": OK, "admin": OK, "auditor": OK}, (404, "demand_not_found"))
+    ),
+    ("POST", "/v1/demands/{demand_id}/confirm"): Row(
+        b_demands_confirm,
+        only(
+            {
+                "provider": OK,
+                "dept": (403, "not_provider"),
+                "admin": (403, "not_provider"),
+                "auditor": (403, "not_provider"),
+            },
+            (404, "demand_not_found"),
+        ),
+    ),
+    ("POST", "/v1/demands/{demand_id}/refuse"): Row(
+        b_demands_refuse,
+        only(
+            {
+                "provider": OK,
+                "dept": (403, "not_provider"),
+                "admin": (403, "not_provider"),
+                "auditor": (403, "not_provider"),
+            },
+            (404, "demand_not_found"),
+        ),
+    ),
+    ("POST", "/v1/demands/{demand_id}/publish"): Row(
+        b_demands_publish,
+        only(
+            {
+                "provider": OK,
+                "dept": (403, "not_provider"),
+                "admin": (403, "not_provider"),
+                "auditor": (403, "not_provider"),
+            },
+            (404, "demand_not_found"),
+        ),
+    ),
 }
 
 #: (method, path, caller) -> reason: API bugs found by this matrix (reported, not fixed here).

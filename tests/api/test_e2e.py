@@ -178,7 +178,7 @@ def test_access_request_answered_by_a_signed_grant(platform: Platform) -> None:
     _expect("not_subject", 403, p.dept.answer_access_request, asked, grant=False, reason="no")
     answered = p.citizen.answer_access_request(asked, grant=True)
     assert answered["status"] == "granted" and answered["grant_id"]
-    _expect("already_answered", 409, p.citizen.answer_access_request, asked, grant=False)
+    _expect("request_closed", 409, p.citizen.answer_access_request, asked, grant=False)
     assert p.dept.release(answered["grant_id"], "id_card", p.dept_key).content == CARD
     rejected = p.citizen.answer_access_request(
         p.dept.request_access(p.citizen.address, ["tax_record"], "credit-check"), grant=False, reason="not needed"
