@@ -458,6 +458,9 @@ class ReleaseRelayer:
             except ChainUnavailable:
                 if time.monotonic() >= deadline:
                     raise
+            receipt = self.sender.receipt(tx.tx_hash)
+            if receipt is not None:
+                return receipt
             if self.sender.known(tx.tx_hash):
                 continue  # still waiting in the pool: keep waiting
             log.warning(

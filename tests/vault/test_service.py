@@ -237,7 +237,10 @@ def test_chain_failure_releases_nothing(
         def wait(tx_hash, **_kw):  # type: ignore[no-untyped-def]
             raise failure
 
-        monkeypatch.setattr(sender, "wait", wait)
+        monkeypatch.setattr(sender, "wait", wait)  # the receipt never comes, though the node has it
+        monkeypatch.setattr(sender, "receipt", lambda tx_hash: None)
+        monkeypatch.setattr(sender, "known", lambda tx_hash: True)
+        monkeypatch.setattr(vault.relayer, "receipt_timeout", 1.0)
         monkeypatch.setattr(releases, "GROUP_GAS_BASE", 30_000)  # and it would fail if mined
         monkeypatch.setattr(releases, "GROUP_GAS_PER_ITEM", 5_000)
     else:
