@@ -96,6 +96,20 @@ def worker() -> None:
     run_worker()
 
 
+@app.command(
+    "bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench(ctx: typer.Context) -> None:
+    """The release-path benchmark (scripts/bench_release.py; its options pass through, e.g.
+    `qcl bench --releases 5000 --clients 32 128`): rewrites its section of BENCHMARKS.md."""
+    import subprocess
+
+    from chain_client._paths import project_root
+
+    script = project_root() / "scripts" / "bench_release.py"
+    raise typer.Exit(subprocess.call([sys.executable, str(script), *ctx.args]))
+
+
 @app.command("compile")
 def compile_cmd() -> None:
     """Compile the contracts (cached by source hash) and print their sizes."""
