@@ -13,6 +13,7 @@ import pytest
 
 from audit import synthetic, verify
 from audit.verify import TrailEvent, Verifier
+from chain_client.ids import WILDCARD
 from db.release_log import LOG_PREFIX
 
 
@@ -226,3 +227,72 @@ def test_the_recovery_id_is_not_held_against_a_valid_r_s(trail: synthetic.Synthe
         trail.events_list[i] = replace(event, signature=event.signature[:64] + bytes([55 - event.signature[64]]))
     verify._sigcheck._KEYS.clear()
     assert Verifier(trail, workers=1).verify().ok
+
+
+# ---- the three places where the verifier was more lenient than the contract (issue 11) ----------
+
+
+def _subject(trail: synthetic.SyntheticTrail) -> str:
+    return str(
+        next(e.args["account"] for e in trail.events_list if e.name == "MemberOnboarded" and e.args["roles"] == 16)
+    )
+
+
+def _resource(trail: synthetic.SyntheticTrail) -> str:
+    return str(next(e.args["resource"] for e in trail.events_list if e.name == "ResourceRegistered"))
+
+
+def test_appended_releases_verify(trail: synthetic.SyntheticTrail) -> None:
+    """The helpers the next tests use leave a trail that verifies (so what they find is the edit)."""
+    synthetic.append_grant_release(trail, resources=[_resource(trail)], resource=_resource(trail))
+    synthetic.add_emergency(trail, resource=_resource(trail), subject=_subject(trail))
+    report = Verifier(trail, workers=1).verify()
+    assert report.ok, report.violations
+    assert (report.releases, report.emergency_releases, report.signatures_checked) == (601, 1, 602)
+
+
+def test_a_release_signed_with_an_expired_deadline(trail: synthetic.SyntheticTrail) -> None:
+    """The contract refuses a request whose signed deadline is before the block's time."""
+    i = releases(trail)[5]
+    event = synthetic.resign(trail, i, deadline=trail.events_list[i].timestamp - 1)
+    report = Verifier(trail, workers=1).verify()
+    assert [(v.check, v.code, v.tx_hash) for v in report.violations] == [(1, "deadline_expired", event.tx_hash)]
+
+
+def test_a_release_at_its_deadline_is_in_time(trail: synthetic.SyntheticTrail) -> None:
+    i = releases(trail)[5]
+    synthetic.resign(trail, i, deadline=trail.events_list[i].timestamp)
+    assert Verifier(trail, workers=1).verify().ok
+
+
+def test_an_emergency_release_to_a_suspended_consumer(trail: synthetic.SyntheticTrail) -> None:
+    index, consumer = synthetic.add_emergency(trail, resource=_resource(trail), subject=_subject(trail))
+    release = trail.events_list[index]
+    suspend = TrailEvent(
+        "MemberSuspensionChanged",
+        release.block_number,
+        99,
+        "0x" + "33" * 32,
+        release.timestamp,
+        {"account": consumer, "suspended": True},
+    )
+    trail.events_list.insert(index, suspend)
+    report = Verifier(trail, workers=1).verify()
+    assert [(v.check, v.code, v.tx_hash) for v in report.violations] == [(1, "member_inactive", release.tx_hash)]
+
+
+def test_an_emergency_release_about_a_non_subject(trail: synthetic.SyntheticTrail) -> None:
+    stranger = "0x" + "ab" * 20
+    index, _ = synthetic.add_emergency(trail, resource=_resource(trail), subject=stranger)
+    report = Verifier(trail, workers=1).verify()
+    assert [(v.code, v.tx_hash) for v in report.violations] == [("member_inactive", trail.events_list[index].tx_hash)]
+
+
+def test_a_release_of_the_wildcard_id_itself(trail: synthetic.SyntheticTrail) -> None:
+    """ "*" in a grant covers catalog resources, never a release naming the wildcard's own id."""
+    wildcard = "0x" + WILDCARD.hex()
+    index = synthetic.append_grant_release(trail, resources=[wildcard], resource=wildcard)
+    report = Verifier(trail, workers=1).verify()
+    assert [(v.code, v.tx_hash) for v in report.violations] == [
+        ("resource_not_granted", trail.events_list[index].tx_hash)
+    ]
