@@ -14,6 +14,14 @@ contract AuditAnchor is IAuditAnchor {
     mapping(bytes32 documentId => Document) private _documents;
     Checkpoint[] private _checkpoints;
 
+    struct Record {
+        bytes32 kind;
+        bytes32 commitment;
+        uint64 anchoredAt;
+    }
+
+    mapping(bytes32 recordId => Record) private _records;
+
     constructor(address ledger) {
         _ledger = ledger;
     }
@@ -69,6 +77,20 @@ contract AuditAnchor is IAuditAnchor {
         _checkpoints.push(Checkpoint({treeSize: treeSize, anchoredAt: uint64(block.timestamp), rootHash: rootHash}));
         emit CheckpointAnchored(n, treeSize, rootHash);
         return n;
+    }
+
+    /// @inheritdoc IAuditAnchor
+    function anchorRecord(bytes32 recordId, bytes32 kind, bytes32 commitment) external onlyAdmin {
+        if (_records[recordId].commitment != 0) revert AuditAnchorRecordExists(recordId);
+        if (commitment == 0) revert AuditAnchorInvalidCommitment(recordId);
+        _records[recordId] = Record({kind: kind, commitment: commitment, anchoredAt: uint64(block.timestamp)});
+        emit RecordAnchored(recordId, kind, commitment);
+    }
+
+    /// @inheritdoc IAuditAnchor
+    function record(bytes32 recordId) external view returns (bytes32 kind, bytes32 commitment, uint64 anchoredAt) {
+        Record storage r = _records[recordId];
+        return (r.kind, r.commitment, r.anchoredAt);
     }
 
     /// @inheritdoc IAuditAnchor

@@ -1,27 +1,28 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
 
-import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
-import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {DataCatalog} from "./DataCatalog.sol";
 import {IConsentLedger} from "./interfaces/IConsentLedger.sol";
 import {MemberRegistry} from "./MemberRegistry.sol";
 import {Roles} from "./Roles.sol";
+import {BitMaps} from "@openzeppelin/contracts/utils/structs/BitMaps.sol";
 
 /// @title ConsentLedger
 /// @notice See {IConsentLedger}. Also the member registry and data catalog of the deployment
 /// (inherited, so the ledger's checks are storage reads, not external calls).
-contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
+/// The EIP-712 domain, the per-signer nonce bitmaps and the signature helpers live in
+/// {MemberRegistry}, which the registry's own signed operations (auditor enrolment, wallet
+/// onboarding) share.
+contract ConsentLedger is IConsentLedger, DataCatalog {
     /// @dev keccak256("Grant(address subject,address grantee,bytes32[] resources,bytes32 purpose,uint64 validFrom,uint64 validUntil,uint32 maxUses,uint256 nonce,uint256 deadline)")
     bytes32 public constant GRANT_TYPEHASH = keccak256(
         "Grant(address subject,address grantee,bytes32[] resources,bytes32 purpose,uint64 validFrom,uint64 validUntil,uint32 maxUses,uint256 nonce,uint256 deadline)"
     );
     /// @dev keccak256("Revoke(bytes32 grantId,uint256 nonce,uint256 deadline)")
     bytes32 public constant REVOKE_TYPEHASH = keccak256("Revoke(bytes32 grantId,uint256 nonce,uint256 deadline)");
-    /// @dev keccak256("SetPaused(bytes32 grantId,bool paused,uint256 nonce,uint256 deadline)")
+    /// @dev keccak256("SetPaused(bytes32 grantId,bool paused,uint64 sequence,uint256 nonce,uint256 deadline)")
     bytes32 public constant SET_PAUSED_TYPEHASH =
-        keccak256("SetPaused(bytes32 grantId,bool paused,uint256 nonce,uint256 deadline)");
+        keccak256("SetPaused(bytes32 grantId,bool paused,uint64 sequence,uint256 nonce,uint256 deadline)");
     /// @dev keccak256("ReleaseRequest(bytes32 grantId,bytes32 resource,bytes32 requestId,uint256 deadline)")
     bytes32 public constant RELEASE_REQUEST_TYPEHASH =
         keccak256("ReleaseRequest(bytes32 grantId,bytes32 resource,bytes32 requestId,uint256 deadline)");
@@ -34,25 +35,34 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
         "EmergencyReleaseRequest(bytes32 emergencyId,address subject,bytes32 resource,bytes32 requestId,uint256 deadline)"
     );
 
+    /// @dev keccak256("EmergencyCancel(bytes32 emergencyId,uint256 deadline)")
+    bytes32 public constant EMERGENCY_CANCEL_TYPEHASH = keccak256("EmergencyCancel(bytes32 emergencyId,uint256 deadline)");
+
     /// @notice Most resources (and consumers) one grant or emergency may name; bounds every loop.
     uint256 public constant MAX_LIST = 32;
     /// @notice Most items of one grouped release (one bit each in the returned mask).
     uint256 public constant MAX_BATCH = 256;
     /// @notice Longest emergency window.
     uint64 public constant MAX_EMERGENCY_WINDOW = 72 hours;
+    /// @notice Latest start of an emergency's window after the approval that activates it.
+    uint64 public constant MAX_EMERGENCY_DELAY = 1 hours;
+    /// @notice Most approvals one emergency records (and the largest threshold); bounds its loops.
+    uint256 public constant MAX_APPROVERS = 16;
 
     uint8 private immutable _emergencyThreshold;
 
     mapping(bytes32 grantId => GrantState) private _grants;
-    mapping(address signer => mapping(uint256 word => uint256 bits)) private _nonces;
-    mapping(address grantee => mapping(uint256 word => uint256 bits)) private _requests;
+    mapping(bytes32 grantId => uint64) private _pauseSequence;
+    mapping(address grantee => BitMaps.BitMap) private _requests;
     mapping(bytes32 emergencyId => EmergencyState) private _emergencies;
+    mapping(bytes32 emergencyId => address[]) private _approvers;
     mapping(bytes32 emergencyId => mapping(address approver => bool)) private _approvedBy;
 
     /// @param admin the first ADMIN (the platform operator)
-    /// @param threshold approvals that activate an emergency; at least 2 (SPEC §3)
-    constructor(address admin, uint8 threshold) MemberRegistry(admin) EIP712("Quanchenglian", "1") {
-        if (threshold < 2) revert ConsentLedgerInvalidThreshold(threshold);
+    /// @param auditors the first AUDITORs, named by the deployment (may be empty)
+    /// @param threshold approvals that make an emergency approved; 2..16 (SPEC §3)
+    constructor(address admin, address[] memory auditors, uint8 threshold) MemberRegistry(admin, auditors) {
+        if (threshold < 2 || threshold > MAX_APPROVERS) revert ConsentLedgerInvalidThreshold(threshold);
         _emergencyThreshold = threshold;
     }
 
@@ -63,7 +73,12 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
         if (block.timestamp > grant.deadline) revert ConsentLedgerExpiredDeadline(grant.deadline);
         grantId = _hashGrant(grant);
         _requireSignature(grant.subject, grantId, signature);
-        if (_grants[grantId].subject != address(0)) revert ConsentLedgerNonceUsed(grant.subject, grant.nonce);
+        GrantState storage state = _grants[grantId];
+        if (state.subject != address(0)) {
+            if (state.revoked) revert ConsentLedgerGrantRevoked(grantId);
+            revert ConsentLedgerNonceUsed(grant.subject, grant.nonce);
+        }
+        if (!_useNonce(grant.subject, grant.nonce)) revert ConsentLedgerNonceUsed(grant.subject, grant.nonce);
         _requireActive(grant.subject, Roles.SUBJECT);
         _requireActive(grant.grantee, Roles.CONSUMER);
         if (grant.validFrom >= grant.validUntil) revert ConsentLedgerInvalidWindow(grant.validFrom, grant.validUntil);
@@ -73,7 +88,13 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
             bytes32 r = grant.resources[i];
             if (r != WILDCARD && _resources[r].provider == address(0)) revert ConsentLedgerInvalidResources(r);
         }
-        _grants[grantId] = GrantState({subject: grant.subject, uses: 0, revoked: false, paused: false});
+        _grants[grantId] = GrantState({
+            subject: grant.subject,
+            uses: 0,
+            revoked: false,
+            paused: false,
+            recordedAt: uint40(block.number)
+        });
         emit GrantRecorded(
             grantId,
             grant.subject,
@@ -91,35 +112,77 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
     /// @inheritdoc IConsentLedger
     function revoke(bytes32 grantId, uint256 nonce, uint256 deadline, bytes calldata signature) external {
         if (block.timestamp > deadline) revert ConsentLedgerExpiredDeadline(deadline);
-        GrantState storage state = _grants[grantId];
-        address subject = state.subject;
+        address subject = _grants[grantId].subject;
         if (subject == address(0)) revert ConsentLedgerUnknownGrant(grantId);
-        _requireSignature(subject, _hashTypedDataV4(keccak256(abi.encode(REVOKE_TYPEHASH, grantId, nonce, deadline))), signature);
-        if (state.revoked) revert ConsentLedgerGrantRevoked(grantId);
-        _requireActive(subject, Roles.SUBJECT);
-        state.revoked = true;
+        _revoke(grantId, subject, nonce, deadline, signature);
+    }
+
+    /// @inheritdoc IConsentLedger
+    function revokeUnrecorded(Grant calldata grant, uint256 nonce, uint256 deadline, bytes calldata signature)
+        external
+    {
+        if (block.timestamp > deadline) revert ConsentLedgerExpiredDeadline(deadline);
+        _revoke(_hashGrant(grant), grant.subject, nonce, deadline, signature);
+    }
+
+    /// @dev The subject's signature, its nonce, then: a recorded grant is revoked if its subject
+    /// still holds the SUBJECT role (suspension does not block a withdrawal); an unrecorded one is
+    /// stored as revoked, so that it can never be recorded.
+    function _revoke(bytes32 grantId, address subject, uint256 nonce, uint256 deadline, bytes calldata signature)
+        private
+    {
+        _requireSignature(
+            subject, _hashTypedDataV4(keccak256(abi.encode(REVOKE_TYPEHASH, grantId, nonce, deadline))), signature
+        );
+        if (!_useNonce(subject, nonce)) revert ConsentLedgerNonceUsed(subject, nonce);
+        GrantState storage state = _grants[grantId];
+        if (state.subject == address(0)) {
+            _grants[grantId] = GrantState({subject: subject, uses: 0, revoked: true, paused: false, recordedAt: 0});
+        } else {
+            if (state.revoked) revert ConsentLedgerGrantRevoked(grantId);
+            _requireRole(subject, Roles.SUBJECT);
+            state.revoked = true;
+        }
         emit GrantRevoked(grantId, subject);
     }
 
     /// @inheritdoc IConsentLedger
-    function setPaused(bytes32 grantId, bool paused, uint256 nonce, uint256 deadline, bytes calldata signature)
-        external
-    {
+    function setPaused(
+        bytes32 grantId,
+        bool paused,
+        uint64 sequence,
+        uint256 nonce,
+        uint256 deadline,
+        bytes calldata signature
+    ) external {
         if (block.timestamp > deadline) revert ConsentLedgerExpiredDeadline(deadline);
         GrantState storage state = _grants[grantId];
         address subject = state.subject;
         if (subject == address(0)) revert ConsentLedgerUnknownGrant(grantId);
         _requireSignature(
             subject,
-            _hashTypedDataV4(keccak256(abi.encode(SET_PAUSED_TYPEHASH, grantId, paused, nonce, deadline))),
+            _hashTypedDataV4(keccak256(abi.encode(SET_PAUSED_TYPEHASH, grantId, paused, sequence, nonce, deadline))),
             signature
         );
-        if (!_useBit(_nonces[subject], uint256(nonce))) revert ConsentLedgerNonceUsed(subject, nonce);
+        if (!_useNonce(subject, nonce)) revert ConsentLedgerNonceUsed(subject, nonce);
         if (state.revoked) revert ConsentLedgerGrantRevoked(grantId);
-        if (state.paused == paused) revert ConsentLedgerPauseUnchanged(grantId);
-        _requireActive(subject, Roles.SUBJECT);
+        if (sequence <= _pauseSequence[grantId]) revert ConsentLedgerStaleSequence(grantId, sequence);
+        if (paused) _requireRole(subject, Roles.SUBJECT); // withdrawal always works
+        else _requireActive(subject, Roles.SUBJECT);
         state.paused = paused;
-        emit GrantPauseChanged(grantId, subject, paused, nonce);
+        _pauseSequence[grantId] = sequence;
+        emit GrantPauseChanged(grantId, subject, paused, sequence, nonce);
+    }
+
+    /// @inheritdoc IConsentLedger
+    function multicall(bytes[] calldata calls) external returns (uint256 succeeded) {
+        uint256 n = calls.length;
+        if (n > MAX_BATCH) revert ConsentLedgerBatchTooLarge(n);
+        for (uint256 i; i < n; ++i) {
+            (bool ok, bytes memory reason) = address(this).delegatecall(calls[i]);
+            if (ok) succeeded |= 1 << i;
+            else emit CallFailed(i, reason);
+        }
     }
 
     // ---- releases --------------------------------------------------------------------------------
@@ -144,15 +207,21 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
         if (n > MAX_BATCH) revert ConsentLedgerBatchTooLarge(n);
         for (uint256 i; i < n; ++i) {
             ReleaseItem calldata item = items[i];
-            (bytes32 grantId, bytes4 reason, ) =
+            (bytes32 grantId, bytes4 reason,) =
                 _release(item.grant, item.resource, item.requestId, item.deadline, item.signature);
-            if (reason == 0) recorded |= 1 << i;
-            else emit ReleaseRejected(i, grantId, reason);
+            if (reason == 0) {
+                recorded |= 1 << i;
+            } else if (reason != ConsentLedgerNotGrantee.selector && reason != ConsentLedgerMalleableSignature.selector) {
+                // Only a request the grantee signed may name its grant in a rejection.
+                emit ReleaseRejected(i, grantId, reason);
+            }
         }
     }
 
     /// @dev Checks one release and records it; returns the error selector and argument instead of
-    /// reverting, so that grouped releases can go on past a refused item.
+    /// reverting, so that grouped releases can go on past a refused item. The grantee's signature
+    /// comes first: nothing about a grant is looked at (or reported) for a request its grantee did
+    /// not sign.
     function _release(
         Grant calldata grant,
         bytes32 resource,
@@ -161,14 +230,14 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
         bytes calldata signature
     ) private returns (bytes32 grantId, bytes4 reason, bytes32 arg) {
         grantId = _hashGrant(grant);
-        if (block.timestamp > deadline) return (grantId, ConsentLedgerExpiredDeadline.selector, bytes32(deadline));
-        GrantState memory state = _grants[grantId];
-        if (state.subject == address(0)) return (grantId, ConsentLedgerUnknownGrant.selector, grantId);
         bytes32 digest =
             _hashTypedDataV4(keccak256(abi.encode(RELEASE_REQUEST_TYPEHASH, grantId, resource, requestId, deadline)));
         uint8 check = _verify(grant.grantee, digest, signature);
         if (check == _SIG_MALLEABLE) return (grantId, ConsentLedgerMalleableSignature.selector, 0);
         if (check != _SIG_OK) return (grantId, ConsentLedgerNotGrantee.selector, grantId);
+        if (block.timestamp > deadline) return (grantId, ConsentLedgerExpiredDeadline.selector, bytes32(deadline));
+        GrantState memory state = _grants[grantId];
+        if (state.subject == address(0)) return (grantId, ConsentLedgerUnknownGrant.selector, grantId);
         if (state.revoked) return (grantId, ConsentLedgerGrantRevoked.selector, grantId);
         if (block.timestamp >= grant.validUntil) return (grantId, ConsentLedgerGrantExpired.selector, grantId);
         if ((grant.maxUses != 0 && state.uses >= grant.maxUses) || state.uses == type(uint32).max) {
@@ -176,7 +245,9 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
         }
         if (state.paused) return (grantId, ConsentLedgerGrantPaused.selector, grantId);
         if (block.timestamp < grant.validFrom) return (grantId, ConsentLedgerGrantNotYetValid.selector, grantId);
-        if (!_covers(grant.resources, resource)) return (grantId, ConsentLedgerResourceNotGranted.selector, grantId);
+        if (!_covers(grant.resources, resource, state.recordedAt)) {
+            return (grantId, ConsentLedgerResourceNotGranted.selector, grantId);
+        }
         if (!isActive(state.subject, Roles.SUBJECT)) {
             return (grantId, ConsentLedgerInactiveMember.selector, _memberArg(state.subject, Roles.SUBJECT));
         }
@@ -188,11 +259,14 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
         }
         uint32 uses = state.uses + 1;
         _grants[grantId].uses = uses;
-        emit ReleaseRecorded(grantId, grant.grantee, resource, requestId, uses);
+        emit ReleaseRecorded(grantId, grant.grantee, resource, requestId, uses, deadline, signature);
         return (grantId, 0, 0);
     }
 
-    function _covers(bytes32[] calldata resources, bytes32 resource) private view returns (bool) {
+    /// @dev A named resource is covered as listed. The wildcard covers a catalog resource of
+    /// sensitivity 1–2 that was registered, and last lowered from 3+ to 1–2, at or before the
+    /// grant's block: a wildcard's scope is fixed when the grant is recorded (SPEC §9.8).
+    function _covers(bytes32[] calldata resources, bytes32 resource, uint40 recordedAt) private view returns (bool) {
         if (resource == WILDCARD) return false; // the wildcard names no resource of its own
         bool wildcard;
         uint256 n = resources.length;
@@ -203,7 +277,8 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
         }
         if (!wildcard) return false;
         Resource storage entry = _resources[resource];
-        return entry.provider != address(0) && entry.sensitivity < _NAMED_ONLY_SENSITIVITY;
+        return entry.provider != address(0) && entry.sensitivity < _NAMED_ONLY_SENSITIVITY
+            && entry.registeredAt <= recordedAt && entry.loweredAt <= recordedAt;
     }
 
     // ---- emergencies -----------------------------------------------------------------------------
@@ -222,27 +297,49 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
         if (block.timestamp > e.deadline) revert ConsentLedgerExpiredDeadline(e.deadline);
         bytes32 digest = _hashEmergency(e);
         address approver = _recoverApprover(digest, signature);
-        EmergencyState storage state = _emergencies[e.emergencyId];
+        bytes32 id = e.emergencyId;
+        EmergencyState storage state = _emergencies[id];
         if (propose) {
-            if (state.digest != 0) revert ConsentLedgerEmergencyExists(e.emergencyId);
+            if (state.digest != 0) revert ConsentLedgerEmergencyExists(id);
             _checkEmergencyScope(e);
             state.digest = digest;
             state.validFrom = e.validFrom;
             state.validUntil = e.validUntil;
-            emit EmergencyProposed(
-                e.emergencyId, approver, e.resources, e.consumers, e.validFrom, e.validUntil, e.reason
-            );
-        } else if (state.digest == 0 || state.digest != digest) {
-            revert ConsentLedgerUnknownEmergency(e.emergencyId);
+            emit EmergencyProposed(id, approver, e.resources, e.consumers, e.validFrom, e.validUntil, e.reason);
+        } else {
+            if (state.digest == 0 || state.digest != digest) revert ConsentLedgerUnknownEmergency(id);
+            if (state.cancelled) revert ConsentLedgerEmergencyCancelled(id);
         }
-        if (_approvedBy[e.emergencyId][approver]) revert ConsentLedgerAlreadyApproved(approver);
-        _approvedBy[e.emergencyId][approver] = true;
-        uint8 roles = _members[approver].roles;
-        if (roles & Roles.ADMIN != 0) state.adminApproved = true;
-        if (roles & Roles.AUDITOR != 0) state.auditorApproved = true;
-        uint8 approvals = state.approvals + 1;
+        if (_approvedBy[id][approver]) revert ConsentLedgerAlreadyApproved(approver);
+        address[] storage approvers = _approvers[id];
+        uint256 n = approvers.length;
+        if (n >= MAX_APPROVERS) revert ConsentLedgerTooManyApprovals(id);
+        _approvedBy[id][approver] = true;
+        approvers.push(approver);
+        uint8 approvals = uint8(n + 1);
         state.approvals = approvals;
-        emit EmergencyApproved(e.emergencyId, approver, approvals, _emergencyActive(state));
+        bool approved = _approvedNow(id);
+        if (approved && state.activatedAt == 0) {
+            // The approval that activates it: the window must start within the hour.
+            if (state.validFrom > block.timestamp + MAX_EMERGENCY_DELAY) {
+                revert ConsentLedgerInvalidWindow(state.validFrom, state.validUntil);
+            }
+            state.activatedAt = uint64(block.timestamp);
+        }
+        emit EmergencyApproved(id, approver, approvals, approved);
+    }
+
+    /// @inheritdoc IConsentLedger
+    function cancelEmergency(bytes32 emergencyId, uint256 deadline, bytes calldata signature) external {
+        if (block.timestamp > deadline) revert ConsentLedgerExpiredDeadline(deadline);
+        address by = _recoverApprover(
+            _hashTypedDataV4(keccak256(abi.encode(EMERGENCY_CANCEL_TYPEHASH, emergencyId, deadline))), signature
+        );
+        EmergencyState storage state = _emergencies[emergencyId];
+        if (state.digest == 0) revert ConsentLedgerUnknownEmergency(emergencyId);
+        if (state.cancelled) revert ConsentLedgerEmergencyCancelled(emergencyId);
+        state.cancelled = true;
+        emit EmergencyCancelled(emergencyId, by);
     }
 
     function _checkEmergencyScope(Emergency calldata e) private view {
@@ -263,19 +360,36 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
 
     /// @dev Approvers sign with their own keys (ECDSA); the signer must be an active ADMIN or AUDITOR.
     function _recoverApprover(bytes32 digest, bytes calldata signature) private view returns (address approver) {
-        if (signature.length != 65) revert ConsentLedgerInvalidSignature(address(0));
-        (bytes32 r, bytes32 s, uint8 v) = _split(signature);
-        ECDSA.RecoverError err;
-        (approver, err,) = ECDSA.tryRecover(digest, v, r, s);
-        if (err == ECDSA.RecoverError.InvalidSignatureS) revert ConsentLedgerMalleableSignature();
-        if (err != ECDSA.RecoverError.NoError) revert ConsentLedgerInvalidSignature(address(0));
+        uint8 check;
+        (approver, check) = _recover(digest, signature);
+        if (check == _SIG_MALLEABLE) revert ConsentLedgerMalleableSignature();
+        if (check != _SIG_OK) revert ConsentLedgerInvalidSignature(address(0));
         if (!isActive(approver, Roles.ADMIN) && !isActive(approver, Roles.AUDITOR)) {
             revert ConsentLedgerNotApprover(approver);
         }
     }
 
-    function _emergencyActive(EmergencyState storage state) private view returns (bool) {
-        return state.approvals >= _emergencyThreshold && state.adminApproved && state.auditorApproved;
+    /// @dev Approved now: of the recorded approvers, those that are now active ADMINs or AUDITORs
+    /// reach the threshold, with at least one of each role. At most MAX_APPROVERS iterations.
+    function _approvedNow(bytes32 emergencyId) private view returns (bool) {
+        address[] storage approvers = _approvers[emergencyId];
+        uint256 n = approvers.length;
+        uint256 count;
+        bool admin;
+        bool auditor;
+        for (uint256 i; i < n; ++i) {
+            Member storage m = _members[approvers[i]];
+            if (m.suspended) continue;
+            uint8 roles = m.roles;
+            if (roles & Roles.ADMIN != 0) {
+                admin = true;
+                ++count;
+            } else if (roles & Roles.AUDITOR != 0) {
+                auditor = true;
+                ++count;
+            }
+        }
+        return admin && auditor && count >= _emergencyThreshold;
     }
 
     /// @inheritdoc IConsentLedger
@@ -287,28 +401,30 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
         uint256 deadline,
         bytes calldata signature
     ) external {
-        if (block.timestamp > deadline) revert ConsentLedgerExpiredDeadline(deadline);
-        EmergencyState storage state = _emergencies[e.emergencyId];
-        if (state.digest == 0 || state.digest != _hashEmergency(e)) revert ConsentLedgerUnknownEmergency(e.emergencyId);
-        bytes32 digest = _hashTypedDataV4(
-            keccak256(abi.encode(EMERGENCY_RELEASE_TYPEHASH, e.emergencyId, subject, resource, requestId, deadline))
+        bytes32 id = e.emergencyId;
+        (address consumer, uint8 check) = _recover(
+            _hashTypedDataV4(
+                keccak256(abi.encode(EMERGENCY_RELEASE_TYPEHASH, id, subject, resource, requestId, deadline))
+            ),
+            signature
         );
-        if (signature.length != 65) revert ConsentLedgerInvalidSignature(address(0));
-        (bytes32 r, bytes32 s, uint8 v) = _split(signature);
-        (address consumer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, v, r, s);
-        if (err == ECDSA.RecoverError.InvalidSignatureS) revert ConsentLedgerMalleableSignature();
-        if (err != ECDSA.RecoverError.NoError) revert ConsentLedgerInvalidSignature(address(0));
-        if (!_emergencyActive(state)) revert ConsentLedgerEmergencyNotApproved(e.emergencyId);
+        if (check == _SIG_MALLEABLE) revert ConsentLedgerMalleableSignature();
+        if (check != _SIG_OK) revert ConsentLedgerInvalidSignature(address(0));
+        if (block.timestamp > deadline) revert ConsentLedgerExpiredDeadline(deadline);
+        EmergencyState storage state = _emergencies[id];
+        if (state.digest == 0 || state.digest != _hashEmergency(e)) revert ConsentLedgerUnknownEmergency(id);
+        if (state.cancelled) revert ConsentLedgerEmergencyCancelled(id);
+        if (state.activatedAt == 0 || !_approvedNow(id)) revert ConsentLedgerEmergencyNotApproved(id);
         if (block.timestamp < state.validFrom || block.timestamp >= state.validUntil) {
-            revert ConsentLedgerEmergencyOutsideWindow(e.emergencyId);
+            revert ConsentLedgerEmergencyOutsideWindow(id);
         }
         if (!_contains(e.resources, resource) || !_containsAddress(e.consumers, consumer)) {
-            revert ConsentLedgerEmergencyOutOfScope(e.emergencyId);
+            revert ConsentLedgerEmergencyOutOfScope(id);
         }
         _requireActive(consumer, Roles.CONSUMER);
-        if (_members[subject].roles & Roles.SUBJECT == 0) revert ConsentLedgerInactiveMember(subject, Roles.SUBJECT);
+        _requireRole(subject, Roles.SUBJECT);
         if (!_useBit(_requests[consumer], uint256(requestId))) revert ConsentLedgerRequestUsed(requestId);
-        emit EmergencyReleaseRecorded(e.emergencyId, consumer, subject, resource, requestId);
+        emit EmergencyReleaseRecorded(id, consumer, subject, resource, requestId, deadline, signature);
     }
 
     // ---- views -----------------------------------------------------------------------------------
@@ -347,13 +463,29 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
 
     /// @inheritdoc IConsentLedger
     function nonceUsed(address signer, uint256 nonce) external view returns (bool) {
-        return _nonces[signer][nonce >> 8] & (1 << (nonce & 0xff)) != 0;
+        return BitMaps.get(_nonces[signer], nonce);
     }
 
     /// @inheritdoc IConsentLedger
     function requestUsed(address grantee, bytes32 requestId) external view returns (bool) {
-        uint256 id = uint256(requestId);
-        return _requests[grantee][id >> 8] & (1 << (id & 0xff)) != 0;
+        return BitMaps.get(_requests[grantee], uint256(requestId));
+    }
+
+    /// @inheritdoc IConsentLedger
+    function pauseSequence(bytes32 grantId) external view returns (uint64) {
+        return _pauseSequence[grantId];
+    }
+
+    /// @inheritdoc IConsentLedger
+    function emergencyApprovers(bytes32 emergencyId) external view returns (address[] memory) {
+        return _approvers[emergencyId];
+    }
+
+    /// @inheritdoc IConsentLedger
+    function emergencyActive(bytes32 emergencyId) external view returns (bool) {
+        EmergencyState storage state = _emergencies[emergencyId];
+        return state.digest != 0 && !state.cancelled && state.activatedAt != 0 && state.validFrom <= block.timestamp
+            && block.timestamp < state.validUntil && _approvedNow(emergencyId);
     }
 
     /// @inheritdoc IConsentLedger
@@ -362,10 +494,6 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
     }
 
     // ---- helpers ---------------------------------------------------------------------------------
-
-    uint8 private constant _SIG_OK = 0;
-    uint8 private constant _SIG_INVALID = 1;
-    uint8 private constant _SIG_MALLEABLE = 2;
 
     function _hashGrant(Grant calldata g) private view returns (bytes32) {
         return _hashTypedDataV4(
@@ -403,46 +531,19 @@ contract ConsentLedger is IConsentLedger, DataCatalog, EIP712 {
         );
     }
 
-    /// @dev ECDSA first (cheap, and tells a malleable signature apart); EIP-1271 for contract wallets.
-    function _verify(address signer, bytes32 digest, bytes calldata signature) private view returns (uint8) {
-        if (signature.length == 65) {
-            (bytes32 r, bytes32 s, uint8 v) = _split(signature);
-            (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, v, r, s);
-            if (err == ECDSA.RecoverError.NoError && recovered == signer) return _SIG_OK;
-            if (err == ECDSA.RecoverError.InvalidSignatureS) return _SIG_MALLEABLE;
-        }
-        if (signer.code.length != 0 && SignatureChecker.isValidERC1271SignatureNow(signer, digest, signature)) {
-            return _SIG_OK;
-        }
-        return _SIG_INVALID;
-    }
-
     function _requireSignature(address signer, bytes32 digest, bytes calldata signature) private view {
         uint8 check = _verify(signer, digest, signature);
         if (check == _SIG_MALLEABLE) revert ConsentLedgerMalleableSignature();
         if (check != _SIG_OK) revert ConsentLedgerInvalidSignature(signer);
     }
 
-    function _split(bytes calldata signature) private pure returns (bytes32 r, bytes32 s, uint8 v) {
-        assembly ("memory-safe") {
-            r := calldataload(signature.offset)
-            s := calldataload(add(signature.offset, 32))
-            v := byte(0, calldataload(add(signature.offset, 64)))
-        }
-    }
-
     function _requireActive(address account, uint8 role) private view {
         if (!isActive(account, role)) revert ConsentLedgerInactiveMember(account, role);
     }
 
-    /// @dev Sets bit `id & 0xff` of word `id >> 8`; false when it was already set.
-    function _useBit(mapping(uint256 => uint256) storage bitmap, uint256 id) private returns (bool) {
-        uint256 word = id >> 8;
-        uint256 bit = 1 << (id & 0xff);
-        uint256 bits = bitmap[word];
-        if (bits & bit != 0) return false;
-        bitmap[word] = bits | bit;
-        return true;
+    /// @dev Holds the role, suspended or not (withdrawals, and an emergency release's subject).
+    function _requireRole(address account, uint8 role) private view {
+        if (_members[account].roles & role == 0) revert ConsentLedgerInactiveMember(account, role);
     }
 
     /// @dev Packs an account and a role into the one-word argument of a refused release.

@@ -33,8 +33,10 @@ interface IAuditAnchor {
     error AuditAnchorInvalidIssuer(address issuer, bytes32 resource);
     /// @notice The resource is not in the catalog.
     error AuditAnchorUnknownResource(bytes32 resource);
-    /// @notice A document commitment must not be zero.
+    /// @notice A document's or record's commitment must not be zero (the argument is its id).
     error AuditAnchorInvalidCommitment(bytes32 documentId);
+    /// @notice A record with this id is already anchored.
+    error AuditAnchorRecordExists(bytes32 recordId);
     /// @notice A checkpoint must grow the tree (and a commitment or root must not be zero).
     error AuditAnchorInvalidCheckpoint(uint64 treeSize);
 
@@ -43,6 +45,8 @@ interface IAuditAnchor {
     );
     event DocumentShredded(bytes32 indexed documentId, address indexed subject);
     event CheckpointAnchored(uint256 indexed index, uint64 treeSize, bytes32 rootHash);
+    /// @notice A generic commitment (e.g. of a data-correction record) of some `kind` was anchored.
+    event RecordAnchored(bytes32 indexed recordId, bytes32 indexed kind, bytes32 commitment);
 
     function anchorDocument(bytes32 documentId, address subject, bytes32 resource, bytes32 commitment, address issuer)
         external;
@@ -50,6 +54,14 @@ interface IAuditAnchor {
     function shredDocument(bytes32 documentId) external;
 
     function anchorCheckpoint(uint64 treeSize, bytes32 rootHash) external returns (uint256 index);
+
+    /// @notice Anchors `commitment` (non-zero) of the record `recordId` (unique) of `kind`.
+    /// ADMIN only. Checks: record exists (AuditAnchorRecordExists), commitment zero
+    /// (AuditAnchorInvalidCommitment).
+    function anchorRecord(bytes32 recordId, bytes32 kind, bytes32 commitment) external;
+
+    /// @notice An anchored record (all zero when unknown).
+    function record(bytes32 recordId) external view returns (bytes32 kind, bytes32 commitment, uint64 anchoredAt);
 
     function document(bytes32 documentId) external view returns (Document memory);
 

@@ -6,9 +6,16 @@ pragma solidity ^0.8.24;
 /// how sensitive they are (1 public … 4 highly sensitive). Sensitivity 3 and 4 (sensitive personal
 /// information) can only be granted by naming the resource: a grant's wildcard never covers them.
 interface IDataCatalog {
+    /// @param provider the PROVIDER that issues it (zero: not in the catalog)
+    /// @param sensitivity 1 public … 4 highly sensitive
+    /// @param registeredAt block number of {registerResource}
+    /// @param loweredAt block number of the last {updateResource} that moved the sensitivity from
+    /// 3 or more to 2 or less (0 if never): a wildcard grant recorded before it never covers it
     struct Resource {
         address provider;
         uint8 sensitivity;
+        uint40 registeredAt;
+        uint40 loweredAt;
     }
 
     /// @notice The resource id is already in the catalog.

@@ -66,6 +66,9 @@ abstract contract LedgerFixture is CheatCodes {
     bytes32 internal RELEASE_REQUEST_TYPEHASH;
     bytes32 internal EMERGENCY_TYPEHASH;
     bytes32 internal EMERGENCY_RELEASE_TYPEHASH;
+    bytes32 internal EMERGENCY_CANCEL_TYPEHASH;
+    bytes32 internal AUDITOR_ENROLMENT_TYPEHASH;
+    bytes32 internal WALLET_ONBOARDING_TYPEHASH;
 
     function setUp() public virtual {
         vm.warp(T0);
@@ -78,14 +81,13 @@ abstract contract LedgerFixture is CheatCodes {
         ADMIN2 = vm.addr(ADMIN2_KEY);
         OUTSIDER = vm.addr(OUTSIDER_KEY);
 
-        ledger = new ConsentLedger(ADMIN, 2);
+        ledger = new ConsentLedger(ADMIN, _oneAddr(AUDITOR), 2);
 
         vm.startPrank(ADMIN);
         ledger.onboard(SUBJECT, Roles.SUBJECT, 0, "");
         ledger.onboard(CONSUMER, Roles.CONSUMER, keccak256("org:consumer"), HPKE_KEY);
         ledger.onboard(OTHER_CONSUMER, Roles.CONSUMER, keccak256("org:other"), HPKE_KEY);
         ledger.onboard(PROVIDER, Roles.PROVIDER, keccak256("org:provider"), "");
-        ledger.onboard(AUDITOR, Roles.AUDITOR, keccak256("org:auditor"), "");
         ledger.onboard(ADMIN2, Roles.ADMIN, 0, "");
         ledger.registerResource("res.public", "Public record", PROVIDER, 1);
         ledger.registerResource("res.internal", "Internal record", PROVIDER, 2);
@@ -106,6 +108,9 @@ abstract contract LedgerFixture is CheatCodes {
         RELEASE_REQUEST_TYPEHASH = ledger.RELEASE_REQUEST_TYPEHASH();
         EMERGENCY_TYPEHASH = ledger.EMERGENCY_TYPEHASH();
         EMERGENCY_RELEASE_TYPEHASH = ledger.EMERGENCY_RELEASE_TYPEHASH();
+        EMERGENCY_CANCEL_TYPEHASH = ledger.EMERGENCY_CANCEL_TYPEHASH();
+        AUDITOR_ENROLMENT_TYPEHASH = ledger.AUDITOR_ENROLMENT_TYPEHASH();
+        WALLET_ONBOARDING_TYPEHASH = ledger.WALLET_ONBOARDING_TYPEHASH();
     }
 
     // ---- generic helpers -------------------------------------------------------------------------
@@ -285,23 +290,36 @@ abstract contract LedgerFixture is CheatCodes {
         return _sign(key, _digest(keccak256(abi.encode(REVOKE_TYPEHASH, grantId, nonce, deadline))));
     }
 
-    function _pauseSig(uint256 key, bytes32 grantId, bool paused, uint256 nonce, uint256 deadline)
+    function _pauseSig(uint256 key, bytes32 grantId, bool paused, uint64 sequence, uint256 nonce, uint256 deadline)
         internal
         returns (bytes memory)
     {
         return _sign(
-            key, _digest(keccak256(abi.encode(SET_PAUSED_TYPEHASH, grantId, paused, nonce, deadline)))
+            key, _digest(keccak256(abi.encode(SET_PAUSED_TYPEHASH, grantId, paused, sequence, nonce, deadline)))
         );
     }
 
-    function _revoke(bytes32 grantId) internal {
-        bytes memory sig = _revokeSig(SUBJECT_KEY, grantId, 1, T0 + 365 days);
-        ledger.revoke(grantId, 1, T0 + 365 days, sig);
+    /// @dev A nonce of the subject's that no grant of the tests uses (nonces are shared by all
+    /// of a signer's messages).
+    function _freshNonce(string memory kind, bytes32 grantId, uint256 n) internal pure returns (uint256) {
+        return uint256(keccak256(abi.encode(kind, grantId, n)));
     }
 
-    function _setPaused(bytes32 grantId, bool paused, uint256 nonce) internal {
-        bytes memory sig = _pauseSig(SUBJECT_KEY, grantId, paused, nonce, T0 + 365 days);
-        ledger.setPaused(grantId, paused, nonce, T0 + 365 days, sig);
+    function _revoke(bytes32 grantId) internal {
+        uint256 nonce = _freshNonce("revoke", grantId, 0);
+        bytes memory sig = _revokeSig(SUBJECT_KEY, grantId, nonce, T0 + 365 days);
+        ledger.revoke(grantId, nonce, T0 + 365 days, sig);
+    }
+
+    /// @dev Applies the subject's SetPaused with `sequence` (and a fresh nonce).
+    function _setPaused(bytes32 grantId, bool paused, uint64 sequence) internal {
+        uint256 nonce = _freshNonce("pause", grantId, sequence);
+        bytes memory sig = _pauseSig(SUBJECT_KEY, grantId, paused, sequence, nonce, T0 + 365 days);
+        ledger.setPaused(grantId, paused, sequence, nonce, T0 + 365 days, sig);
+    }
+
+    function _noAuditors() internal pure returns (address[] memory) {
+        return new address[](0);
     }
 
     // ---- emergencies -----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ contract MemberRegistryTest is CheatCodes {
     event MemberOnboarded(address indexed account, uint8 roles, bytes32 orgId, bytes hpkeKey);
 
     function setUp() public {
-        registry = new ConsentLedger(ADMIN, 2);
+        registry = new ConsentLedger(ADMIN, new address[](0), 2);
     }
 
     function testDeployerAdmin() public view {

@@ -5,10 +5,20 @@ pragma solidity ^0.8.24;
 /// implements. (forge-std would bring these, but it is published only on GitHub, which this
 /// project's machines cannot reach; the npm "forge-std" is an unofficial 2022 copy.)
 interface Vm {
+    struct Log {
+        bytes32[] topics;
+        bytes data;
+        address emitter;
+    }
+
     function prank(address sender) external;
     function startPrank(address sender) external;
     function stopPrank() external;
     function expectRevert(bytes calldata revertData) external;
+    function expectRevert() external;
+    function roll(uint256 blockNumber) external;
+    function recordLogs() external;
+    function getRecordedLogs() external returns (Log[] memory logs);
     function expectEmit(bool checkTopic1, bool checkTopic2, bool checkTopic3, bool checkData) external;
     function warp(uint256 timestamp) external;
     function assume(bool condition) external;
