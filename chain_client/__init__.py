@@ -6,7 +6,6 @@ signed transactions whose reverts arrive as typed exceptions.
 
 from ._compiler import CompilationResult, CompiledContract, compile_contracts, compiler_config, standard_json_input
 from ._deploy import CONTRACTS, Deployment, check_deployment, deploy, ensure_deployment
-from .nodes import LOCAL_KINDS, Node, connect, free_port, open_chain, start_node
 from ._tx import NonceManager, Receipt, Transactor
 from .errors import (
     ChainError,
@@ -18,7 +17,8 @@ from .errors import (
     TransactionFailed,
 )
 from .indexer import IndexConflict, IndexedEvent, Indexer, IndexStore, SyncReport
-from .ledger import Ledger, org_id
+from .ledger import Ledger, MulticallResult, org_id
+from .nodes import LOCAL_KINDS, Node, connect, free_port, open_chain, start_node
 from .types import Address, Bytes32, Eip712Domain, Member, Role
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "Indexer",
     "Ledger",
     "Member",
+    "MulticallResult",
     "Node",
     "NonceManager",
     "Receipt",

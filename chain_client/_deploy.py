@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,15 +55,24 @@ def deploy(
     compiled: CompilationResult,
     *,
     admin: str,
+    auditors: Sequence[str] = (),
     emergency_threshold: int = DEFAULT_EMERGENCY_THRESHOLD,
 ) -> Deployment:
-    """Deploy every contract with ``transactor``'s account; ``admin`` becomes the first ADMIN."""
+    """Deploy every contract with ``transactor``'s account.
+
+    ``admin`` becomes the first ADMIN and ``auditors`` (at most 16 EOAs, none of them ``admin``)
+    the first AUDITORs: later auditors are enrolled only with an existing auditor's signature
+    (SPEC §9.8), so a deployment without any can never have one.
+    """
+    first_auditors = [Web3.to_checksum_address(a) for a in auditors]
     w3 = transactor.w3
     addresses: dict[str, str] = {}
     first_block: int | None = None
     for name in CONTRACTS:
         art = compiled[name]
-        args: list[Any] = [admin, emergency_threshold] if name == "ConsentLedger" else [addresses["ConsentLedger"]]
+        args: list[Any] = (
+            [admin, first_auditors, emergency_threshold] if name == "ConsentLedger" else [addresses["ConsentLedger"]]
+        )
         factory = w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
         receipt = transactor.transact(factory.constructor(*args))
         assert receipt.contract_address is not None
@@ -101,9 +111,15 @@ def check_deployment(w3: Web3, deployment: Deployment, compiled: CompilationResu
 
 
 def ensure_deployment(
-    transactor: Transactor, compiled: CompilationResult, *, admin: str, manifest: Path | None
+    transactor: Transactor,
+    compiled: CompilationResult,
+    *,
+    admin: str,
+    manifest: Path | None,
+    auditors: Sequence[str] = (),
 ) -> tuple[Deployment, bool]:
-    """Reuse the deployment in ``manifest`` when it matches the chain and code, else deploy.
+    """Reuse the deployment in ``manifest`` when it matches the chain and code, else deploy
+    (with ``admin`` and the first ``auditors``).
 
     Returns the deployment and whether it was reused.
     """
@@ -114,7 +130,7 @@ def ensure_deployment(
             return existing, True
         except (DeploymentMismatch, ValueError, TypeError, KeyError):
             pass
-    fresh = deploy(transactor, compiled, admin=admin)
+    fresh = deploy(transactor, compiled, admin=admin, auditors=auditors)
     if manifest is not None:
         fresh.write(manifest)
     return fresh, False

@@ -38,9 +38,11 @@ TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "nonce", "type": "uint256"},
         {"name": "deadline", "type": "uint256"},
     ],
+    # v1.1 (SPEC §9.8): ``sequence`` must exceed the last one applied to the grant.
     "SetPaused": [
         {"name": "grantId", "type": "bytes32"},
         {"name": "paused", "type": "bool"},
+        {"name": "sequence", "type": "uint64"},
         {"name": "nonce", "type": "uint256"},
         {"name": "deadline", "type": "uint256"},
     ],
@@ -66,6 +68,37 @@ TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "requestId", "type": "bytes32"},
         {"name": "deadline", "type": "uint256"},
     ],
+    # v1.1 (SPEC §9.8): an ADMIN or AUDITOR ends an emergency at once.
+    "EmergencyCancel": [
+        {"name": "emergencyId", "type": "bytes32"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    # v1.1 (SPEC §9.8): an existing AUDITOR approves the enrolment of ``account`` as AUDITOR.
+    "AuditorEnrolment": [
+        {"name": "account", "type": "address"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+    # v1.1 (SPEC §9.8): a contract wallet's proof of control, checked by its isValidSignature.
+    "WalletOnboarding": [
+        {"name": "account", "type": "address"},
+        {"name": "roles", "type": "uint8"},
+        {"name": "orgId", "type": "bytes32"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+}
+
+#: The Solidity constant that holds each type's hash (``ConsentLedger.<name>()``).
+TYPEHASH_CONSTANTS: dict[str, str] = {
+    "Grant": "GRANT_TYPEHASH",
+    "Revoke": "REVOKE_TYPEHASH",
+    "SetPaused": "SET_PAUSED_TYPEHASH",
+    "ReleaseRequest": "RELEASE_REQUEST_TYPEHASH",
+    "Emergency": "EMERGENCY_TYPEHASH",
+    "EmergencyReleaseRequest": "EMERGENCY_RELEASE_TYPEHASH",
+    "EmergencyCancel": "EMERGENCY_CANCEL_TYPEHASH",
+    "AuditorEnrolment": "AUDITOR_ENROLMENT_TYPEHASH",
+    "WalletOnboarding": "WALLET_ONBOARDING_TYPEHASH",
 }
 
 
@@ -89,6 +122,12 @@ def signable(domain: Eip712Domain, primary: str, message: dict[str, Any]) -> Sig
             "message": message,
         }
     )
+
+
+def domain_separator(domain: Eip712Domain) -> bytes:
+    """``hashStruct(EIP712Domain)`` of ``domain`` (the contract's ``domainSeparator()``)."""
+    sm = signable(domain, "Revoke", {"grantId": bytes(32), "nonce": 0, "deadline": 0})
+    return bytes(sm.header)
 
 
 def digest(domain: Eip712Domain, primary: str, message: dict[str, Any]) -> bytes:

@@ -97,6 +97,30 @@ class SelfLockout(ContractRevert):
     """An ADMIN tried to suspend itself or drop its own ADMIN role."""
 
 
+class ConflictingRoles(ContractRevert, ValueError):
+    """No account may hold both ADMIN and AUDITOR (separation of duties, SPEC §9.8)."""
+
+
+class AuditorApprovalRequired(ContractRevert):
+    """Giving the AUDITOR role needs an existing auditor's signed ``AuditorEnrolment``."""
+
+
+class InvalidApproval(ContractRevert):
+    """The enrolment approval is not the signature of an active AUDITOR other than the account."""
+
+
+class WalletProofRequired(ContractRevert):
+    """The account is a contract: it is onboarded only as a wallet, with its proof of control."""
+
+
+class InvalidWalletProof(ContractRevert):
+    """The wallet has no code, or its ``isValidSignature`` refused the onboarding proof."""
+
+
+class TooManyAuditors(ContractRevert, ValueError):
+    """A deployment names at most 16 first auditors."""
+
+
 class ConstructionRevert(ContractRevert):
     """A constructor argument was refused (OpenZeppelin ShortStrings errors, emergency threshold)."""
 
@@ -195,8 +219,12 @@ class RequestUsed(ContractRevert):
     """The grantee already used this request id."""
 
 
-class PauseUnchanged(ContractRevert):
-    """The grant already is in the requested pause state."""
+class StaleSequence(ContractRevert):
+    """A ``SetPaused`` sequence does not exceed the last one applied to the grant (SPEC §9.8)."""
+
+
+class InsufficientGas(ContractRevert):
+    """Too little gas was sent to give a contract wallet's check its full cap; resend with more."""
 
 
 class UnknownEmergency(ContractRevert, LookupError):
@@ -213,6 +241,14 @@ class NotApprover(ContractRevert):
 
 class AlreadyApproved(ContractRevert):
     """The approver already approved this emergency."""
+
+
+class EmergencyCancelled(ContractRevert):
+    """The emergency was cancelled (final)."""
+
+
+class TooManyApprovals(ContractRevert):
+    """The emergency already holds the most approvals it can record (16)."""
 
 
 class EmergencyNotApproved(ContractRevert):
@@ -254,6 +290,10 @@ class InvalidCheckpoint(ContractRevert, ValueError):
     """A checkpoint must grow the tree and have a non-zero root."""
 
 
+class RecordExists(ContractRevert):
+    """A record with this id is already anchored."""
+
+
 #: Solidity custom error name -> Python exception class. Every custom error declared by our
 #: contracts must appear here; a test enforces it.
 REVERT_CLASSES: dict[str, type[ContractRevert]] = {
@@ -265,6 +305,15 @@ REVERT_CLASSES: dict[str, type[ContractRevert]] = {
     "MemberRegistryInvalidHpkeKey": InvalidHpkeKey,
     "MemberRegistrySuspensionUnchanged": SuspensionUnchanged,
     "MemberRegistrySelfLockout": SelfLockout,
+    "MemberRegistryConflictingRoles": ConflictingRoles,
+    "MemberRegistryAuditorApprovalRequired": AuditorApprovalRequired,
+    "MemberRegistryWalletProofRequired": WalletProofRequired,
+    "MemberRegistryInvalidWalletProof": InvalidWalletProof,
+    "MemberRegistryExpiredDeadline": ExpiredDeadline,
+    "MemberRegistryInvalidApproval": InvalidApproval,
+    "MemberRegistryMalleableSignature": SignatureMalleable,
+    "MemberRegistryNonceUsed": NonceUsed,
+    "MemberRegistryTooManyAuditors": TooManyAuditors,
     "InvalidShortString": ConstructionRevert,
     "StringTooLong": ConstructionRevert,
     "DataCatalogResourceExists": ResourceExists,
@@ -290,7 +339,10 @@ REVERT_CLASSES: dict[str, type[ContractRevert]] = {
     "ConsentLedgerResourceNotGranted": ResourceNotGranted,
     "ConsentLedgerNotGrantee": NotGrantee,
     "ConsentLedgerRequestUsed": RequestUsed,
-    "ConsentLedgerPauseUnchanged": PauseUnchanged,
+    "ConsentLedgerStaleSequence": StaleSequence,
+    "ConsentLedgerEmergencyCancelled": EmergencyCancelled,
+    "ConsentLedgerTooManyApprovals": TooManyApprovals,
+    "ConsentLedgerInsufficientGas": InsufficientGas,
     "ConsentLedgerUnknownEmergency": UnknownEmergency,
     "ConsentLedgerEmergencyExists": EmergencyExists,
     "ConsentLedgerNotApprover": NotApprover,
@@ -306,4 +358,5 @@ REVERT_CLASSES: dict[str, type[ContractRevert]] = {
     "AuditAnchorUnknownResource": UnknownResource,
     "AuditAnchorInvalidCommitment": InvalidCommitment,
     "AuditAnchorInvalidCheckpoint": InvalidCheckpoint,
+    "AuditAnchorRecordExists": RecordExists,
 }

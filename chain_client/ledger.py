@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
+from web3.contract.contract import ContractFunction
 from web3.logs import DISCARD
 
 from ._compiler import CompilationResult
@@ -50,12 +51,29 @@ class BatchResult:
     receipt: Receipt
     recorded: list[int]
     rejected: dict[int, ContractRevert]
+    #: Items not signed by their grantee: skipped by the ledger without any event.
+    skipped: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MulticallResult:
+    """Outcome of :meth:`Ledger.multicall`: which calls succeeded, and the typed error of the others
+    (decoded from their ``CallFailed`` revert data)."""
+
+    receipt: Receipt
+    succeeded: list[int]
+    failed: dict[int, Exception]
 
 
 @dataclass(frozen=True)
 class Resource:
+    """A catalog entry. ``registered_at`` and ``lowered_at`` are block numbers (SPEC §9.8: a
+    wildcard grant covers only entries registered, and not lowered from 3+, by its block)."""
+
     provider: str
     sensitivity: int
+    registered_at: int = 0
+    lowered_at: int = 0
 
     @property
     def exists(self) -> bool:
@@ -69,6 +87,19 @@ class Document:
     issuer: str
     anchored_at: int
     shredded: bool
+
+
+@dataclass(frozen=True)
+class AnchoredRecord:
+    """A generic anchored commitment (e.g. of a data-correction record); all zero when unknown."""
+
+    kind: bytes
+    commitment: bytes
+    anchored_at: int
+
+    @property
+    def exists(self) -> bool:
+        return self.anchored_at != 0
 
 
 @dataclass(frozen=True)
@@ -139,6 +170,41 @@ class Ledger:
         fn = self.registry.functions.onboard(_addr(account), int(roles), org_id(org_code), hpke_key)
         return self.tx.transact(fn)
 
+    def onboard_wallet(
+        self,
+        account: str,
+        roles: Role,
+        *,
+        deadline: int,
+        proof: bytes,
+        org_code: str | None = None,
+        hpke_key: bytes = b"",
+    ) -> Receipt:
+        """Onboard an EIP-1271 contract wallet with its proof of control: ``proof`` is what its
+        ``isValidSignature`` accepts for the ``WalletOnboarding`` digest (SPEC §9.8)."""
+        fn = self.registry.functions.onboardWallet(
+            _addr(account), int(roles), org_id(org_code), hpke_key, deadline, proof
+        )
+        return self.tx.transact(fn)
+
+    def enrol_auditor(
+        self,
+        account: str,
+        roles: Role,
+        *,
+        nonce: int,
+        deadline: int,
+        signature: bytes,
+        org_code: str | None = None,
+        hpke_key: bytes = b"",
+    ) -> Receipt:
+        """Give ``account`` (new or a member) ``roles`` including AUDITOR, with the
+        ``AuditorEnrolment`` signature of another active AUDITOR (SPEC §9.8); ADMIN sends it."""
+        fn = self.registry.functions.enrolAuditor(
+            _addr(account), int(roles), org_id(org_code), hpke_key, nonce, deadline, signature
+        )
+        return self.tx.transact(fn)
+
     def update_member(
         self, account: str, roles: Role, *, org_code: str | None = None, hpke_key: bytes = b""
     ) -> Receipt:
@@ -150,7 +216,7 @@ class Ledger:
 
     def member(self, account: str) -> Member:
         address = _addr(account)
-        roles, suspended, since, oid = self.tx.call(self.registry.functions.member(address))
+        roles, suspended, wallet, since, oid = self.tx.call(self.registry.functions.member(address))
         key = self.tx.call(self.registry.functions.hpkeKey(address)) if roles else b""
         return Member(
             address=Address(address),
@@ -159,6 +225,7 @@ class Ledger:
             since=int(since),
             org_id=bytes(oid),
             hpke_key=bytes(key),
+            wallet=bool(wallet),
         )
 
     def is_active(self, account: str, roles: Role = _NO_ROLE) -> bool:
@@ -174,8 +241,13 @@ class Ledger:
         return self.tx.transact(self.consent.functions.updateResource(resource, _addr(provider), sensitivity))
 
     def resource(self, resource: bytes) -> Resource:
-        provider, sensitivity = self.tx.call(self.consent.functions.resourceInfo(resource))
-        return Resource(provider=str(provider), sensitivity=int(sensitivity))
+        provider, sensitivity, registered_at, lowered_at = self.tx.call(self.consent.functions.resourceInfo(resource))
+        return Resource(
+            provider=str(provider),
+            sensitivity=int(sensitivity),
+            registered_at=int(registered_at),
+            lowered_at=int(lowered_at),
+        )
 
     # ---- grants -------------------------------------------------------------------------------
 
@@ -190,12 +262,32 @@ class Ledger:
     ) -> Receipt:
         return self.relay.transact(self.consent.functions.revoke(grant_id, nonce, deadline, signature), gas=gas)
 
-    def set_paused(self, grant_id: bytes, paused: bool, nonce: int, deadline: int, signature: bytes) -> Receipt:
-        return self.relay.transact(self.consent.functions.setPaused(grant_id, paused, nonce, deadline, signature))
+    def revoke_unrecorded(self, terms: GrantTerms, nonce: int, deadline: int, signature: bytes) -> Receipt:
+        """Revoke a grant given its terms, recorded or not (a lost QR code): the subject's ``Revoke``
+        of the grant id; an unrecorded grant can then never be recorded (SPEC §9.8)."""
+        fn = self.consent.functions.revokeUnrecorded(terms.as_tuple(), nonce, deadline, signature)
+        return self.relay.transact(fn)
+
+    def set_paused(
+        self, grant_id: bytes, paused: bool, sequence: int, nonce: int, deadline: int, signature: bytes
+    ) -> Receipt:
+        """Apply the subject's ``SetPaused``; ``sequence`` must exceed :meth:`pause_sequence`."""
+        fn = self.consent.functions.setPaused(grant_id, paused, sequence, nonce, deadline, signature)
+        return self.relay.transact(fn)
+
+    def pause_sequence(self, grant_id: bytes) -> int:
+        """The last ``SetPaused`` sequence applied to the grant (0 before any)."""
+        return int(self.tx.call(self.consent.functions.pauseSequence(grant_id)))
 
     def grant_state(self, grant_id: bytes) -> GrantState:
-        subject, uses, revoked, paused = self.tx.call(self.consent.functions.grantState(grant_id))
-        return GrantState(subject=str(subject), uses=int(uses), revoked=bool(revoked), paused=bool(paused))
+        subject, uses, revoked, paused, recorded_at = self.tx.call(self.consent.functions.grantState(grant_id))
+        return GrantState(
+            subject=str(subject),
+            uses=int(uses),
+            revoked=bool(revoked),
+            paused=bool(paused),
+            recorded_at=int(recorded_at),
+        )
 
     def grant_status(self, terms: GrantTerms) -> GrantStatus:
         return GrantStatus(self.tx.call(self.consent.functions.grantStatus(terms.as_tuple())))
@@ -207,6 +299,10 @@ class Ledger:
 
     def domain_separator(self) -> bytes:
         return bytes(self.tx.call(self.consent.functions.domainSeparator()))
+
+    def typehash(self, constant: str) -> bytes:
+        """The value of a ``*_TYPEHASH`` constant of the ledger (see ``eip712.TYPEHASH_CONSTANTS``)."""
+        return bytes(self.tx.call(getattr(self.consent.functions, constant)()))
 
     def nonce_used(self, signer: str, nonce: int) -> bool:
         return bool(self.tx.call(self.consent.functions.nonceUsed(_addr(signer), nonce)))
@@ -251,15 +347,49 @@ class Ledger:
         return self.relay.send(fn, gas=gas)
 
     def record_releases(self, items: list[ReleaseItem], *, gas: int | None = None) -> BatchResult:
-        """Record many releases in one transaction; each item is checked on its own."""
+        """Record many releases in one transaction; each item is checked on its own.
+
+        A refused item names its reason in ``ReleaseRejected``, except one whose signature is not
+        the grantee's: the ledger skips it without any event (SPEC §9.8), so it is in ``skipped``.
+        """
         receipt = self.relay.transact(self.consent.functions.recordReleases([i.as_tuple() for i in items]), gas=gas)
         rejected: dict[int, ContractRevert] = {}
         for event in self.consent.events.ReleaseRejected().process_receipt(receipt.raw, errors=DISCARD):
             rejected[int(event.args.index)] = self.decoder.from_selector(
                 bytes(event.args.reason), {"grantId": bytes(event.args.grantId)}
             )
-        recorded = [i for i in range(len(items)) if i not in rejected]
-        return BatchResult(receipt=receipt, recorded=recorded, rejected=rejected)
+        events = self.consent.events.ReleaseRecorded().process_receipt(receipt.raw, errors=DISCARD)
+        keys = [(str(e.args.grantee).lower(), bytes(e.args.resource), bytes(e.args.requestId)) for e in events]
+        recorded: list[int] = []
+        skipped: list[int] = []
+        for index, item in enumerate(items):
+            if index in rejected:
+                continue
+            key = (item.grant.grantee.lower(), item.resource, item.request_id)
+            if keys and keys[0] == key:  # events follow item order
+                keys.pop(0)
+                recorded.append(index)
+            else:
+                skipped.append(index)
+        return BatchResult(receipt=receipt, recorded=recorded, rejected=rejected, skipped=skipped)
+
+    # ---- grouped calls --------------------------------------------------------------------------
+
+    def encode(self, fn: ContractFunction) -> bytes:
+        """The calldata of a ledger call (e.g. ``ledger.consent.functions.recordGrant(...)``), for
+        :meth:`multicall`."""
+        return bytes.fromhex(fn._encode_transaction_data()[2:])
+
+    def multicall(self, calls: list[bytes], *, gas: int | None = None) -> MulticallResult:
+        """Run many ledger calls (their calldata, see :meth:`encode`) in one transaction, each on
+        its own: a failed call emits ``CallFailed`` with its revert data, decoded here into the
+        typed error, and does not undo the others. At most 256 calls."""
+        receipt = self.relay.transact(self.consent.functions.multicall(calls), gas=gas)
+        failed: dict[int, Exception] = {}
+        for event in self.consent.events.CallFailed().process_receipt(receipt.raw, errors=DISCARD):
+            failed[int(event.args.index)] = self.decoder.decode(bytes(event.args.reason), tx_hash=receipt.tx_hash)
+        succeeded = [i for i in range(len(calls)) if i not in failed]
+        return MulticallResult(receipt=receipt, succeeded=succeeded, failed=failed)
 
     def request_used(self, grantee: str, request_id: bytes) -> bool:
         return bool(self.tx.call(self.consent.functions.requestUsed(_addr(grantee), request_id)))
@@ -280,18 +410,34 @@ class Ledger:
         )
         return self.relay.transact(fn)
 
+    def cancel_emergency(self, emergency_id: bytes, deadline: int, signature: bytes) -> Receipt:
+        """Relay an ADMIN's or AUDITOR's signed ``EmergencyCancel``: the emergency ends at once (final)."""
+        return self.relay.transact(self.consent.functions.cancelEmergency(emergency_id, deadline, signature))
+
     def emergency_state(self, emergency_id: bytes) -> EmergencyState:
-        digest, valid_from, valid_until, approvals, admin_ok, auditor_ok = self.tx.call(
+        digest, valid_from, valid_until, activated_at, approvals, cancelled = self.tx.call(
             self.consent.functions.emergencyState(emergency_id)
         )
         return EmergencyState(
             digest=bytes(digest),
             valid_from=int(valid_from),
             valid_until=int(valid_until),
+            activated_at=int(activated_at),
             approvals=int(approvals),
-            admin_approved=bool(admin_ok),
-            auditor_approved=bool(auditor_ok),
+            cancelled=bool(cancelled),
         )
+
+    def emergency_approvers(self, emergency_id: bytes) -> list[str]:
+        """The accounts whose approvals of the emergency were recorded, in order."""
+        return [str(a) for a in self.tx.call(self.consent.functions.emergencyApprovers(emergency_id))]
+
+    def emergency_active(self, emergency_id: bytes) -> bool:
+        """Whether the emergency may be used now: approved by approvers active now, activated, not
+        cancelled, inside its window (SPEC §9.8)."""
+        return bool(self.tx.call(self.consent.functions.emergencyActive(emergency_id)))
+
+    def emergency_threshold(self) -> int:
+        return int(self.tx.call(self.consent.functions.emergencyThreshold()))
 
     # ---- anchors ------------------------------------------------------------------------------
 
@@ -316,6 +462,14 @@ class Ledger:
 
     def anchor_checkpoint(self, tree_size: int, root_hash: bytes) -> Receipt:
         return self.tx.transact(self.anchor.functions.anchorCheckpoint(tree_size, root_hash))
+
+    def anchor_record(self, record_id: bytes, kind: bytes, commitment: bytes) -> Receipt:
+        """Anchor the commitment of an off-chain record (no text, no personal data); ids are unique."""
+        return self.tx.transact(self.anchor.functions.anchorRecord(record_id, kind, commitment))
+
+    def record(self, record_id: bytes) -> AnchoredRecord:
+        kind, commitment, anchored_at = self.tx.call(self.anchor.functions.record(record_id))
+        return AnchoredRecord(kind=bytes(kind), commitment=bytes(commitment), anchored_at=int(anchored_at))
 
     def checkpoints(self) -> list[Checkpoint]:
         count = int(self.tx.call(self.anchor.functions.checkpointCount()))

@@ -50,6 +50,8 @@ class Member:
     since: int
     org_id: bytes
     hpke_key: bytes
+    #: Onboarded as an EIP-1271 contract wallet (with its proof of control, SPEC §9.8).
+    wallet: bool = False
 
     @property
     def is_member(self) -> bool:
@@ -219,10 +221,14 @@ class ReleaseItem:
 
 @dataclass(frozen=True)
 class GrantState:
+    """What the ledger stores of a grant. ``recorded_at`` is the block of ``recordGrant``; 0 for
+    a grant revoked before it was recorded (``revokeUnrecorded``), which can never be recorded."""
+
     subject: str
     uses: int
     revoked: bool
     paused: bool
+    recorded_at: int = 0
 
     @property
     def exists(self) -> bool:
@@ -231,9 +237,17 @@ class GrantState:
 
 @dataclass(frozen=True)
 class EmergencyState:
+    """What the ledger stores of an emergency. ``approvals`` counts the approvals recorded (whether
+    they still count is decided at use time: see ``Ledger.emergency_active``); ``activated_at`` is
+    the time of the approval that first made it approved (0 before); ``cancelled`` is final."""
+
     digest: bytes
     valid_from: int
     valid_until: int
+    activated_at: int
     approvals: int
-    admin_approved: bool
-    auditor_approved: bool
+    cancelled: bool
+
+    @property
+    def exists(self) -> bool:
+        return self.digest != bytes(32)

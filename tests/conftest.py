@@ -41,6 +41,8 @@ class Deployed:
     node: Node
     ledger: Ledger
     admin: LocalAccount
+    #: The first AUDITOR, named by the deployment (SPEC §9.8: later ones need an auditor's signature).
+    auditor: LocalAccount
 
     def transactor_for(self, account: LocalAccount) -> Transactor:
         self.node.fund(account.address)
@@ -53,14 +55,17 @@ class Deployed:
 
 
 def deploy_fresh(node: Node, compiled: CompilationResult) -> Deployed:
-    admin = Account.create()
+    admin, auditor = Account.create(), Account.create()
     node.fund(admin.address)
     transactor = Transactor(
         w3=node.w3, account=admin, decoder=RevertDecoder([c.abi for c in compiled.contracts.values()])
     )
-    deployment = deploy(transactor, compiled, admin=admin.address)
+    deployment = deploy(transactor, compiled, admin=admin.address, auditors=[auditor.address])
     return Deployed(
-        node=node, ledger=Ledger(w3=node.w3, deployment=deployment, compiled=compiled, operator=admin), admin=admin
+        node=node,
+        ledger=Ledger(w3=node.w3, deployment=deployment, compiled=compiled, operator=admin),
+        admin=admin,
+        auditor=auditor,
     )
 
 

@@ -14,12 +14,14 @@ JSON-RPC batches), and every transaction sent directly to one of the two contrac
 :class:`IndexedTransaction` (sender, recipient, calldata), reverted ones included: a reverted
 transaction emits nothing, but its calldata is on chain all the same, and the auditor scans it for
 personal data. The release events (``ReleaseRecorded``, ``EmergencyReleaseRecorded``) carry the
-``deadline`` and ``signature`` of the grantee's signed request, taken from the calldata item that
-produced them (``recordRelease``, ``recordReleases``, ``recordEmergencyRelease``; decoded with eth_abi
-from the function ABIs and matched by resource and request id, skipping the items a grouped release
-rejected), so the auditor can verify every release's signature from the database. When a release
-was not sent to the ledger directly (a contract calling it) the two fields stay None and a warning
-is logged.
+``deadline`` and ``signature`` of the grantee's signed request in their own arguments (SPEC §9.8:
+the chain alone proves a release, however the call reached the ledger), copied to
+:attr:`IndexedEvent.deadline` and :attr:`IndexedEvent.signature`, so the auditor can verify every
+release's signature from the database. Only for a release event without them (a deployment of the
+v1 contracts) are they taken from the calldata item that produced it (``recordRelease``,
+``recordReleases``, ``recordEmergencyRelease``; decoded with eth_abi and matched by resource and
+request id, skipping the items a grouped release rejected); when that calldata is unknown (a
+contract calling the ledger) the two fields stay None and a warning is logged.
 
 Layering: ``chain_client`` knows nothing of the database. :class:`IndexStore` is the port the
 indexer writes through (plain dataclasses in and out); ``vault.index_models.SqlIndexStore`` is the
@@ -184,8 +186,8 @@ class IndexedEvent:
     #: The block's timestamp (filled in by queries; not needed to store an event).
     block_timestamp: int | None = None
     #: ``ReleaseRecorded`` and ``EmergencyReleaseRecorded``: the ``deadline`` and ``signature``
-    #: (lower-case 0x hex) of the grantee's signed request, from the calldata item that produced
-    #: the event. None for other events, and when that calldata is not known (see the module doc).
+    #: (lower-case 0x hex) of the grantee's signed request, from the event's arguments (or, for v1
+    #: events without them, the calldata item that produced it). None for other events.
     deadline: int | None = None
     signature: str | None = None
 
@@ -865,7 +867,7 @@ class Indexer:
         releases: dict[str, list[int]] = {}
         rejected: dict[str, set[int]] = {}
         for i, event in enumerate(events):
-            if event.event in RELEASE_EVENTS:
+            if event.event in RELEASE_EVENTS and _signed_args(event.args) is None:
                 releases.setdefault(event.tx_hash, []).append(i)
             elif event.event == "ReleaseRejected":
                 index = event.args.get("index")
@@ -937,8 +939,11 @@ class Indexer:
             known = parties.get(event.grant_id) if event.grant_id else None
             if known is not None and (event.subject is None or event.grantee is None):
                 changes["subject"], changes["grantee"] = event.subject or known[0], event.grantee or known[1]
+            signed = _signed_args(event.args) if event.event in RELEASE_EVENTS else None
             call = releases.get(i)
-            if call is not None:
+            if signed is not None:
+                changes["deadline"], changes["signature"] = signed
+            elif call is not None:
                 changes["deadline"], changes["signature"] = call.deadline, call.signature
             out.append(replace(event, **changes) if changes else event)
         return out
@@ -1105,6 +1110,14 @@ class Indexer:
 
 
 # ---- helpers -----------------------------------------------------------------------------------
+
+
+def _signed_args(args: Mapping[str, Any]) -> tuple[int, str] | None:
+    """The ``deadline`` and ``signature`` a release event carries itself (v1.1), else None."""
+    deadline, signature = args.get("deadline"), args.get("signature")
+    if deadline is None or not isinstance(signature, str):
+        return None
+    return int(deadline), signature.lower()
 
 
 def _block_header(block: Mapping[str, Any]) -> BlockHeader:

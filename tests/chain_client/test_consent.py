@@ -194,6 +194,8 @@ def test_release_of_an_unknown_grant(world: World) -> None:
     recorded_terms, recorded_id = world.grant()
     altered = recorded_terms.__class__(**{**recorded_terms.__dict__, "max_uses": 99})  # terms that were not signed
     with pytest.raises(errors.UnknownGrant):
+        world.release(altered, world.ledger.hash_grant(altered))
+    with pytest.raises(errors.NotGrantee):  # the signature is checked first: it names another grant id
         world.release(altered, recorded_id)
 
 
@@ -235,6 +237,27 @@ def test_named_and_wildcard_resources(world: World) -> None:
     world.release(named, named_id, ID_CARD)
     with pytest.raises(errors.ResourceNotGranted):
         world.release(named, named_id, TAX)
+
+
+def test_the_wildcard_is_fixed_at_grant_time(world: World) -> None:
+    """M2: resources registered, or lowered from 3+, after a wildcard grant are not covered by it."""
+    ledger = world.ledger
+    terms, grant_id = world.grant(resources=(WILDCARD,))
+    recorded_at = ledger.grant_state(grant_id).recorded_at
+    assert recorded_at > 0
+    ledger.register_resource("pension_record", "Pension record", world.provider.address, 1)
+    later = resource_id("pension_record")
+    assert ledger.resource(later).registered_at > recorded_at
+    with pytest.raises(errors.ResourceNotGranted):
+        world.release(terms, grant_id, later)
+    ledger.update_resource(ID_CARD, world.provider.address, 1)  # an ADMIN downgrades 3 -> 1
+    assert ledger.resource(ID_CARD).lowered_at > recorded_at
+    with pytest.raises(errors.ResourceNotGranted):
+        world.release(terms, grant_id, ID_CARD)
+    world.release(terms, grant_id, TAX)  # registered before the grant, sensitivity 2: covered
+    newer, newer_id = world.grant(resources=(WILDCARD,))  # a grant made after both is covered
+    world.release(newer, newer_id, later)
+    world.release(newer, newer_id, ID_CARD)
 
 
 def test_suspended_grantee_cannot_receive(world: World) -> None:
@@ -279,14 +302,78 @@ def test_pause_and_resume(world: World) -> None:
     world.set_paused(grant_id, True, nonce=nonce)
     assert world.ledger.nonce_used(world.citizen.address, nonce)
     assert world.ledger.grant_status(terms) == GrantStatus.PAUSED
+    assert world.ledger.pause_sequence(grant_id) == 1
     with pytest.raises(errors.GrantPaused):
         world.release(terms, grant_id)
-    with pytest.raises(errors.PauseUnchanged):
-        world.set_paused(grant_id, True)
+    receipt = world.set_paused(grant_id, True)  # applied even when unchanged: the sequence moves on
+    (event,) = world.ledger.consent.events.GrantPauseChanged().process_receipt(receipt.raw)
+    assert event.args.paused is True and event.args.sequence == 2
     world.set_paused(grant_id, False)
+    assert world.ledger.pause_sequence(grant_id) == 3
     world.release(terms, grant_id)
     with pytest.raises(errors.NonceUsed):  # replaying the first pause message's nonce
-        world.set_paused(grant_id, True, nonce=nonce)
+        world.set_paused(grant_id, True, nonce=nonce, sequence=9)
+
+
+def test_a_stale_resume_cannot_undo_a_later_pause(world: World) -> None:
+    """M3: a "resume" signed earlier and replayed after a later pause is refused."""
+    terms, grant_id = world.grant()
+    world.set_paused(grant_id, True)  # sequence 1
+    lost_resume = world.pause_message(grant_id, False)  # sequence 2, signed but not delivered
+    world.set_paused(grant_id, False, sequence=3)
+    world.set_paused(grant_id, True, sequence=4)
+    with pytest.raises(errors.StaleSequence) as refused:
+        world.apply_paused(lost_resume)
+    assert refused.value.args_by_name == {"grantId": grant_id, "sequence": 2}
+    assert world.ledger.grant_status(terms) == GrantStatus.PAUSED
+    with pytest.raises(errors.GrantPaused):
+        world.release(terms, grant_id)
+
+
+def test_nonces_are_shared_across_message_types(world: World) -> None:
+    """L1: a nonce spent by a Grant cannot be spent again by a Revoke or a SetPaused, nor a second grant."""
+    terms, grant_id = world.grant()
+    assert world.ledger.nonce_used(world.citizen.address, terms.nonce)
+    twin = world.terms()
+    twin = type(twin)(**{**twin.__dict__, "nonce": terms.nonce})
+    with pytest.raises(errors.NonceUsed):
+        world.ledger.record_grant(twin, world.sign_grant(twin))
+    with pytest.raises(errors.NonceUsed):
+        world.set_paused(grant_id, True, nonce=terms.nonce)
+
+
+def test_a_revoked_unrecorded_grant_can_never_be_recorded(world: World) -> None:
+    """L1: a subject revokes a signed grant (a lost QR code) before anyone records it."""
+    ledger = world.ledger
+    terms = world.terms()
+    signature = world.sign_grant(terms)
+    grant_id = ledger.hash_grant(terms)
+    nonce, deadline = new_nonce(), world.now() + 600
+    revoke = eip712.sign(
+        ledger.domain(), "Revoke", {"grantId": grant_id, "nonce": nonce, "deadline": deadline}, world.citizen.key
+    )
+    with pytest.raises(errors.SignatureInvalid):  # only the grant's subject may revoke it
+        other = eip712.sign(
+            ledger.domain(), "Revoke", {"grantId": grant_id, "nonce": nonce, "deadline": deadline}, world.dept.key
+        )
+        ledger.revoke_unrecorded(terms, nonce, deadline, other)
+    ledger.revoke_unrecorded(terms, nonce, deadline, revoke)
+    state = ledger.grant_state(grant_id)
+    assert state.revoked and state.recorded_at == 0 and state.subject == world.citizen.address
+    with pytest.raises(errors.GrantRevoked):
+        ledger.record_grant(terms, signature)
+    assert ledger.grant_status(terms) == GrantStatus.REVOKED
+
+
+def test_a_suspended_subject_can_still_withdraw(world: World) -> None:
+    """Finding I: withdrawal always works; a suspended subject pauses and revokes, but cannot resume."""
+    _terms, grant_id = world.grant()
+    world.ledger.set_suspended(world.citizen.address, True)
+    world.set_paused(grant_id, True)
+    with pytest.raises(errors.InactiveMember):
+        world.set_paused(grant_id, False)
+    world.revoke(grant_id)
+    assert world.ledger.grant_state(grant_id).revoked
 
 
 def test_revoke_then_release_in_the_same_block(world: World) -> None:
@@ -341,10 +428,10 @@ def test_grouped_release_checks_each_item_on_its_own(world: World) -> None:
     items.append(items[0])  # the same request again: request id already used
     result = ledger.record_releases(items)
     assert result.recorded == [0, 4, 5]
+    assert result.skipped == [3]  # not the grantee's signature: no event names it (L2)
     assert {i: type(e) for i, e in result.rejected.items()} == {
         1: errors.GrantRevoked,
         2: errors.ResourceNotGranted,
-        3: errors.NotGrantee,
         6: errors.RequestUsed,
     }
     assert result.rejected[1].args_by_name == {"grantId": revoked_id}
@@ -453,7 +540,94 @@ def test_emergency_scope_and_window(world: World) -> None:
         ledger.record_emergency_release(scope, world.citizen.address, ID_CARD, *late)
 
 
+def _cancel(world: World, scope: EmergencyScope, key: bytes) -> tuple[int, bytes]:
+    deadline = world.now() + 600
+    message = {"emergencyId": scope.emergency_id, "deadline": deadline}
+    return deadline, eip712.sign(world.ledger.domain(), "EmergencyCancel", message, key)
+
+
+def _approved(world: World) -> EmergencyScope:
+    scope = _scope(world)
+    world.ledger.propose_emergency(scope, _sign_scope(world, scope, world.deployed.admin.key))
+    world.ledger.approve_emergency(scope, _sign_scope(world, scope, world.auditor.key))
+    return scope
+
+
+def test_a_cancelled_emergency_releases_nothing(world: World) -> None:
+    """M1: an ADMIN or AUDITOR stops an emergency at once; it cannot be cancelled twice."""
+    ledger = world.ledger
+    scope = _approved(world)
+    assert ledger.emergency_active(scope.emergency_id)
+    assert ledger.emergency_approvers(scope.emergency_id) == [world.deployed.admin.address, world.auditor.address]
+    with pytest.raises(errors.NotApprover):
+        ledger.cancel_emergency(scope.emergency_id, *_cancel(world, scope, world.dept.key))
+    receipt = ledger.cancel_emergency(scope.emergency_id, *_cancel(world, scope, world.auditor.key))
+    (event,) = ledger.consent.events.EmergencyCancelled().process_receipt(receipt.raw)
+    assert event.args.by == world.auditor.address
+    state = ledger.emergency_state(scope.emergency_id)
+    assert state.cancelled and state.activated_at > 0
+    assert not ledger.emergency_active(scope.emergency_id)
+    request = _emergency_request(world, scope, world.citizen.address, ID_CARD, world.dept.key)
+    with pytest.raises(errors.EmergencyCancelled):
+        ledger.record_emergency_release(scope, world.citizen.address, ID_CARD, *request)
+    with pytest.raises(errors.EmergencyCancelled):
+        ledger.cancel_emergency(scope.emergency_id, *_cancel(world, scope, world.deployed.admin.key))
+    unknown = _scope(world)
+    with pytest.raises(errors.UnknownEmergency):
+        ledger.cancel_emergency(unknown.emergency_id, *_cancel(world, unknown, world.auditor.key))
+
+
+def test_a_suspended_approver_no_longer_counts(world: World) -> None:
+    """H1/M1: approvals are counted when used, from approvers still active."""
+    ledger = world.ledger
+    scope = _approved(world)
+    ledger.set_suspended(world.auditor.address, True)
+    assert not ledger.emergency_active(scope.emergency_id)
+    request = _emergency_request(world, scope, world.citizen.address, ID_CARD, world.dept.key)
+    with pytest.raises(errors.EmergencyNotApproved):
+        ledger.record_emergency_release(scope, world.citizen.address, ID_CARD, *request)
+    ledger.set_suspended(world.auditor.address, False)
+    ledger.record_emergency_release(scope, world.citizen.address, ID_CARD, *request)
+
+
+def test_an_emergency_cannot_open_long_after_its_approval(world: World) -> None:
+    """M1: validFrom is at most one hour after the approval that activates it."""
+    ledger, now = world.ledger, world.now()
+    later = _scope(world, valid_from=now + 365 * 86400, valid_until=now + 365 * 86400 + 3600)
+    ledger.propose_emergency(later, _sign_scope(world, later, world.deployed.admin.key))
+    with pytest.raises(errors.InvalidWindow):
+        ledger.approve_emergency(later, _sign_scope(world, later, world.auditor.key))
+
+
+def test_multicall_reports_each_failure_typed(world: World) -> None:
+    ledger = world.ledger
+    good, bad = world.terms(), world.terms()
+    calls = [
+        ledger.encode(ledger.consent.functions.recordGrant(good.as_tuple(), world.sign_grant(good))),
+        ledger.encode(ledger.consent.functions.recordGrant(bad.as_tuple(), world.sign_grant(bad, world.dept.key))),
+        ledger.encode(ledger.consent.functions.recordGrant(good.as_tuple(), world.sign_grant(good))),
+    ]
+    result = ledger.multicall(calls)
+    assert result.succeeded == [0]
+    assert isinstance(result.failed[1], errors.SignatureInvalid)
+    assert isinstance(result.failed[2], errors.NonceUsed)
+    assert ledger.grant_state(ledger.hash_grant(good)).exists
+
+
 # ---- anchors -----------------------------------------------------------------------------------
+
+
+def test_record_anchors_are_unique(world: World) -> None:
+    ledger = world.ledger
+    record_id, kind, commitment = secrets.token_bytes(32), eip712.keccak(text="correction"), secrets.token_bytes(32)
+    ledger.anchor_record(record_id, kind, commitment)
+    found = ledger.record(record_id)
+    assert found.exists and found.kind == kind and found.commitment == commitment
+    with pytest.raises(errors.RecordExists):
+        ledger.anchor_record(record_id, kind, commitment)
+    with pytest.raises(errors.InvalidCommitment):
+        ledger.anchor_record(secrets.token_bytes(32), kind, bytes(32))
+    assert not ledger.record(secrets.token_bytes(32)).exists
 
 
 def test_document_anchors_and_tombstones(world: World) -> None:

@@ -18,9 +18,21 @@ address = st.binary(min_size=20, max_size=20).map(
 )
 
 
-def test_typehash_matches_the_contract(deployed_shared: Deployed) -> None:
-    on_chain = deployed_shared.ledger.tx.call(deployed_shared.ledger.consent.functions.GRANT_TYPEHASH())
-    assert bytes(on_chain) == eip712.typehash("Grant")
+def test_every_typehash_matches_the_contract(deployed_shared: Deployed) -> None:
+    """Every message type the Python side signs hashes as the contract's constant does (SPEC §3, §9.8)."""
+    ledger = deployed_shared.ledger
+    assert set(eip712.TYPEHASH_CONSTANTS) == set(eip712.TYPES)
+    for primary, constant in eip712.TYPEHASH_CONSTANTS.items():
+        assert ledger.typehash(constant) == eip712.typehash(primary), primary
+    declared = {
+        item["name"]
+        for item in ledger.consent.abi
+        if item.get("type") == "function" and item["name"].endswith("_TYPEHASH")
+    }
+    assert declared == set(eip712.TYPEHASH_CONSTANTS.values()), "a contract message type has no Python twin"
+    assert eip712.type_string("SetPaused") == (
+        "SetPaused(bytes32 grantId,bool paused,uint64 sequence,uint256 nonce,uint256 deadline)"
+    )
     assert eip712.type_string("Grant") == (
         "Grant(address subject,address grantee,bytes32[] resources,bytes32 purpose,uint64 validFrom,"
         "uint64 validUntil,uint32 maxUses,uint256 nonce,uint256 deadline)"
@@ -38,6 +50,7 @@ def test_domain_separator_matches(deployed_shared: Deployed) -> None:
         + bytes.fromhex(domain.verifying_contract[2:])
     )
     assert deployed_shared.ledger.domain_separator() == expected
+    assert eip712.domain_separator(domain) == expected
 
 
 @settings(max_examples=25, deadline=None)

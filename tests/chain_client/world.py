@@ -90,22 +90,53 @@ class World:
         signature = eip712.sign(self.ledger.domain(), "Revoke", message, key or self.citizen.key)
         return self.ledger.revoke(grant_id, nonce, deadline, signature, gas=gas)
 
-    def set_paused(self, grant_id: bytes, paused: bool, *, nonce: int | None = None, key: bytes | None = None):  # type: ignore[no-untyped-def]
+    def pause_message(
+        self, grant_id: bytes, paused: bool, *, sequence: int | None = None, nonce: int | None = None
+    ) -> dict[str, object]:
+        """A ``SetPaused`` message; ``sequence`` defaults to the grant's next one."""
+        return {
+            "grantId": grant_id,
+            "paused": paused,
+            "sequence": self.ledger.pause_sequence(grant_id) + 1 if sequence is None else sequence,
+            "nonce": new_nonce() if nonce is None else nonce,
+            "deadline": self.now() + 600,
+        }
+
+    def apply_paused(self, message: dict[str, object], *, key: bytes | None = None):  # type: ignore[no-untyped-def]
+        signature = eip712.sign(self.ledger.domain(), "SetPaused", message, key or self.citizen.key)
+        m = message
+        return self.ledger.set_paused(m["grantId"], m["paused"], m["sequence"], m["nonce"], m["deadline"], signature)  # type: ignore[arg-type]
+
+    def set_paused(  # type: ignore[no-untyped-def]
+        self,
+        grant_id: bytes,
+        paused: bool,
+        *,
+        nonce: int | None = None,
+        sequence: int | None = None,
+        key: bytes | None = None,
+    ):
+        return self.apply_paused(self.pause_message(grant_id, paused, sequence=sequence, nonce=nonce), key=key)
+
+    def enrolment(
+        self, account: str, *, approver: LocalAccount | None = None, nonce: int | None = None
+    ) -> tuple[int, int, bytes]:
+        """An ``AuditorEnrolment`` approval of ``account`` signed by ``approver`` (the first auditor)."""
         nonce = new_nonce() if nonce is None else nonce
         deadline = self.now() + 600
-        message = {"grantId": grant_id, "paused": paused, "nonce": nonce, "deadline": deadline}
-        signature = eip712.sign(self.ledger.domain(), "SetPaused", message, key or self.citizen.key)
-        return self.ledger.set_paused(grant_id, paused, nonce, deadline, signature)
+        message = {"account": account, "nonce": nonce, "deadline": deadline}
+        signer = approver or self.auditor
+        return nonce, deadline, eip712.sign(self.ledger.domain(), "AuditorEnrolment", message, signer.key)
 
 
 def make_world(deployed: Deployed) -> World:
     ledger = deployed.ledger
-    provider, citizen, dept, other, auditor = (Account.create() for _ in range(5))
+    provider, citizen, dept, other = (Account.create() for _ in range(4))
+    auditor = deployed.auditor  # named by the deployment: an ADMIN alone cannot enrol one
     ledger.onboard(provider.address, Role.PROVIDER, org_code="370100-public-security")
     ledger.onboard(citizen.address, Role.SUBJECT)
     ledger.onboard(dept.address, Role.CONSUMER, org_code="370100-housing", hpke_key=bytes(range(32)))
     ledger.onboard(other.address, Role.CONSUMER, hpke_key=bytes(32))
-    ledger.onboard(auditor.address, Role.AUDITOR)
     ledger.register_resource("id_card", "Resident identity card", provider.address, 3)
     ledger.register_resource("tax_record", "Tax payment record", provider.address, 2)
     ledger.register_resource("biometric", "Biometric template", provider.address, 4)
