@@ -125,9 +125,9 @@ def build(
     events: list[TrailEvent] = []
     block, log_index = 1, 0
 
-    def emit(name: str, args: dict[str, object], tx_hash: str, **extra: object) -> None:
+    def emit(name: str, args: dict[str, object], tx_hash: str) -> None:
         nonlocal log_index
-        events.append(TrailEvent(name, block, log_index, tx_hash, START_TIME + block * 2, args, **extra))  # type: ignore[arg-type]
+        events.append(TrailEvent(name, block, log_index, tx_hash, START_TIME + block * 2, args))
         log_index += 1
 
     setup_tx = _hex32(random32())
@@ -195,10 +195,10 @@ def build(
                     "resource": resource,
                     "requestId": _hex32(request_id),
                     "uses": 1,
+                    "deadline": deadline,
+                    "signature": "0x" + signed[n].hex(),
                 },
                 tx_hash,
-                signature=signed[n],
-                deadline=deadline,
             )
             calldata.append(encoded[32:] + bytes(12) + bytes.fromhex(subject[2:]) + signed[n])
             entry = {
@@ -246,16 +246,7 @@ def _signed_event(event: TrailEvent, signer_secret: bytes, encoded: bytes, deadl
     """``event`` with ``deadline`` and a fresh signature of ``encoded`` (in its args and its fields)."""
     (signature,) = _sign_chunk((_domain_separator(DOMAIN), [(signer_secret, encoded)]))
     args = dict(event.args) | {"deadline": deadline, "signature": "0x" + signature.hex()}
-    return TrailEvent(
-        event.name,
-        event.block_number,
-        event.log_index,
-        event.tx_hash,
-        event.timestamp,
-        args,
-        signature=signature,
-        deadline=deadline,
-    )
+    return replace(event, args=args)
 
 
 def release_request(args: dict[str, object] | Any, deadline: int) -> bytes:
@@ -286,7 +277,7 @@ def resign(trail: SyntheticTrail, index: int, *, deadline: int | None = None, **
     """
     event = trail.events_list[index]
     args = dict(event.args) | changes
-    when = deadline if deadline is not None else int(args.get("deadline") or event.deadline or 0)
+    when = deadline if deadline is not None else int(args.get("deadline") or 0)
     signer = str(args.get("grantee") or args.get("consumer"))
     edited = replace(event, args=args)
     trail.events_list[index] = _signed_event(edited, trail.keys[signer], release_request(args, when), when)
