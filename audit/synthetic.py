@@ -52,12 +52,14 @@ class SyntheticTrail:
     head_block: int = 0
     #: Private keys of the members the trail signs for (address -> secret), for tests that re-sign.
     keys: dict[str, bytes] = field(default_factory=dict)
+    #: The EIP-712 domain signatures are made under (a real chain's, for a trail read from one).
+    eip712_domain: eip712.Eip712Domain = DOMAIN
 
     def head(self) -> int:
         return self.head_block
 
     def domain(self) -> eip712.Eip712Domain:
-        return DOMAIN
+        return self.eip712_domain
 
     def emergency_threshold(self) -> int:
         return self.threshold
@@ -242,9 +244,11 @@ def build(
 # ---- edits for tests: re-signed releases, an emergency ------------------------------------------
 
 
-def _signed_event(event: TrailEvent, signer_secret: bytes, encoded: bytes, deadline: int) -> TrailEvent:
-    """``event`` with ``deadline`` and a fresh signature of ``encoded`` (in its args and its fields)."""
-    (signature,) = _sign_chunk((_domain_separator(DOMAIN), [(signer_secret, encoded)]))
+def _signed_event(
+    domain: eip712.Eip712Domain, event: TrailEvent, signer_secret: bytes, encoded: bytes, deadline: int
+) -> TrailEvent:
+    """``event`` carrying ``deadline`` and a fresh signature of ``encoded`` in its args."""
+    (signature,) = _sign_chunk((_domain_separator(domain), [(signer_secret, encoded)]))
     args = dict(event.args) | {"deadline": deadline, "signature": "0x" + signature.hex()}
     return replace(event, args=args)
 
@@ -280,11 +284,13 @@ def resign(trail: SyntheticTrail, index: int, *, deadline: int | None = None, **
     when = deadline if deadline is not None else int(args.get("deadline") or 0)
     signer = str(args.get("grantee") or args.get("consumer"))
     edited = replace(event, args=args)
-    trail.events_list[index] = _signed_event(edited, trail.keys[signer], release_request(args, when), when)
+    trail.events_list[index] = _signed_event(
+        trail.eip712_domain, edited, trail.keys[signer], release_request(args, when), when
+    )
     return trail.events_list[index]
 
 
-def _log_release(trail: SyntheticTrail, event: TrailEvent, kind: str, authority: str, subject: str) -> None:
+def log_release(trail: SyntheticTrail, event: TrailEvent, kind: str, authority: str, subject: str) -> None:
     """Log ``event``'s release in the vault's log, and its transaction in the calldata scan."""
     a = event.args
     grantee = str(a.get("grantee") or a.get("consumer"))
@@ -317,24 +323,38 @@ def _append(trail: SyntheticTrail, block: int, names_args: list[tuple[str, dict[
 
 
 def append_grant_release(
-    trail: SyntheticTrail, *, resources: list[str], resource: str, grantee: str | None = None
+    trail: SyntheticTrail,
+    *,
+    resources: list[str] | None = None,
+    resource: str,
+    grantee: str | None = None,
+    grant_id: str | None = None,
 ) -> int:
-    """Append, in a new block, a grant of ``resources`` to a known grantee and one release of ``resource``.
+    """Append, in a new block, a grant of ``resources`` to a known grantee and one release of ``resource``
+    (or, with ``grant_id``, only a release under that recorded grant).
 
     The release is signed and logged (after the last checkpoint: no checkpoint changes). Returns
     the index of the ``ReleaseRecorded`` event.
     """
     rng = random.Random(len(trail.events_list))
     first = next(e for e in trail.events_list if e.name == "GrantRecorded")
-    grantee = grantee or str(first.args["grantee"])
     block = trail.head_block + 1
-    grant_id, tx, request_id = (_hex32(rng.getrandbits(256).to_bytes(32, "big")) for _ in range(3))
-    grant = dict(first.args) | {"grantId": grant_id, "grantee": grantee, "resources": list(resources)}
+    new_id, tx, request_id = (_hex32(rng.getrandbits(256).to_bytes(32, "big")) for _ in range(3))
+    appended: list[tuple[str, dict[str, Any]]] = []
+    if grant_id is None:
+        grant_id, grantee = new_id, grantee or str(first.args["grantee"])
+        grant = dict(first.args) | {"grantId": grant_id, "grantee": grantee, "resources": list(resources or [])}
+        appended.append(("GrantRecorded", grant))
+    else:
+        grant = dict(
+            next(e.args for e in trail.events_list if e.name == "GrantRecorded" and e.args["grantId"] == grant_id)
+        )
+        grantee = str(grant["grantee"])
     release = {"grantId": grant_id, "grantee": grantee, "resource": resource, "requestId": request_id, "uses": 1}
-    _append(trail, block, [("GrantRecorded", grant), ("ReleaseRecorded", release)], tx)
+    _append(trail, block, [*appended, ("ReleaseRecorded", release)], tx)
     index = len(trail.events_list) - 1
     event = resign(trail, index, deadline=START_TIME + block * 2 + 600)
-    _log_release(trail, event, "grant", grant_id, str(grant["subject"]))
+    log_release(trail, event, "grant", grant_id, str(grant["subject"]))
     return index
 
 
@@ -383,7 +403,7 @@ def add_emergency(trail: SyntheticTrail, *, resource: str, subject: str) -> tupl
     )
     index = len(trail.events_list) - 1
     event = resign(trail, index, deadline=time + 600)
-    _log_release(trail, event, "emergency", emergency_id, subject)
+    log_release(trail, event, "emergency", emergency_id, subject)
     return index, consumer
 
 
