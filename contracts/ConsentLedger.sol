@@ -56,7 +56,8 @@ contract ConsentLedger is IConsentLedger, DataCatalog {
     mapping(address grantee => BitMaps.BitMap) private _requests;
     mapping(bytes32 emergencyId => EmergencyState) private _emergencies;
     mapping(bytes32 emergencyId => address[]) private _approvers;
-    mapping(bytes32 emergencyId => mapping(address approver => bool)) private _approvedBy;
+    /// @dev The role (ADMIN or AUDITOR) in which each approver approved; 0 if it did not.
+    mapping(bytes32 emergencyId => mapping(address approver => uint8 role)) private _approvedAs;
 
     /// @param admin the first ADMIN (the platform operator)
     /// @param auditors the first AUDITORs, named by the deployment (may be empty)
@@ -180,8 +181,15 @@ contract ConsentLedger is IConsentLedger, DataCatalog {
         if (n > MAX_BATCH) revert ConsentLedgerBatchTooLarge(n);
         for (uint256 i; i < n; ++i) {
             (bool ok, bytes memory reason) = address(this).delegatecall(calls[i]);
-            if (ok) succeeded |= 1 << i;
-            else emit CallFailed(i, reason);
+            if (ok) {
+                succeeded |= 1 << i;
+            } else {
+                // Too little gas for a wallet's capped check fails the whole call, as it would alone.
+                if (reason.length == 4 && bytes4(reason) == ConsentLedgerInsufficientGas.selector) {
+                    revert ConsentLedgerInsufficientGas();
+                }
+                emit CallFailed(i, reason);
+            }
         }
     }
 
@@ -206,6 +214,12 @@ contract ConsentLedger is IConsentLedger, DataCatalog {
         uint256 n = items.length;
         if (n > MAX_BATCH) revert ConsentLedgerBatchTooLarge(n);
         for (uint256 i; i < n; ++i) {
+            // Each item's scratch memory is released after it, so that a batch costs no more
+            // per item at its end than at its start (memory cost grows quadratically).
+            uint256 freeMemory;
+            assembly ("memory-safe") {
+                freeMemory := mload(0x40)
+            }
             ReleaseItem calldata item = items[i];
             (bytes32 grantId, bytes4 reason,) =
                 _release(item.grant, item.resource, item.requestId, item.deadline, item.signature);
@@ -214,6 +228,9 @@ contract ConsentLedger is IConsentLedger, DataCatalog {
             } else if (reason != ConsentLedgerNotGrantee.selector && reason != ConsentLedgerMalleableSignature.selector) {
                 // Only a request the grantee signed may name its grant in a rejection.
                 emit ReleaseRejected(i, grantId, reason);
+            }
+            assembly ("memory-safe") {
+                mstore(0x40, freeMemory)
             }
         }
     }
@@ -310,11 +327,11 @@ contract ConsentLedger is IConsentLedger, DataCatalog {
             if (state.digest == 0 || state.digest != digest) revert ConsentLedgerUnknownEmergency(id);
             if (state.cancelled) revert ConsentLedgerEmergencyCancelled(id);
         }
-        if (_approvedBy[id][approver]) revert ConsentLedgerAlreadyApproved(approver);
+        if (_approvedAs[id][approver] != 0) revert ConsentLedgerAlreadyApproved(approver);
         address[] storage approvers = _approvers[id];
         uint256 n = approvers.length;
         if (n >= MAX_APPROVERS) revert ConsentLedgerTooManyApprovals(id);
-        _approvedBy[id][approver] = true;
+        _approvedAs[id][approver] = isActive(approver, Roles.ADMIN) ? Roles.ADMIN : Roles.AUDITOR;
         approvers.push(approver);
         uint8 approvals = uint8(n + 1);
         state.approvals = approvals;
@@ -369,25 +386,23 @@ contract ConsentLedger is IConsentLedger, DataCatalog {
         }
     }
 
-    /// @dev Approved now: of the recorded approvers, those that are now active ADMINs or AUDITORs
-    /// reach the threshold, with at least one of each role. At most MAX_APPROVERS iterations.
+    /// @dev Approved now: of the recorded approvers, those that are still unsuspended members
+    /// holding the role in which they approved (ADMIN or AUDITOR) reach the threshold, with at
+    /// least one of each role. At most MAX_APPROVERS iterations.
     function _approvedNow(bytes32 emergencyId) private view returns (bool) {
         address[] storage approvers = _approvers[emergencyId];
+        mapping(address approver => uint8 role) storage approvedAs = _approvedAs[emergencyId];
         uint256 n = approvers.length;
         uint256 count;
         bool admin;
         bool auditor;
         for (uint256 i; i < n; ++i) {
-            Member storage m = _members[approvers[i]];
-            if (m.suspended) continue;
-            uint8 roles = m.roles;
-            if (roles & Roles.ADMIN != 0) {
-                admin = true;
-                ++count;
-            } else if (roles & Roles.AUDITOR != 0) {
-                auditor = true;
-                ++count;
-            }
+            address approver = approvers[i];
+            uint8 role = approvedAs[approver];
+            if (!isActive(approver, role)) continue;
+            ++count;
+            if (role == Roles.ADMIN) admin = true;
+            else auditor = true;
         }
         return admin && auditor && count >= _emergencyThreshold;
     }
@@ -495,23 +510,25 @@ contract ConsentLedger is IConsentLedger, DataCatalog {
 
     // ---- helpers ---------------------------------------------------------------------------------
 
+    /// @dev EIP-712 digest of `g`: the struct hash is the 9 head words of the calldata tuple behind
+    /// the type hash, with the `resources` offset word replaced by the hash of the packed array
+    /// (hashed in scratch memory, nothing allocated). Head words with dirty high bits would give
+    /// another digest, which no subject signed (and Solidity's own reads of them revert).
     function _hashGrant(Grant calldata g) private view returns (bytes32) {
-        return _hashTypedDataV4(
-            keccak256(
-                abi.encode(
-                    GRANT_TYPEHASH,
-                    g.subject,
-                    g.grantee,
-                    keccak256(abi.encodePacked(g.resources)),
-                    g.purpose,
-                    g.validFrom,
-                    g.validUntil,
-                    g.maxUses,
-                    g.nonce,
-                    g.deadline
-                )
-            )
-        );
+        bytes32[] calldata resources = g.resources;
+        bytes32 typeHash = GRANT_TYPEHASH;
+        bytes32 structHash;
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            let size := shl(5, resources.length)
+            calldatacopy(m, resources.offset, size)
+            let resourcesHash := keccak256(m, size)
+            mstore(m, typeHash)
+            calldatacopy(add(m, 0x20), g, 0x120)
+            mstore(add(m, 0x60), resourcesHash)
+            structHash := keccak256(m, 0x140)
+        }
+        return _hashTypedDataV4(structHash);
     }
 
     function _hashEmergency(Emergency calldata e) private view returns (bytes32) {

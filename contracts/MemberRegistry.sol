@@ -138,6 +138,7 @@ abstract contract MemberRegistry is IMemberRegistry, EIP712 {
         bytes calldata signature
     ) external onlyAdmin {
         if (account == address(0)) revert MemberRegistryZeroAddress();
+        if (account == msg.sender) revert MemberRegistrySelfLockout(account); // an ADMIN, never an AUDITOR
         if (roles & Roles.AUDITOR == 0) revert MemberRegistryInvalidRoles(roles);
         _checkRolesAndKey(roles, key);
         Member storage m = _members[account];

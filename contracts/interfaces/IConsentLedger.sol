@@ -34,6 +34,16 @@ pragma solidity ^0.8.24;
 ///   grant time too (lowered from 3+ in between).
 /// - In {recordReleases}, an item whose signature is not the grantee's (invalid or malleable) is
 ///   skipped without any event; only correctly signed items are ever named in {ReleaseRejected}.
+/// - `ConsentLedgerInsufficientGas()` is raised wherever a wallet's capped EIP-1271 check runs
+///   (grants, revocations, pauses, releases, and the registry's {IMemberRegistry-onboardWallet});
+///   {multicall} re-raises it instead of reporting it as a {CallFailed}.
+/// - Registry errors added besides those named in the review: `MemberRegistryMalleableSignature()`
+///   (high-s enrolment approval), `MemberRegistryTooManyAuditors(uint256)` (more than 16 first
+///   auditors); {IMemberRegistry-onboardWallet} refuses an account without code with
+///   `MemberRegistryInvalidWalletProof`, and ADMIN/AUDITOR for a wallet with
+///   `MemberRegistryInvalidRoles`.
+/// - Bitmaps are OpenZeppelin `BitMaps.BitMap` (same word layout); they are set with one lookup
+///   (test-and-set), since BitMaps' `get` then `set` would hash and read the word twice.
 interface IConsentLedger {
     /// @notice The terms a subject signs (SPEC §3 `Grant`).
     struct Grant {
@@ -355,6 +365,7 @@ interface IConsentLedger {
     function requestUsed(address grantee, bytes32 requestId) external view returns (bool);
 
     /// @notice Approvals (2..16, one ADMIN and one AUDITOR among them) that make an emergency
-    /// approved; each counts only while its approver is an active ADMIN or AUDITOR.
+    /// approved; each counts only while its approver is an unsuspended member that still holds
+    /// the role (ADMIN or AUDITOR) in which it approved.
     function emergencyThreshold() external view returns (uint8);
 }

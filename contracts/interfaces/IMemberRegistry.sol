@@ -110,9 +110,10 @@ interface IMemberRegistry {
     /// with the EIP-712 `AuditorEnrolment(address account,uint256 nonce,uint256 deadline)`
     /// signature of an active AUDITOR other than `account`. ADMIN only. The approver's `nonce` is
     /// spent in the ledger's per-signer nonce space (shared with Grant, Revoke and SetPaused).
-    /// Checks: zero address, roles (InvalidRoles if AUDITOR is missing, ConflictingRoles), HPKE key,
-    /// account with code or a wallet member (WalletProofRequired), deadline (ExpiredDeadline),
-    /// signature (MalleableSignature, InvalidApproval), nonce (NonceUsed), self lockout.
+    /// Checks: zero address, the caller itself (SelfLockout), roles (InvalidRoles if AUDITOR is
+    /// missing, ConflictingRoles), HPKE key, account with code or a wallet member
+    /// (WalletProofRequired), deadline (ExpiredDeadline), signature (MalleableSignature,
+    /// InvalidApproval), nonce (NonceUsed).
     function enrolAuditor(
         address account,
         uint8 roles,

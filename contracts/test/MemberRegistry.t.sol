@@ -75,6 +75,42 @@ contract MemberRegistryTest is CheatCodes {
         if (ok) require(registry.hpkeKey(DEPT).length == length, "key length");
     }
 
+    function testDeploymentNamesTheFirstAuditors() public {
+        address[] memory auditors = new address[](2);
+        auditors[0] = DEPT;
+        auditors[1] = CITIZEN;
+        vm.expectEmit(true, false, false, true);
+        emit MemberOnboarded(ADMIN, Roles.ADMIN, 0, "");
+        vm.expectEmit(true, false, false, true);
+        emit MemberOnboarded(DEPT, Roles.AUDITOR, 0, "");
+        vm.expectEmit(true, false, false, true);
+        emit MemberOnboarded(CITIZEN, Roles.AUDITOR, 0, "");
+        ConsentLedger l = new ConsentLedger(ADMIN, auditors, 2);
+        require(l.isActive(DEPT, Roles.AUDITOR) && l.isActive(CITIZEN, Roles.AUDITOR), "auditors");
+
+        auditors[1] = DEPT;
+        vm.expectRevert(abi.encodeWithSelector(IMemberRegistry.MemberRegistryAlreadyMember.selector, DEPT));
+        new ConsentLedger(ADMIN, auditors, 2);
+        auditors[1] = address(0);
+        vm.expectRevert(abi.encodeWithSelector(IMemberRegistry.MemberRegistryZeroAddress.selector));
+        new ConsentLedger(ADMIN, auditors, 2);
+        auditors[1] = address(registry); // has code
+        vm.expectRevert(
+            abi.encodeWithSelector(IMemberRegistry.MemberRegistryWalletProofRequired.selector, address(registry))
+        );
+        new ConsentLedger(ADMIN, auditors, 2);
+        vm.expectRevert(abi.encodeWithSelector(IMemberRegistry.MemberRegistryTooManyAuditors.selector, uint256(17)));
+        new ConsentLedger(ADMIN, new address[](17), 2);
+    }
+
+    function testOnboardRefusesAccountsWithCode() public {
+        vm.expectRevert(
+            abi.encodeWithSelector(IMemberRegistry.MemberRegistryWalletProofRequired.selector, address(registry))
+        );
+        vm.prank(ADMIN);
+        registry.onboard(address(registry), Roles.SUBJECT, 0, "");
+    }
+
     function bound(uint256 x, uint256 lo, uint256 hi) internal pure returns (uint256) {
         return lo + (x % (hi - lo + 1));
     }

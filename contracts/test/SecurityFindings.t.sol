@@ -443,6 +443,23 @@ contract SecurityFindingsTest is LedgerFixture {
         ledger.recordReleases{gas: 90_000}(items);
     }
 
+    function test_M4_tooLittleGasRevertsAWholeMulticall() public {
+        GasBurnerWallet burner = new GasBurnerWallet(OUTSIDER);
+        _onboardBurner(burner);
+        IConsentLedger.Grant memory w = _grant();
+        w.grantee = address(burner);
+        w.nonce = 900;
+        bytes32 grantId = _record(w);
+        bytes[] memory calls = new bytes[](1);
+        calls[0] = abi.encodeCall(
+            ledger.recordRelease,
+            (w, R_PUBLIC, bytes32(uint256(1)), T0 + 1 hours, _releaseSig(OUTSIDER_KEY, grantId, R_PUBLIC, bytes32(uint256(1)), T0 + 1 hours))
+        );
+        vm.expectRevert(_err(IConsentLedger.ConsentLedgerInsufficientGas.selector));
+        ledger.multicall{gas: 90_000}(calls);
+        require(ledger.multicall{gas: 1_000_000}(calls) == 1, "recorded with enough gas");
+    }
+
     function test_M4_walletOnboardingNeedsItsOwnProof() public {
         MinimalWallet wallet = new MinimalWallet(OUTSIDER);
         // A plain onboard of an account with code is refused.
@@ -504,6 +521,70 @@ contract SecurityFindingsTest is LedgerFixture {
         (bytes32 r, bytes32 s, uint8 v) = _splitSig(signature);
         require(ecrecover(digest, v, r, s) == address(uint160(uint256(logs[0].topics[2]))), "grantee signed it");
         require(address(uint160(uint256(logs[0].topics[2]))) == CONSUMER, "the grantee");
+    }
+
+    function test_L2_signatureIsCheckedBeforeAnythingElse() public {
+        IConsentLedger.Grant memory g = _grant(); // never recorded
+        bytes32 grantId = _grantId(g);
+        // Not the grantee's signature, expired deadline, unknown grant: NotGrantee wins.
+        bytes memory sig = _releaseSig(OTHER_CONSUMER_KEY, grantId, R_PUBLIC, bytes32(uint256(1)), T0 - 1);
+        vm.expectRevert(_err(IConsentLedger.ConsentLedgerNotGrantee.selector, grantId));
+        ledger.recordRelease(g, R_PUBLIC, bytes32(uint256(1)), T0 - 1, sig);
+        // The grantee's signature, expired deadline, unknown grant: the deadline comes next.
+        sig = _releaseSig(CONSUMER_KEY, grantId, R_PUBLIC, bytes32(uint256(1)), T0 - 1);
+        vm.expectRevert(_err(IConsentLedger.ConsentLedgerExpiredDeadline.selector, uint256(T0 - 1)));
+        ledger.recordRelease(g, R_PUBLIC, bytes32(uint256(1)), T0 - 1, sig);
+        // Emergency release: the consumer's signature comes first too.
+        IConsentLedger.Emergency memory e = _emergency(); // never proposed
+        sig = _highS(_emergencyReleaseSig(CONSUMER_KEY, e.emergencyId, SUBJECT, R_SENSITIVE, bytes32(0), T0 - 1));
+        vm.expectRevert(_err(IConsentLedger.ConsentLedgerMalleableSignature.selector));
+        ledger.recordEmergencyRelease(e, SUBJECT, R_SENSITIVE, bytes32(0), T0 - 1, sig);
+        vm.expectRevert(_err(IConsentLedger.ConsentLedgerInvalidSignature.selector, address(0)));
+        ledger.recordEmergencyRelease(e, SUBJECT, R_SENSITIVE, bytes32(0), T0 - 1, new bytes(64));
+        sig = _emergencyReleaseSig(CONSUMER_KEY, e.emergencyId, SUBJECT, R_SENSITIVE, bytes32(0), T0 - 1);
+        vm.expectRevert(_err(IConsentLedger.ConsentLedgerExpiredDeadline.selector, uint256(T0 - 1)));
+        ledger.recordEmergencyRelease(e, SUBJECT, R_SENSITIVE, bytes32(0), T0 - 1, sig);
+    }
+
+    function test_L1_revokeNeedsTheSubjectRole() public {
+        bytes32 grantId = _record(_grant());
+        vm.prank(ADMIN);
+        ledger.updateMember(SUBJECT, Roles.PROVIDER, 0, "");
+        bytes memory sig = _revokeSig(SUBJECT_KEY, grantId, 500, T0 + 1 hours);
+        vm.expectRevert(
+            abi.encodeWithSelector(IConsentLedger.ConsentLedgerInactiveMember.selector, SUBJECT, Roles.SUBJECT)
+        );
+        ledger.revoke(grantId, 500, T0 + 1 hours, sig);
+    }
+
+    function test_H1_anApprovalCountsOnlyInTheRoleItWasGivenIn() public {
+        IConsentLedger.Emergency memory e = _emergency();
+        _propose(e, ADMIN2_KEY); // as ADMIN
+        // ADMIN2 becomes an auditor (with AUDITOR's approval), then ADMIN approves: the two
+        // current roles are there, but ADMIN2 approved as an admin, and no auditor approved.
+        vm.startPrank(ADMIN);
+        ledger.updateMember(ADMIN2, Roles.PROVIDER, 0, "");
+        ledger.enrolAuditor(ADMIN2, Roles.AUDITOR, 0, "", 1, T0 + 1 hours, _enrolSig(AUDITOR_KEY, ADMIN2, 1, T0 + 1 hours));
+        vm.stopPrank();
+        _approve(e, ADMIN_KEY);
+        require(!ledger.emergencyActive(e.emergencyId), "no approval given as auditor");
+        _approve(e, AUDITOR_KEY);
+        require(ledger.emergencyActive(e.emergencyId), "admin + auditor");
+    }
+
+    function test_H1_approvalsAreCappedAtSixteen() public {
+        IConsentLedger.Emergency memory e = _emergency();
+        _propose(e, ADMIN_KEY);
+        for (uint256 k = 1; k <= 15; ++k) {
+            vm.prank(ADMIN);
+            ledger.onboard(vm.addr(0x1000 + k), Roles.ADMIN, 0, "");
+            _approve(e, 0x1000 + k);
+        }
+        require(ledger.emergencyApprovers(e.emergencyId).length == 16, "16 approvers");
+        require(!ledger.emergencyActive(e.emergencyId), "no auditor among them");
+        bytes memory sig = _emergencySig(AUDITOR_KEY, e);
+        vm.expectRevert(_err(IConsentLedger.ConsentLedgerTooManyApprovals.selector, e.emergencyId));
+        ledger.approveEmergency(e, sig);
     }
 
     // ---- grouping: multicall ---------------------------------------------------------------------
