@@ -25,6 +25,9 @@ from .errors import Problem
 from .settings import Settings
 
 CHALLENGE_LIFETIME = timedelta(minutes=10)
+#: The ``scope`` claim of a token issued to a suspended SUBJECT (SPEC §9.8 "Withdrawal always
+#: works"): it is accepted only by the routes that revoke, pause and read the subject's own data.
+WITHDRAW_SCOPE = "withdraw"
 AUDIENCE = "qcl-api"
 STATEMENT = "Sign in to the Quanchenglian data-sharing ledger."
 
@@ -111,7 +114,9 @@ class Authenticator:
         if spent != 1:
             raise Problem(409, "nonce_used", "this login nonce was not issued to this address, expired, or was used")
         member = self._member(parsed.address, fresh=True)
-        self._require_active(member)
+        withdraw_only = member.is_member and member.suspended and Role.SUBJECT in member.roles
+        if not withdraw_only:
+            self._require_active(member)
         issued = int(self._clock())
         claims = {
             "sub": member.address,
@@ -122,13 +127,20 @@ class Authenticator:
             "exp": issued + self._settings.token_ttl,
             "jti": secrets.token_hex(16),
         }
+        if withdraw_only:
+            claims["scope"] = WITHDRAW_SCOPE
         encoded = jwt.encode(claims, self._secret, algorithm="HS256")
         return Token(access_token=encoded, expires_in=self._settings.token_ttl, roles=member.roles.names())
 
     # ---- per request -----------------------------------------------------------------------------
 
-    def authenticate(self, authorization: str | None) -> Member:
-        """The member behind ``Authorization: Bearer <token>``; 401 or 403 otherwise."""
+    def authenticate(self, authorization: str | None, *, withdrawal: bool = False) -> Member:
+        """The member behind ``Authorization: Bearer <token>``; 401 or 403 otherwise.
+
+        ``withdrawal``: the route revokes, pauses or reads the caller's own data, which a suspended
+        SUBJECT may still do (SPEC §9.8); every other route refuses it, and refuses a token issued
+        while it was suspended (``scope`` ``withdraw``) even after it is reinstated.
+        """
         if not authorization or not authorization.lower().startswith("bearer "):
             raise Problem(401, "not_authenticated", "log in first: Authorization: Bearer <token>")
         token = authorization[7:].strip()
@@ -146,7 +158,11 @@ class Authenticator:
         except (jwt.PyJWTError, ValueError, TypeError):
             raise Problem(401, "token_invalid", "the access token is invalid or expired; log in again") from None
         member = self._member(address)
+        if withdrawal and member.is_member and member.suspended and Role.SUBJECT in member.roles:
+            return member
         self._require_active(member)
+        if claims.get("scope") == WITHDRAW_SCOPE and not withdrawal:
+            raise Problem(403, "member_suspended", "this token was issued while suspended: log in again")
         return member
 
     def _member(self, address: str, *, fresh: bool = False) -> Member:

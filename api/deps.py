@@ -43,11 +43,22 @@ def current_member(
     return get_authenticator(request).authenticate(authorization)
 
 
+def withdrawing_member(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer <access token>")] = None,
+) -> Member:
+    """As :func:`current_member`, but a suspended SUBJECT passes too: for the routes that revoke,
+    pause and read its own data (SPEC §9.8 "Withdrawal always works"). Such a member's roles are
+    returned unchanged; the route must only let it act on what is its own."""
+    return get_authenticator(request).authenticate(authorization, withdrawal=True)
+
+
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 VaultDep = Annotated[Vault, Depends(get_vault)]
 AuthDep = Annotated[Authenticator, Depends(get_authenticator)]
 CurrentMember = Annotated[Member, Depends(current_member)]
+WithdrawingMember = Annotated[Member, Depends(withdrawing_member)]
 
 
 def require(*roles: Role) -> Callable[[Member], Member]:

@@ -34,27 +34,36 @@ Say = Callable[[str], None]
 class DevAccounts:
     admin: LocalAccount
     relayer: LocalAccount
+    #: The dev deployment's first AUDITOR (SPEC §9.8); None when the keys come from settings.
+    auditor: LocalAccount | None = None
+
+
+_DEV_ROLES = ("admin", "relayer", "auditor")
 
 
 def dev_accounts(path: Path) -> DevAccounts:
-    """Load the dev ADMIN and relayer keys (SPEC §8), creating them on first use (mode 0600)."""
-    if path.is_file():
-        data = json.loads(path.read_text())
-        return DevAccounts(
-            admin=Account.from_key(data["admin"]["private_key"]),
-            relayer=Account.from_key(data["relayer"]["private_key"]),
-        )
-    admin, relayer = Account.create(), Account.create()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = {
-        name: {"address": acct.address, "private_key": acct.key.to_0x_hex()}
-        for name, acct in (("admin", admin), ("relayer", relayer))
+    """Load the dev ADMIN, relayer and AUDITOR keys (SPEC §8, §9.8), creating the missing ones on
+    first use (mode 0600). The auditor is named by the deployment as its first AUDITOR, since an
+    ADMIN alone can never enrol one."""
+    data: dict[str, dict[str, str]] = json.loads(path.read_text()) if path.is_file() else {}
+    accounts = {
+        name: Account.from_key(data[name]["private_key"]) if name in data else Account.create() for name in _DEV_ROLES
     }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(body, fh, indent=2)
-        fh.write("\n")
-    return DevAccounts(admin=admin, relayer=relayer)
+    if any(name not in data for name in _DEV_ROLES):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = {name: {"address": a.address, "private_key": a.key.to_0x_hex()} for name, a in accounts.items()}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(body, fh, indent=2)
+            fh.write("\n")
+    return DevAccounts(admin=accounts["admin"], relayer=accounts["relayer"], auditor=accounts["auditor"])
+
+
+def first_auditors(settings: Settings, accounts: DevAccounts) -> list[str]:
+    """The AUDITORs a new deployment names: ``settings.first_auditors``, else the dev auditor."""
+    if settings.first_auditors:
+        return list(settings.first_auditors)
+    return [accounts.auditor.address] if accounts.auditor is not None else []
 
 
 def operator_accounts(settings: Settings) -> DevAccounts:
@@ -103,7 +112,11 @@ def bootstrap(settings: Settings, node: Node, say: Say = lambda _m: None) -> Led
     decoder = RevertDecoder([c.abi for c in compiled.contracts.values()])
     transactor = Transactor(w3=node.w3, account=accounts.admin, decoder=decoder)
     deployment, reused = ensure_deployment(
-        transactor, compiled, admin=accounts.admin.address, manifest=settings.manifest_path
+        transactor,
+        compiled,
+        admin=accounts.admin.address,
+        manifest=settings.manifest_path,
+        auditors=first_auditors(settings, accounts),
     )
     say(
         ("reusing" if reused else "deployed")

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     manifest: Path | None = Field(None, description="deployment manifest (default: <data_dir>/deployment.json)")
     operator_key: SecretStr | None = Field(None, description="private key of the ADMIN operator account")
     relayer_key: SecretStr | None = Field(None, description="private key of the relayer account")
+    first_auditors: list[str] = Field(
+        default_factory=list,
+        description="addresses of the first AUDITORs a new deployment names (SPEC §9.8; dev: the auditor of "
+        "accounts.json); later auditors are enrolled only with an existing auditor's signature",
+    )
     persist_chain: bool = Field(True, description="dev: keep anvil's state in <data_dir> between runs")
     database_url: str | None = Field(None, description="vault database URL (default: SQLite <data_dir>/vault.db)")
     keyring_path: Path | None = Field(None, description="key ring file (default: <data_dir>/keyring.json)")

@@ -57,3 +57,26 @@ class RequestIdAllocator:
         value = self._prefix | self._next
         self._next += 1
         return value.to_bytes(32, "big")
+
+
+class NonceAllocator:
+    """Hands out a signer's nonces in runs of 256 that share one random 248-bit prefix.
+
+    The ledger keeps one nonce space per signer for ``Grant``, ``Revoke``, ``SetPaused`` (and an
+    auditor's ``AuditorEnrolment``) in a bitmap of 256-bit words selected by the top 248 bits
+    (SPEC §9.8), so consecutive nonces of one allocator share a storage word and only the first
+    of every 256 pays for a new slot (≈17,000 gas). Keep one per signing account; the prefix is
+    random, so nonces stay unpredictable and two allocators of one account practically never meet.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = 0
+        self._next = 256
+
+    def next(self) -> int:
+        if self._next == 256:
+            self._prefix = secrets.randbits(248) << 8
+            self._next = 0
+        value = self._prefix | self._next
+        self._next += 1
+        return value

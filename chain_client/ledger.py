@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
 from web3.contract.contract import ContractFunction
 from web3.logs import DISCARD
 
+from . import eip712
 from ._compiler import CompilationResult
 from ._deploy import Deployment
 from ._revert import RevertDecoder
@@ -31,6 +33,8 @@ from .types import (
 )
 
 _NO_ROLE = Role(0)
+#: Half the secp256k1 group order: a larger ``s`` is the malleable form the ledger refuses.
+_HALF_ORDER = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 
 
 def org_id(org_code: str | None) -> bytes:
@@ -360,13 +364,23 @@ class Ledger:
             )
         events = self.consent.events.ReleaseRecorded().process_receipt(receipt.raw, errors=DISCARD)
         keys = [(str(e.args.grantee).lower(), bytes(e.args.resource), bytes(e.args.requestId)) for e in events]
+        candidates = [i for i in range(len(items)) if i not in rejected]
+        signed = {i: self._signed_by_grantee(items[i]) for i in candidates}
         recorded: list[int] = []
         skipped: list[int] = []
-        for index, item in enumerate(items):
-            if index in rejected:
-                continue
+        for position, index in enumerate(candidates):
+            item = items[index]
             key = (item.grant.grantee.lower(), item.resource, item.request_id)
-            if keys and keys[0] == key:  # events follow item order
+            # Events follow item order. An item whose signature does not recover its grantee took
+            # the event only when no later item of the same request was properly signed (a
+            # contract-wallet grantee signs with EIP-1271, which no local check can recover).
+            takes = bool(keys) and keys[0] == key
+            if takes and not signed[index]:
+                takes = not any(
+                    signed[j] and (items[j].grant.grantee.lower(), items[j].resource, items[j].request_id) == key
+                    for j in candidates[position + 1 :]
+                )
+            if takes:
                 keys.pop(0)
                 recorded.append(index)
             else:
@@ -383,13 +397,33 @@ class Ledger:
     def multicall(self, calls: list[bytes], *, gas: int | None = None) -> MulticallResult:
         """Run many ledger calls (their calldata, see :meth:`encode`) in one transaction, each on
         its own: a failed call emits ``CallFailed`` with its revert data, decoded here into the
-        typed error, and does not undo the others. At most 256 calls."""
+        typed error, and does not undo the others. At most 256 calls. One exception: a contract
+        wallet's check short of gas (``InsufficientGas``) reverts the whole transaction, so a
+        relayer cannot make a wallet's signature fail by sending too little gas."""
         receipt = self.relay.transact(self.consent.functions.multicall(calls), gas=gas)
         failed: dict[int, Exception] = {}
         for event in self.consent.events.CallFailed().process_receipt(receipt.raw, errors=DISCARD):
             failed[int(event.args.index)] = self.decoder.decode(bytes(event.args.reason), tx_hash=receipt.tx_hash)
         succeeded = [i for i in range(len(calls)) if i not in failed]
         return MulticallResult(receipt=receipt, succeeded=succeeded, failed=failed)
+
+    def _signed_by_grantee(self, item: ReleaseItem) -> bool:
+        """Whether ``item``'s signature recovers (low-s) to its grantee, as the ledger checks it."""
+        domain = self.domain()
+        message = {
+            "grantId": eip712.digest(domain, "Grant", item.grant.message()),
+            "resource": item.resource,
+            "requestId": item.request_id,
+            "deadline": item.deadline,
+        }
+        signature = item.signature
+        if len(signature) != 65 or int.from_bytes(signature[32:64], "big") > _HALF_ORDER:
+            return False
+        try:
+            signer = Account.recover_message(eip712.signable(domain, "ReleaseRequest", message), signature=signature)
+        except (ValueError, TypeError):
+            return False
+        return str(signer).lower() == item.grant.grantee.lower()
 
     def request_used(self, grantee: str, request_id: bytes) -> bool:
         return bool(self.tx.call(self.consent.functions.requestUsed(_addr(grantee), request_id)))

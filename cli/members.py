@@ -370,12 +370,29 @@ def admin_onboard(
         str | None,
         typer.Option("--hpke-key", metavar="HEX", help="HPKE public key (32 or 1216 bytes hex); CONSUMER only"),
     ] = None,
+    approval: Annotated[
+        Path | None,
+        typer.Option(
+            "--approval",
+            metavar="FILE",
+            help="AUDITOR only: the enrolment approval an existing auditor signed (`qcl client cosign`)",
+        ),
+    ] = None,
     api: ApiOpt = DEFAULT_API,
     key: AdminKeyOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
-    """Onboard a member: roles and HPKE key on chain, name and org code off chain."""
+    """Onboard a member: roles and HPKE key on chain, name and org code off chain.
+
+    An AUDITOR needs an existing auditor's co-signature (SPEC §9.8): without --approval this prints
+    the AuditorEnrolment message (JSON) for that auditor to sign with `qcl client cosign`; run it
+    again with --approval FILE (the signed approval) to enrol.
+    """
     roles = list(dict.fromkeys(r.value for r in role))
+    if approval is not None and "AUDITOR" not in roles:
+        _fail("--approval is only for enrolling an AUDITOR (add --role AUDITOR or drop --approval)")
+    if "AUDITOR" in roles and "ADMIN" in roles:
+        _fail("no account may hold both ADMIN and AUDITOR (separation of duties)")
     public: bytes | None = None
     if hpke_key is not None:
         text = hpke_key.strip().removeprefix("0x")
@@ -389,10 +406,40 @@ def admin_onboard(
         _fail("a CONSUMER needs --hpke-key (create a key pair with `qcl client keygen --out FILE`)")
     if "CONSUMER" not in roles and public is not None:
         _fail("only a CONSUMER registers an HPKE key; drop --hpke-key or add --role CONSUMER")
+    signed_approval: dict[str, Any] | None = None
+    if approval is not None:
+        signed_approval = _read_approval(approval, address)
     client, _ = _admin(api, key, data_dir)
+    if "AUDITOR" in roles and signed_approval is None:
+        message = QclClient.auditor_enrolment_message(address)
+        _say(
+            f"{address} is NOT onboarded yet: an AUDITOR is enrolled only with an existing auditor's signature. "
+            "Give the AuditorEnrolment message below (JSON) to an auditor, who signs it with "
+            "`qcl client cosign FILE --out APPROVAL`; then run this command again with --approval APPROVAL."
+        )
+        out.print(json.dumps(message, indent=2), soft_wrap=True)
+        return
     with _guard(api):
-        body = client.onboard(address, roles, name, org_code=org_code, hpke_public_key=public)
+        body = client.onboard(
+            address, roles, name, org_code=org_code, hpke_public_key=public, auditor_approval=signed_approval
+        )
     out.print(_member_table("member onboarded", body))
+
+
+def _read_approval(path: Path, address: str) -> dict[str, Any]:
+    """A signed AuditorEnrolment approval (as `qcl client cosign` writes it) for ``address``."""
+    body = _read_json(path, "the approval")
+    try:
+        message, signature = body["message"], body["signature"]
+        same = str(message["account"]).lower() == address.lower()
+        _ = (int(message["nonce"]), int(message["deadline"]))  # both must be integers
+        if not (isinstance(signature, str) and re.fullmatch(r"0x[0-9a-fA-F]{130}", signature)):
+            raise TypeError
+    except (KeyError, TypeError, ValueError):
+        _fail(f"{path} is not a signed AuditorEnrolment approval (as `qcl client cosign` writes it)")
+    if not same:
+        _fail(f"{path} approves {message['account']}, not {address}")
+    return {"message": dict(message), "signature": signature}
 
 
 @admin_app.command("suspend")
@@ -463,6 +510,105 @@ def client_login(api: ApiOpt = DEFAULT_API, key: KeyOpt = None) -> None:
     with _guard(api):
         roles = client.login()
     out.print(_record("logged in", {"address": client.address, "roles": ", ".join(roles)}))
+
+
+@client_app.command("cosign")
+def client_cosign(
+    message_file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="the AuditorEnrolment message `qcl admin onboard` printed (JSON)")
+    ],
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="where to write the signed approval (default: print it)")
+    ] = None,
+    api: ApiOpt = DEFAULT_API,
+    key: KeyOpt = None,
+) -> None:
+    """As an AUDITOR: sign an AuditorEnrolment, approving another account as AUDITOR (SPEC §9.8)."""
+    body = _read_json(message_file, "the enrolment message")
+    message = body.get("message", body) if isinstance(body, dict) else {}
+    try:
+        account = _check_address(str(message["account"]))
+        nonce, deadline = int(message["nonce"]), int(message["deadline"])
+    except (KeyError, TypeError, ValueError, typer.BadParameter):
+        _fail(f"{message_file} is not an AuditorEnrolment message (account, nonce, deadline)")
+    if deadline <= time.time():
+        _fail(f"the enrolment message expired at {deadline}; ask for a new one")
+    fields = {"account": account, "nonce": nonce, "deadline": deadline}
+    if out_file is not None:
+        _check_writable(out_file)
+    client = _member(api, key)
+    with _guard(api):
+        roles = client.login()
+        if "AUDITOR" not in roles:
+            _fail(f"{client.address} is not an AUDITOR (roles: {', '.join(roles) or 'none'}); only an auditor approves")
+        if client.address.lower() == account.lower():
+            _fail("an auditor cannot approve its own enrolment")
+        signed = client.sign_auditor_enrolment(fields)
+    if out_file is None:
+        out.print(json.dumps(signed, indent=2), soft_wrap=True)
+        return
+    _write_json(out_file, signed)
+    _say(f"approval of {account} as AUDITOR written to {out_file}; give it to the ADMIN (`--approval {out_file}`)")
+
+
+def _grant_status(client: QclClient, grant_id: str, title: str, answer: dict[str, Any]) -> None:
+    detail = client.grant_detail(grant_id)
+    fields = {
+        "grant": grant_id,
+        "status": detail["status"],
+        "pause sequence": detail["pause_sequence"],
+        "uses": detail["uses"],
+        "tx": answer.get("tx_hash"),
+    }
+    out.print(_record(title, fields))
+
+
+@client_app.command("pause")
+def client_pause(grant_id: GrantIdArg, api: ApiOpt = DEFAULT_API, key: KeyOpt = None) -> None:
+    """As the subject: pause a grant (no release until resumed); signs the next pause sequence."""
+    client = _member(api, key)
+    with _guard(api):
+        client.login()
+        answer = client.pause(grant_id)
+        _grant_status(client, grant_id, "grant paused", answer)
+
+
+@client_app.command("resume")
+def client_resume(grant_id: GrantIdArg, api: ApiOpt = DEFAULT_API, key: KeyOpt = None) -> None:
+    """As the subject: resume a paused grant; signs the next pause sequence."""
+    client = _member(api, key)
+    with _guard(api):
+        client.login()
+        answer = client.resume(grant_id)
+        _grant_status(client, grant_id, "grant resumed", answer)
+
+
+@client_app.command("revoke")
+def client_revoke(
+    grant_id: GrantIdArg,
+    grant_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--grant",
+            metavar="FILE",
+            help="the signed grant (POST /v1/grants body) of a grant never recorded, e.g. a lost QR code",
+        ),
+    ] = None,
+    api: ApiOpt = DEFAULT_API,
+    key: KeyOpt = None,
+) -> None:
+    """As the subject: revoke a grant for good. With --grant, also one signed but never recorded."""
+    terms: dict[str, Any] | None = None
+    if grant_file is not None:
+        body = _read_json(grant_file, "the grant")
+        terms = body.get("message", body) if isinstance(body, dict) else None
+        if not isinstance(terms, dict) or "subject" not in terms:
+            _fail(f"{grant_file} is not a Grant message or a signed grant body")
+    client = _member(api, key)
+    with _guard(api):
+        client.login()
+        answer = client.revoke(grant_id, grant=terms)
+    out.print(_record("grant revoked", {"grant": grant_id, "tx": answer.get("tx_hash")}))
 
 
 @client_app.command("keygen")
@@ -741,6 +887,28 @@ def _demo_accounts(existing: dict[str, Any], hpke_dir: Path, path: Path) -> dict
     return accounts
 
 
+def _is_member(client: QclClient, address: str) -> bool:
+    try:
+        client.call("GET", f"/v1/members/{address}")
+    except ApiError as exc:
+        if exc.code != "member_not_found":
+            raise
+        return False
+    return True
+
+
+def _dev_auditor(api: str, data_dir: Path) -> QclClient:
+    """The dev deployment's first AUDITOR (``auditor`` of accounts.json), to co-sign enrolments."""
+    accounts = data_dir / "accounts.json"
+    try:
+        auditor = dev_accounts(accounts).auditor
+    except (OSError, ValueError, KeyError) as exc:
+        _fail(f"cannot read the dev auditor key from {accounts}: {exc}")
+    if auditor is None:
+        _fail(f"{accounts} holds no auditor")
+    return _connect(api, "0x" + bytes(auditor.key).hex())
+
+
 @demo_app.command("seed")
 def demo_seed(api: ApiOpt = DEFAULT_API, key: AdminKeyOpt = None, data_dir: DataDirOpt = DEFAULT_DATA_DIR) -> None:
     """Seed the dev deployment with a demo: departments, auditor, citizens, catalog, documents, grants, a release.
@@ -786,9 +954,22 @@ def demo_seed(api: ApiOpt = DEFAULT_API, key: AdminKeyOpt = None, data_dir: Data
         for member in DEMO_MEMBERS:
             entry = accounts[member.slug]
             hpke = bytes.fromhex(entry["hpke_public_key"][2:]) if member.consumer else None
+            approval = None
+            if "AUDITOR" in member.roles:  # co-signed by the dev deployment's first auditor (SPEC §9.8)
+                if _is_member(admin, entry["address"]):  # enrolAuditor would enrol it again
+                    state[member.slug] = "exists"
+                    continue
+                approval = _dev_auditor(api, data_dir).sign_auditor_enrolment(
+                    QclClient.auditor_enrolment_message(entry["address"])
+                )
             try:
                 admin.onboard(
-                    entry["address"], list(member.roles), member.name, org_code=member.org_code, hpke_public_key=hpke
+                    entry["address"],
+                    list(member.roles),
+                    member.name,
+                    org_code=member.org_code,
+                    hpke_public_key=hpke,
+                    auditor_approval=approval,
                 )
                 state[member.slug] = "onboarded"
             except ApiError as exc:

@@ -20,7 +20,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from chain_client import eip712
-from chain_client.ids import RequestIdAllocator, new_nonce, purpose_id, resource_id
+from chain_client.ids import NonceAllocator, RequestIdAllocator, purpose_id, resource_id
 from chain_client.types import Eip712Domain
 
 from ._open import (
@@ -77,6 +77,11 @@ class QclClient:
 
     def __post_init__(self) -> None:
         self._request_ids = RequestIdAllocator()
+        #: Nonces of this account's Grant, Revoke, SetPaused and AuditorEnrolment messages: one
+        #: nonce space on the ledger, consecutive nonces sharing a bitmap word (cheaper grants).
+        self._nonces = NonceAllocator()
+        #: Reason salts of the emergencies this client composed (SPEC §9.8), by emergency id.
+        self._reason_salts: dict[bytes, bytes] = {}
 
     @property
     def address(self) -> str:
@@ -129,13 +134,36 @@ class QclClient:
         *,
         org_code: str | None = None,
         hpke_public_key: bytes | None = None,
+        auditor_approval: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """Onboard a member (as ADMIN). Enrolling an AUDITOR needs ``auditor_approval``: the body
+        :meth:`sign_auditor_enrolment` returns, signed by an existing auditor (SPEC §9.8)."""
         body: dict[str, Any] = {"address": address, "roles": roles, "name": name}
         if org_code:
             body["org_code"] = org_code
         if hpke_public_key:
             body["hpke_public_key"] = _hex(hpke_public_key)
+        if auditor_approval is not None:
+            body["auditor_approval"] = auditor_approval
         return dict(self.call("POST", "/v1/members", json=body))
+
+    @staticmethod
+    def auditor_enrolment_message(account: str, *, nonce: int | None = None, valid_for: int = 86400) -> dict[str, Any]:
+        """The ``AuditorEnrolment`` message an existing auditor signs to approve ``account``
+        (JSON form: what ``qcl admin onboard --role AUDITOR`` prints)."""
+        return _jsonable(
+            {
+                "account": account,
+                "nonce": NonceAllocator().next() if nonce is None else nonce,
+                "deadline": int(time.time()) + valid_for,
+            }
+        )
+
+    def sign_auditor_enrolment(self, message: dict[str, Any]) -> dict[str, Any]:
+        """As an AUDITOR: sign an ``AuditorEnrolment`` message; returns ``{"message", "signature"}``,
+        the ``auditor_approval`` of ``POST /v1/members``."""
+        typed = {"account": message["account"], "nonce": int(message["nonce"]), "deadline": int(message["deadline"])}
+        return self._signed("AuditorEnrolment", typed)
 
     def suspend(self, address: str, suspended: bool = True) -> dict[str, Any]:
         return dict(self.call("POST", f"/v1/members/{address}/suspend", json={"suspended": suspended}))
@@ -192,23 +220,57 @@ class QclClient:
             "validFrom": start,
             "validUntil": start + valid_for,
             "maxUses": max_uses,
-            "nonce": new_nonce(),
+            "nonce": self._nonces.next(),
             "deadline": now + deadline_in,
         }
         return dict(self.call("POST", "/v1/grants", json=self._signed("Grant", message)))
 
-    def revoke(self, grant_id: str) -> dict[str, Any]:
-        message = {"grantId": bytes.fromhex(grant_id[2:]), "nonce": new_nonce(), "deadline": int(time.time()) + 600}
-        return dict(self.call("POST", f"/v1/grants/{grant_id}/revoke", json=self._signed("Revoke", message)))
+    def signed_grant(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The ``POST /v1/grants`` body of a Grant message (e.g. for a QR code, SPEC §9.6), unsent."""
+        return self._signed("Grant", message)
 
-    def pause(self, grant_id: str, paused: bool = True) -> dict[str, Any]:
-        message = {
+    def revoke_message(self, grant_id: str) -> dict[str, Any]:
+        return {
             "grantId": bytes.fromhex(grant_id[2:]),
-            "paused": paused,
-            "nonce": new_nonce(),
+            "nonce": self._nonces.next(),
             "deadline": int(time.time()) + 600,
         }
-        return dict(self.call("POST", f"/v1/grants/{grant_id}/pause", json=self._signed("SetPaused", message)))
+
+    def revoke(self, grant_id: str, *, grant: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Revoke a grant (final). With ``grant`` (the signed Grant's ``message``, JSON form) it also
+        revokes a grant never recorded (a lost QR code), which then can never be recorded."""
+        body = self._signed("Revoke", self.revoke_message(grant_id))
+        if grant is not None:
+            body["grant"] = _jsonable(grant)
+        return dict(self.call("POST", f"/v1/grants/{grant_id}/revoke", json=body))
+
+    def grant_detail(self, grant_id: str) -> dict[str, Any]:
+        """``GET /v1/grants/{grant_id}``: status, uses and ``pause_sequence``."""
+        return dict(self.call("GET", f"/v1/grants/{grant_id}"))
+
+    def pause_message(self, grant_id: str, paused: bool, *, sequence: int | None = None) -> dict[str, Any]:
+        """A ``SetPaused`` message; ``sequence`` defaults to one above the grant's ``pause_sequence``."""
+        if sequence is None:
+            sequence = int(self.grant_detail(grant_id)["pause_sequence"]) + 1
+        return {
+            "grantId": bytes.fromhex(grant_id[2:]),
+            "paused": paused,
+            "sequence": sequence,
+            "nonce": self._nonces.next(),
+            "deadline": int(time.time()) + 600,
+        }
+
+    def signed_pause(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The ``POST /v1/grants/{id}/pause`` body of a SetPaused message (kept, e.g., to send later)."""
+        return self._signed("SetPaused", message)
+
+    def pause(self, grant_id: str, paused: bool = True, *, sequence: int | None = None) -> dict[str, Any]:
+        """Pause (or, ``paused=False``, resume) a grant with the next sequence (SPEC §9.8)."""
+        body = self.signed_pause(self.pause_message(grant_id, paused, sequence=sequence))
+        return dict(self.call("POST", f"/v1/grants/{grant_id}/pause", json=body))
+
+    def resume(self, grant_id: str, *, sequence: int | None = None) -> dict[str, Any]:
+        return self.pause(grant_id, False, sequence=sequence)
 
     def grants(self, **filters: str) -> list[dict[str, Any]]:
         return list(self.call("GET", "/v1/grants", params=filters)["items"])
@@ -261,7 +323,7 @@ class QclClient:
             "validFrom": now - 60,
             "validUntil": now - 60 + int(request["valid_for"]),
             "maxUses": int(request["max_uses"]),
-            "nonce": new_nonce(),
+            "nonce": self._nonces.next(),
             "deadline": now + 600,
         }
         return dict(
@@ -282,21 +344,37 @@ class QclClient:
         *,
         hours: float = 24,
         emergency_id: bytes | None = None,
+        reason_salt: bytes | None = None,
     ) -> dict[str, Any]:
+        """An ``Emergency`` message whose ``reason`` is ``keccak256(salt || utf8(reason_text))``
+        with a random 32-byte salt (SPEC §9.8), remembered for :meth:`propose_emergency`."""
         now = int(time.time())
+        salt = reason_salt or secrets.token_bytes(32)
+        emergency_id = emergency_id or secrets.token_bytes(32)
+        self._reason_salts[emergency_id] = salt
         return {
-            "emergencyId": emergency_id or secrets.token_bytes(32),
+            "emergencyId": emergency_id,
             "resources": [resource_id(code) for code in resources],
             "consumers": consumers,
             "validFrom": now - 60,
             "validUntil": now - 60 + int(hours * 3600),
-            "reason": keccak(text=reason_text),
+            "reason": keccak(salt + reason_text.encode()),
             "deadline": now + 3600,
         }
 
-    def propose_emergency(self, message: dict[str, Any], reason_text: str) -> dict[str, Any]:
-        body = self._signed("Emergency", message) | {"reason_text": reason_text}
+    def propose_emergency(
+        self, message: dict[str, Any], reason_text: str, *, reason_salt: bytes | None = None
+    ) -> dict[str, Any]:
+        salt = reason_salt or self._reason_salts[message["emergencyId"]]
+        body = self._signed("Emergency", message) | {"reason_text": reason_text, "reason_salt": _hex(salt)}
         return dict(self.call("POST", "/v1/emergencies", json=body))
+
+    def cancel_emergency(self, emergency_id: str) -> dict[str, Any]:
+        """As an ADMIN or AUDITOR: sign and send an ``EmergencyCancel``; the emergency ends at once."""
+        message = {"emergencyId": bytes.fromhex(emergency_id[2:]), "deadline": int(time.time()) + 600}
+        return dict(
+            self.call("POST", f"/v1/emergencies/{emergency_id}/cancel", json=self._signed("EmergencyCancel", message))
+        )
 
     def approve_emergency(self, message: dict[str, Any]) -> dict[str, Any]:
         emergency_id = _hex(message["emergencyId"])

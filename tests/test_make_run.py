@@ -66,7 +66,7 @@ def test_dev_starts_answers_health_and_ctrl_c_frees_both_ports(tmp_path: Path) -
             assert health["status"] == "ok" and health["chain_id"] == 31337
             deployments.append(health["contracts"])
             accounts = json.loads((tmp_path / "dev" / "accounts.json").read_text())
-            assert set(accounts) == {"admin", "relayer"}
+            assert set(accounts) == {"admin", "relayer", "auditor"}
             assert accounts["admin"]["private_key"].startswith("0x") and len(accounts["admin"]["private_key"]) == 66
             assert (tmp_path / "dev" / "accounts.json").stat().st_mode & 0o077 == 0
         finally:

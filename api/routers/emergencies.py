@@ -1,5 +1,11 @@
 """Emergency access (the "green channel"): ADMIN and AUDITOR approvers sign one scope; listed
-consumers then obtain listed resources of any subject, each release flagged in the access log."""
+consumers then obtain listed resources of any subject, each release flagged in the access log.
+
+SPEC §9.8: the on-chain ``reason`` is ``keccak256(salt || utf8(text))`` with a random 32-byte salt
+kept off chain with the text (so the hash of a guessable text reveals nothing); any ADMIN or
+AUDITOR ends an emergency at once with a signed ``EmergencyCancel``; and whether one is ``active``
+is the ledger's answer now (approvers still active, not cancelled, inside its window).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from db.models import EmergencyRecord
 from ..deps import ConsumerMember, CurrentMember, LedgerDep, VaultDep, require
 from ..errors import Problem
 from ..types import Address, Bytes32, Limit, Offset, Signature, Uint64, Uint256
-from .common import PROBLEM_RESPONSES
+from .common import PROBLEM_RESPONSES, record_action
 from .releases import ReleasePublic, release_answer
 
 router = APIRouter(prefix="/v1/emergencies", tags=["emergencies"], responses=PROBLEM_RESPONSES)
@@ -44,12 +50,33 @@ class EmergencyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     message: EmergencyMessage
     signature: Signature
-    reason_text: str = Field(min_length=1, max_length=2000, description="kept off chain; its keccak256 is `reason`")
+    reason_text: str = Field(min_length=1, max_length=2000, description="kept off chain with `reason_salt`")
+    reason_salt: Bytes32 = Field(description="random 32 bytes (hex); `reason` = keccak256(reason_salt || utf8(text))")
+
+
+class StoredScope(EmergencyMessage):
+    """What the platform keeps of an emergency: its message and the salt of its reason."""
+
+    reasonSalt: Bytes32 | None = None
 
 
 class SignedEmergency(BaseModel):
     model_config = ConfigDict(extra="forbid")
     message: EmergencyMessage
+    signature: Signature
+
+
+class EmergencyCancelMessage(BaseModel):
+    """SPEC §9.8 ``EmergencyCancel(bytes32 emergencyId,uint256 deadline)``."""
+
+    model_config = ConfigDict(extra="forbid")
+    emergencyId: Bytes32
+    deadline: Uint256
+
+
+class SignedEmergencyCancel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message: EmergencyCancelMessage
     signature: Signature
 
 
@@ -76,9 +103,13 @@ class EmergencyPublic(BaseModel):
     validUntil: int
     reason: str
     reason_text: str
+    reason_salt: str | None = Field(None, description="null for an emergency proposed before salts (v1)")
     proposer: str
     approvals: int
-    active: bool
+    approvers: list[str]
+    cancelled: bool
+    activated_at: int = Field(description="time of the approval that activated it; 0 before")
+    active: bool = Field(description="usable now: approved by approvers active now, not cancelled, in its window")
     tx_hash: str | None = None
 
 
@@ -88,12 +119,14 @@ class EmergencyPage(BaseModel):
     limit: int
 
 
+def _scope(record: EmergencyRecord) -> StoredScope:
+    return StoredScope.model_validate_json(record.scope)
+
+
 def _public(ledger: LedgerDep, record: EmergencyRecord, tx_hash: str | None = None) -> EmergencyPublic:
-    message = EmergencyMessage.model_validate_json(record.scope)
-    state = ledger.emergency_state(bytes.fromhex(record.emergency_id[2:]))
-    threshold = int(ledger.tx.call(ledger.consent.functions.emergencyThreshold()))
-    now = ledger.block_timestamp()
-    approved = state.approvals >= threshold and state.admin_approved and state.auditor_approved
+    message = _scope(record)
+    emergency_id = bytes.fromhex(record.emergency_id[2:])
+    state = ledger.emergency_state(emergency_id)
     return EmergencyPublic(
         emergency_id=record.emergency_id,
         resources=message.resources,
@@ -102,9 +135,13 @@ def _public(ledger: LedgerDep, record: EmergencyRecord, tx_hash: str | None = No
         validUntil=message.validUntil,
         reason=message.reason,
         reason_text=record.reason_text,
+        reason_salt=message.reasonSalt,
         proposer=record.proposer,
         approvals=state.approvals,
-        active=approved and message.validFrom <= now < message.validUntil,
+        approvers=ledger.emergency_approvers(emergency_id),
+        cancelled=state.cancelled,
+        activated_at=state.activated_at,
+        active=ledger.emergency_active(emergency_id),
         tx_hash=tx_hash,
     )
 
@@ -116,12 +153,14 @@ def _sig(hex_signature: str) -> bytes:
 @router.post("", response_model=EmergencyPublic, status_code=201)
 def propose(body: EmergencyCreate, approver: Approver, ledger: LedgerDep, vault: VaultDep) -> EmergencyPublic:
     """Propose an emergency with an approver's signature (it counts as the first approval)."""
-    if "0x" + keccak(text=body.reason_text).hex() != body.message.reason:
-        raise Problem(422, "reason_mismatch", "reason must be keccak256 of reason_text")
+    salt = bytes.fromhex(body.reason_salt[2:])
+    if "0x" + keccak(salt + body.reason_text.encode()).hex() != body.message.reason:
+        raise Problem(422, "reason_mismatch", "reason must be keccak256(reason_salt || utf8(reason_text))")
     receipt = ledger.propose_emergency(body.message.scope(), _sig(body.signature))
+    stored = StoredScope(**body.message.model_dump(), reasonSalt=body.reason_salt)
     record = EmergencyRecord(
         emergency_id=body.message.emergencyId,
-        scope=body.message.model_dump_json(),
+        scope=stored.model_dump_json(),
         reason_text=body.reason_text,
         proposer=approver.address,
         created_at=int(time.time()),
@@ -152,6 +191,25 @@ def approve(
     return _public(ledger, record, receipt.tx_hash)
 
 
+@router.post("/{emergency_id}/cancel", response_model=EmergencyPublic)
+def cancel(
+    emergency_id: str, body: SignedEmergencyCancel, approver: Approver, ledger: LedgerDep, vault: VaultDep
+) -> EmergencyPublic:
+    """Relay an ADMIN's or AUDITOR's signed EmergencyCancel: the emergency ends at once (final);
+    a second cancel is 409 ``emergency_cancelled``."""
+    record = _record(vault, emergency_id)
+    if body.message.emergencyId != record.emergency_id:
+        raise Problem(422, "invalid_input", "the emergencyId in the message differs from the one in the path")
+    receipt = ledger.cancel_emergency(
+        bytes.fromhex(record.emergency_id[2:]), body.message.deadline, _sig(body.signature)
+    )
+    with vault.store.session() as s:
+        record_action(
+            s, actor=approver.address, action="cancel_emergency", target=record.emergency_id, tx_hash=receipt.tx_hash
+        )
+    return _public(ledger, record, receipt.tx_hash)
+
+
 @router.get("", response_model=EmergencyPage)
 def list_emergencies(
     member: CurrentMember,
@@ -166,9 +224,7 @@ def list_emergencies(
         raise Problem(403, "role_required", "this needs the ADMIN, AUDITOR or CONSUMER role")
     with vault.store.session() as s:
         records = s.scalars(select(EmergencyRecord).order_by(EmergencyRecord.created_at.desc())).all()
-    visible = [
-        r for r in records if approver or member.address in EmergencyMessage.model_validate_json(r.scope).consumers
-    ]
+    visible = [r for r in records if approver or member.address in _scope(r).consumers]
     return EmergencyPage(
         items=[_public(ledger, r) for r in visible[offset : offset + limit]], offset=offset, limit=limit
     )
@@ -180,7 +236,7 @@ def release(
 ) -> ReleasePublic:
     """A listed consumer's release under an active emergency (flagged in the subject's access log)."""
     record = _record(vault, emergency_id)
-    scope = EmergencyMessage.model_validate_json(record.scope)
+    scope = _scope(record)
     if body.message.emergencyId != record.emergency_id:
         raise Problem(422, "invalid_input", "the emergencyId in the message differs from the one in the path")
     if consumer.address not in scope.consumers:

@@ -1,4 +1,10 @@
-"""Grants: relay of subjects' signed Grant, Revoke and SetPaused messages; listings by party."""
+"""Grants: relay of subjects' signed Grant, Revoke and SetPaused messages; listings by party.
+
+SPEC §9.8: ``SetPaused`` carries a ``sequence`` above the grant's ``pause_sequence`` (read it from
+``GET /v1/grants/{grant_id}``); a revocation may name a grant that was signed but never recorded
+(its ``grant`` message travels with the ``Revoke``), which can then never be recorded; and a
+suspended subject may still revoke, pause and read its own grants.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from chain_client.ledger import GrantRecorded
 from chain_client.types import GrantTerms
 from db.models import GrantRecord
 
-from ..deps import CurrentMember, LedgerDep, VaultDep
+from ..deps import CurrentMember, LedgerDep, VaultDep, WithdrawingMember
 from ..errors import Problem
 from ..types import Address, Bytes32, Limit, Offset, Signature, Uint32, Uint64, Uint256
 from .common import PROBLEM_RESPONSES
@@ -55,12 +61,18 @@ class SignedRevoke(BaseModel):
     model_config = ConfigDict(extra="forbid")
     message: RevokeMessage
     signature: Signature
+    grant: GrantMessage | None = Field(
+        None,
+        description="the Grant message of a grant that may not be recorded yet (a lost QR code): "
+        "revoking it with its terms means it can never be recorded (SPEC §9.8)",
+    )
 
 
 class PauseMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     grantId: Bytes32
     paused: bool
+    sequence: Uint64 = Field(description="must exceed the grant's pause_sequence (GET /v1/grants/{grant_id})")
     nonce: Uint256
     deadline: Uint256
 
@@ -96,6 +108,14 @@ class GrantPublic(BaseModel):
     uses: int
     tx_hash: str
     block_number: int
+
+
+class GrantDetail(GrantPublic):
+    pause_sequence: int = Field(
+        description="the last SetPaused sequence applied (0 before any); sign the next above it"
+    )
+    nonce: str
+    deadline: str
 
 
 class GrantPage(BaseModel):
@@ -149,22 +169,59 @@ def _path_id(grant_id: str, body_id: str) -> bytes:
     return _b32(body_id)
 
 
+def _own_only_while_suspended(member: Member, subject: str | None) -> None:
+    """A suspended subject relays only its own withdrawals (SPEC §9.8); others are unaffected."""
+    if member.suspended and subject != member.address:
+        raise Problem(403, "member_suspended", "a suspended member may only revoke or pause its own grants")
+
+
 @router.post("/{grant_id}/revoke", response_model=TxPublic)
-def revoke(grant_id: str, body: SignedRevoke, member: CurrentMember, ledger: LedgerDep) -> TxPublic:
-    """Relay the subject's signed Revoke (final)."""
+def revoke(grant_id: str, body: SignedRevoke, member: WithdrawingMember, ledger: LedgerDep) -> TxPublic:
+    """Relay the subject's signed Revoke (final). With ``grant`` (its terms) this also revokes a
+    grant that was signed but never recorded; that grant can then never be recorded."""
     gid = _path_id(grant_id, body.message.grantId)
-    receipt = ledger.revoke(gid, body.message.nonce, body.message.deadline, _sig(body.signature))
+    m, signature = body.message, _sig(body.signature)
+    if body.grant is not None:
+        terms = body.grant.terms()
+        if ledger.hash_grant(terms) != gid:
+            raise Problem(422, "invalid_input", "the grant message does not hash to the grantId")
+        _own_only_while_suspended(member, terms.subject)
+        receipt = ledger.revoke_unrecorded(terms, m.nonce, m.deadline, signature)
+    else:
+        _own_only_while_suspended(member, ledger.grant_state(gid).subject if member.suspended else None)
+        receipt = ledger.revoke(gid, m.nonce, m.deadline, signature)
     return TxPublic(tx_hash=receipt.tx_hash, block_number=receipt.block_number)
 
 
 @router.post("/{grant_id}/pause", response_model=TxPublic)
-def pause(grant_id: str, body: SignedPause, member: CurrentMember, ledger: LedgerDep) -> TxPublic:
-    """Relay the subject's signed SetPaused: pause (``paused: true``) or resume (``false``)."""
+def pause(grant_id: str, body: SignedPause, member: WithdrawingMember, ledger: LedgerDep) -> TxPublic:
+    """Relay the subject's signed SetPaused: pause (``paused: true``) or resume (``false``).
+    A ``sequence`` not above the grant's ``pause_sequence`` is 409 ``stale_sequence``."""
     gid = _path_id(grant_id, body.message.grantId)
-    receipt = ledger.set_paused(
-        gid, body.message.paused, body.message.nonce, body.message.deadline, _sig(body.signature)
-    )
+    _own_only_while_suspended(member, ledger.grant_state(gid).subject if member.suspended else None)
+    m = body.message
+    receipt = ledger.set_paused(gid, m.paused, m.sequence, m.nonce, m.deadline, _sig(body.signature))
     return TxPublic(tx_hash=receipt.tx_hash, block_number=receipt.block_number)
+
+
+@router.get("/{grant_id}", response_model=GrantDetail)
+def read(grant_id: Bytes32, member: WithdrawingMember, ledger: LedgerDep, vault: VaultDep) -> GrantDetail:
+    """One grant with its live ``status``, ``uses`` and ``pause_sequence`` (SPEC §9.8), for its
+    subject, its grantee and auditors; 404 for anyone else, as for an unknown grant."""
+    with vault.store.session() as s:
+        row = s.get(GrantRecord, grant_id)
+    auditor = Role.AUDITOR in member.roles and not member.suspended
+    party = row is not None and member.address in (row.subject, row.grantee if not member.suspended else None)
+    if row is None or not (auditor or party):
+        raise Problem(404, "grant_not_found", "no such grant, or not yours to see")
+    message = GrantMessage.model_validate_json(row.terms)
+    state = ledger.grant_state(_b32(row.grant_id))
+    return GrantDetail(
+        **_public(row, message, ledger.grant_status(message.terms()).label, state.uses).model_dump(),
+        pause_sequence=ledger.pause_sequence(_b32(row.grant_id)),
+        nonce=str(message.nonce),
+        deadline=str(message.deadline),
+    )
 
 
 def grant_terms(vault: VaultDep, grant_id: str) -> GrantTerms | None:
@@ -175,7 +232,7 @@ def grant_terms(vault: VaultDep, grant_id: str) -> GrantTerms | None:
 
 @router.get("", response_model=GrantPage)
 def list_grants(
-    member: CurrentMember,
+    member: WithdrawingMember,
     ledger: LedgerDep,
     vault: VaultDep,
     subject: Annotated[Address | None, Query()] = None,
@@ -186,6 +243,8 @@ def list_grants(
 ) -> GrantPage:
     """Grants where the caller is the subject or the grantee (auditors: any), with live status."""
     _check_scope(member, subject, grantee)
+    if member.suspended:  # a suspended subject reads only the grants it gave (SPEC §9.8)
+        subject, grantee = member.address, None
     query = select(GrantRecord).order_by(GrantRecord.block_number.desc(), GrantRecord.grant_id)
     if subject:
         query = query.where(GrantRecord.subject == subject)
@@ -206,29 +265,31 @@ def list_grants(
         if skipped < offset:
             skipped += 1
             continue
-        items.append(
-            GrantPublic(
-                grant_id=row.grant_id,
-                subject=row.subject,
-                grantee=row.grantee,
-                resources=message.resources,
-                purpose=message.purpose,
-                validFrom=message.validFrom,
-                validUntil=message.validUntil,
-                maxUses=message.maxUses,
-                status=label,
-                uses=state.uses,
-                tx_hash=row.tx_hash,
-                block_number=row.block_number,
-            )
-        )
+        items.append(_public(row, message, label, state.uses))
         if len(items) == limit:
             break
     return GrantPage(items=items, offset=offset, limit=limit)
 
 
+def _public(row: GrantRecord, message: GrantMessage, status: str, uses: int) -> GrantPublic:
+    return GrantPublic(
+        grant_id=row.grant_id,
+        subject=row.subject,
+        grantee=row.grantee,
+        resources=message.resources,
+        purpose=message.purpose,
+        validFrom=message.validFrom,
+        validUntil=message.validUntil,
+        maxUses=message.maxUses,
+        status=status,
+        uses=uses,
+        tx_hash=row.tx_hash,
+        block_number=row.block_number,
+    )
+
+
 def _check_scope(member: Member, subject: str | None, grantee: str | None) -> None:
-    if Role.AUDITOR in member.roles:
+    if Role.AUDITOR in member.roles and not member.suspended:
         return
     if subject and subject != member.address and grantee != member.address:
         raise Problem(403, "forbidden", "you may list only grants you gave or received")

@@ -1,4 +1,9 @@
-"""Members: onboarding and suspension by ADMIN; any member reads a member."""
+"""Members: onboarding and suspension by ADMIN; any member reads a member.
+
+Separation of duties (SPEC §9.8): the AUDITOR role is given only with the signed
+``AuditorEnrolment`` of an existing auditor (``auditor_approval``), which the ADMIN relays to the
+ledger's ``enrolAuditor``; no account holds both ADMIN and AUDITOR.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from db.models import MemberProfile
 
 from ..deps import AdminMember, CurrentMember, LedgerDep, VaultDep
 from ..errors import Problem
-from ..types import Address
+from ..types import Address, Signature, Uint256
 from .common import PROBLEM_RESPONSES, record_action
 
 router = APIRouter(prefix="/v1/members", tags=["members"], responses=PROBLEM_RESPONSES)
@@ -65,6 +70,27 @@ class MemberCreate(BaseModel):
             raise ValueError("must be hex") from None
         return "0x" + text.lower()
 
+    auditor_approval: AuditorApproval | None = Field(
+        None, description="required when `roles` holds AUDITOR: an existing auditor's signed AuditorEnrolment"
+    )
+
+
+class AuditorEnrolmentMessage(BaseModel):
+    """SPEC §9.8 ``AuditorEnrolment(address account,uint256 nonce,uint256 deadline)``."""
+
+    model_config = ConfigDict(extra="forbid")
+    account: Address
+    nonce: Uint256
+    deadline: Uint256
+
+
+class AuditorApproval(BaseModel):
+    """An existing AUDITOR's signature approving ``account`` as a new AUDITOR."""
+
+    model_config = ConfigDict(extra="forbid")
+    message: AuditorEnrolmentMessage
+    signature: Signature
+
 
 class SuspendBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -75,6 +101,7 @@ class MemberPublic(BaseModel):
     address: str
     roles: list[str]
     suspended: bool
+    wallet: bool = False
     since: int
     org_id: str
     hpke_public_key: str | None
@@ -88,6 +115,7 @@ def _public(member: Member, profile: MemberProfile | None, tx_hash: str | None =
         address=member.address,
         roles=member.roles.names(),
         suspended=member.suspended,
+        wallet=member.wallet,
         since=member.since,
         org_id="0x" + member.org_id.hex(),
         hpke_public_key=("0x" + member.hpke_key.hex()) if member.hpke_key else None,
@@ -99,10 +127,31 @@ def _public(member: Member, profile: MemberProfile | None, tx_hash: str | None =
 
 @router.post("", response_model=MemberPublic, status_code=201)
 def onboard(body: MemberCreate, admin: AdminMember, ledger: LedgerDep, vault: VaultDep) -> MemberPublic:
-    """Onboard a member on chain (roles, org id hash, HPKE key); name and org code stay off chain."""
+    """Onboard a member on chain (roles, org id hash, HPKE key); name and org code stay off chain.
+
+    With AUDITOR in ``roles`` the body carries ``auditor_approval`` (SPEC §9.8) and the member is
+    enrolled with it (an existing member then gets ``roles``); without it the ledger refuses
+    (422 ``auditor_approval_required``), as it refuses ADMIN with AUDITOR (422 ``conflicting_roles``).
+    """
     roles = Role.parse(body.roles)
     key = bytes.fromhex(body.hpke_public_key[2:]) if body.hpke_public_key else b""
-    receipt = ledger.onboard(body.address, roles, org_code=body.org_code, hpke_key=key)
+    approval = body.auditor_approval
+    if approval is not None and Role.AUDITOR not in roles:
+        raise Problem(422, "invalid_input", "auditor_approval is only for enrolling an AUDITOR")
+    if approval is not None:
+        if approval.message.account != body.address:
+            raise Problem(422, "invalid_input", "the approval's account differs from the address being enrolled")
+        receipt = ledger.enrol_auditor(
+            body.address,
+            roles,
+            org_code=body.org_code,
+            hpke_key=key,
+            nonce=approval.message.nonce,
+            deadline=approval.message.deadline,
+            signature=bytes.fromhex(approval.signature[2:]),
+        )
+    else:
+        receipt = ledger.onboard(body.address, roles, org_code=body.org_code, hpke_key=key)
     with vault.store.session() as s:
         profile = MemberProfile(
             address=body.address,
@@ -112,7 +161,8 @@ def onboard(body: MemberCreate, admin: AdminMember, ledger: LedgerDep, vault: Va
             updated_by=admin.address,
         )
         s.merge(profile)
-        record_action(s, actor=admin.address, action="onboard", target=body.address, tx_hash=receipt.tx_hash)
+        action = "enrol_auditor" if approval is not None else "onboard"
+        record_action(s, actor=admin.address, action=action, target=body.address, tx_hash=receipt.tx_hash)
     return _public(ledger.member(body.address), profile, receipt.tx_hash)
 
 

@@ -60,6 +60,9 @@ PROBLEM_JSON = "application/problem+json"
 
 MEMBERS = ("admin", "provider", "citizen", "dept", "other_dept", "auditor")
 CALLERS = ("anonymous", "invalid_token", "stranger", *MEMBERS)
+#: The salt of the matrix's emergency reasons (SPEC §9.8: reason = keccak256(salt || utf8(text))).
+REASON_SALT = secrets.token_bytes(32)
+REASON = "Gas leak, Lixia district"
 PUBLIC = {("GET", "/health"), ("GET", "/v1/chain"), ("POST", "/v1/auth/challenge"), ("POST", "/v1/auth/token")}
 
 
@@ -205,7 +208,7 @@ def emergency_message(w: World) -> dict[str, Any]:
         "consumers": [w.p.dept.address],
         "validFrom": now - 60,
         "validUntil": now + 3600,
-        "reason": keccak(text="Gas leak, Lixia district"),
+        "reason": keccak(REASON_SALT + REASON.encode()),
         "deadline": now + 3600,
     }
 
@@ -361,10 +364,15 @@ def b_grants_pause(w: World, c: Ctx) -> Call:
     message = {
         "grantId": bytes.fromhex(grant_id[2:]),
         "paused": True,
+        "sequence": 1,
         "nonce": new_nonce(),
         "deadline": int(time.time()) + 600,
     }
     return Call("POST", f"/v1/grants/{grant_id}/pause", json=signed(c.signer, "SetPaused", message))
+
+
+def b_grants_read(w: World, c: Ctx) -> Call:
+    return Call("GET", f"/v1/grants/{w.grant_id}")
 
 
 def b_requests_create(w: World, c: Ctx) -> Call:
@@ -402,7 +410,10 @@ def b_access_log(w: World, c: Ctx) -> Call:
 
 
 def b_emergency_propose(w: World, c: Ctx) -> Call:
-    body = signed(c.signer, "Emergency", emergency_message(w)) | {"reason_text": "Gas leak, Lixia district"}
+    body = signed(c.signer, "Emergency", emergency_message(w)) | {
+        "reason_text": REASON,
+        "reason_salt": "0x" + REASON_SALT.hex(),
+    }
     return Call("POST", "/v1/emergencies", json=body)
 
 
@@ -414,9 +425,21 @@ def b_emergency_approve(w: World, c: Ctx) -> Call:
     """A fresh proposal by the admin (by the auditor when the admin is the one approving)."""
     message = emergency_message(w)
     proposer = w.p.auditor if c.caller == "admin" else w.p.admin
-    proposer.propose_emergency(message, "Gas leak, Lixia district")
+    proposer.propose_emergency(message, REASON, reason_salt=REASON_SALT)
     return Call(
         "POST", f"/v1/emergencies/0x{message['emergencyId'].hex()}/approve", json=signed(c.signer, "Emergency", message)
+    )
+
+
+def b_emergency_cancel(w: World, c: Ctx) -> Call:
+    """A fresh proposal by the admin, cancelled with the caller's own EmergencyCancel (SPEC §9.8)."""
+    message = emergency_message(w)
+    w.p.admin.propose_emergency(message, REASON, reason_salt=REASON_SALT)
+    cancel = {"emergencyId": message["emergencyId"], "deadline": int(time.time()) + 600}
+    return Call(
+        "POST",
+        f"/v1/emergencies/0x{message['emergencyId'].hex()}/cancel",
+        json=signed(c.signer, "EmergencyCancel", cancel),
     )
 
 
@@ -497,6 +520,10 @@ def c_grants_list(w: World, caller: str, body: Any) -> None:
     assert w.grant_id in {g["grant_id"] for g in body["items"]}
 
 
+def c_grant_read(w: World, caller: str, body: Any) -> None:
+    assert (body["grant_id"], body["status"], body["pause_sequence"]) == (w.grant_id, "active", 0), body
+
+
 def c_access_log(w: World, caller: str, body: Any) -> None:
     assert w.release_id in {e["release_id"] for e in body["items"]}
 
@@ -531,6 +558,9 @@ MATRIX: dict[tuple[str, str], Row] = {
         b_grants_list,
         only({"citizen": OK, "dept": OK, "auditor": OK}, (403, "forbidden")),
         check=c_grants_list,
+    ),
+    ("GET", "/v1/grants/{grant_id}"): Row(
+        b_grants_read, only({"citizen": OK, "dept": OK, "auditor": OK}, (404, "grant_not_found")), check=c_grant_read
     ),
     ("POST", "/v1/grants/{grant_id}/revoke"): Row(
         b_grants_revoke, only({"citizen": OK}, (403, "signature_invalid")), self_signed=True
@@ -573,6 +603,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ),
     ("POST", "/v1/emergencies/{emergency_id}/approve"): Row(
         b_emergency_approve, only({"admin": OK, "auditor": OK}), rightful="auditor", self_signed=True
+    ),
+    ("POST", "/v1/emergencies/{emergency_id}/cancel"): Row(
+        b_emergency_cancel, only({"admin": OK, "auditor": OK}), rightful="auditor", self_signed=True
     ),
     ("POST", "/v1/emergencies/{emergency_id}/releases"): Row(
         b_emergency_release,
@@ -694,7 +727,7 @@ def test_any_member_relays_the_subjects_signatures(world: World, relay: str) -> 
     grant_id = created.json()["grant_id"]
     gid = bytes.fromhex(grant_id[2:])
     deadline = int(time.time()) + 600
-    pause = {"grantId": gid, "paused": True, "nonce": new_nonce(), "deadline": deadline}
+    pause = {"grantId": gid, "paused": True, "sequence": 1, "nonce": new_nonce(), "deadline": deadline}
     paused = p.http.post(f"/v1/grants/{grant_id}/pause", json=signed(p.citizen, "SetPaused", pause), headers=headers)
     assert paused.status_code == 200, paused.text
     revoke = {"grantId": gid, "nonce": new_nonce(), "deadline": deadline}
@@ -796,22 +829,42 @@ def test_a_provider_issues_only_its_own_catalog_resources(world: World) -> None:
     assert [d["document_id"] for d in p.citizen.documents() if d["resource"] == "id_card"] == [world.doc_id]
 
 
+#: What a suspended SUBJECT's token gets on the routes it keeps (SPEC §9.8 "Withdrawal always
+#: works": revoke, pause, read its own grants), when the object is another subject's.
+WITHDRAWAL: dict[tuple[str, str], Expect] = {
+    ("GET", "/v1/grants"): (403, "forbidden"),  # it may list only its own grants
+    ("GET", "/v1/grants/{grant_id}"): (404, "grant_not_found"),
+    ("POST", "/v1/grants/{grant_id}/revoke"): (403, "member_suspended"),  # another subject's grant
+    ("POST", "/v1/grants/{grant_id}/pause"): (403, "member_suspended"),
+}
+
+
 @pytest.fixture(scope="module")
-def suspended(world: World) -> dict[str, str]:
-    """A member holding every role, logged in, then suspended: its token must open nothing."""
+def suspended(world: World) -> dict[str, dict[str, str]]:
+    """Members logged in, then suspended: ``operator`` holds every role but AUDITOR and SUBJECT
+    (ADMIN excludes AUDITOR), ``subject`` is an AUDITOR and SUBJECT (enrolled with the auditor's
+    approval). Their tokens must open nothing, but a subject's withdrawal routes."""
     p = world.p
-    member = QclClient(http=p.http, account=Account.create())
+    found: dict[str, dict[str, str]] = {}
     key = x25519.X25519PrivateKey.generate().public_key().public_bytes_raw()
-    p.admin.onboard(
-        member.address, ["ADMIN", "PROVIDER", "CONSUMER", "AUDITOR", "SUBJECT"], "Every role", hpke_public_key=key
-    )
-    member.login()
-    p.admin.suspend(member.address)
-    return {"address": member.address, "key": member.account.key.hex(), "token": str(member.token)}
+    for name, roles in (("operator", ["ADMIN", "PROVIDER", "CONSUMER"]), ("subject", ["AUDITOR", "SUBJECT"])):
+        member = QclClient(http=p.http, account=Account.create())
+        approval = None
+        if "AUDITOR" in roles:
+            approval = p.auditor.sign_auditor_enrolment(QclClient.auditor_enrolment_message(member.address))
+        hpke = key if "CONSUMER" in roles else None
+        p.admin.onboard(member.address, roles, f"Suspended {name}", hpke_public_key=hpke, auditor_approval=approval)
+        member.login()
+        p.admin.suspend(member.address)
+        found[name] = {"address": member.address, "key": member.account.key.hex(), "token": str(member.token)}
+    return found
 
 
+@pytest.mark.parametrize("who", ["operator", "subject"])
 @pytest.mark.parametrize(("method", "path"), sorted(op for op in MATRIX if op not in PUBLIC))
-def test_a_suspended_member_can_do_nothing(world: World, suspended: dict[str, str], method: str, path: str) -> None:
+def test_a_suspended_member_can_do_nothing(
+    world: World, suspended: dict[str, dict[str, str]], method: str, path: str, who: str
+) -> None:
     row = MATRIX[(method, path)]
     call = row.build(world, Ctx(caller="suspended", signer=world.member(row.rightful)))
     response = world.p.http.request(
@@ -819,18 +872,28 @@ def test_a_suspended_member_can_do_nothing(world: World, suspended: dict[str, st
         call.path,
         json=call.json,
         params=call.params,
-        headers={"Authorization": f"Bearer {suspended['token']}"},
+        headers={"Authorization": f"Bearer {suspended[who]['token']}"},
     )
-    assert (response.status_code, _code(response)) == (403, "member_suspended"), response.text
+    expected = (
+        WITHDRAWAL.get((method, path), (403, "member_suspended")) if who == "subject" else (403, "member_suspended")
+    )
+    assert (response.status_code, _code(response)) == expected, response.text
     assert response.headers["content-type"] == PROBLEM_JSON
 
 
-def test_a_suspended_member_cannot_log_in(world: World, suspended: dict[str, str]) -> None:
+def test_a_suspended_member_cannot_log_in(world: World, suspended: dict[str, dict[str, str]]) -> None:
+    """Only a suspended SUBJECT logs in, for its withdrawal routes (tested in test_e2e)."""
     http = world.p.http
-    message = http.post("/v1/auth/challenge", json={"address": suspended["address"]}).json()["message"]
-    signature = Account.sign_message(encode_defunct(text=message), bytes.fromhex(suspended["key"])).signature
-    response = http.post("/v1/auth/token", json={"message": message, "signature": "0x" + signature.hex()})
-    assert (response.status_code, _code(response)) == (403, "member_suspended"), response.text
+    for who, expected in (("operator", (403, "member_suspended")), ("subject", (200, None))):
+        message = http.post("/v1/auth/challenge", json={"address": suspended[who]["address"]}).json()["message"]
+        key = bytes.fromhex(suspended[who]["key"])
+        signature = Account.sign_message(encode_defunct(text=message), key).signature
+        response = http.post("/v1/auth/token", json={"message": message, "signature": "0x" + signature.hex()})
+        assert (response.status_code, _code(response)) == expected, response.text
+        if expected[0] == 200:
+            token = response.json()["access_token"]
+            documents = http.get("/v1/documents", headers={"Authorization": f"Bearer {token}"})
+            assert (documents.status_code, _code(documents)) == (403, "member_suspended")
 
 
 def _claims(world: World, **changes: Any) -> dict[str, Any]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from eth_account import Account
 
 from audit.checkpoints import anchor_checkpoint
-from chain_client.ids import purpose_id
-from qcl_client import ApiError
+from chain_client.ids import purpose_id, resource_id
+from qcl_client import ApiError, QclClient
 from tests.api.conftest import Platform
 
 CARD = b"Resident identity card of Zhang San, 370102199001011234"
@@ -419,3 +422,163 @@ def test_verification_jobs_report_progress_and_the_same_report(platform: Platfor
     _expect(
         "invalid_range", 422, p.auditor.call, "POST", "/v1/audit/verifications", json={"from_block": 5, "to_block": 1}
     )
+
+
+# ---- SPEC §9.8 security amendments, through the API ---------------------------------------------
+
+
+def test_an_admin_alone_cannot_enrol_an_auditor(platform: Platform) -> None:
+    """H1: AUDITOR needs an existing auditor's co-signature; ADMIN with AUDITOR is refused."""
+    p = platform
+    own_key = Account.create()
+    _expect("auditor_approval_required", 422, p.admin.onboard, own_key.address, ["AUDITOR"], "Own second key")
+    _expect("conflicting_roles", 422, p.admin.onboard, own_key.address, ["ADMIN", "AUDITOR"], "Both")
+    own = QclClient(http=p.http, account=own_key)
+    self_signed = own.sign_auditor_enrolment(QclClient.auditor_enrolment_message(own_key.address))
+    _expect(
+        "approval_invalid", 403, p.admin.onboard, own_key.address, ["AUDITOR"], "Own key", auditor_approval=self_signed
+    )
+    by_admin = p.admin.sign_auditor_enrolment(QclClient.auditor_enrolment_message(own_key.address))
+    _expect(
+        "approval_invalid", 403, p.admin.onboard, own_key.address, ["AUDITOR"], "Own key", auditor_approval=by_admin
+    )
+    other = Account.create()
+    wrong_account = p.auditor.sign_auditor_enrolment(QclClient.auditor_enrolment_message(other.address))
+    _expect("invalid_input", 422, p.admin.onboard, own_key.address, ["AUDITOR"], "X", auditor_approval=wrong_account)
+
+    approval = p.auditor.sign_auditor_enrolment(QclClient.auditor_enrolment_message(other.address))
+    enrolled = p.admin.onboard(other.address, ["AUDITOR"], "Provincial audit office", auditor_approval=approval)
+    assert enrolled["roles"] == ["AUDITOR"] and enrolled["name"] == "Provincial audit office"
+    _expect("nonce_used", 409, p.admin.onboard, other.address, ["AUDITOR"], "Replay", auditor_approval=approval)
+
+
+def test_a_stale_resume_is_refused(platform: Platform) -> None:
+    """M3: a resume signed before a later pause cannot undo it (409 stale_sequence)."""
+    p = platform
+    p.provider.store_document(p.citizen.address, "id_card", CARD)
+    grant_id = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
+    assert p.citizen.grant_detail(grant_id)["pause_sequence"] == 0
+    p.citizen.pause(grant_id)
+    lost_resume = p.citizen.signed_pause(p.citizen.pause_message(grant_id, False))  # sequence 2, kept
+    p.citizen.resume(grant_id, sequence=3)
+    p.citizen.pause(grant_id)  # sequence 4
+    detail = p.citizen.grant_detail(grant_id)
+    assert (detail["status"], detail["pause_sequence"], detail["uses"]) == ("paused", 4, 0)
+    _expect("stale_sequence", 409, p.dept.call, "POST", f"/v1/grants/{grant_id}/pause", json=lost_resume)
+    _expect("grant_paused", 403, p.dept.release, grant_id, "id_card", p.dept_key)
+    assert p.dept.grant_detail(grant_id)["status"] == "paused"  # the grantee reads it too
+    _expect("grant_not_found", 404, p.other_dept.grant_detail, grant_id)
+    assert p.auditor.grant_detail(grant_id)["grant_id"] == grant_id
+
+
+def test_a_cancelled_emergency_releases_nothing(platform: Platform) -> None:
+    """M1: an ADMIN or AUDITOR ends an emergency at once; the reason is salted (finding I)."""
+    p = platform
+    p.provider.store_document(p.citizen.address, "id_card", CARD)
+    text = "Flood response, Licheng district"
+    message = p.admin.emergency_message(["id_card"], [p.dept.address], text)
+    unsalted = p.admin._signed("Emergency", message) | {"reason_text": text, "reason_salt": "0x" + "00" * 32}
+    _expect("reason_mismatch", 422, p.admin.call, "POST", "/v1/emergencies", json=unsalted)
+    proposed = p.admin.propose_emergency(message, text)
+    assert proposed["reason_salt"] and proposed["active"] is False and proposed["cancelled"] is False
+    approved = p.auditor.approve_emergency(message)
+    assert approved["active"] is True and approved["approvers"] == [p.admin.address, p.auditor.address]
+    _expect("role_required", 403, p.dept.cancel_emergency, proposed["emergency_id"])
+    cancelled = p.auditor.cancel_emergency(proposed["emergency_id"])
+    assert (cancelled["cancelled"], cancelled["active"]) == (True, False)
+    _expect(
+        "emergency_cancelled",
+        409,
+        p.dept.emergency_release,
+        proposed["emergency_id"],
+        p.citizen.address,
+        "id_card",
+        p.dept_key,
+    )
+    _expect("emergency_cancelled", 409, p.admin.cancel_emergency, proposed["emergency_id"])
+    (listed,) = [e for e in p.admin.emergencies() if e["emergency_id"] == proposed["emergency_id"]]
+    assert listed["cancelled"] is True and listed["active"] is False
+    assert p.citizen.access_log(p.citizen.address) == []
+
+
+def test_a_wildcard_grant_does_not_cover_a_later_resource(platform: Platform) -> None:
+    """M2: a resource registered after a "*" grant is outside it."""
+    p = platform
+    grant_id = p.citizen.grant(p.dept.address, ["*"], "loan-application")["grant_id"]
+    p.admin.register_resource("pension_record", "Pension record", p.provider.address, 1)
+    p.provider.store_document(p.citizen.address, "pension_record", b"pension record of Zhang San")
+    _expect("resource_not_granted", 403, p.dept.release, grant_id, "pension_record", p.dept_key)
+    later = p.citizen.grant(p.dept.address, ["*"], "loan-application")["grant_id"]
+    assert p.dept.release(later, "pension_record", p.dept_key).content == b"pension record of Zhang San"
+
+
+def test_a_grant_revoked_before_it_was_recorded_cannot_be_recorded(platform: Platform) -> None:
+    """L1: the subject revokes a signed grant (a lost QR code) that was never relayed."""
+    p = platform
+    now = int(time.time())
+    message = {
+        "subject": p.citizen.address,
+        "grantee": p.dept.address,
+        "resources": [resource_id("id_card")],
+        "purpose": purpose_id("loan-application"),
+        "validFrom": now - 60,
+        "validUntil": now + 3600,
+        "maxUses": 1,
+        "nonce": 12345,
+        "deadline": now + 600,
+    }
+    qr_body = p.citizen.signed_grant(message)
+    grant_id = "0x" + p.deployed.ledger.hash_grant(message).hex()
+    _expect("grant_not_found", 404, p.citizen.revoke, grant_id)  # without its terms: unknown
+    other_terms = qr_body["message"] | {"maxUses": 2}
+    _expect("invalid_input", 422, p.citizen.revoke, grant_id, grant=other_terms)
+    assert p.citizen.revoke(grant_id, grant=qr_body["message"])["tx_hash"].startswith("0x")
+    _expect("grant_revoked", 403, p.dept.call, "POST", "/v1/grants", json=qr_body)
+
+
+def test_a_suspended_subject_can_still_withdraw(platform: Platform) -> None:
+    """Finding I / PIPL Art. 15: a suspended subject logs in to revoke, pause and read its grants only."""
+    p = platform
+    first = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
+    second = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
+    p.admin.suspend(p.citizen.address)
+    _expect("member_suspended", 403, p.citizen.documents)  # the old token: only withdrawal routes
+    p.citizen.login()  # a suspended subject may log in, with a withdraw-only token
+    assert {g["grant_id"] for g in p.citizen.grants()} == {first, second}
+    p.citizen.pause(first)
+    p.citizen.revoke(second)
+    _expect("member_inactive", 403, p.citizen.resume, first)  # resuming needs an active subject
+    _expect("member_suspended", 403, p.citizen.documents)
+    _expect("member_suspended", 403, p.citizen.grant, p.dept.address, ["id_card"], "loan-application")
+    _expect("member_suspended", 403, p.citizen.call, "GET", f"/v1/members/{p.citizen.address}")
+    foreign = p.dept.grants()[0]["grant_id"]  # the dept's view: it is the grantee of the citizen's grants
+    _expect("forbidden", 403, p.citizen.grants, grantee=p.other_dept.address)
+    assert p.citizen.grant_detail(foreign)["subject"] == p.citizen.address
+    assert p.citizen.grant_detail(first)["status"] == "paused"
+    assert p.citizen.grant_detail(second)["status"] == "revoked"
+    p.admin.suspend(p.citizen.address, False)
+    _expect("member_suspended", 403, p.citizen.documents)  # a withdraw-only token stays one
+    p.citizen.login()
+    assert p.citizen.documents() == []
+
+
+def test_two_admins_do_not_activate_an_emergency(platform: Platform) -> None:
+    """H1: an ADMIN with a second ADMIN key still needs an AUDITOR's approval."""
+    p = platform
+    second = QclClient(http=p.http, account=Account.create())
+    p.admin.onboard(second.address, ["ADMIN"], "The operator's second key")
+    second.login()
+    text = "Earthquake drill, Tianqiao district"
+    message = p.admin.emergency_message(["id_card"], [p.dept.address], text)
+    p.admin.propose_emergency(message, text)
+    approved = second.approve_emergency(message)
+    assert (approved["approvals"], approved["active"]) == (2, False)
+    emergency_id = "0x" + message["emergencyId"].hex()
+    p.provider.store_document(p.citizen.address, "id_card", CARD)
+    _expect(
+        "emergency_not_approved", 403, p.dept.emergency_release, emergency_id, p.citizen.address, "id_card", p.dept_key
+    )
+    assert p.auditor.approve_emergency(message)["active"] is True
+    p.admin.suspend(p.auditor.address)  # approvals count only while the approver is active
+    (listed,) = [e for e in p.admin.emergencies() if e["emergency_id"] == emergency_id]
+    assert listed["active"] is False

@@ -28,7 +28,7 @@ from chain_client.nodes import port_in_use
 from cli import members as cli_members
 from cli.main import app
 from cli.members import DEMO_CATALOG, DEMO_DOCUMENTS, DEMO_FILE, DEMO_GRANTS, DEMO_MEMBERS, demo_document
-from qcl_client import QclClient
+from qcl_client import ApiError, QclClient
 from tests.api.conftest import Platform
 
 QCL = str(Path(sys.executable).with_name("qcl"))
@@ -200,7 +200,7 @@ def test_admin_uses_the_dev_key_only_on_the_dev_deployment(api: Platform, tmp_pa
     data_dir.mkdir()
     admin = {"address": p.deployed.admin.address, "private_key": _admin_key(p)}
     (data_dir / "accounts.json").write_text(json.dumps({"admin": admin, "relayer": admin}))
-    onboard = ["admin", "onboard", _address(), "--role", "AUDITOR", "--name", "Audit", "--data-dir", str(data_dir)]
+    onboard = ["admin", "onboard", _address(), "--role", "PROVIDER", "--name", "Tax", "--data-dir", str(data_dir)]
     _failed(_run(onboard), "is not the dev deployment of")  # no manifest: not provably the dev deployment
     other = json.loads(p.deployed.ledger.deployment.to_json())
     (data_dir / "deployment.json").write_text(json.dumps({**other, "contracts": {"ConsentLedger": _address()}}))
@@ -208,7 +208,72 @@ def test_admin_uses_the_dev_key_only_on_the_dev_deployment(api: Platform, tmp_pa
     (data_dir / "deployment.json").write_text(p.deployed.ledger.deployment.to_json())
     result = _run(onboard)
     assert result.exit_code == 0, result.output
-    assert p.admin.call("GET", f"/v1/members/{onboard[2]}")["roles"] == ["AUDITOR"]
+    assert p.admin.call("GET", f"/v1/members/{onboard[2]}")["roles"] == ["PROVIDER"]
+
+
+def _json_out(result: Result) -> Any:
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    return json.loads(text[text.index("{") :])
+
+
+def test_an_auditor_is_enrolled_with_an_auditors_cosignature(api: Platform, tmp_path: Path) -> None:
+    """SPEC §9.8: `admin onboard --role AUDITOR` prints what an auditor signs; `client cosign` signs it."""
+    p, admin = api, ["--key", _admin_key(api)]
+    newcomer = _address()
+    onboard = ["admin", "onboard", newcomer, "--role", "AUDITOR", "--name", "Provincial audit office", *admin]
+    printed = _run(onboard)
+    message = _json_out(printed)
+    assert message["account"] == newcomer and int(message["deadline"]) > time.time()
+    assert "NOT onboarded" in _text(printed)
+    both = [*onboard[:3], "--role", "ADMIN", "--role", "AUDITOR", "--name", "x", *admin]
+    _failed(_run(both), "both ADMIN and AUDITOR")
+    with pytest.raises(ApiError) as missing:  # not a member yet
+        p.admin.call("GET", f"/v1/members/{newcomer}")
+    assert missing.value.status == 404
+    message_file, approval_file = tmp_path / "enrolment.json", tmp_path / "approval.json"
+    message_file.write_text(json.dumps(message))
+    citizen_key = ["--key", "0x" + bytes(p.citizen.account.key).hex()]
+    _failed(
+        _run(["client", "cosign", str(message_file), "--out", str(approval_file), *citizen_key]), "is not an AUDITOR"
+    )
+    auditor_key = ["--key", "0x" + bytes(p.auditor.account.key).hex()]
+    signed = _run(["client", "cosign", str(message_file), "--out", str(approval_file), *auditor_key])
+    assert signed.exit_code == 0, signed.output
+    assert json.loads(approval_file.read_text())["message"]["account"] == newcomer
+    other = _address()
+    _failed(
+        _run(["admin", "onboard", other, "--role", "AUDITOR", "--name", "x", "--approval", str(approval_file), *admin]),
+        f"approves {newcomer}, not {other}",
+    )
+    enrolled = _run([*onboard, "--approval", str(approval_file)])
+    assert enrolled.exit_code == 0, enrolled.output
+    assert p.admin.call("GET", f"/v1/members/{newcomer}")["roles"] == ["AUDITOR"]
+    _failed(_run([*onboard, "--approval", str(approval_file)]), "nonce_used")  # an approval works once
+
+
+def test_the_subject_pauses_resumes_and_revokes(api: Platform) -> None:
+    p = api
+    grant_id = p.citizen.grant(p.dept.address, ["id_card"], "loan-application")["grant_id"]
+    citizen = ["--key", "0x" + bytes(p.citizen.account.key).hex()]
+    paused = _run(["client", "pause", grant_id, *citizen])
+    assert paused.exit_code == 0, paused.output
+    assert "paused" in _text(paused)
+    assert (p.citizen.grant_detail(grant_id)["status"], p.citizen.grant_detail(grant_id)["pause_sequence"]) == (
+        "paused",
+        1,
+    )
+    resumed = _run(["client", "resume", grant_id, *citizen])
+    assert resumed.exit_code == 0, resumed.output
+    assert (p.citizen.grant_detail(grant_id)["status"], p.citizen.grant_detail(grant_id)["pause_sequence"]) == (
+        "active",
+        2,
+    )
+    dept = ["--key", "0x" + bytes(p.dept.account.key).hex()]
+    _failed(_run(["client", "pause", grant_id, *dept]), "signature_invalid")  # only the subject's signature counts
+    assert _run(["client", "revoke", grant_id, *citizen]).exit_code == 0
+    assert p.citizen.grant_detail(grant_id)["status"] == "revoked"
+    _failed(_run(["client", "revoke", grant_id, *citizen]), "grant_revoked")
 
 
 def test_client_login_request_release_and_open(api: Platform, tmp_path: Path) -> None:
@@ -364,3 +429,19 @@ def test_demo_seed_then_a_department_continues_with_qcl_client(tmp_path: Path) -
     assert proc.returncode in (0, 130), err.decode()
     assert "Traceback" not in err.decode()
     assert not port_in_use(api_port) and not port_in_use(chain_port)
+
+
+def test_the_dev_accounts_file_names_a_first_auditor(tmp_path: Path) -> None:
+    """SPEC §9.8: dev mode writes one auditor to accounts.json; an older file gains one, keeping its keys."""
+    from api.runtime import dev_accounts
+
+    path = tmp_path / "dev" / "accounts.json"
+    created = dev_accounts(path)
+    assert created.auditor is not None and path.stat().st_mode & 0o077 == 0
+    assert set(json.loads(path.read_text())) == {"admin", "relayer", "auditor"}
+    assert dev_accounts(path).auditor.address == created.auditor.address  # type: ignore[union-attr]
+    admin = {"address": created.admin.address, "private_key": "0x" + bytes(created.admin.key).hex()}
+    path.write_text(json.dumps({"admin": admin, "relayer": admin}))
+    upgraded = dev_accounts(path)
+    assert upgraded.admin.address == created.admin.address and upgraded.auditor is not None
+    assert json.loads(path.read_text())["auditor"]["address"] == upgraded.auditor.address
