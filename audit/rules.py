@@ -26,6 +26,9 @@ from enum import Enum
 from chain_client.ids import WILDCARD
 
 ADMIN, PROVIDER, CONSUMER, AUDITOR, SUBJECT = 1, 2, 4, 8, 16
+ALL_ROLES = 31
+#: Lengths of an X25519 and of an MLKEM768-X25519 public key (a CONSUMER must have one).
+HPKE_KEY_LENGTHS = (32, 1216)
 WILDCARD_ID = "0x" + WILDCARD.hex()
 #: Catalog sensitivity from which a resource must be named in a grant (the wildcard does not cover it).
 NAMED_ONLY_SENSITIVITY = 3
@@ -95,8 +98,11 @@ class EmergencyTerms:
 
 @dataclass(slots=True)
 class Emergency:
+    """An emergency's state; ``approved_as`` is the role (ADMIN or AUDITOR) each approver approved in."""
+
     terms: EmergencyTerms
     approvers: list[str] = field(default_factory=list)
+    approved_as: dict[str, int] = field(default_factory=dict)
     activated_at: int = 0
     cancelled: bool = False
 
@@ -380,6 +386,34 @@ def apply_member(state: State, account: str, roles: int, *, wallet: bool | None 
             m.wallet = wallet
 
 
+def update_member(state: State, account: str, roles: int, *, key_length: int = 0, by: str | None = None) -> Outcome:
+    """``updateMember`` by the ADMIN ``by`` (``key_length``: the HPKE key's). AUDITOR is never added
+    here (``enrolAuditor`` needs an auditor's approval); removing roles is allowed."""
+    m = state.members.get(account)
+    if m is None:
+        return "MemberRegistryUnknownMember"
+    error = _roles_error(roles, key_length)
+    if error:
+        return error
+    if m.wallet and roles & (ADMIN | AUDITOR):
+        return "MemberRegistryInvalidRoles"
+    if roles & AUDITOR and not m.roles & AUDITOR:
+        return "MemberRegistryAuditorApprovalRequired"
+    if account == by and not roles & ADMIN:
+        return "MemberRegistrySelfLockout"
+    m.roles = roles
+    return None
+
+
+def _roles_error(roles: int, key_length: int) -> Outcome:
+    if roles == 0 or roles & ~ALL_ROLES:
+        return "MemberRegistryInvalidRoles"
+    if roles & ADMIN and roles & AUDITOR:
+        return "MemberRegistryConflictingRoles"
+    key_ok = key_length in HPKE_KEY_LENGTHS if roles & CONSUMER else key_length == 0
+    return None if key_ok else "MemberRegistryInvalidHpkeKey"
+
+
 def set_suspended(state: State, account: str, suspended: bool, *, by: str | None = None) -> Outcome:
     """``setSuspended`` by the ADMIN ``by``."""
     m = state.members.get(account)
@@ -431,16 +465,18 @@ def apply_resource(state: State, resource: str, sensitivity: int) -> None:
 
 
 def approved_now(state: State, emergency: Emergency) -> bool:
-    """Of its approvers, those now active ADMINs or AUDITORs reach the threshold, with one of each."""
+    """Of its approvers, those still active in the role they approved in reach the threshold, with
+    at least one ADMIN and one AUDITOR."""
     count, admin, auditor = 0, False, False
     for approver in emergency.approvers:
-        m = state.members.get(approver)
-        if m is None or m.suspended:
+        role = emergency.approved_as[approver]
+        if not state.active(approver, role):
             continue
-        if m.roles & ADMIN:
-            admin, count = True, count + 1
-        elif m.roles & AUDITOR:
-            auditor, count = True, count + 1
+        count += 1
+        if role == ADMIN:
+            admin = True
+        else:
+            auditor = True
     return admin and auditor and count >= state.threshold
 
 
@@ -511,13 +547,23 @@ def _approval_error(state: State, emergency: Emergency, approver: str) -> Outcom
     if len(emergency.approvers) >= MAX_APPROVERS:
         return "ConsentLedgerTooManyApprovals"
     if emergency.activated_at == 0 and emergency.terms.valid_from > state.timestamp + MAX_EMERGENCY_DELAY:
-        trial = Emergency(terms=emergency.terms, approvers=[*emergency.approvers, approver])
+        trial = Emergency(
+            terms=emergency.terms,
+            approvers=[*emergency.approvers, approver],
+            approved_as={**emergency.approved_as, approver: _approver_role(state, approver)},
+        )
         if approved_now(state, trial):
             return "ConsentLedgerInvalidWindow"
     return None
 
 
+def _approver_role(state: State, approver: str) -> int:
+    return ADMIN if state.active(approver, ADMIN) else AUDITOR
+
+
 def apply_approval(state: State, emergency: Emergency, approver: str) -> None:
+    """An approval, in the role the approver holds now (ADMIN, else AUDITOR)."""
+    emergency.approved_as[approver] = _approver_role(state, approver)
     emergency.approvers.append(approver)
     if emergency.activated_at == 0 and approved_now(state, emergency):
         emergency.activated_at = state.timestamp

@@ -127,6 +127,17 @@ def test_emergency_approvals_are_counted_now(emergency: tuple[rules.State, rules
     assert erelease(st) is None
 
 
+def test_an_approval_counts_only_in_the_role_it_was_given_in(
+    emergency: tuple[rules.State, rules.EmergencyTerms],
+) -> None:
+    st, _ = emergency
+    assert st.emergencies["0xe"].approved_as == {ADMIN: rules.ADMIN, AUD: rules.AUDITOR}
+    rules.apply_member(st, AUD, rules.ADMIN)  # the auditor became an ADMIN: its AUDITOR approval lapses
+    assert erelease(st) == "ConsentLedgerEmergencyNotApproved"
+    rules.apply_member(st, AUD, rules.AUDITOR)
+    assert erelease(st) is None
+
+
 def test_emergency_releases_check_their_members(emergency: tuple[rules.State, rules.EmergencyTerms]) -> None:
     st, _ = emergency
     assert erelease(st, subject=C) == "ConsentLedgerInactiveMember"  # not a subject

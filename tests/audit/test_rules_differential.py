@@ -393,6 +393,11 @@ OPS = st.one_of(
     st.tuples(st.just("revoke"), refs, nonces, deadlines, sigs, st.booleans()),
     st.tuples(st.just("pause"), refs, st.booleans(), st.integers(0, 3), nonces, deadlines, sigs),
     st.tuples(st.just("suspend"), members, st.booleans()),
+    st.tuples(
+        st.just("role"),
+        st.sampled_from(["admin2", "a1", "a2", "s2", "c2"]),
+        st.sampled_from([Role.ADMIN, Role.AUDITOR, Role.SUBJECT, Role.CONSUMER, Role.SUBJECT | Role.CONSUMER]).map(int),
+    ),
     st.tuples(st.just("register"), st.sampled_from(NEW), often(1, 2, 3, 4, 5)),
     st.tuples(st.just("update"), st.sampled_from(["R1", "R2", "R3", "R4", "N1", "RX"]), st.integers(0, 4)),
     st.tuples(st.just("time"), st.sampled_from([40, 3_000, 7_000, 200_000])),
@@ -511,6 +516,16 @@ def do_suspend(run: Run, op: tuple[Any, ...]) -> None:
     at = run.tick()
     chain = run.chain.call(run.chain.data("setSuspended", ADDR[who], suspended), at)
     run.check("suspend", chain, rules.set_suspended(run.model, ADDR[who], suspended, by=ADDR["admin"]))
+
+
+def do_role(run: Run, op: tuple[Any, ...]) -> None:
+    """``updateMember``: a demoted approver's approvals stop counting; AUDITOR is never added this way."""
+    _, who, roles = op
+    at = run.tick()
+    key = bytes(32) if roles & Role.CONSUMER else b""
+    chain = run.chain.call(run.chain.data("updateMember", ADDR[who], roles, bytes(32), key), at)
+    model = rules.update_member(run.model, ADDR[who], roles, key_length=len(key), by=ADDR["admin"])
+    run.check("role", chain, model)
 
 
 def do_register(run: Run, op: tuple[Any, ...]) -> None:
@@ -639,6 +654,7 @@ DO = {
     "revoke": do_revoke,
     "pause": do_pause,
     "suspend": do_suspend,
+    "role": do_role,
     "register": do_register,
     "update": do_update,
     "time": do_time,
@@ -745,6 +761,9 @@ def test_a_hand_written_sequence_reaches_the_interesting_outcomes(world: World) 
         ("suspend", "a1", True),
         ("erelease", 0, "c1", "s1", "R4", 1, at, Sig.OK),  # the auditor's approval no longer counts
         ("suspend", "a1", False),
+        ("role", "a1", int(Role.SUBJECT)),  # the auditor who approved is one no more
+        ("erelease", 0, "c1", "s1", "R4", 1, at, Sig.OK),
+        ("role", "a1", int(Role.AUDITOR)),  # adding AUDITOR needs an auditor's approval
         ("cancel", 0, "a2", at, Sig.OK),
         ("erelease", 0, "c1", "s1", "R4", 1, at, Sig.OK),
     ]
@@ -770,6 +789,9 @@ def test_a_hand_written_sequence_reaches_the_interesting_outcomes(world: World) 
         ("suspend", None),
         ("erelease", "ConsentLedgerEmergencyNotApproved"),
         ("suspend", None),
+        ("role", None),
+        ("erelease", "ConsentLedgerEmergencyNotApproved"),
+        ("role", "MemberRegistryAuditorApprovalRequired"),
         ("cancel", None),
         ("erelease", "ConsentLedgerEmergencyCancelled"),
     ]
