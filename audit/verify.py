@@ -10,7 +10,8 @@ requested block range:
    rules, in the same order, as ``ConsentLedger.sol`` (signed deadline, grant known, not revoked,
    inside its window, under ``maxUses``, not paused, the resource covered — the wildcard as fixed
    at the grant's block —, both parties active members, request id unused; for an emergency: not
-   cancelled, approved now, inside its window and scope, consumer and subject members). The first
+   cancelled, approved now — approvers still active in the role they approved in —, inside its
+   window and scope, consumer and subject members). The first
    failing rule is the violation, as it would have been the contract's error;
 2. it carries a valid ``ReleaseRequest`` (``EmergencyReleaseRequest``) signature by the grantee
    (consumer), recomputed from the event's own arguments (``deadline`` and ``signature`` are in the
@@ -24,7 +25,7 @@ requested block range:
 Every difference is a :class:`Violation` naming the transaction or log entry that shows it.
 
 Sources: :class:`audit.trail.RpcTrail` reads a node over JSON-RPC (no index needed; one request
-per release transaction and per block), :class:`audit.trail.IndexTrail` reads the indexer's tables
+per block with events and per block scanned), :class:`audit.trail.IndexTrail` reads the indexer's tables
 (the fast path), and the benchmark builds synthetic trails in memory.
 
 Speed. Check 2 is most of the work (two Keccak-256 and one secp256k1 verification per release):
