@@ -2,8 +2,8 @@
 
 The checks themselves are in :mod:`audit.verify`; this module gives them their data:
 
-* :class:`RpcTrail` reads a node over JSON-RPC: every event of both contracts, the timestamp of
-  each block with a release, the calldata of each release transaction (one request each) and
+* :class:`RpcTrail` reads a node over JSON-RPC: every event of both contracts (release events carry
+  their signed request's deadline and signature), the timestamp of each block with an event, and
   every block in the range for the calldata scan. Needs nothing but the node; slow on long
   chains.
 * :class:`IndexTrail` reads the indexer's tables (:mod:`db.index_store`), where the release
@@ -17,17 +17,14 @@ through the index when it has one, over RPC otherwise.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, cast
-
-from eth_abi.exceptions import DecodingError
-from hexbytes import HexBytes
+from typing import Any
 
 from chain_client import Ledger, eip712
-from chain_client.indexer import Indexer, jsonable, normalize_address, release_call_decoders
+from chain_client.indexer import Indexer, jsonable, normalize_address
 
 from .verify import ProgressFn, Report, TrailEvent, Verifier, Violation
 
-__all__ = ["Auditor", "IndexTrail", "Report", "RpcTrail", "Violation", "release_items"]
+__all__ = ["Auditor", "IndexTrail", "Report", "RpcTrail", "Violation"]
 
 #: Events the trail shows (grants, revocations, pauses, releases, emergencies).
 TRAIL_EVENTS = (
@@ -37,6 +34,7 @@ TRAIL_EVENTS = (
     "ReleaseRecorded",
     "EmergencyProposed",
     "EmergencyApproved",
+    "EmergencyCancelled",
     "EmergencyReleaseRecorded",
 )
 #: Events verification replays.
@@ -53,45 +51,6 @@ VERIFY_EVENTS = (
 
 def _hex(value: bytes) -> str:
     return "0x" + bytes(value).hex()
-
-
-def release_items(ledger: Ledger, calldata: bytes) -> list[tuple[str, str, int, bytes]]:
-    """(resource, request id, deadline, signature) of each release item in a ledger call's calldata.
-
-    Empty for any other call, or calldata that does not decode. The indexer decodes release
-    calldata with the same decoders (:func:`chain_client.indexer.release_call_decoders`).
-    """
-    key = str(ledger.consent.address)
-    if key not in _DECODERS:
-        _DECODERS[key] = release_call_decoders(cast(list[dict[str, Any]], ledger.consent.abi))
-    decoder = _DECODERS[key].get(bytes(calldata[:4]))
-    if decoder is None:
-        return []
-    try:
-        calls = decoder.decode(bytes(calldata[4:]))
-    except (ValueError, DecodingError):  # undecodable calldata holds no item; check 2 reports the release
-        return []
-    return [(c.resource, c.request_id, c.deadline, bytes.fromhex(c.signature[2:])) for c in calls]
-
-
-_DECODERS: dict[str, dict[bytes, Any]] = {}
-
-
-def _with_proof(event: TrailEvent, items: Sequence[tuple[str, str, int, bytes]]) -> TrailEvent:
-    resource, request_id = event.args.get("resource"), event.args.get("requestId")
-    for item_resource, item_request, deadline, signature in items:
-        if item_resource == resource and item_request == request_id:
-            return TrailEvent(
-                event.name,
-                event.block_number,
-                event.log_index,
-                event.tx_hash,
-                event.timestamp,
-                event.args,
-                signature=signature,
-                deadline=deadline,
-            )
-    return event
 
 
 class RpcTrail:
@@ -126,19 +85,12 @@ class RpcTrail:
 
     def events(self, to_block: int) -> Iterator[TrailEvent]:
         timestamps: dict[int, int] = {}
-        calldata: dict[str, list[tuple[str, str, int, bytes]]] = {}
-        w3 = self.ledger.w3
         for raw in self.raw_events(VERIFY_EVENTS, to_block):
             number = int(raw.blockNumber)
             if number not in timestamps:
                 timestamps[number] = self.ledger.block_timestamp(number)
             tx = _hex(raw.transactionHash)
-            event = TrailEvent(raw.event, number, int(raw.logIndex), tx, timestamps[number], jsonable(dict(raw.args)))
-            if raw.event in ("ReleaseRecorded", "EmergencyReleaseRecorded"):
-                if tx not in calldata:
-                    calldata[tx] = release_items(self.ledger, bytes(w3.eth.get_transaction(HexBytes(tx))["input"]))
-                event = _with_proof(event, calldata[tx])
-            yield event
+            yield TrailEvent(raw.event, number, int(raw.logIndex), tx, timestamps[number], jsonable(dict(raw.args)))
 
     def transactions(self, from_block: int, to_block: int) -> Iterator[tuple[str, bytes]]:
         addresses = {self.ledger.consent.address.lower(), self.ledger.anchor.address.lower()}
@@ -184,15 +136,11 @@ class IndexTrail(RpcTrail):
 
     def events(self, to_block: int) -> Iterator[TrailEvent]:
         for event in self.indexer.store.stream(VERIFY_EVENTS, to_block):
+            args = event.args
+            if event.signature is not None and "signature" not in args:  # v1 events: the proof from calldata
+                args = {**args, "deadline": event.deadline, "signature": event.signature}
             yield TrailEvent(
-                event.event,
-                event.block_number,
-                event.log_index,
-                event.tx_hash,
-                event.block_timestamp or 0,
-                event.args,
-                signature=bytes.fromhex(event.signature[2:]) if event.signature else None,
-                deadline=event.deadline,
+                event.event, event.block_number, event.log_index, event.tx_hash, event.block_timestamp or 0, args
             )
 
     def transactions(self, from_block: int, to_block: int) -> Iterator[tuple[str, bytes]]:

@@ -1,16 +1,22 @@
 """The verification engine of SPEC §7, over a trail of chain data from any source.
 
 :class:`Verifier` replays a :class:`TrailSource` — the ledger's events from the deployment block
-in chain order, each with its block's timestamp and, for releases, the signature and deadline
-from the calldata — into a model of the rules (members, catalog, grants, emergencies), and
-checks, for every release recorded in the requested block range:
+in chain order, each with its block's timestamp — into the state of :mod:`audit.rules` (members,
+catalog, grants, emergencies, used request ids), and checks, for every release recorded in the
+requested block range:
 
-1. it was covered at its block by a grant that was active, not revoked, not paused, inside its
-   window, under ``maxUses``, naming that grantee and resource, with both parties active members,
-   and its request id was not used before by that grantee — or by an approved, unexpired
-   emergency whose scope covers it;
+1. the contract should have recorded it: :func:`audit.rules.check_release` (or
+   :func:`~audit.rules.check_emergency_release`) at its block and time gives no error — the same
+   rules, in the same order, as ``ConsentLedger.sol`` (signed deadline, grant known, not revoked,
+   inside its window, under ``maxUses``, not paused, the resource covered — the wildcard as fixed
+   at the grant's block —, both parties active members, request id unused; for an emergency: not
+   cancelled, approved now — approvers still active in the role they approved in —, inside its
+   window and scope, consumer and subject members). The first
+   failing rule is the violation, as it would have been the contract's error;
 2. it carries a valid ``ReleaseRequest`` (``EmergencyReleaseRequest``) signature by the grantee
-   (consumer), recomputed from the calldata under the deployment's EIP-712 domain;
+   (consumer), recomputed from the event's own arguments (``deadline`` and ``signature`` are in the
+   event, so a release sent through another contract verifies too) under the deployment's
+   EIP-712 domain;
 3. the vault's release log and the chain agree one to one and field by field, and every
    checkpoint anchored on chain equals the RFC 9162 root of the log's first ``tree_size`` entries;
 4. no personal data on chain: no member's name or organisation code and no emergency reason text
@@ -19,7 +25,7 @@ checks, for every release recorded in the requested block range:
 Every difference is a :class:`Violation` naming the transaction or log entry that shows it.
 
 Sources: :class:`audit.trail.RpcTrail` reads a node over JSON-RPC (no index needed; one request
-per release transaction and per block), :class:`audit.trail.IndexTrail` reads the indexer's tables
+per block with events and per block scanned), :class:`audit.trail.IndexTrail` reads the indexer's tables
 (the fast path), and the benchmark builds synthetic trails in memory.
 
 Speed. Check 2 is most of the work (two Keccak-256 and one secp256k1 verification per release):
@@ -45,16 +51,11 @@ import ahocorasick_rs
 import orjson
 
 from chain_client import eip712
-from chain_client.ids import WILDCARD
 from db.release_log import LOG_PREFIX
 
-from . import _sigcheck
+from . import _sigcheck, rules
 from .merkle import MerkleLog, leaf_hash
 
-_ROLE_ADMIN, _ROLE_CONSUMER, _ROLE_AUDITOR, _ROLE_SUBJECT = 1, 4, 8, 16
-#: Catalog sensitivity from which a resource must be named in a grant (the wildcard does not cover it).
-_NAMED_ONLY_SENSITIVITY = 3
-_WILDCARD_HEX = "0x" + WILDCARD.hex()
 _RELEASE_TYPEHASH = eip712.typehash("ReleaseRequest")
 _EMERGENCY_RELEASE_TYPEHASH = eip712.typehash("EmergencyReleaseRequest")
 #: Texts shorter than this are not searched for (too many chance matches in binary calldata).
@@ -71,9 +72,10 @@ class TrailEvent:
     """One ledger event as verification reads it.
 
     ``args`` is the JSON form of the event's arguments (see :func:`chain_client.indexer.jsonable`):
-    32-byte values as lower-case ``0x`` hex, addresses EIP-55, integers as ints. For
-    ``ReleaseRecorded`` and ``EmergencyReleaseRecorded``, ``signature`` and ``deadline`` are those of
-    the calldata item that produced the event (None when the calldata holds no such item).
+    32-byte values and byte strings as lower-case ``0x`` hex, addresses EIP-55, integers as ints
+    (or decimal strings when large). ``ReleaseRecorded`` and ``EmergencyReleaseRecorded`` carry the
+    grantee's signed ``deadline`` and ``signature`` in their args (SPEC §9.8), whatever contract
+    sent the release.
     """
 
     name: str
@@ -82,8 +84,6 @@ class TrailEvent:
     tx_hash: str
     timestamp: int
     args: Mapping[str, Any]
-    signature: bytes | None = None
-    deadline: int | None = None
 
 
 class TrailSource(Protocol):
@@ -146,30 +146,6 @@ class Report:
         body = asdict(self)
         body["ok"] = self.ok
         return body
-
-
-@dataclass(slots=True)
-class _Grant:
-    subject: str
-    grantee: str
-    resources: frozenset[str]
-    valid_from: int
-    valid_until: int
-    max_uses: int
-    uses: int = 0
-    revoked: bool = False
-    paused: bool = False
-
-
-@dataclass(slots=True)
-class _Emergency:
-    resources: frozenset[str]
-    consumers: frozenset[str]
-    valid_from: int
-    valid_until: int
-    approvers: set[str] = field(default_factory=set)
-    admin: bool = False
-    auditor: bool = False
 
 
 @dataclass(slots=True)
@@ -286,6 +262,210 @@ def warm_up(workers: int | None = None) -> None:
             future.result()
 
 
+#: Check-1 violation code of each contract error a recorded release should have met (SPEC §7).
+RULE_CODES: dict[str, str] = {
+    "ConsentLedgerExpiredDeadline": "deadline_expired",
+    "ConsentLedgerUnknownGrant": "unknown_grant",
+    "ConsentLedgerGrantRevoked": "grant_revoked",
+    "ConsentLedgerGrantExpired": "grant_window",
+    "ConsentLedgerGrantNotYetValid": "grant_window",
+    "ConsentLedgerGrantExhausted": "grant_exhausted",
+    "ConsentLedgerGrantPaused": "grant_paused",
+    "ConsentLedgerResourceNotGranted": "resource_not_granted",
+    "ConsentLedgerInactiveMember": "member_inactive",
+    "ConsentLedgerRequestUsed": "request_reused",
+    "ConsentLedgerUnknownEmergency": "unknown_emergency",
+    "ConsentLedgerEmergencyCancelled": "emergency_cancelled",
+    "ConsentLedgerEmergencyNotApproved": "emergency_not_approved",
+    "ConsentLedgerEmergencyOutsideWindow": "emergency_outside_window",
+    "ConsentLedgerEmergencyOutOfScope": "emergency_out_of_scope",
+}
+#: Every violation code verification can emit, with its check (tests/audit/test_violation_table.py
+#: has one row per code and fails when one is missing).
+VIOLATION_CODES: dict[str, int] = {
+    **dict.fromkeys(RULE_CODES.values(), 1),
+    "not_grantee": 1,
+    **dict.fromkeys((_sigcheck.MISSING, _sigcheck.MALFORMED, _sigcheck.MALLEABLE, _sigcheck.INVALID), 2),
+    **dict.fromkeys(
+        (
+            "log_entry_malformed",
+            "log_out_of_order",
+            "log_duplicate",
+            "release_without_receipt",
+            "receipt_mismatch",
+            "log_mismatch",
+            "receipt_without_release",
+            "checkpoint_beyond_log",
+            "checkpoint_mismatch",
+        ),
+        3,
+    ),
+    "personal_data_on_chain": 4,
+}
+#: Deadline assumed for a release event that carries none (check 2 reports it as unsigned).
+_NO_DEADLINE = 2**256 - 1
+
+
+def _proof(args: Mapping[str, Any]) -> tuple[int | None, bytes | None]:
+    """The signed ``deadline`` and ``signature`` a release event carries in its arguments."""
+    deadline, signature = args.get("deadline"), args.get("signature")
+    if deadline is None or signature is None:
+        return None, None
+    raw = bytes.fromhex(signature[2:]) if isinstance(signature, str) else bytes(signature)
+    return int(deadline), raw
+
+
+class _Replay:
+    """The events replayed into a :class:`audit.rules.State`; every release in range asked of the rules."""
+
+    def __init__(self, report: Report, signatures: _Signatures, threshold: int) -> None:
+        self.report = report
+        self.signatures = signatures
+        self.state = rules.State(threshold=threshold)
+        self.releases: dict[tuple[str, str], _Release] = {}  # (grantee, request id) -> release
+        self.checkpoints: list[tuple[int, bytes, str]] = []
+        self._handlers: dict[str, Callable[[TrailEvent], None]] = {
+            "ReleaseRecorded": self._release,
+            "EmergencyReleaseRecorded": self._emergency_release,
+            "MemberOnboarded": self._member,
+            "MemberUpdated": self._member,
+            "MemberSuspensionChanged": self._suspension,
+            "ResourceRegistered": self._resource,
+            "ResourceUpdated": self._resource,
+            "GrantRecorded": self._grant,
+            "GrantRevoked": self._revoke,
+            "GrantPauseChanged": self._pause,
+            "EmergencyProposed": self._proposal,
+            "EmergencyApproved": self._approval,
+            "EmergencyCancelled": self._cancel,
+            "CheckpointAnchored": self._checkpoint,
+        }
+
+    def apply(self, event: TrailEvent) -> None:
+        handler = self._handlers.get(event.name)
+        if handler is not None:
+            self.state.block, self.state.timestamp = event.block_number, event.timestamp
+            handler(event)
+
+    def _violation(self, error: str | None, detail: str, tx: str) -> None:
+        if error is not None:
+            self.report.violations.append(Violation(1, RULE_CODES.get(error, error), f"{error}: {detail}", tx))
+
+    # -- releases
+
+    def _release(self, event: TrailEvent) -> None:
+        a, tx = event.args, event.tx_hash
+        grant_id, grantee, resource, request_id = a["grantId"], a["grantee"], a["resource"], a["requestId"]
+        grant = self.state.grants.get(grant_id)
+        terms = grant.terms if grant is not None else None
+        self.releases[(grantee.lower(), request_id)] = _Release(
+            tx, event.block_number, "grant", grant_id, terms.subject if terms else None, grantee, resource, request_id
+        )
+        deadline, signature = _proof(a)
+        if event.block_number >= self.report.from_block:
+            self.report.releases += 1
+            if terms is not None and terms.grantee != grantee:
+                self.report.violations.append(Violation(1, "not_grantee", "the release names another grantee", tx))
+            item = rules.ReleaseItem(grant_id, resource, request_id, _NO_DEADLINE if deadline is None else deadline)
+            self._violation(rules.check_release(self.state, item), f"release of {resource} under {grant_id}", tx)
+            self.signatures.add(
+                _RELEASE_TYPEHASH + _word(grant_id) + _word(resource) + _word(request_id) + _deadline_word(deadline),
+                signature,
+                grantee,
+                tx,
+            )
+        rules.apply_release(self.state, grant, terms.grantee if terms else grantee, request_id)
+
+    def _emergency_release(self, event: TrailEvent) -> None:
+        a, tx = event.args, event.tx_hash
+        emergency_id, consumer, subject = a["emergencyId"], a["consumer"], a["subject"]
+        resource, request_id = a["resource"], a["requestId"]
+        self.releases[(consumer.lower(), request_id)] = _Release(
+            tx, event.block_number, "emergency", emergency_id, subject, consumer, resource, request_id
+        )
+        deadline, signature = _proof(a)
+        if event.block_number >= self.report.from_block:
+            self.report.emergency_releases += 1
+            item = rules.EmergencyRelease(
+                emergency_id, consumer, subject, resource, request_id, _NO_DEADLINE if deadline is None else deadline
+            )
+            self._violation(rules.check_emergency_release(self.state, item), f"release under {emergency_id}", tx)
+            self.signatures.add(
+                _EMERGENCY_RELEASE_TYPEHASH
+                + _word(emergency_id)
+                + _address_word(subject)
+                + _word(resource)
+                + _word(request_id)
+                + _deadline_word(deadline),
+                signature,
+                consumer,
+                tx,
+            )
+        self.state.requests.add((consumer, request_id))
+
+    # -- the state the rules read
+
+    def _member(self, event: TrailEvent) -> None:
+        rules.apply_member(self.state, event.args["account"], int(event.args["roles"]))
+
+    def _suspension(self, event: TrailEvent) -> None:
+        account = event.args["account"]
+        member = self.state.members.setdefault(account, rules.Member(roles=0))
+        member.suspended = bool(event.args["suspended"])
+
+    def _resource(self, event: TrailEvent) -> None:
+        rules.apply_resource(self.state, event.args["resource"], int(event.args["sensitivity"]))
+
+    def _grant(self, event: TrailEvent) -> None:
+        a = event.args
+        terms = rules.GrantTerms(
+            subject=a["subject"],
+            grantee=a["grantee"],
+            resources=tuple(a["resources"]),
+            valid_from=int(a["validFrom"]),
+            valid_until=int(a["validUntil"]),
+            max_uses=int(a["maxUses"]),
+        )
+        rules.apply_grant(self.state, a["grantId"], terms)
+        self.report.grants += event.block_number >= self.report.from_block
+
+    def _revoke(self, event: TrailEvent) -> None:
+        rules.apply_revoke(self.state, event.args["grantId"], event.args["subject"])
+
+    def _pause(self, event: TrailEvent) -> None:
+        a = event.args
+        if a["grantId"] in self.state.grants:
+            rules.apply_pause(self.state, a["grantId"], bool(a["paused"]), int(a.get("sequence", 0)))
+
+    def _proposal(self, event: TrailEvent) -> None:
+        a = event.args
+        terms = rules.EmergencyTerms(
+            resources=tuple(a["resources"]),
+            consumers=tuple(a["consumers"]),
+            valid_from=int(a["validFrom"]),
+            valid_until=int(a["validUntil"]),
+        )
+        self.state.emergencies[a["emergencyId"]] = rules.Emergency(terms=terms)
+
+    def _approval(self, event: TrailEvent) -> None:
+        emergency = self.state.emergencies.get(event.args["emergencyId"])
+        if emergency is not None:
+            rules.apply_approval(self.state, emergency, event.args["approver"])
+
+    def _cancel(self, event: TrailEvent) -> None:
+        emergency = self.state.emergencies.get(event.args["emergencyId"])
+        if emergency is not None:
+            emergency.cancelled = True
+
+    def _checkpoint(self, event: TrailEvent) -> None:
+        a = event.args
+        self.checkpoints.append((int(a["treeSize"]), _word(a["rootHash"]), event.tx_hash))
+
+
+def _deadline_word(deadline: int | None) -> bytes:
+    return (deadline or 0).to_bytes(32, "big")
+
+
 class Verifier:
     """Runs checks 1-4 over a :class:`TrailSource`. ``workers``: processes for check 2 (default: CPUs)."""
 
@@ -333,171 +513,16 @@ class Verifier:
     def _replay(
         self, report: Report, signatures: _Signatures, progress: ProgressFn | None
     ) -> tuple[dict[tuple[str, str], _Release], list[tuple[int, bytes, str]]]:
-        first = report.from_block
-        threshold = self.source.emergency_threshold()
-        members: dict[str, tuple[int, bool]] = {}
-        catalog: dict[str, int] = {}
-        grants: dict[str, _Grant] = {}
-        emergencies: dict[str, _Emergency] = {}
-        releases: dict[tuple[str, str], _Release] = {}  # (grantee, request id) -> release
-        checkpoints: list[tuple[int, bytes, str]] = []
-        violations = report.violations
-
-        def active(account: str, role: int) -> bool:
-            roles, suspended = members.get(account, (0, False))
-            return not suspended and roles & role == role
-
+        replay = _Replay(report, signatures, self.source.emergency_threshold())
         replayed = 0
         for event in self.source.events(report.to_block):
             replayed += 1
             if progress and not replayed % 100_000:
                 progress("events", replayed)
-            a, name, tx = event.args, event.name, event.tx_hash
-            in_range = event.block_number >= first
-            if name == "ReleaseRecorded":
-                grant_id, grantee, resource, request_id = a["grantId"], a["grantee"], a["resource"], a["requestId"]
-                grant = grants.get(grant_id)
-                key = (grantee.lower(), request_id)
-                reused = key in releases
-                releases[key] = _Release(
-                    tx,
-                    event.block_number,
-                    "grant",
-                    grant_id,
-                    grant.subject if grant else None,
-                    grantee,
-                    resource,
-                    request_id,
-                )
-                if grant is not None:
-                    grant.uses += 1
-                if not in_range:
-                    continue
-                report.releases += 1
-                if reused:
-                    violations.append(
-                        Violation(1, "request_reused", f"request {request_id} of {grantee} released twice", tx)
-                    )
-                if grant is None:
-                    violations.append(Violation(1, "unknown_grant", f"release under unknown grant {grant_id}", tx))
-                    continue
-                now = event.timestamp
-                if grant.revoked:
-                    violations.append(Violation(1, "grant_revoked", "released after the grant was revoked", tx))
-                if grant.paused:
-                    violations.append(Violation(1, "grant_paused", "released while the grant was paused", tx))
-                if not grant.valid_from <= now < grant.valid_until:
-                    violations.append(
-                        Violation(
-                            1,
-                            "grant_window",
-                            f"released at {now}, outside [{grant.valid_from}, {grant.valid_until})",
-                            tx,
-                        )
-                    )
-                if grant.max_uses and grant.uses > grant.max_uses:
-                    violations.append(Violation(1, "grant_exhausted", f"use {grant.uses} of {grant.max_uses}", tx))
-                if grantee != grant.grantee:
-                    violations.append(Violation(1, "not_grantee", "the release names another grantee", tx))
-                if not (
-                    resource in grant.resources
-                    or (
-                        _WILDCARD_HEX in grant.resources
-                        and resource != _WILDCARD_HEX
-                        and catalog.get(resource, _NAMED_ONLY_SENSITIVITY) < _NAMED_ONLY_SENSITIVITY
-                    )
-                ):
-                    violations.append(Violation(1, "resource_not_granted", f"resource {resource} not covered", tx))
-                if not active(grant.subject, _ROLE_SUBJECT) or not active(grant.grantee, _ROLE_CONSUMER):
-                    violations.append(
-                        Violation(1, "member_inactive", "the subject or grantee was not an active member", tx)
-                    )
-                signatures.add(
-                    _RELEASE_TYPEHASH
-                    + bytes.fromhex(grant_id[2:] + resource[2:] + request_id[2:])
-                    + (event.deadline or 0).to_bytes(32, "big"),
-                    event.signature if event.deadline is not None else None,
-                    grant.grantee,
-                    tx,
-                )
-            elif name == "EmergencyReleaseRecorded":
-                emergency_id, consumer, resource, request_id = (
-                    a["emergencyId"],
-                    a["consumer"],
-                    a["resource"],
-                    a["requestId"],
-                )
-                key = (consumer.lower(), request_id)
-                reused = key in releases
-                releases[key] = _Release(
-                    tx, event.block_number, "emergency", emergency_id, a["subject"], consumer, resource, request_id
-                )
-                if not in_range:
-                    continue
-                report.emergency_releases += 1
-                if reused:
-                    violations.append(
-                        Violation(1, "request_reused", f"request {request_id} of {consumer} released twice", tx)
-                    )
-                scope = emergencies.get(emergency_id)
-                now = event.timestamp
-                if scope is None:
-                    violations.append(Violation(1, "unknown_emergency", "release under an unknown emergency", tx))
-                elif not (len(scope.approvers) >= threshold and scope.admin and scope.auditor):
-                    violations.append(Violation(1, "emergency_not_approved", "emergency lacked approvals", tx))
-                elif not scope.valid_from <= now < scope.valid_until:
-                    violations.append(Violation(1, "emergency_outside_window", "outside the window", tx))
-                elif resource not in scope.resources or consumer not in scope.consumers:
-                    violations.append(Violation(1, "emergency_out_of_scope", "outside the scope", tx))
-                signatures.add(
-                    _EMERGENCY_RELEASE_TYPEHASH
-                    + _word(emergency_id)
-                    + _address_word(a["subject"])
-                    + _word(resource)
-                    + _word(request_id)
-                    + (event.deadline or 0).to_bytes(32, "big"),
-                    event.signature if event.deadline is not None else None,
-                    consumer,
-                    tx,
-                )
-            elif name in ("MemberOnboarded", "MemberUpdated"):
-                members[a["account"]] = (int(a["roles"]), members.get(a["account"], (0, False))[1])
-            elif name == "MemberSuspensionChanged":
-                members[a["account"]] = (members.get(a["account"], (0, False))[0], bool(a["suspended"]))
-            elif name in ("ResourceRegistered", "ResourceUpdated"):
-                catalog[a["resource"]] = int(a["sensitivity"])
-            elif name == "GrantRecorded":
-                grants[a["grantId"]] = _Grant(
-                    subject=a["subject"],
-                    grantee=a["grantee"],
-                    resources=frozenset(a["resources"]),
-                    valid_from=int(a["validFrom"]),
-                    valid_until=int(a["validUntil"]),
-                    max_uses=int(a["maxUses"]),
-                )
-                report.grants += in_range
-            elif name == "GrantRevoked" and a["grantId"] in grants:
-                grants[a["grantId"]].revoked = True
-            elif name == "GrantPauseChanged" and a["grantId"] in grants:
-                grants[a["grantId"]].paused = bool(a["paused"])
-            elif name == "EmergencyProposed":
-                emergencies[a["emergencyId"]] = _Emergency(
-                    resources=frozenset(a["resources"]),
-                    consumers=frozenset(a["consumers"]),
-                    valid_from=int(a["validFrom"]),
-                    valid_until=int(a["validUntil"]),
-                )
-            elif name == "EmergencyApproved" and a["emergencyId"] in emergencies:
-                emergency = emergencies[a["emergencyId"]]
-                emergency.approvers.add(a["approver"])
-                roles = members.get(a["approver"], (0, False))[0]
-                emergency.admin |= bool(roles & _ROLE_ADMIN)
-                emergency.auditor |= bool(roles & _ROLE_AUDITOR)
-            elif name == "CheckpointAnchored":
-                checkpoints.append((int(a["treeSize"]), _word(a["rootHash"]), tx))
+            replay.apply(event)
         if progress:
             progress("events", replayed)
-        return releases, checkpoints
+        return replay.releases, replay.checkpoints
 
     # ---- check 3 --------------------------------------------------------------------------------
 

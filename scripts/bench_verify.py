@@ -5,14 +5,14 @@ Usage: .venv/bin/python scripts/bench_verify.py [--releases 1000000] [--index 20
 
 What is measured:
 
-* ``in memory``: :class:`vault.verify.Verifier` over a :mod:`vault.synthetic` trail of
+* ``in memory``: :class:`audit.verify.Verifier` over a :mod:`audit.synthetic` trail of
   ``--releases`` releases (100 grantees, 1,000 subjects, 10,000 grants, grouped releases of 50,
   a checkpoint every 1,000 log entries, 2,000 names and organisation codes searched for in the
   calldata). Every release's signature is a real secp256k1 signature over its EIP-712 digest and
   is checked. Timed from the call to the report, once with the worker processes not yet started
   (a first verify in a fresh process) and once with them running (the API keeps them).
 * ``from the index``: the same kind of trail of ``--index`` releases written into the indexer's
-  tables (SQLite, in a temporary directory) and verified through :class:`vault.audit.IndexTrail`,
+  tables (SQLite, in a temporary directory) and verified through :class:`audit.trail.IndexTrail`,
   i.e. including reading and decoding every row.
 
 Records per second = releases verified / wall-clock seconds. Generation is not timed.
@@ -109,8 +109,9 @@ def from_index(releases: int, workers: int) -> tuple[str, int, float, Any]:
                     "contract": "0x" + "5a" * 20,
                     "event": e.name,
                     "args": json.dumps(args, separators=(",", ":")),
-                    "deadline": None if e.deadline is None else str(e.deadline),
-                    "signature": None if e.signature is None else "0x" + e.signature.hex(),
+                    # the release events' own deadline and signature, copied to their columns as the indexer does
+                    "deadline": None if args.get("deadline") is None else str(args["deadline"]),
+                    "signature": args.get("signature"),
                 }
                 row.update({c: v for c, v in event_key_columns(args).items() if c in KEY_COLUMNS})
                 rows.append(row)

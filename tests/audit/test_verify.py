@@ -13,6 +13,7 @@ import pytest
 
 from audit import synthetic, verify
 from audit.verify import TrailEvent, Verifier
+from chain_client.ids import WILDCARD
 from db.release_log import LOG_PREFIX
 
 
@@ -45,6 +46,21 @@ def entry(trail: synthetic.SyntheticTrail, index: int) -> dict:
     return json.loads(trail.entries[index][len(LOG_PREFIX) :])
 
 
+def signature_of(event: TrailEvent) -> bytes:
+    """The signature a release event carries."""
+    return bytes.fromhex(event.args["signature"][2:])
+
+
+def with_signature(event: TrailEvent, signature: bytes | None) -> TrailEvent:
+    """``event`` carrying ``signature`` (None: neither signature nor deadline, as an unsigned release)."""
+    args = dict(event.args)
+    if signature is None:
+        args.pop("signature"), args.pop("deadline")
+    else:
+        args["signature"] = "0x" + signature.hex()
+    return replace(event, args=args)
+
+
 def encode(fields: dict) -> bytes:
     return LOG_PREFIX + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
@@ -63,8 +79,8 @@ def test_worker_processes_find_what_one_process_finds(
     monkeypatch.setattr(verify, "PARALLEL_MIN", 100)
     for i in releases(trail)[::97]:  # a few forged signatures spread over the chunks
         event = trail.events_list[i]
-        assert event.signature is not None
-        trail.events_list[i] = replace(event, signature=event.signature[:10] + b"\x00" + event.signature[11:])
+        signature = signature_of(event)
+        trail.events_list[i] = with_signature(event, signature[:10] + b"\x00" + signature[11:])
     alone = Verifier(trail, workers=1).verify()
     pooled = Verifier(trail, workers=2).verify()
     assert alone.violations == pooled.violations
@@ -150,10 +166,7 @@ def test_a_release_after_revocation(trail: synthetic.SyntheticTrail) -> None:
 def test_signature_faults(trail: synthetic.SyntheticTrail, edit, code: str) -> None:  # type: ignore[no-untyped-def]
     i = releases(trail)[3]
     event = trail.events_list[i]
-    assert event.signature is not None
-    trail.events_list[i] = replace(
-        event, signature=edit(event.signature) if edit else None, deadline=event.deadline if edit else None
-    )
+    trail.events_list[i] = with_signature(event, edit(signature_of(event)) if edit else None)
     report = Verifier(trail, workers=1).verify()
     assert [(v.check, v.code, v.tx_hash) for v in report.violations] == [(2, code, event.tx_hash)]
 
@@ -162,10 +175,10 @@ def test_a_malleable_signature_is_refused(trail: synthetic.SyntheticTrail) -> No
     order = int(verify._sigcheck.HALF_ORDER.hex(), 16) * 2 + 1
     i = releases(trail)[4]
     event = trail.events_list[i]
-    assert event.signature is not None
-    r, s, v = event.signature[:32], int.from_bytes(event.signature[32:64], "big"), event.signature[64]
+    signature = signature_of(event)
+    r, s, v = signature[:32], int.from_bytes(signature[32:64], "big"), signature[64]
     flipped = r + (order - s).to_bytes(32, "big") + bytes([55 - v])  # the same point, high s
-    trail.events_list[i] = replace(event, signature=flipped)
+    trail.events_list[i] = with_signature(event, flipped)
     assert codes(Verifier(trail, workers=1).verify()) == {"signature_malleable"}
 
 
@@ -173,7 +186,7 @@ def test_a_signature_by_someone_else(trail: synthetic.SyntheticTrail) -> None:
     a, b = releases(trail)[0], releases(trail)[1]
     first, second = trail.events_list[a], trail.events_list[b]
     assert first.args["grantee"] != second.args["grantee"]
-    trail.events_list[a] = replace(first, signature=second.signature)
+    trail.events_list[a] = with_signature(first, signature_of(second))
     report = Verifier(trail, workers=1).verify()
     assert [v.code for v in report.violations] == ["signature_invalid"]
     assert first.args["grantee"].lower() in report.violations[0].detail
@@ -210,7 +223,7 @@ def test_a_text_spanning_two_transactions_is_not_a_finding(trail: synthetic.Synt
 def test_the_block_range_limits_what_is_checked(trail: synthetic.SyntheticTrail) -> None:
     i = releases(trail)[-1]
     event = trail.events_list[i]
-    trail.events_list[i] = replace(event, signature=None, deadline=None)
+    trail.events_list[i] = with_signature(event, None)
     assert codes(Verifier(trail, workers=1).verify()) == {"signature_missing"}
     earlier = Verifier(trail, workers=1).verify(to_block=event.block_number - 1)
     assert earlier.ok and earlier.releases < 600
@@ -222,7 +235,76 @@ def test_the_recovery_id_is_not_held_against_a_valid_r_s(trail: synthetic.Synthe
     ids = releases(trail)
     for i in (ids[0], ids[-1]):  # the first signature of a signer, and a later one
         event = trail.events_list[i]
-        assert event.signature is not None
-        trail.events_list[i] = replace(event, signature=event.signature[:64] + bytes([55 - event.signature[64]]))
+        signature = signature_of(event)
+        trail.events_list[i] = with_signature(event, signature[:64] + bytes([55 - signature[64]]))
     verify._sigcheck._KEYS.clear()
     assert Verifier(trail, workers=1).verify().ok
+
+
+# ---- the three places where the verifier was more lenient than the contract (issue 11) ----------
+
+
+def _subject(trail: synthetic.SyntheticTrail) -> str:
+    return str(
+        next(e.args["account"] for e in trail.events_list if e.name == "MemberOnboarded" and e.args["roles"] == 16)
+    )
+
+
+def _resource(trail: synthetic.SyntheticTrail) -> str:
+    return str(next(e.args["resource"] for e in trail.events_list if e.name == "ResourceRegistered"))
+
+
+def test_appended_releases_verify(trail: synthetic.SyntheticTrail) -> None:
+    """The helpers the next tests use leave a trail that verifies (so what they find is the edit)."""
+    synthetic.append_grant_release(trail, resources=[_resource(trail)], resource=_resource(trail))
+    synthetic.add_emergency(trail, resource=_resource(trail), subject=_subject(trail))
+    report = Verifier(trail, workers=1).verify()
+    assert report.ok, report.violations
+    assert (report.releases, report.emergency_releases, report.signatures_checked) == (601, 1, 602)
+
+
+def test_a_release_signed_with_an_expired_deadline(trail: synthetic.SyntheticTrail) -> None:
+    """The contract refuses a request whose signed deadline is before the block's time."""
+    i = releases(trail)[5]
+    event = synthetic.resign(trail, i, deadline=trail.events_list[i].timestamp - 1)
+    report = Verifier(trail, workers=1).verify()
+    assert [(v.check, v.code, v.tx_hash) for v in report.violations] == [(1, "deadline_expired", event.tx_hash)]
+
+
+def test_a_release_at_its_deadline_is_in_time(trail: synthetic.SyntheticTrail) -> None:
+    i = releases(trail)[5]
+    synthetic.resign(trail, i, deadline=trail.events_list[i].timestamp)
+    assert Verifier(trail, workers=1).verify().ok
+
+
+def test_an_emergency_release_to_a_suspended_consumer(trail: synthetic.SyntheticTrail) -> None:
+    index, consumer = synthetic.add_emergency(trail, resource=_resource(trail), subject=_subject(trail))
+    release = trail.events_list[index]
+    suspend = TrailEvent(
+        "MemberSuspensionChanged",
+        release.block_number,
+        99,
+        "0x" + "33" * 32,
+        release.timestamp,
+        {"account": consumer, "suspended": True},
+    )
+    trail.events_list.insert(index, suspend)
+    report = Verifier(trail, workers=1).verify()
+    assert [(v.check, v.code, v.tx_hash) for v in report.violations] == [(1, "member_inactive", release.tx_hash)]
+
+
+def test_an_emergency_release_about_a_non_subject(trail: synthetic.SyntheticTrail) -> None:
+    stranger = "0x" + "ab" * 20
+    index, _ = synthetic.add_emergency(trail, resource=_resource(trail), subject=stranger)
+    report = Verifier(trail, workers=1).verify()
+    assert [(v.code, v.tx_hash) for v in report.violations] == [("member_inactive", trail.events_list[index].tx_hash)]
+
+
+def test_a_release_of_the_wildcard_id_itself(trail: synthetic.SyntheticTrail) -> None:
+    """ "*" in a grant covers catalog resources, never a release naming the wildcard's own id."""
+    wildcard = "0x" + WILDCARD.hex()
+    index = synthetic.append_grant_release(trail, resources=[wildcard], resource=wildcard)
+    report = Verifier(trail, workers=1).verify()
+    assert [(v.code, v.tx_hash) for v in report.violations] == [
+        ("resource_not_granted", trail.events_list[index].tx_hash)
+    ]

@@ -1,12 +1,15 @@
-"""The consent ledger's grant rules as a small Python model, checked against the contract on anvil.
+"""The consent ledger's grant rules, checked against the contract on anvil through the client.
 
-Hypothesis drives random sequences of grants (well-formed or not, and re-submissions of them),
-pauses, resumes, revocations, single, grouped and replayed releases (also under tampered terms,
+The model is :mod:`audit.rules` (the one model of the ledger's rules, also used by the verifier and
+the differential test in tests/audit/test_rules_differential.py). Hypothesis drives random sequences
+of grants (well-formed or not, and re-submissions of them), sequenced pauses and resumes (also
+stale sequences), revocations, single, grouped and replayed releases (also under tampered terms,
 i.e. unknown grant ids, and signed by the wrong member), time jumps (also onto grant-window edges)
-and member suspensions/reinstatements against a fresh deployment per example. The model predicts
-every outcome, down to the exact exception class and its decoded arguments (the check order of
-IConsentLedger decides which error wins), and after every step the stored state and the status
-of each recorded grant; the SetPaused-nonce and request-id bitmaps are checked where they change.
+and member suspensions/reinstatements against a fresh deployment per example, through
+:class:`chain_client.Ledger`. The rules predict every outcome — the error the contract reverts with
+(the check order decides which error wins), the typed exception the client raises for it — and
+after every step the stored state and the status of each recorded grant are compared with the
+model's; the nonce and request-id bitmaps are checked where they change.
 
 Time: each transaction is mined in its own block (automine) and sees that block's timestamp, so
 before every state-changing call the machine pins the next block's timestamp with
@@ -25,9 +28,9 @@ are always mined and judged at the pinned time; before each, ``Ledger.check_rele
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -47,8 +50,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from chain_client import CompilationResult, Node, Role, eip712, errors, start_node
-from chain_client.errors import ContractRevert
+from audit import rules
+from audit.rules import Sig
+from chain_client import CompilationResult, Node, Role, eip712, start_node
+from chain_client.errors import REVERT_CLASSES, ContractRevert
 from chain_client.ids import WILDCARD, purpose_id, resource_id
 from chain_client.types import GrantStatus, GrantTerms, ReleaseItem
 from tests.conftest import deploy_fresh
@@ -96,17 +101,24 @@ nonces = st.one_of(st.none(), st.sampled_from(NONCE_POOL))
 release_resources = st.sampled_from([R2, R2, R3, R3, RX, WILDCARD])
 grant_resources = st.lists(st.sampled_from([R2, R2, R2, R3, R3, R3, WILDCARD, WILDCARD, RX]), min_size=1, max_size=3)
 
-Refusal = tuple[type[ContractRevert], dict[str, Any]]
-Expected = Refusal | None
+Expected = str | None  # None, or the contract's error name
+Op = Callable[[rules.State], Expected]
 
 
-@dataclass
-class ModelGrant:
-    terms: GrantTerms
-    recorded: bool = False
-    uses: int = 0
-    revoked: bool = False
-    paused: bool = False
+def _hex(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def _rterms(terms: GrantTerms) -> rules.GrantTerms:
+    """The client's grant terms as the rules model takes them."""
+    return rules.GrantTerms(
+        subject=terms.subject,
+        grantee=terms.grantee,
+        resources=tuple(_hex(r) for r in terms.resources),
+        valid_from=terms.valid_from,
+        valid_until=terms.valid_until,
+        max_uses=terms.max_uses,
+    )
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -121,13 +133,16 @@ class LedgerMachine(RuleBasedStateMachine):
         self.ledger.register_resource("model/sensitivity-2", "level 2", ACCOUNTS["p"].address, 2)
         self.ledger.register_resource("model/sensitivity-3", "level 3", ACCOUNTS["p"].address, 3)
         self.domain = self.ledger.domain()
-        # ---- the model
+        self.admin = str(self.ledger.tx.account.address)
+        # ---- the model: audit.rules over the ledger's state
         self.now = self.ledger.block_timestamp()  # timestamp of the latest block
-        self.suspended: dict[str, bool] = {str(account.address): False for account in ACCOUNTS.values()}
-        self.model: dict[bytes, ModelGrant] = {}  # every grant id tried, recorded or not
+        self.state = rules.State(threshold=self.ledger.emergency_threshold())
+        for name, role in CAST.items():
+            rules.apply_member(self.state, str(ACCOUNTS[name].address), int(role))
+        for resource, sensitivity in SENSITIVITY.items():
+            rules.apply_resource(self.state, _hex(resource), sensitivity)
+        self.tried: dict[bytes, GrantTerms] = {}  # every grant id tried, recorded or not
         self.refused: list[GrantTerms] = []  # terms refused when first submitted
-        self.nonces_used: dict[str, set[int]] = {str(ACCOUNTS[n].address): set() for n in SUBJECTS}
-        self.requests_used: dict[str, set[bytes]] = {str(ACCOUNTS[n].address): set() for n in CONSUMERS}
         self._counter = 0
         self._suspensions = 0
         self._revocations = 0
@@ -142,9 +157,8 @@ class LedgerMachine(RuleBasedStateMachine):
     def _gid(self, terms: GrantTerms) -> bytes:
         return eip712.digest(self.domain, "Grant", terms.message())
 
-    def _active(self, account: str, role: Role) -> bool:
-        name = NAME_OF.get(account)
-        return name is not None and role in CAST[name] and not self.suspended[account]
+    def suspended(self, account: str) -> bool:
+        return self.state.members[account].suspended
 
     @staticmethod
     def _key(expected_signer: str, wrong: bool, pair: tuple[str, str]) -> bytes:
@@ -154,22 +168,20 @@ class LedgerMachine(RuleBasedStateMachine):
         first, second = (ACCOUNTS[n] for n in pair)
         return bytes((second if expected_signer == first.address else first).key)
 
-    @staticmethod
-    def _covers(resources: tuple[bytes, ...], resource: bytes) -> bool:
-        """Named in the grant, or a catalog resource below sensitivity 3 under the wildcard.
+    def _outcome(self, op: Op, at: int, *, commit: bool = False) -> Expected:
+        """What the rules say of ``op`` in the next block at time ``at`` (applied to the model if ``commit``)."""
+        state = self.state if commit else copy.deepcopy(self.state)
+        state.timestamp, state.block = at, self.ledger.head_block() + 1
+        return op(state)
 
-        The wildcard id itself names no resource: a release of WILDCARD is never covered.
-        """
-        if resource == WILDCARD:
-            return False
-        if resource in resources:
-            return True
-        return WILDCARD in resources and SENSITIVITY.get(resource, 99) < 3
+    def _recorded(self, gid: bytes) -> rules.Grant | None:
+        g = self.state.grants.get(_hex(gid))
+        return g if g is not None and g.terms is not None else None
 
     def _status(self, gid: bytes, terms: GrantTerms, t: int) -> GrantStatus:
         """grantStatus precedence: Unknown, Revoked, Expired, Exhausted, Paused, NotYetValid, Active."""
-        g = self.model.get(gid)
-        if g is None or not g.recorded:
+        g = self.state.grants.get(_hex(gid))
+        if g is None:
             return GrantStatus.UNKNOWN
         if g.revoked:
             return GrantStatus.REVOKED
@@ -182,93 +194,6 @@ class LedgerMachine(RuleBasedStateMachine):
         if t < terms.valid_from:
             return GrantStatus.NOT_YET_VALID
         return GrantStatus.ACTIVE
-
-    def _predict_grant(self, terms: GrantTerms, gid: bytes, by_subject: bool, t: int) -> Expected:
-        if t > terms.deadline:
-            return errors.ExpiredDeadline, {"deadline": terms.deadline}
-        if not by_subject:
-            return errors.SignatureInvalid, {"expectedSigner": terms.subject}
-        if gid in self.model and self.model[gid].recorded:
-            return errors.NonceUsed, {"signer": terms.subject, "nonce": terms.nonce}
-        if not self._active(terms.subject, Role.SUBJECT):
-            return errors.InactiveMember, {"account": terms.subject, "role": int(Role.SUBJECT)}
-        if not self._active(terms.grantee, Role.CONSUMER):
-            return errors.InactiveMember, {"account": terms.grantee, "role": int(Role.CONSUMER)}
-        if terms.valid_from >= terms.valid_until:
-            return errors.InvalidWindow, {"validFrom": terms.valid_from, "validUntil": terms.valid_until}
-        if not 1 <= len(terms.resources) <= 32:
-            return errors.InvalidResources, {"resource": len(terms.resources).to_bytes(32, "big")}
-        for r in terms.resources:
-            if r != WILDCARD and r not in SENSITIVITY:
-                return errors.InvalidResources, {"resource": r}
-        return None
-
-    def _predict_revoke(self, gid: bytes, deadline: int, by_subject: bool, t: int) -> Expected:
-        g = self.model.get(gid)
-        if t > deadline:
-            return errors.ExpiredDeadline, {"deadline": deadline}
-        if g is None or not g.recorded:
-            return errors.UnknownGrant, {"grantId": gid}
-        subject = g.terms.subject
-        if not by_subject:
-            return errors.SignatureInvalid, {"expectedSigner": subject}
-        if g.revoked:
-            return errors.GrantRevoked, {"grantId": gid}
-        if not self._active(subject, Role.SUBJECT):
-            return errors.InactiveMember, {"account": subject, "role": int(Role.SUBJECT)}
-        return None
-
-    def _predict_set_paused(
-        self, gid: bytes, paused: bool, nonce: int, deadline: int, by_subject: bool, t: int
-    ) -> Expected:
-        g = self.model.get(gid)
-        if t > deadline:
-            return errors.ExpiredDeadline, {"deadline": deadline}
-        if g is None or not g.recorded:
-            return errors.UnknownGrant, {"grantId": gid}
-        subject = g.terms.subject
-        if not by_subject:
-            return errors.SignatureInvalid, {"expectedSigner": subject}
-        if nonce in self.nonces_used[subject]:
-            return errors.NonceUsed, {"signer": subject, "nonce": nonce}
-        if g.revoked:
-            return errors.GrantRevoked, {"grantId": gid}
-        if g.paused == paused:
-            return errors.PauseUnchanged, {"grantId": gid}
-        if not self._active(subject, Role.SUBJECT):
-            return errors.InactiveMember, {"account": subject, "role": int(Role.SUBJECT)}
-        return None
-
-    def _predict_release(
-        self, terms: GrantTerms, gid: bytes, resource: bytes, request_id: bytes, deadline: int, by_grantee: bool, t: int
-    ) -> Expected:
-        """ConsentLedger._release, check by check (the order documented in IConsentLedger)."""
-        if t > deadline:
-            return errors.ExpiredDeadline, {"deadline": deadline}
-        g = self.model.get(gid)
-        if g is None or not g.recorded:
-            return errors.UnknownGrant, {"grantId": gid}
-        if not by_grantee:
-            return errors.NotGrantee, {"grantId": gid}
-        if g.revoked:
-            return errors.GrantRevoked, {"grantId": gid}
-        if t >= terms.valid_until:
-            return errors.GrantExpired, {"grantId": gid}
-        if terms.max_uses != 0 and g.uses >= terms.max_uses:
-            return errors.GrantExhausted, {"grantId": gid}
-        if g.paused:
-            return errors.GrantPaused, {"grantId": gid}
-        if t < terms.valid_from:
-            return errors.GrantNotYetValid, {"grantId": gid}
-        if not self._covers(terms.resources, resource):
-            return errors.ResourceNotGranted, {"grantId": gid}
-        if not self._active(terms.subject, Role.SUBJECT):  # a suspended subject's grants are frozen
-            return errors.InactiveMember, {"account": terms.subject, "role": int(Role.SUBJECT)}
-        if not self._active(terms.grantee, Role.CONSUMER):
-            return errors.InactiveMember, {"account": terms.grantee, "role": int(Role.CONSUMER)}
-        if request_id in self.requests_used[terms.grantee]:
-            return errors.RequestUsed, {"requestId": request_id}
-        return None
 
     # ---- talking to the chain -------------------------------------------------------------------
 
@@ -283,20 +208,18 @@ class LedgerMachine(RuleBasedStateMachine):
         self._rpc("anvil_setNextBlockTimestamp", [t])
         return t
 
-    def _run(
-        self, label: str, send: Callable[[], Any], predict: Callable[[int], Expected], t: int, *, estimated: bool = True
-    ) -> Any:
+    def _run(self, label: str, send: Callable[[], Any], op: Op, t: int, *, estimated: bool = True) -> Any:
         """Send one transaction pinned at ``t``; check its outcome. Returns its result, or None if refused.
 
         An ``estimated`` transaction is first simulated on the latest block (timestamp ``now``): a
         refusal there raises before anything is sent. Otherwise it is mined at ``t`` and judged there.
         """
         if estimated:
-            at_estimate = predict(self.now)
+            at_estimate = self._outcome(op, self.now)
             if at_estimate is not None:
                 self._expect_refusal(label, send, at_estimate, mined=False, t=t)
                 return None
-        expected = predict(t)
+        expected = self._outcome(op, t)
         if expected is not None:
             self._expect_refusal(label, send, expected, mined=True, t=t)
             return None
@@ -306,16 +229,18 @@ class LedgerMachine(RuleBasedStateMachine):
             raise AssertionError(f"{label}: the model expected success at {t}, got {unexpected!r}") from None
         receipt = getattr(result, "receipt", result)
         assert self.ledger.block_timestamp(receipt.block_number) == t
+        assert self.ledger.head_block() == receipt.block_number
+        self.state.timestamp, self.state.block = t, receipt.block_number
+        assert op(self.state) is None  # the model records it too
         self.now = t
         return result
 
-    def _expect_refusal(self, label: str, send: Callable[[], Any], expected: Refusal, *, mined: bool, t: int) -> None:
-        cls, args = expected
+    def _expect_refusal(self, label: str, send: Callable[[], Any], expected: str, *, mined: bool, t: int) -> None:
         with pytest.raises(ContractRevert) as refused:
             send()
         where = "in its block" if mined else "at gas estimation"
-        assert type(refused.value) is cls, f"{label}: expected {cls.__name__}{args} {where}, got {refused.value!r}"
-        assert refused.value.args_by_name == args
+        assert refused.value.error == expected, f"{label}: expected {expected} {where}, got {refused.value!r}"
+        assert type(refused.value) is REVERT_CLASSES[expected]  # the client's typed exception
         head = self.ledger.block_timestamp()
         if mined:  # reverted in the pinned block; the client decoded the mined transaction
             assert head == t and refused.value.tx_hash is not None, (head, t, refused.value.tx_hash)
@@ -329,21 +254,21 @@ class LedgerMachine(RuleBasedStateMachine):
         t = self._pin(dt)
         gid = self._gid(terms)
         signature = eip712.sign(self.domain, "Grant", terms.message(), self._key(terms.subject, wrong, SUBJECTS))
+        sig = Sig.INVALID if wrong else Sig.OK
         result = self._run(
             "record_grant",
             lambda: self.ledger.record_grant(terms, signature),
-            lambda at: self._predict_grant(terms, gid, not wrong, at),
+            lambda s: rules.record_grant(s, _hex(gid), _rterms(terms), terms.nonce, terms.deadline, sig),
             t,
         )
-        g = self.model.setdefault(gid, ModelGrant(terms))
+        self.tried.setdefault(gid, terms)
         if result is None:
             self._check_grant(gid, terms)  # the invariant checks recorded grants only
             return False
         assert result.grant_id == gid
-        g.recorded = True
         return True
 
-    @precondition(lambda self: len(self.model) < MAX_GRANTS)
+    @precondition(lambda self: len(self.tried) < MAX_GRANTS)
     @rule(
         target=grants,
         subject=st.sampled_from(["s1", "s2"] * 5 + ["c1"]),
@@ -442,7 +367,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if tamper:
             terms = dataclasses.replace(terms, max_uses=terms.max_uses + 1)
         gid = self._gid(terms)
-        assert not tamper or gid not in self.model
+        assert not tamper or gid not in self.tried
         return terms, gid
 
     @precondition(lambda self: self._revocations < MAX_REVOCATIONS)
@@ -460,20 +385,20 @@ class LedgerMachine(RuleBasedStateMachine):
         deadline = t + deadline_offset
         key = self._key(terms.subject, wrong, SUBJECTS)
         signature = eip712.sign(self.domain, "Revoke", {"grantId": gid, "nonce": nonce, "deadline": deadline}, key)
-        result = self._run(
+        sig = Sig.INVALID if wrong else Sig.OK
+        self._run(
             "revoke",
             lambda: self.ledger.revoke(gid, nonce, deadline, signature),
-            lambda at: self._predict_revoke(gid, deadline, not wrong, at),
+            lambda s: rules.revoke(s, _hex(gid), nonce, deadline, sig),
             t,
         )
         self._revocations += 1
-        if result is not None:
-            self.model[gid].revoked = True
 
     @rule(
         terms=grants,
         tamper=rarely(),
         toggle=st.sampled_from([True, True, True, False]),
+        stale=rarely(),
         nonce=nonces,
         deadline_offset=deadline_offsets,
         wrong=rarely(),
@@ -484,29 +409,30 @@ class LedgerMachine(RuleBasedStateMachine):
         terms: GrantTerms,
         tamper: bool,
         toggle: bool,
+        stale: bool,
         nonce: int | None,
         deadline_offset: int,
         wrong: bool,
         dt: int,
     ) -> None:
+        """A pause or resume with the grant's next sequence (``stale``: an old one); unchanged ones apply too."""
         terms, gid = self._target(terms, tamper)
-        g = self.model.get(gid)
+        g = self._recorded(gid)
         paused = (not g.paused if toggle else g.paused) if g else toggle
+        sequence = (g.pause_sequence if g else 0) + (0 if stale else 1)
         nonce = self._fresh() if nonce is None else nonce
         t = self._pin(dt)
         deadline = t + deadline_offset
-        message = {"grantId": gid, "paused": paused, "nonce": nonce, "deadline": deadline}
+        message = {"grantId": gid, "paused": paused, "sequence": sequence, "nonce": nonce, "deadline": deadline}
         signature = eip712.sign(self.domain, "SetPaused", message, self._key(terms.subject, wrong, SUBJECTS))
-        result = self._run(
+        sig = Sig.INVALID if wrong else Sig.OK
+        self._run(
             "set_paused",
-            lambda: self.ledger.set_paused(gid, paused, nonce, deadline, signature),
-            lambda at: self._predict_set_paused(gid, paused, nonce, deadline, not wrong, at),
+            lambda: self.ledger.set_paused(gid, paused, sequence, nonce, deadline, signature),
+            lambda s: rules.set_paused(s, _hex(gid), paused, sequence, nonce, deadline, sig),
             t,
         )
-        if result is not None:
-            assert g is not None
-            g.paused = paused
-            self.nonces_used[terms.subject].add(nonce)  # a refused SetPaused reverts: its nonce stays unused
+        assert self.ledger.pause_sequence(gid) == (g.pause_sequence if g else 0)
         self._check_nonces(terms.subject, nonce)
 
     # ---- releases -------------------------------------------------------------------------------
@@ -534,30 +460,32 @@ class LedgerMachine(RuleBasedStateMachine):
         item = self._release_item(terms, gid, resource, request, t + deadline_offset, wrong)
         return self._send_release(item, gid, not wrong, t)
 
+    @staticmethod
+    def _model_item(item: ReleaseItem, gid: bytes, by_grantee: bool) -> rules.ReleaseItem:
+        sig = Sig.OK if by_grantee else Sig.INVALID
+        return rules.ReleaseItem(_hex(gid), _hex(item.resource), _hex(item.request_id), item.deadline, sig)
+
     def _send_release(self, item: ReleaseItem, gid: bytes, by_grantee: bool, t: int) -> bool:
         terms = item.grant
         args = (terms, item.resource, item.request_id, item.deadline, item.signature)
+        model_item = self._model_item(item, gid, by_grantee)
         # check_release simulates on the latest block (timestamp ``now``), not on the block at t.
-        simulated = self._predict_release(
-            terms, gid, item.resource, item.request_id, item.deadline, by_grantee, self.now
-        )
+        simulated = self._outcome(lambda s: rules.check_release(s, model_item), self.now)
         if simulated is None:
             self.ledger.check_release(*args)
         else:
             with pytest.raises(ContractRevert) as refused:
                 self.ledger.check_release(*args)
-            assert (type(refused.value), refused.value.args_by_name) == simulated, f"check_release: {refused.value!r}"
+            assert refused.value.error == simulated, f"check_release: {refused.value!r}"
         receipt = self._run(  # explicit gas: not estimated, always mined and judged at t
             "record_release",
             lambda: self.ledger.record_release(*args, gas=RELEASE_GAS),
-            lambda at: self._predict_release(terms, gid, item.resource, item.request_id, item.deadline, by_grantee, at),
+            lambda s: rules.record_release(s, model_item),
             t,
             estimated=False,
         )
         if receipt is not None:
-            g = self.model[gid]
-            g.uses += 1
-            self.requests_used[terms.grantee].add(item.request_id)
+            g = self.state.grants[_hex(gid)]
             self.released.append(item)
             (recorded,) = self.ledger.consent.events.ReleaseRecorded().process_receipt(receipt.raw)
             assert (bytes(recorded.args.grantId), recorded.args.grantee, bytes(recorded.args.resource)) == (
@@ -566,8 +494,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 item.resource,
             )
             assert (bytes(recorded.args.requestId), recorded.args.uses) == (item.request_id, g.uses)
-        if terms.grantee in self.requests_used:
-            self._check_requests(terms.grantee, item.request_id)
+        self._check_requests(terms.grantee, item.request_id)
         return receipt is not None
 
     @precondition(lambda self: bool(self.released))
@@ -635,63 +562,60 @@ class LedgerMachine(RuleBasedStateMachine):
         """A grouped release: each item is judged on the state the items before it left."""
         t = self._pin(dt)
         batch: list[ReleaseItem] = []
-        recorded: list[int] = []
-        rejected: dict[int, tuple[type[ContractRevert], bytes]] = {}
-        for index, (terms, tamper, resource, request, deadline_offset, wrong) in enumerate(items):
+        model_items: list[rules.ReleaseItem] = []
+        for terms, tamper, resource, request, deadline_offset, wrong in items:
             terms, gid = self._target(terms, tamper)
             item = self._release_item(terms, gid, resource, request, t + deadline_offset, wrong)
             batch.append(item)
-            expected = self._predict_release(terms, gid, resource, item.request_id, item.deadline, not wrong, t)
-            if expected is None:
-                self.model[gid].uses += 1
-                self.requests_used[terms.grantee].add(item.request_id)
-                self.released.append(item)
-                recorded.append(index)
-            else:
-                rejected[index] = (expected[0], gid)
+            model_items.append(self._model_item(item, gid, not wrong))
+        outcomes = self._outcome(lambda s: rules.record_releases(s, model_items), t, commit=True)  # type: ignore[arg-type,return-value]
+        unsigned = ("ConsentLedgerNotGrantee", "ConsentLedgerMalleableSignature")
         result = self.ledger.record_releases(batch, gas=BATCH_GAS)
         assert self.ledger.block_timestamp(result.receipt.block_number) == t
         self.now = t
-        assert result.recorded == recorded
-        assert {i: (type(e), e.args_by_name["grantId"]) for i, e in result.rejected.items()} == rejected
+        assert result.recorded == [i for i, o in enumerate(outcomes) if o is None]  # type: ignore[arg-type]
+        assert result.skipped == [i for i, o in enumerate(outcomes) if o in unsigned]  # type: ignore[arg-type]
+        assert {i: (e.error, _hex(e.args_by_name["grantId"])) for i, e in result.rejected.items()} == {
+            i: (o, m.grant_id)
+            for i, (o, m) in enumerate(zip(outcomes, model_items, strict=True))  # type: ignore[arg-type]
+            if o is not None and o not in unsigned
+        }
+        self.released.extend(b for b, o in zip(batch, outcomes, strict=True) if o is None)  # type: ignore[arg-type]
         for item in batch:
-            if item.grant.grantee in self.requests_used:
-                self._check_requests(item.grant.grantee, item.request_id)
+            self._check_requests(item.grant.grantee, item.request_id)
 
     # ---- members and time -----------------------------------------------------------------------
 
-    @precondition(lambda self: bool(self.model) and self._suspensions < MAX_SUSPENSIONS)
+    @precondition(lambda self: bool(self.tried) and self._suspensions < MAX_SUSPENSIONS)
     @rule(
         who=st.sampled_from([*SUBJECTS, *CONSUMERS] * 2 + ["p"]),
         toggle=st.sampled_from([True, True, True, False]),
         dt=steps,
     )
     def set_suspended(self, who: str, toggle: bool, dt: int) -> None:
-        account = ACCOUNTS[who].address
-        suspended = not self.suspended[account] if toggle else self.suspended[account]
+        account = str(ACCOUNTS[who].address)
+        suspended = not self.suspended(account) if toggle else self.suspended(account)
         t = self._pin(dt)
-        result = self._run(
+        self._run(
             "set_suspended",
             lambda: self.ledger.set_suspended(account, suspended),
-            lambda at: None if toggle else (errors.SuspensionUnchanged, {"account": account, "suspended": suspended}),
+            lambda s: rules.set_suspended(s, account, suspended, by=self.admin),
             t,
         )
         self._suspensions += 1
-        if result is not None:
-            self.suspended[account] = suspended
 
     @rule(terms=grants, party=st.sampled_from(["subject", "grantee"]), reinstate=st.booleans(), dt=steps)
     def release_while_suspended(self, terms: GrantTerms, party: str, reinstate: bool, dt: int) -> None:
         """Suspend the grant's subject or grantee, try a well-formed release, perhaps reinstate."""
         who = NAME_OF[getattr(terms, party)]
-        if not self.suspended[ACCOUNTS[who].address]:
+        if not self.suspended(str(ACCOUNTS[who].address)):
             self.set_suspended(who, True, dt)
         resource = next((r for r in terms.resources if r != WILDCARD), R2)
         self._release(terms, self._gid(terms), resource, None, 30, False, 1)
         if reinstate:
             self.set_suspended(who, True, 1)
 
-    @precondition(lambda self: bool(self.model))
+    @precondition(lambda self: bool(self.tried))
     @rule(seconds=st.integers(1, 150))
     def time_passes(self, seconds: int) -> None:
         t = self._pin(seconds)
@@ -711,34 +635,34 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def chain_matches_model(self) -> None:
         assert self.ledger.block_timestamp() == self.now
-        for gid, g in self.model.items():
-            if g.recorded:
-                self._check_grant(gid, g.terms)
+        for gid, terms in self.tried.items():
+            if self._recorded(gid) is not None:
+                self._check_grant(gid, terms)
 
     def _check_grant(self, gid: bytes, terms: GrantTerms) -> None:
         """The grant's stored state, and its status at the latest block."""
-        g = self.model.get(gid)
+        g = self.state.grants.get(_hex(gid))
         state = self.ledger.grant_state(gid)
-        if g is not None and g.recorded:
-            assert (state.subject, state.uses, state.revoked, state.paused) == (
+        if g is not None:
+            assert (state.subject, state.uses, state.revoked, state.paused, state.recorded_at) == (
                 terms.subject,
                 g.uses,
                 g.revoked,
                 g.paused,
+                g.recorded_at,
             ), NAME_OF[terms.subject]
+            assert self.ledger.pause_sequence(gid) == g.pause_sequence
         else:
             assert not state.exists and (state.uses, state.revoked, state.paused) == (0, False, False)
         assert self.ledger.grant_status(terms) == self._status(gid, terms, self.now)
 
     def _check_nonces(self, subject: str, nonce: int) -> None:
-        if subject not in self.nonces_used:
-            return
         for n in {nonce, *NONCE_POOL} if nonce in NONCE_POOL else {nonce}:  # the pool shares bitmap words
-            assert self.ledger.nonce_used(subject, n) == (n in self.nonces_used[subject]), n
+            assert self.ledger.nonce_used(subject, n) == ((subject, n) in self.state.nonces), n
 
     def _check_requests(self, grantee: str, request_id: bytes) -> None:
         for r in {request_id, *REQUEST_POOL} if request_id in REQUEST_POOL else {request_id}:
-            assert self.ledger.request_used(grantee, r) == (r in self.requests_used[grantee]), r.hex()
+            assert self.ledger.request_used(grantee, r) == ((grantee, _hex(r)) in self.state.requests), r.hex()
 
 
 SETTINGS = settings(
