@@ -12,8 +12,6 @@ from fastapi import FastAPI
 from audit.log_tree import LogTree
 from chain_client import Ledger
 from chain_client.indexer import Indexer
-from chain_client.relayer import RawSender
-from chain_client.relayer.group import CallGroup
 from db.index_store import SqlIndexStore
 from vault import Vault
 from vault.releases import ReleaseRelayer
@@ -21,6 +19,7 @@ from vault.releases import ReleaseRelayer
 from . import errors
 from .auth import Authenticator, RateLimiter, jwt_secret
 from .background import CheckpointAnchor, IndexFollower, VerificationJobs, verification_runner
+from .calls import CallGroups
 from .middleware import BodyGuard
 from .routers import (
     access_requests,
@@ -101,13 +100,7 @@ def create_app(
                 follower.stop()
 
     app = FastAPI(title="Quanchenglian ledger API", version="1", description=DESCRIPTION, lifespan=lifespan)
-    relay = ledger.relay
-    app.state.calls = CallGroup(
-        sender=RawSender(w3=ledger.w3, account=relay.account, chain_id=ledger.chain_id, nonces=relay.nonces),
-        ledger_address=ledger.consent.address,
-        abi=ledger.consent.abi,  # type: ignore[arg-type]
-        decoder=ledger.decoder,
-    )
+    app.state.calls = CallGroups(ledger)
     app.state.checkpoints = anchor
     app.state.log_tree = LogTree(vault.store)
     app.state.indexer = indexer

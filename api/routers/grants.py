@@ -19,10 +19,10 @@ from starlette.concurrency import run_in_threadpool
 
 from chain_client import Member, Role, eip712
 from chain_client.ledger import GrantRecorded
-from chain_client.relayer.group import CallGroup
 from chain_client.types import GrantTerms
 from db.models import GrantRecord
 
+from ..calls import CallGroups
 from ..deps import CurrentMember, LedgerDep, VaultDep, WithdrawingMember
 from ..errors import Problem
 from ..types import Address, Bytes32, Limit, Offset, Signature, Uint32, Uint64, Uint256
@@ -145,8 +145,8 @@ async def record(
     checked on its own by the ledger; the answer comes once the block is in."""
     terms = body.message.terms()
     data = ledger.encode(ledger.consent.functions.recordGrant(terms.as_tuple(), _sig(body.signature)))
-    group: CallGroup = request.app.state.calls
-    receipt = await asyncio.wrap_future(group.submit(data))
+    groups: CallGroups = request.app.state.calls
+    receipt = await asyncio.wrap_future(groups.get().submit(data))
     grant_id = "0x" + eip712.grant_digest(ledger.domain(), terms.message()).hex()
     await run_in_threadpool(
         _keep_terms, vault, body, grant_id, receipt.tx_hash, receipt.block_number, relayed_by=member.address
