@@ -6,6 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
+SLITHER_VENV := .venv-slither
+SLITHER_STAMP := $(SLITHER_VENV)/.installed
 HARDHAT := node_modules/.bin/node node_modules/hardhat/dist/src/cli.js
 
 .PHONY: all run test test-fast test-python test-hardhat install tools lint bench bench-gas clean distclean
@@ -29,6 +31,13 @@ $(NPM_STAMP): package.json package-lock.json | tools
 
 install: $(PY_STAMP) $(NPM_STAMP)
 
+# Slither requires web3 < 8 (the project uses 8), so it has a virtual environment of its own.
+$(SLITHER_STAMP): constraints-slither.txt | tools
+	@echo "==> installing Slither into $(SLITHER_VENV) (pinned by constraints-slither.txt)"
+	@test -x $(SLITHER_VENV)/bin/python || $(PYTHON) -m venv $(SLITHER_VENV)
+	@$(SLITHER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir -r constraints-slither.txt
+	@touch $@
+
 run: install
 	@$(VENV)/bin/qcl dev
 
@@ -47,10 +56,12 @@ test-fast: install
 
 PACKAGES := chain_client audit db vault api cli qcl_client
 
-lint: install
+lint: install $(SLITHER_STAMP)
 	@$(VENV)/bin/ruff check $(PACKAGES) tests scripts
 	@$(VENV)/bin/mypy $(PACKAGES)
 	@$(VENV)/bin/lint-imports
+	@$(HARDHAT) build --quiet > /dev/null
+	@$(SLITHER_VENV)/bin/python scripts/slither_check.py
 
 bench: install
 	@$(PY) scripts/bench_release.py
@@ -65,4 +76,4 @@ clean:
 	rm -rf build .pytest_cache
 
 distclean: clean
-	rm -rf $(VENV) node_modules
+	rm -rf $(VENV) $(SLITHER_VENV) node_modules
