@@ -88,9 +88,11 @@ def create_app(settings: Settings, *, ledger: Ledger, vault: Vault | None = None
 
 
 def _document_problems(app: FastAPI) -> None:
-    """Add the RFC 9457 ``ProblemPublic`` schema the routers' error responses refer to."""
+    """Add the RFC 9457 ``ProblemPublic`` schema the routers' error responses refer to, and the
+    links between operations (api/openapi_links.py)."""
     from fastapi.openapi.utils import get_openapi
 
+    from .openapi_links import add_links
     from .schemas import ProblemPublic
 
     def openapi() -> dict[str, Any]:
@@ -98,6 +100,7 @@ def _document_problems(app: FastAPI) -> None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components["ProblemPublic"] = ProblemPublic.model_json_schema(ref_template="#/components/schemas/{model}")
+            add_links(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

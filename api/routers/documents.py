@@ -16,7 +16,7 @@ from vault import DocumentInfo
 
 from ..deps import CurrentMember, VaultDep
 from ..errors import Problem
-from ..types import Address, Limit, Offset
+from ..types import Address, Bytes32, Limit, Offset
 from .catalog import CODE_PATTERN
 from .common import PROBLEM_RESPONSES
 
@@ -138,7 +138,7 @@ def _doc_id(value: str) -> str:
 
 
 @router.get("/{document_id}", response_model=DocumentContent)
-def read(document_id: str, member: CurrentMember, vault: VaultDep) -> DocumentContent:
+def read(document_id: Bytes32, member: CurrentMember, vault: VaultDep) -> DocumentContent:
     """The plaintext, to the document's subject only (404 for anyone else; 410 once shredded)."""
     opened = vault.read_document(_doc_id(document_id), subject=member.address)
     return DocumentContent(
@@ -149,7 +149,7 @@ def read(document_id: str, member: CurrentMember, vault: VaultDep) -> DocumentCo
 
 
 @router.delete("/{document_id}", response_model=DocumentDeletedPublic)
-def shred(document_id: str, member: CurrentMember, vault: VaultDep) -> DocumentDeletedPublic:
+def shred(document_id: Bytes32, member: CurrentMember, vault: VaultDep) -> DocumentDeletedPublic:
     """Crypto-shred: the data key is destroyed and a tombstone anchored on chain."""
     doc_id = _doc_id(document_id)
     tombstone = vault.delete_document(doc_id, subject=member.address)
