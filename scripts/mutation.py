@@ -141,21 +141,42 @@ def main() -> int:
     parser.add_argument("--tests", nargs="+", required=True, help="test files run against every mutant")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="mutants tested at once")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="rerun only the previous run's survivors (same modules) against the current tests",
+    )
     parser.add_argument("modules", nargs="+", help="source files to mutate, e.g. api/siwe.py")
     args = parser.parse_args()
     for path in [*args.modules, *args.tests]:
         if not (ROOT / path).is_file():
             parser.error(f"{path}: no such file")
 
-    copy_checkout()
-    configure(args.modules, args.tests)
-    os.makedirs(WORK / "mutants", exist_ok=True)
-    (WORK / "mutants" / "node_modules").symlink_to(ROOT / "node_modules")
+    names: list[str] = []
+    if args.survivors:
+        names = [n for codes in load_results(args.modules).values() for n, c in codes.items() if c in SURVIVED]
+        if not names:
+            parser.error("no previous survivors in build/mutation")
+        for test in args.tests:  # the new tests, into the copy and into mutmut's own copy of it
+            for target in (WORK / test, WORK / "mutants" / test):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / test, target)
+        pyproject = WORK / "pyproject.toml"
+        pyproject.write_text(pyproject.read_text().split("\n[tool.mutmut]\n", 1)[0])
+        configure(args.modules, args.tests)
+    else:
+        copy_checkout()
+        configure(args.modules, args.tests)
+        os.makedirs(WORK / "mutants", exist_ok=True)
+        (WORK / "mutants" / "node_modules").symlink_to(ROOT / "node_modules")
     env = dict(os.environ, QCL_PROJECT_ROOT=str(ROOT))
     env.pop("PYTHONPATH", None)  # the mutants, not the checkout, must be what the tests import
     started = time.monotonic()
     run = subprocess.run(
-        [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)], cwd=WORK, env=env, check=False
+        [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs), *names],
+        cwd=WORK,
+        env=env,
+        check=False,
     )
     seconds = time.monotonic() - started
     if run.returncode != 0:
