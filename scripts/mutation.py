@@ -41,7 +41,19 @@ TIMEOUT = {-24, 24, 36, 152, 255}
 SURVIVED = {0}
 
 #: Survivors no test can kill, by mutant name, with the reason they behave exactly as the original.
-EQUIVALENT: dict[str, str] = {}
+EQUIVALENT: dict[str, str] = {
+    "api.siwe.x__field_name__mutmut_3": '`tag.rstrip("XX :XX")`: rstrip takes a set of characters and no tag ends in X',
+    "api.siwe.x__parse_time__mutmut_57": '`if fraction or True`: with no fraction, `int("".ljust(6, "0"))` is 0 as well',
+    "api.siwe.x__signature_bytes__mutmut_35": "`int.from_bytes(raw[:32])`: big-endian is the default byte order (Python >= 3.11)",
+    "api.siwe.x__signature_bytes__mutmut_42": "`int.from_bytes(raw[32:64])`: big-endian is the default byte order (Python >= 3.11)",
+    "api.siwe.x__utc_now__mutmut_7": "`now.astimezone(None)`: the same instant in the local zone; every caller compares "
+    "instants or passes it through SiweMessage, which converts it to UTC",
+    "api.auth.xǁAuthenticatorǁauthenticate__mutmut_36": "`leeway=0` dropped: 0 is PyJWT's default leeway",
+    "api.auth.xǁAuthenticatorǁtoken__mutmut_19": "`max_lifetime=CHALLENGE_LIFETIME` dropped: siwe.verify's default is the "
+    "same 10 minutes (a test pins CHALLENGE_LIFETIME)",
+    "api.auth.xǁAuthenticatorǁtoken__mutmut_98": '`algorithm="HS256"` dropped: HS256 is PyJWT\'s default (a test reads '
+    "the token header)",
+}
 
 
 def copy_checkout() -> None:

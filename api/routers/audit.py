@@ -90,8 +90,9 @@ def trail(
 
 class VerifyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    from_block: int = Field(0, ge=0, le=2**63)
-    to_block: int | None = Field(None, ge=0, le=2**63)
+    # strict: JSON true/false are not block numbers (lax mode took false as block 0)
+    from_block: int = Field(0, ge=0, le=2**63, strict=True)
+    to_block: int | None = Field(None, ge=0, le=2**63, strict=True)
 
 
 class ViolationPublic(BaseModel):

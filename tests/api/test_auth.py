@@ -156,6 +156,11 @@ def test_jwt_secret_is_generated_once_private_and_kept(tmp_path: Path) -> None:
     assert jwt_secret(Settings(env="test", data_dir=tmp_path / "other")) != first
 
 
+def test_jwt_secret_is_generated_in_an_existing_data_dir(tmp_path: Path) -> None:
+    secret = jwt_secret(Settings(env="test", data_dir=tmp_path))
+    assert secret == (tmp_path / "jwt.secret").read_text().strip().encode()
+
+
 # ---- challenges --------------------------------------------------------------------------------
 
 
@@ -285,6 +290,15 @@ def test_refused_messages_are_401_with_the_siwe_code(login: Login, change: str, 
         text = replace(message, expiration_time=message.issued_at + CHALLENGE_LIFETIME + timedelta(seconds=1)).to_text()
     refused = problem(login.auth.token, text, sign(signer, text))
     assert (refused.status, refused.code) == (status, code)
+    with pytest.raises(siwe.SiweError) as direct:  # the detail is the SIWE refusal, word for word
+        siwe.verify(
+            text,
+            sign(signer, text),
+            domain=login.settings.siwe_domain,
+            chain_id=CHAIN_ID,
+            now=datetime.fromtimestamp(int(login.clock.now), UTC),
+        )
+    assert str(refused) == str(direct.value) and str(refused)
 
 
 def test_a_challenge_is_good_until_just_before_it_expires(login: Login) -> None:

@@ -239,7 +239,7 @@ def validate(case: Case, response: Any, checks: list[Any] = CHECKS, recorder: An
             body = case.body if not isinstance(case.body, bytes) else case.body[:200]
             text = response.text if hasattr(response, "text") else ""
             failed.add_note(
-                f"{case.method.upper()} {case.formatted_path} query={case.query!r} body={str(body)[:400]}"
+                f"(seed {SEED}) {case.method.upper()} {case.formatted_path} query={case.query!r} body={str(body)[:400]}"
                 f" -> {response.status_code} {text[:400]}"
             )
             raise failed from None
@@ -687,3 +687,11 @@ def test_error_answers_are_documented(platform: Platform, label: str) -> None:
     assert (response.status_code, _problem_code(response)) == expected, response.text
     assert response.headers["content-type"] == "application/problem+json"
     _documented(template, method, response)
+
+
+@pytest.mark.parametrize("path", ["/v1/audit/verify", "/v1/audit/verifications"])
+def test_a_boolean_block_number_is_refused(platform: Platform, path: str) -> None:
+    """Found by `make fuzz` (negative data accepted): ``{"to_block": false}`` was taken as block 0."""
+    headers = {"Authorization": f"Bearer {platform.auditor.token}"}
+    response = platform.http.post(path, json={"from_block": 0, "to_block": False}, headers=headers)
+    assert (response.status_code, _problem_code(response)) == (422, "invalid_input"), response.text

@@ -290,3 +290,35 @@ def test_show_cuts_after_the_limit_only() -> None:
     assert siwe._show("a" * 80) == repr("a" * 80)
     assert siwe._show("a" * 81) == repr("a" * 80 + "...")
     assert siwe._show("abc", limit=2) == repr("ab...")
+
+
+def test_a_naive_now_is_refused_with_its_name(account: LocalAccount) -> None:
+    text = login_message(account).to_text()
+    with pytest.raises(
+        ValueError, match=r"^now must be timezone-aware, got datetime\.datetime\(2026, 11, 26, 22, 50\)$"
+    ):
+        verify(text, sign(account, text), domain=DOMAIN, chain_id=CHAIN_ID, now=NOW.replace(tzinfo=None))
+
+
+def test_a_wrong_line_where_a_field_belongs_is_quoted(account: LocalAccount) -> None:
+    text = login_message(account).to_text().replace("Version: 1", "Versio: 1")
+    assert refusal(SiweMessage.parse, text) == (
+        "malformed",
+        "line 7: expected the 'Version: ...' line, got 'Versio: 1'",
+    )
+
+
+def test_a_message_cut_short_says_what_was_expected(account: LocalAccount) -> None:
+    lines = login_message(account).to_text().split("\n")
+    assert refusal(SiweMessage.parse, "\n".join(lines[:2])) == (
+        "malformed",
+        "message ends early: expected an empty line after the address after line 2",
+    )
+    assert refusal(SiweMessage.parse, "\n".join(lines[:6])) == (
+        "malformed",
+        "message ends early: expected the 'Version' line after line 6",
+    )
+
+
+def test_siwe_error_repr_names_code_and_message() -> None:
+    assert repr(SiweError("expired", "too late")) == "SiweError(code='expired', message='too late')"
