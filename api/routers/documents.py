@@ -41,7 +41,11 @@ class DocumentCreate(BaseModel):
     )
     subject: Address
     resource: str = Field(pattern=CODE_PATTERN)
-    content: str = Field(min_length=1, description="the document's bytes, base64 (standard alphabet)")
+    content: str = Field(
+        min_length=1,
+        description="the document's bytes, base64 (standard alphabet)",
+        json_schema_extra={"pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"},
+    )
     metadata: dict[str, Any] | None = Field(None, description="kept encrypted with the document")
 
     @field_validator("content")
