@@ -10,7 +10,7 @@ SLITHER_VENV := .venv-slither
 SLITHER_STAMP := $(SLITHER_VENV)/.installed
 HARDHAT := node_modules/.bin/node node_modules/hardhat/dist/src/cli.js
 
-.PHONY: all run test test-fast test-python test-hardhat install tools lint bench bench-gas clean distclean
+.PHONY: all run test test-fast test-python test-hardhat install tools lint bench bench-gas fuzz mutation clean distclean
 
 all: test
 
@@ -47,12 +47,33 @@ test-hardhat: install
 	@echo "==> Hardhat: Solidity unit and fuzz tests"
 	@$(HARDHAT) test solidity
 
+# pytest-xdist: PYTEST_WORKERS processes (auto: one per core), each a whole module at a time
+# (--dist loadscope), so a module's deployments, PostgreSQL database and Hypothesis state stay in one
+# worker. pytest-randomly shuffles modules and tests; the seed is printed at the top of the run
+# (repeat an order: `.venv/bin/python -m pytest --randomly-seed=N ...`).
+PYTEST_WORKERS ?= auto
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadscope
+
 test-python: install
-	@echo "==> pytest: Python suites (every node)"
-	@$(PY) -m pytest
+	@echo "==> pytest: Python suites (every node), $(PYTEST_WORKERS) workers, random order"
+	@$(PY) -m pytest $(PYTEST_PARALLEL)
 
 test-fast: install
-	@$(PY) -m pytest -m "not nodes and not slow"
+	@$(PY) -m pytest $(PYTEST_PARALLEL) -m "not nodes and not slow"
+
+# Schemathesis for longer and with a random seed (make test runs a short seeded pass of the same test).
+FUZZ_EXAMPLES ?= 100
+fuzz: install
+	@echo "==> Schemathesis: $(FUZZ_EXAMPLES) examples per operation, random seed, stateful phase"
+	@QCL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) QCL_FUZZ_SEED=random $(PY) -m pytest -p no:randomly -s tests/api/test_schemathesis.py
+
+# Mutation testing (mutmut): MUTATE lists the modules to mutate, MUTATION_TESTS the tests run
+# against each mutant; scores go into BENCHMARKS.md. E.g. make mutation MUTATE="api/siwe.py".
+MUTATE ?= api/siwe.py api/auth.py
+MUTATION_TESTS ?= tests/api/test_siwe.py tests/api/test_siwe_messages.py tests/api/test_auth.py
+MUTATION_JOBS ?= $(shell nproc)
+mutation: install
+	@$(PY) scripts/mutation.py --jobs $(MUTATION_JOBS) --tests $(MUTATION_TESTS) -- $(MUTATE)
 
 PACKAGES := chain_client audit db vault api cli qcl_client
 

@@ -148,9 +148,11 @@ def restore_recursion_limit(limit: int) -> None:
 
 
 def _document_problems(app: FastAPI) -> None:
-    """Add the RFC 9457 ``ProblemPublic`` schema the routers' error responses refer to."""
+    """Add the RFC 9457 ``ProblemPublic`` schema the routers' error responses refer to, and the
+    links between operations (api/openapi_links.py)."""
     from fastapi.openapi.utils import get_openapi
 
+    from .openapi_links import add_links
     from .schemas import ProblemPublic
 
     def openapi() -> dict[str, Any]:
@@ -158,6 +160,7 @@ def _document_problems(app: FastAPI) -> None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components["ProblemPublic"] = ProblemPublic.model_json_schema(ref_template="#/components/schemas/{model}")
+            add_links(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

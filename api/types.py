@@ -38,6 +38,8 @@ def _uint(bits: int) -> Any:
             if not value.isdigit() or len(value) > 78:
                 raise ValueError("must be a decimal integer string")
             value = int(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON Schema's "integer" includes 368.0; its value is exact
         if not isinstance(value, int):
             raise ValueError("must be an integer or a decimal string")
         if not 0 <= value < limit:
@@ -53,11 +55,21 @@ def _signature(value: Any) -> str:
     return value.lower()
 
 
+#: The OpenAPI ``format`` of addresses: what the pattern cannot say, that a mixed-case address must
+#: carry a correct EIP-55 checksum (all lower- or all upper-case digits carry none and are accepted).
+ADDRESS_FORMAT = "eth-address"
+
 Address = Annotated[
     str,
     BeforeValidator(_address),
     WithJsonSchema(
-        {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$", "examples": ["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]}
+        {
+            "type": "string",
+            "format": ADDRESS_FORMAT,
+            "pattern": "^0x[0-9a-fA-F]{40}$",
+            "description": "0x and 40 hex digits; if mixed-case, with a correct EIP-55 checksum",
+            "examples": ["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"],
+        }
     ),
 ]
 Bytes32 = Annotated[

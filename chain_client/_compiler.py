@@ -193,7 +193,7 @@ def compile_contracts(
     if errors:
         raise CompilationFailed("\n".join(e.get("formattedMessage", e["message"]) for e in errors))
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # one per process: parallel test workers compile at once
     tmp.write_text(json.dumps(output["contracts"]))
     tmp.replace(cache)
     return _result(output["contracts"], version, digest, chosen)

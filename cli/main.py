@@ -96,9 +96,7 @@ def worker() -> None:
     run_worker()
 
 
-@app.command(
-    "bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
-)
+@app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(ctx: typer.Context) -> None:
     """The release-path benchmark (scripts/bench_release.py; its options pass through, e.g.
     `qcl bench --releases 5000 --clients 32 128`): rewrites its section of BENCHMARKS.md."""

@@ -33,8 +33,15 @@ def _key(result: dict) -> str:
 def main() -> int:
     slither = str(Path(sys.executable).with_name("slither"))
     command = [
-        slither, ".", "--hardhat-ignore-compile", "--hardhat-artifacts-directory", ARTIFACTS,
-        "--filter-paths", FILTER, "--json", "-",
+        slither,
+        ".",
+        "--hardhat-ignore-compile",
+        "--hardhat-artifacts-directory",
+        ARTIFACTS,
+        "--filter-paths",
+        FILTER,
+        "--json",
+        "-",
     ]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     try:

@@ -2,18 +2,57 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from sqlalchemy import create_engine, text
 
 from chain_client import CompilationResult, Ledger, Node, compile_contracts, deploy, start_node
 from chain_client._revert import RevertDecoder
 from chain_client._tx import Transactor
 
 NODE_KINDS = ["anvil", "hardhat", "ganache", "eth-tester"]
+
+#: The PostgreSQL server the suites use (trust auth; the database ``test`` exists). A suite that
+#: needs it FAILS without it: the SQLite runs do not cover PostgreSQL's locking and types.
+PG_ADMIN_URL = os.environ.get("QCL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def create_pg_database(prefix: str) -> str:
+    """A new, empty PostgreSQL database named ``<prefix>_<random>``; its URL. ``pytest.fail`` without a server."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - whatever the driver raises, the test cannot run
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is needed (set QCL_TEST_POSTGRES to another server): {exc}")
+    finally:
+        admin.dispose()
+    return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for the module (dropped afterwards); its URL."""
+    url = create_pg_database("qcl_test")
+    yield url
+    drop_pg_database(url)
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +118,16 @@ def deployed_any(any_node: Node, compiled: CompilationResult) -> Deployed:
 def deployed(anvil: Node, compiled: CompilationResult) -> Deployed:
     """A fresh deployment on anvil."""
     return deploy_fresh(anvil, compiled)
+
+
+@pytest.fixture
+def deployed_alone(compiled: CompilationResult, tmp_path: Path) -> Iterator[Deployed]:
+    """A fresh deployment on an anvil of the test's own, for tests that move the chain's clock
+    (``evm_increaseTime``, ``evm_setNextBlockTimestamp``): on the shared anvil that would expire
+    the grants and deadlines of whichever tests run after them, in whatever order."""
+    node = start_node("anvil", log_dir=tmp_path / "anvil-logs")
+    yield deploy_fresh(node, compiled)
+    node.stop()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from audit.log_tree import LogTree
@@ -75,6 +75,14 @@ class VerifyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     from_block: int = Field(0, ge=0, le=2**63)
     to_block: int | None = Field(None, ge=0, le=2**63)
+
+    @field_validator("from_block", "to_block", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        """JSON true/false are not block numbers (lax ``int`` took false as block 0); 7.0 is 7."""
+        if isinstance(value, bool):
+            raise ValueError("must be a block number, not a boolean")
+        return value
 
 
 class ViolationPublic(BaseModel):

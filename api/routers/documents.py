@@ -18,7 +18,7 @@ from vault import DocumentInfo
 from ..deps import CurrentMember, VaultDep
 from ..errors import Problem
 from ..middleware import nesting_exceeds
-from ..types import Address, Limit, Offset
+from ..types import Address, Bytes32, Limit, Offset
 from .catalog import CODE_PATTERN
 from .common import PROBLEM_RESPONSES
 
@@ -47,7 +47,11 @@ class DocumentCreate(BaseModel):
     )
     subject: Address
     resource: str = Field(pattern=CODE_PATTERN)
-    content: str = Field(min_length=1, description="the document's bytes, base64 (standard alphabet)")
+    content: str = Field(
+        min_length=1,
+        description="the document's bytes, base64 (standard alphabet)",
+        json_schema_extra={"pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"},
+    )
     metadata: dict[str, Any] | None = Field(
         None,
         description=(
@@ -161,7 +165,7 @@ def _doc_id(value: str) -> str:
 
 
 @router.get("/{document_id}", response_model=DocumentContent)
-def read(document_id: str, member: CurrentMember, vault: VaultDep) -> DocumentContent:
+def read(document_id: Bytes32, member: CurrentMember, vault: VaultDep) -> DocumentContent:
     """The plaintext, to the document's subject only (404 for anyone else; 410 once shredded)."""
     opened = vault.read_document(_doc_id(document_id), subject=member.address)
     return DocumentContent(
@@ -172,7 +176,7 @@ def read(document_id: str, member: CurrentMember, vault: VaultDep) -> DocumentCo
 
 
 @router.delete("/{document_id}", response_model=DocumentDeletedPublic)
-def shred(document_id: str, member: CurrentMember, vault: VaultDep) -> DocumentDeletedPublic:
+def shred(document_id: Bytes32, member: CurrentMember, vault: VaultDep) -> DocumentDeletedPublic:
     """Crypto-shred: the data key is destroyed and a tombstone anchored on chain."""
     doc_id = _doc_id(document_id)
     tombstone = vault.delete_document(doc_id, subject=member.address)

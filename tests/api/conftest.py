@@ -1,4 +1,8 @@
-"""An API on a fresh deployment (anvil) with a SQLite vault; members as QclClient sessions."""
+"""An API on a fresh deployment (anvil) with its database; members as QclClient sessions.
+
+The database is SQLite, or, in modules marked ``both_databases``, SQLite and then PostgreSQL
+(``api_database`` is parametrised per module; the PostgreSQL runs share one throw-away database
+per module, emptied before each platform is built)."""
 
 from __future__ import annotations
 
@@ -10,9 +14,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
 from eth_account import Account
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from api.app import create_app
 from api.settings import Settings
+from db.models import Base
 from db.store import Store
 from qcl_client import QclClient
 from tests.conftest import Deployed
@@ -42,11 +48,41 @@ class Platform:
         self.vault.store.dispose()
 
 
-def build_platform(deployed: Deployed, tmp_path: Path) -> Platform:
-    """An API on ``deployed`` with a SQLite vault under ``tmp_path`` and logged-in members."""
+DATABASES = ["sqlite", "postgresql"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "api_database" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_databases"):
+        metafunc.parametrize("api_database", DATABASES, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def api_database(request: pytest.FixtureRequest) -> str:
+    """``"sqlite"`` unless the module is marked ``both_databases`` (then each in turn)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+def database_url(request: pytest.FixtureRequest, kind: str) -> str | None:
+    """``None`` (SQLite under the platform's directory) or the module's PostgreSQL database, emptied."""
+    if kind == "sqlite":
+        return None
+    url: str = request.getfixturevalue("pg_database")
+    store = Store(url)  # migrates it on first use
+    try:
+        tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+        with store.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        store.dispose()
+    return url
+
+
+def build_platform(deployed: Deployed, tmp_path: Path, *, database_url: str | None = None) -> Platform:
+    """An API on ``deployed`` with a vault on ``database_url`` (default: SQLite under ``tmp_path``)
+    and logged-in members."""
     settings = Settings(env="test", data_dir=tmp_path, public_url="http://testserver")
     vault = Vault(
-        store=Store.sqlite(tmp_path / "vault.db"),
+        store=Store(database_url) if database_url else Store.sqlite(tmp_path / "vault.db"),
         keyring=FileKeyRing(tmp_path / "keyring.json", "test passphrase", scrypt_n=2**12),
         ledger=deployed.ledger,
     )
@@ -84,7 +120,9 @@ def build_platform(deployed: Deployed, tmp_path: Path) -> Platform:
 
 
 @pytest.fixture
-def platform(deployed: Deployed, tmp_path: Path) -> Iterator[Platform]:
-    built = build_platform(deployed, tmp_path)
+def platform(
+    deployed: Deployed, tmp_path: Path, api_database: str, request: pytest.FixtureRequest
+) -> Iterator[Platform]:
+    built = build_platform(deployed, tmp_path, database_url=database_url(request, api_database))
     yield built
     built.close()

@@ -51,8 +51,10 @@ from api.settings import Settings
 from chain_client import CompilationResult, Node, eip712
 from chain_client.ids import new_nonce, purpose_id, resource_id
 from qcl_client import QclClient, open_sealed
-from tests.api.conftest import Platform, build_platform
+from tests.api.conftest import Platform, build_platform, database_url
 from tests.conftest import deploy_fresh
+
+pytestmark = pytest.mark.both_databases  # SQLite, then PostgreSQL (tests/api/conftest.py)
 
 CARD = b"Resident identity card of Zhang San, 370102199001011234"
 PURPOSE = "loan-application"
@@ -86,9 +88,10 @@ class World:
         return client
 
 
-def _build_platform(deployed: Any, tmp_path: Path) -> Platform:
-    """The ``platform`` fixture's world, built once per module (a fresh deployment per cell would take minutes)."""
-    return build_platform(deployed, tmp_path)
+def _build_platform(deployed: Any, tmp_path: Path, database: str | None = None) -> Platform:
+    """The ``platform`` fixture's world, built once per module and database (a fresh deployment per
+    cell would take minutes)."""
+    return build_platform(deployed, tmp_path, database_url=database)
 
 
 def _token(settings: Settings, address: str, secret: bytes) -> str:
@@ -106,8 +109,15 @@ def _token(settings: Settings, address: str, secret: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def world(anvil: Node, compiled: CompilationResult, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    p = _build_platform(deploy_fresh(anvil, compiled), tmp_path_factory.mktemp("matrix"))
+def world(
+    anvil: Node,
+    compiled: CompilationResult,
+    tmp_path_factory: pytest.TempPathFactory,
+    api_database: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[World]:
+    database = database_url(request, api_database)
+    p = _build_platform(deploy_fresh(anvil, compiled), tmp_path_factory.mktemp("matrix"), database)
     doc = p.provider.store_document(p.citizen.address, "id_card", CARD)
     grant_id = p.citizen.grant(p.dept.address, ["id_card"], PURPOSE)["grant_id"]  # unlimited uses
     request = p.dept.request_access(p.citizen.address, ["id_card"], PURPOSE, note="matrix")

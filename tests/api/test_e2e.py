@@ -12,6 +12,8 @@ from chain_client.ids import purpose_id, resource_id
 from qcl_client import ApiError, QclClient
 from tests.api.conftest import Platform
 
+pytestmark = pytest.mark.both_databases  # SQLite, then PostgreSQL (tests/api/conftest.py)
+
 CARD = b"Resident identity card of Zhang San, 370102199001011234"
 
 

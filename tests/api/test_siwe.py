@@ -619,8 +619,16 @@ _host = st.one_of(_reg_name, st.ip_addresses(v=4).map(str), st.ip_addresses(v=6)
 _port = st.one_of(st.just(""), st.integers(0, 65535).map(lambda p: f":{p}"))
 _domains = st.builds(str.__add__, _host, _port)
 _schemes = st.from_regex(r"[A-Za-z][A-Za-z0-9+.\-]{0,8}", fullmatch=True)
+
+
+def _uri(scheme: str, authority: str, path: str, query: str, fragment: str) -> str:
+    if not authority and path.startswith("//"):  # RFC 3986: without an authority the path cannot start "//"
+        path = "/" + path.lstrip("/")
+    return f"{scheme}:{authority}{path}{query}{fragment}"
+
+
 _uris = st.builds(
-    lambda scheme, authority, path, query, fragment: f"{scheme}:{authority}{path}{query}{fragment}",
+    _uri,
     _schemes,
     st.one_of(st.just(""), _domains.map(lambda d: f"//{d}")),
     st.lists(_segment, max_size=4).map(lambda segments: "".join(f"/{s}" for s in segments)),

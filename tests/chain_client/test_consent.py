@@ -24,6 +24,12 @@ def world(deployed: Deployed) -> World:
     return make_world(deployed)
 
 
+@pytest.fixture
+def world_alone(deployed_alone: Deployed) -> World:
+    """A world on its own anvil: for the tests that move the chain's clock."""
+    return make_world(deployed_alone)
+
+
 def high_s(signature: bytes) -> bytes:
     """The other, malleable encoding of the same ECDSA signature."""
     r, s, v = signature[:32], int.from_bytes(signature[32:64], "big"), signature[64]
@@ -199,7 +205,8 @@ def test_release_of_an_unknown_grant(world: World) -> None:
         world.release(altered, recorded_id)
 
 
-def test_window_boundaries(world: World) -> None:
+def test_window_boundaries(world_alone: World) -> None:
+    world = world_alone
     node = world.deployed.node
     start = world.now() + 100
     terms, grant_id = world.grant(valid_from=start, valid_until=start + 50, deadline=start + 1000)
@@ -498,7 +505,8 @@ def test_emergency_needs_admin_and_auditor(world: World) -> None:
         ledger.record_emergency_release(scope, world.citizen.address, ID_CARD, *request)
 
 
-def test_emergency_scope_and_window(world: World) -> None:
+def test_emergency_scope_and_window(world_alone: World) -> None:
+    world = world_alone
     ledger, admin = world.ledger, world.deployed.admin
     now = world.now()
     too_long = _scope(world, valid_from=now, valid_until=now + 72 * 3600 + 1)
@@ -721,7 +729,8 @@ def test_grouped_release_is_bounded(world: World) -> None:
         world.ledger.record_releases([item] * 257, gas=25_000_000)
 
 
-def test_final_states_take_precedence_over_a_pause(world: World) -> None:
+def test_final_states_take_precedence_over_a_pause(world_alone: World) -> None:
+    world = world_alone
     node = world.deployed.node
     start = world.now()
     terms, grant_id = world.grant(valid_from=start - 10, valid_until=start + 30, deadline=start + 1000)

@@ -3,7 +3,6 @@ resumption, confirmation depth, reorgs, a chain going away."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 import time
@@ -20,7 +19,7 @@ from alembic.migration import MigrationContext
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
-from sqlalchemy import MetaData, create_engine, func, inspect, select, text
+from sqlalchemy import MetaData, func, inspect, select
 from web3 import Web3
 from web3.providers import HTTPProvider
 from web3.types import RPCEndpoint, RPCResponse
@@ -41,9 +40,7 @@ from db.index_store import SqlIndexStore
 from db.models import INDEX_TABLES, IndexedBlock, IndexerState, LedgerEvent, LedgerTransaction
 from db.store import Store
 from tests.chain_client.world import ID_CARD, TAX, World, make_world
-from tests.conftest import Deployed, deploy_fresh
-
-PG_ADMIN_URL = os.environ.get("QCL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from tests.conftest import Deployed, create_pg_database, deploy_fresh, drop_pg_database
 
 #: Every event our contracts emit (EIP712DomainChanged is in the ABI but never emitted).
 EVENTS = (
@@ -288,23 +285,14 @@ def rpc(w3: Web3, method: str, params: list[Any]) -> Any:
 
 
 def postgres_store() -> Iterator[SqlIndexStore]:
-    """A store on a fresh PostgreSQL database, dropped afterwards (skips the test without a server)."""
-    name = f"qcl_idx_{secrets.token_hex(6)}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - no server: the SQLite run covers the logic
-        admin.dispose()
-        pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL}: {exc}")
-    store = Store(f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}")
+    """A store on a fresh PostgreSQL database, dropped afterwards (the test fails without a server)."""
+    url = create_pg_database("qcl_idx")
+    store = Store(url)
     try:
         yield SqlIndexStore(store)
     finally:
         store.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_pg_database(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,39 +1,18 @@
-"""Vault fixtures: the same suite on SQLite and on PostgreSQL (a throw-away database per module)."""
+"""Vault fixtures: the same suite on SQLite and on PostgreSQL (``pg_database``: a throw-away database per module)."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from db.store import Store
 from tests.chain_client.world import World, make_world
 from tests.conftest import Deployed
 from vault import FileKeyRing, Vault
-
-PG_ADMIN_URL = os.environ.get("QCL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database (dropped afterwards); its URL."""
-    name = f"qcl_test_{secrets.token_hex(6)}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is needed for the vault suite: {exc}")
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,0 +1,210 @@
+"""Mutation testing (mutmut) of the modules where a silent bug is worst; `make mutation` runs it.
+
+Usage: .venv/bin/python scripts/mutation.py [--jobs N] [--no-write] --tests TEST... -- MODULE...
+(e.g. ``--tests tests/api/test_siwe.py tests/api/test_auth.py -- api/siwe.py api/auth.py``).
+
+mutmut reads its settings from ``pyproject.toml`` and writes its mutants next to it, so the run
+happens in a scratch copy of the checkout (``build/mutation``, wiped first): the tracked and
+untracked-but-not-ignored files are copied there and a ``[tool.mutmut]`` table naming exactly
+``MODULE...`` (to mutate) and ``TEST...`` (to run against each mutant) is appended to the copy's
+``pyproject.toml``. The tests run in fixed order, in one process per mutant (mutmut forks), with
+no xdist.
+
+Afterwards it prints, per module, the mutants killed, survived, timed out and with no test, the
+score (killed + timed out over all mutants), every survivor with its diff, and writes the table and
+the survivors into BENCHMARKS.md (section ``mutation``). A survivor that is equivalent to the
+original (no test can tell them apart) is listed in ``EQUIVALENT`` below with the reason, and
+shown with it; any other survivor is a missing test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts._bench import ROOT, write_section
+
+WORK = ROOT / "build" / "mutation"
+
+#: mutmut's exit-code meaning (mutmut.stats.status_by_exit_code), grouped as the report counts them.
+KILLED = {1, 3}
+TIMEOUT = {-24, 24, 36, 152, 255}
+SURVIVED = {0}
+
+#: Survivors no test can kill, by mutant name, with the reason they behave exactly as the original.
+EQUIVALENT: dict[str, str] = {
+    "api.siwe.x__field_name__mutmut_3": '`tag.rstrip("XX :XX")`: rstrip takes a set of characters and no tag ends in X',
+    "api.siwe.x__parse_time__mutmut_57": '`if fraction or True`: with no fraction, `int("".ljust(6, "0"))` is 0 as well',
+    "api.siwe.x__signature_bytes__mutmut_35": "`int.from_bytes(raw[:32])`: big-endian is the default byte order (Python >= 3.11)",
+    "api.siwe.x__signature_bytes__mutmut_42": "`int.from_bytes(raw[32:64])`: big-endian is the default byte order (Python >= 3.11)",
+    "api.siwe.x__utc_now__mutmut_7": "`now.astimezone(None)`: the same instant in the local zone; every caller compares "
+    "instants or passes it through SiweMessage, which converts it to UTC",
+    "api.auth.xǁAuthenticatorǁauthenticate__mutmut_36": "`leeway=0` dropped: 0 is PyJWT's default leeway",
+    "api.auth.xǁAuthenticatorǁtoken__mutmut_19": "`max_lifetime=CHALLENGE_LIFETIME` dropped: siwe.verify's default is the "
+    "same 10 minutes (a test pins CHALLENGE_LIFETIME)",
+    "api.auth.xǁAuthenticatorǁtoken__mutmut_98": '`algorithm="HS256"` dropped: HS256 is PyJWT\'s default (a test reads '
+    "the token header)",
+}
+
+
+def copy_checkout() -> None:
+    if WORK.exists():
+        shutil.rmtree(WORK)
+    WORK.mkdir(parents=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for raw in listed:
+        if not raw:
+            continue
+        rel = Path(raw.decode())
+        source = ROOT / rel
+        if rel.parts[0] in {"node_modules", ".venv"} or not source.is_file():
+            continue
+        target = WORK / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+
+
+def configure(modules: list[str], tests: list[str]) -> None:
+    """Append mutmut's table: mutate ``modules``, run ``tests``, copy every other top-level entry."""
+    source_paths = sorted({m.split("/", 1)[0] for m in modules})
+    also_copy = sorted(p.name for p in WORK.iterdir() if p.name not in source_paths and p.name != "pyproject.toml")
+    pytest_args = ["-p", "no:randomly", "-p", "no:xdist", "-p", "no:cacheprovider", "-q"]
+    table = (
+        "\n[tool.mutmut]\n"
+        f"source_paths = {json.dumps(source_paths)}\n"
+        f"only_mutate = {json.dumps(modules)}\n"
+        f"also_copy = {json.dumps(also_copy)}\n"
+        f"pytest_add_cli_args = {json.dumps(pytest_args)}\n"
+        f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+    )
+    with (WORK / "pyproject.toml").open("a") as fh:
+        fh.write(table)
+
+
+def load_results(modules: list[str]) -> dict[str, dict[str, int | None]]:
+    """``{module: {mutant name: exit code}}`` from mutmut's ``mutants/<module>.meta`` files."""
+    results: dict[str, dict[str, int | None]] = {}
+    for module in modules:
+        meta = WORK / "mutants" / (module + ".meta")
+        data = json.loads(meta.read_text()) if meta.is_file() else {}
+        results[module] = dict(data.get("exit_code_by_key", {}))
+    return results
+
+
+def diff_of(name: str) -> str:
+    shown = subprocess.run(
+        [sys.executable, "-m", "mutmut", "show", name], cwd=WORK, capture_output=True, text=True, check=False
+    )
+    return shown.stdout.strip()
+
+
+def report(results: dict[str, dict[str, int | None]], seconds: float, tests: list[str]) -> tuple[str, list[str]]:
+    rows = [
+        "| module | mutants | killed | timed out | survived | no test / other | score |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    survivors: list[str] = []
+    for module, codes in results.items():
+        counts: Counter[str] = Counter()
+        for name, code in sorted(codes.items()):
+            if code in KILLED:
+                counts["killed"] += 1
+            elif code in TIMEOUT:
+                counts["timeout"] += 1
+            elif code in SURVIVED:
+                counts["survived"] += 1
+                survivors.append(name)
+            else:
+                counts["other"] += 1
+        total = sum(counts.values())
+        score = (counts["killed"] + counts["timeout"]) / total * 100 if total else 0.0
+        rows.append(
+            f"| `{module}` | {total} | {counts['killed']} | {counts['timeout']} | {counts['survived']} "
+            f"| {counts['other']} | {score:.1f}% |"
+        )
+    body = "\n".join(rows)
+    body += f"\n\nTests run against each mutant: {', '.join(f'`{t}`' for t in tests)}; {seconds:.0f} s in all."
+    if survivors:
+        body += "\n\nSurvivors (each equivalent to the original, for the reason given):\n\n"
+        body += "\n".join(
+            f"* `{name}`: {EQUIVALENT.get(name, '**not explained: a missing test**')}" for name in survivors
+        )
+    else:
+        body += "\n\nNo mutant survived."
+    return body, survivors
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--tests", nargs="+", required=True, help="test files run against every mutant")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="mutants tested at once")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="rerun only the previous run's survivors (same modules) against the current tests",
+    )
+    parser.add_argument("modules", nargs="+", help="source files to mutate, e.g. api/siwe.py")
+    args = parser.parse_args()
+    for path in [*args.modules, *args.tests]:
+        if not (ROOT / path).is_file():
+            parser.error(f"{path}: no such file")
+
+    names: list[str] = []
+    if args.survivors:
+        names = [n for codes in load_results(args.modules).values() for n, c in codes.items() if c in SURVIVED]
+        if not names:
+            parser.error("no previous survivors in build/mutation")
+        for test in args.tests:  # the new tests, into the copy and into mutmut's own copy of it
+            for target in (WORK / test, WORK / "mutants" / test):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / test, target)
+        pyproject = WORK / "pyproject.toml"
+        pyproject.write_text(pyproject.read_text().split("\n[tool.mutmut]\n", 1)[0])
+        configure(args.modules, args.tests)
+    else:
+        copy_checkout()
+        configure(args.modules, args.tests)
+        os.makedirs(WORK / "mutants", exist_ok=True)
+        (WORK / "mutants" / "node_modules").symlink_to(ROOT / "node_modules")
+    env = dict(os.environ, QCL_PROJECT_ROOT=str(ROOT))
+    env.pop("PYTHONPATH", None)  # the mutants, not the checkout, must be what the tests import
+    started = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs), *names],
+        cwd=WORK,
+        env=env,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    if run.returncode != 0:
+        print(f"mutmut run failed (exit {run.returncode})", file=sys.stderr)
+        return run.returncode
+
+    results = load_results(args.modules)
+    body, survivors = report(results, seconds, args.tests)
+    print(body)
+    for name in survivors:
+        print(f"\n# {name}\n{diff_of(name)}")
+    if not args.no_write:
+        write_section("mutation", "Mutation testing (`make mutation`, mutmut)", body)
+    unexplained = [name for name in survivors if name not in EQUIVALENT]
+    return 1 if unexplained else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
