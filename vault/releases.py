@@ -185,6 +185,8 @@ class ReleaseDesk:
         self.waiters = waiters or Waiters()
         #: Called after an intent is admitted (wakes an in-process relayer at once).
         self.wake = wake or (lambda: None)
+        #: Whether a relayer in this process wakes the waiting callers (else they poll).
+        self.local = wake is not None
 
     def find(self, intent_id: str) -> Intent | None:
         with self.store.session() as s:
@@ -233,10 +235,13 @@ class ReleaseDesk:
             self.wake()
         return intent, created
 
-    async def wait(self, intent_id: str, *, timeout: float, poll: float = 0.05) -> Intent:
-        """Wait until the intent is final (woken by an in-process relayer; polled otherwise)."""
+    async def wait(self, intent_id: str, *, timeout: float, poll: float | None = None) -> Intent:
+        """Wait until the intent is final: woken by the relayer when it runs in this process (the
+        database is then read again only every second, as a safety net), polled every 50 ms
+        when a worker process records releases."""
         from starlette.concurrency import run_in_threadpool
 
+        poll = poll if poll is not None else (1.0 if self.local else 0.05)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:

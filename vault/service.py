@@ -383,9 +383,9 @@ class Vault:
         self._relayer = relayer
         if relayer is not None:
             relayer.notify = self.desk.waiters.notify
-            self.desk.wake = relayer.wake
+            self.desk.wake, self.desk.local = relayer.wake, True
         else:
-            self.desk.wake = lambda: None
+            self.desk.wake, self.desk.local = (lambda: None), False
 
     def prepare_release(
         self, *, terms: GrantTerms, resource: bytes, request_id: bytes, deadline: int, signature: bytes
