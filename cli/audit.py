@@ -95,7 +95,7 @@ def verify(
             console=console,
         ) as bar:
             task = bar.add_task("replaying events", total=job["total_events"])
-            while job["status"] == "running":
+            while job["status"] in ("queued", "running"):
                 time.sleep(poll)
                 job = client.call("GET", f"/v1/audit/verifications/{job['id']}")
                 stage = _STAGES.get(job["stage"], job["stage"])

@@ -71,7 +71,11 @@ class CorrectionCreate(BaseModel):
     )
     document_id: str = Field(pattern=DOC_ID_PATTERN)
     claim: str = Field(min_length=1, max_length=2000, description="what is wrong (kept off chain)")
-    evidence: str | None = Field(None, description="supporting file, base64 (at most 1 MiB)")
+    evidence: str | None = Field(
+        None,
+        description="supporting file, base64 (at most 1 MiB)",
+        json_schema_extra={"pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"},
+    )
 
     @field_validator("evidence")
     @classmethod
@@ -86,7 +90,11 @@ class Resolution(BaseModel):
     model_config = ConfigDict(extra="forbid")
     outcome: Literal["corrected", "rejected"]
     reason: str = Field(min_length=1, max_length=2000, description="shown to the subject")
-    content: str | None = Field(None, description="the corrected document, base64 (outcome = corrected)")
+    content: str | None = Field(
+        None,
+        description="the corrected document, base64 (outcome = corrected)",
+        json_schema_extra={"pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"},
+    )
 
     @field_validator("content")
     @classmethod

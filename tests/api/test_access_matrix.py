@@ -543,8 +543,9 @@ def b_consistency(w: World, c: Ctx) -> Call:
 
 # -- builders of the rights and service clocks (SPEC §9.2-9.5)
 
-#: Objects shared by the read-only cells of the rights rows, made on first use.
-_SHARED: dict[str, str] = {}
+#: Objects shared by the read-only cells of the rights rows, made on first use (per world: the
+#: SQLite and the PostgreSQL worlds each have their own).
+_SHARED: dict[tuple[str, str], str] = {}
 
 
 def fresh_correction(w: World) -> str:
@@ -558,9 +559,10 @@ def fresh_demand(w: World) -> str:
 
 
 def shared(w: World, name: str, make: Callable[[World], str]) -> str:
-    if name not in _SHARED:
-        _SHARED[name] = make(w)
-    return _SHARED[name]
+    key = (w.p.vault.store.url, name)
+    if key not in _SHARED:
+        _SHARED[key] = make(w)
+    return _SHARED[key]
 
 
 def b_corrections_open(w: World, c: Ctx) -> Call:
@@ -626,12 +628,16 @@ def b_requests_withdraw(w: World, c: Ctx) -> Call:
 
 def c_corrections_list(w: World, caller: str, body: Any) -> None:
     ids = {i["correction_id"] for i in body["items"]}
-    assert (_SHARED["correction"] in ids) == (caller in ("citizen", "provider", "admin", "auditor")), ids
+    assert (_SHARED[(w.p.vault.store.url, "correction")] in ids) == (
+        caller in ("citizen", "provider", "admin", "auditor")
+    ), ids
 
 
 def c_demands_list(w: World, caller: str, body: Any) -> None:
     ids = {i["demand_id"] for i in body["items"]}
-    assert (_SHARED["demand"] in ids) == (caller in ("dept", "provider", "admin", "auditor")), ids
+    assert (_SHARED[(w.p.vault.store.url, "demand")] in ids) == (caller in ("dept", "provider", "admin", "auditor")), (
+        ids
+    )
 
 
 # -- checks of 2xx bodies: a listing shows a caller only what is theirs

@@ -430,27 +430,35 @@ def test_a_lower_case_sub_is_checksummed(login: Login) -> None:
 
 def test_authenticate_refuses_members_that_left_or_were_suspended(login: Login) -> None:
     authorization = bearer(login)
-    login.ledger.head = 2
     login.ledger.enrol(login.account.address, Role.CONSUMER, suspended=True)
+    login.auth.forget(login.account.address)  # what POST /v1/members/{a}/suspend does
     assert problem(login.auth.authenticate, authorization).code == "member_suspended"
-    login.ledger.head = 3
     del login.ledger.members[login.account.address]
+    login.auth.forget(login.account.address)
     assert problem(login.auth.authenticate, authorization).code == "not_a_member"
 
 
-def test_members_are_cached_per_block(login: Login) -> None:
+def test_members_are_cached_for_member_cache_seconds(login: Login, monkeypatch: pytest.MonkeyPatch) -> None:
+    import api.auth as auth_module
+
     authorization = bearer(login)
     reads = login.ledger.member_reads
     login.auth.authenticate(authorization)
     login.auth.authenticate(authorization)
-    assert login.ledger.member_reads == reads  # token() just read it at this head
+    assert login.ledger.member_reads == reads  # token() just read it
     login.ledger.enrol(login.account.address, Role.SUBJECT)
-    assert login.auth.authenticate(authorization).roles == Role.CONSUMER | Role.AUDITOR  # same block: cached
-    login.ledger.head = 2
+    assert login.auth.authenticate(authorization).roles == Role.CONSUMER | Role.AUDITOR  # still cached
+    now = time.monotonic()
+    ttl = login.auth._settings.member_cache_seconds
+    monkeypatch.setattr(auth_module.time, "monotonic", lambda: now + ttl + 0.01)  # the cache time is up
     assert login.auth.authenticate(authorization).roles == Role.SUBJECT
     assert login.ledger.member_reads == reads + 1
     login.auth.authenticate(authorization)
-    assert login.ledger.member_reads == reads + 1
+    assert login.ledger.member_reads == reads + 1  # cached again
+    login.ledger.enrol(login.account.address, Role.PROVIDER)
+    login.auth.forget(login.account.address)  # a change made through this API bites at once
+    assert login.auth.authenticate(authorization).roles == Role.PROVIDER
+    assert login.ledger.member_reads == reads + 2
 
 
 def test_the_cache_is_per_address(login: Login) -> None:

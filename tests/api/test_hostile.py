@@ -147,12 +147,14 @@ def hostile(anvil: Node, compiled: CompilationResult, tmp_path_factory: pytest.T
     )
     app = create_app(settings, ledger=deployed.ledger, vault=vault)
     app.add_api_route("/test-only/fail", _fail, methods=["GET"])  # for the keep-alive row
+    vault.relayer.start()  # what the lifespan does in `qcl dev` (the server here runs none)
     with Server(app, port) as server:
         connect = lambda account: QclClient(http=httpx.Client(base_url=server.url, timeout=60), account=account)  # noqa: E731
         admin = connect(deployed.admin)
         assert admin.login() == ["ADMIN"]
-        names = ("provider", "citizen", "neighbour", "dept", "other_dept", "auditor")
+        names = ("provider", "citizen", "neighbour", "dept", "other_dept")
         members = {name: connect(Account.create()) for name in names}
+        members["auditor"] = connect(deployed.auditor)  # the deployment names the first AUDITOR (SPEC §9.8)
         dept_key = x25519.X25519PrivateKey.generate()
         admin.onboard(members["provider"].address, ["PROVIDER"], "Jinan Tax Bureau", org_code="11370100MB1")
         admin.onboard(members["citizen"].address, ["SUBJECT"], "Citizen Zhang San")
@@ -171,7 +173,6 @@ def hostile(anvil: Node, compiled: CompilationResult, tmp_path_factory: pytest.T
             org_code="12370100MB3",
             hpke_public_key=x25519.X25519PrivateKey.generate().public_key().public_bytes_raw(),
         )
-        admin.onboard(members["auditor"].address, ["AUDITOR"], "Municipal audit office", org_code="11370100MB4")
         admin.register_resource("id_card", "Resident identity card", members["provider"].address, 3)
         admin.register_resource("tax_record", "Tax payment record", members["provider"].address, 2)
         admin.register_resource(
@@ -180,6 +181,7 @@ def hostile(anvil: Node, compiled: CompilationResult, tmp_path_factory: pytest.T
         for client in members.values():
             client.login()
         yield Hostile(deployed=deployed, server=server, app=app, vault=vault, admin=admin, dept_key=dept_key, **members)
+    vault.relayer.stop()
     vault.store.dispose()
 
 

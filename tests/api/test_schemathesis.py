@@ -215,6 +215,17 @@ KNOWN_BUGS: list[KnownBug] = [
             "a grant answer needs the signed grant",
         ),
     ),
+    KnownBug(
+        "correction-rejection-content",
+        "POST /v1/corrections/{id}/resolve refuses outcome=rejected with content, a rule the schema does not state",
+        lambda case, response, failure: _refused_because(
+            case,
+            response,
+            failure,
+            "POST /v1/corrections/{correction_id}/resolve",
+            "a rejection carries no content",
+        ),
+    ),
 ]
 SET_ASIDE: Counter[str] = Counter()
 SEEN: Counter[str] = Counter()
@@ -760,13 +771,21 @@ def test_a_boolean_block_number_is_refused(platform: Platform, path: str) -> Non
 
 
 @pytest.mark.xfail(strict=True, reason="open API bugs (KNOWN_BUGS): schema-valid input refused")
-@pytest.mark.parametrize("bug", ["roles-unique", "grant-answer-needs-grant"])
+@pytest.mark.parametrize("bug", ["roles-unique", "grant-answer-needs-grant", "correction-rejection-content"])
 def test_open_bug(platform: Platform, bug: str) -> None:
     """Each KNOWN_BUGS entry: schema-valid input the API should accept (or the schema should forbid)."""
     p = platform
     if bug == "roles-unique":
         body = {"address": Account.create().address, "roles": ["SUBJECT", "SUBJECT"], "name": "Citizen Wang"}
         response = p.http.post("/v1/members", json=body, headers={"Authorization": f"Bearer {p.admin.token}"})
+    elif bug == "correction-rejection-content":
+        doc = p.provider.store_document(p.citizen.address, "id_card", b"card")
+        opened = p.citizen.call("POST", "/v1/corrections", json={"document_id": doc["document_id"], "claim": "typo"})
+        response = p.http.post(
+            f"/v1/corrections/{opened['correction_id']}/resolve",
+            json={"outcome": "rejected", "reason": "no error found", "content": "Y2FyZA=="},
+            headers={"Authorization": f"Bearer {p.provider.token}"},
+        )
     else:
         asked = p.dept.request_access(p.citizen.address, ["id_card"], "credit-check")
         response = p.http.post(
