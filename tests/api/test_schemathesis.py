@@ -217,13 +217,11 @@ KNOWN_BUGS: list[KnownBug] = [
     ),
     KnownBug(
         "correction-rejection-content",
-        "POST /v1/corrections/{id}/resolve refuses outcome=rejected with content, a rule the schema does not state",
-        lambda case, response, failure: _refused_because(
-            case,
-            response,
-            failure,
-            "POST /v1/corrections/{correction_id}/resolve",
-            "a rejection carries no content",
+        "POST /v1/corrections/{id}/resolve ties content to the outcome (a rejection carries none, a correction "
+        "needs it), a rule the schema does not state (oneOf)",
+        lambda case, response, failure: any(
+            _refused_because(case, response, failure, "POST /v1/corrections/{correction_id}/resolve", words)
+            for words in ("a rejection carries no content", "a corrected outcome needs the corrected content")
         ),
     ),
 ]
