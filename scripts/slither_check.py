@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,20 +32,37 @@ def _key(result: dict) -> str:
     return f"{result.get('check')}: {' '.join(text.split())}"
 
 
+def _latest_build(scratch: Path) -> Path:
+    """A copy of the Hardhat artifacts holding only the newest build-info (older builds of other
+    sources stay in the directory and would be analysed too)."""
+    source = ROOT / ARTIFACTS
+    infos = sorted((source / "build-info").glob("*.output.json"), key=lambda f: f.stat().st_mtime)
+    if not infos:
+        raise SystemExit("no Hardhat build in build/hardhat (run `hardhat build`)")
+    newest = infos[-1].name.removesuffix(".output.json")
+    target = scratch / "artifacts"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("build-info"))
+    (target / "build-info").mkdir()
+    for suffix in (".json", ".output.json"):
+        shutil.copy2(source / "build-info" / (newest + suffix), target / "build-info" / (newest + suffix))
+    return target
+
+
 def main() -> int:
     slither = str(Path(sys.executable).with_name("slither"))
-    command = [
-        slither,
-        ".",
-        "--hardhat-ignore-compile",
-        "--hardhat-artifacts-directory",
-        ARTIFACTS,
-        "--filter-paths",
-        FILTER,
-        "--json",
-        "-",
-    ]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        command = [
+            slither,
+            ".",
+            "--hardhat-ignore-compile",
+            "--hardhat-artifacts-directory",
+            str(_latest_build(Path(scratch))),
+            "--filter-paths",
+            FILTER,
+            "--json",
+            "-",
+        ]
+        run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     try:
         output = json.loads(run.stdout)
     except ValueError:
