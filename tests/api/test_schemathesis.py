@@ -265,6 +265,18 @@ def _beyond_uint64(response: Any, failure: Failure) -> bool:
     return bool(errors) and all(any(b in str(e.get("msg")) for b in bounds) for e in errors)
 
 
+def _relayed_not_readable(case: Case, response: Any, failure: Failure) -> bool:
+    """Any member may relay a subject's signed grant (POST /v1/grants), but only the subject, the
+    grantee and auditors may read it (SPEC §6): the resource-availability check, which expects the
+    creator to read what it created, does not hold for a relaying member, by design."""
+    return (
+        type(failure).__name__ == "EnsureResourceAvailability"
+        and case.operation.label == "GET /v1/grants/{grant_id}"
+        and response.status_code == 404
+        and _problem_code(response) == "grant_not_found"
+    )
+
+
 def validate(case: Case, response: Any, checks: list[Any] = CHECKS, recorder: Any = None) -> None:
     """``case.validate_response`` with the known bugs' failures set aside (and counted), and the
     positive-data check's semantic refusals (``_semantic_refusal``) counted, not failed."""
@@ -276,7 +288,9 @@ def validate(case: Case, response: Any, checks: list[Any] = CHECKS, recorder: An
         for failure in group.exceptions:
             bug = next((b for b in KNOWN_BUGS if b.matches(case, response, failure)), None)
             semantic = _semantic_refusal(response, failure)
-            if _beyond_uint64(response, failure):
+            if _relayed_not_readable(case, response, failure):
+                SEMANTIC[f"{case.operation.label} -> 404 a relaying member may not read the grant (by design)"] += 1
+            elif _beyond_uint64(response, failure):
                 SEMANTIC[f"{case.operation.label} -> 422 uint64 past 2^64-1 (generator)"] += 1
             elif semantic is not None:
                 SEMANTIC[f"{case.operation.label} -> 422 {semantic}"] += 1
