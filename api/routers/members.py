@@ -48,7 +48,9 @@ class MemberCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     org_code: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[0-9A-Za-z\-_.]+$")
     hpke_public_key: str | None = Field(
-        None, description="hex of the raw X25519 key (32 bytes) or the 1216-byte hybrid key"
+        None,
+        description="hex of the raw X25519 key (32 bytes) or the 1216-byte hybrid key",
+        json_schema_extra={"pattern": "^(0x)?([0-9a-fA-F]{64}|[0-9a-fA-F]{2432})$"},
     )
 
     @field_validator("roles")
