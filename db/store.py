@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from .batch import WriteBatcher
 from .errors import DatabaseError
 from .models import ReleaseLogRow
 
@@ -28,13 +29,21 @@ class Store:
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
         sqlite = url.startswith("sqlite")
-        # a file has no connection to lose: ping only servers (a restarted PostgreSQL drops them)
+        # a file has no connection to lose: ping only servers (a restarted PostgreSQL drops them).
+        # SQLite connections are cheap to keep: one per thread of the API's pool, so that none is
+        # opened (and its pragmas run) per request under load.
+        memory = sqlite and (":memory:" in url or url.rstrip("/") == "sqlite:")
+        pool = (
+            {} if memory else {"pool_size": 48, "max_overflow": 16} if sqlite else {"pool_size": 10, "max_overflow": 20}
+        )
         self.engine: Engine = create_engine(
-            url, connect_args={"timeout": 30} if sqlite else {}, pool_pre_ping=not sqlite
+            url, connect_args={"timeout": 30} if sqlite else {}, pool_pre_ping=not sqlite, **pool
         )
         if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        #: Group commit of small independent writes (see :mod:`db.batch`).
+        self.writer = WriteBatcher(self)
         if migrate:
             self.migrate()
 
@@ -68,6 +77,7 @@ class Store:
         return 0 if current is None else int(current) + 1
 
     def dispose(self) -> None:
+        self.writer.stop()
         self.engine.dispose()
 
 

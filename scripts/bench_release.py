@@ -44,6 +44,7 @@ from chain_client import compile_contracts, free_port, start_node
 from chain_client.ids import RequestIdAllocator, new_nonce, purpose_id, resource_id
 from qcl_client import QclClient, open_release
 from scripts._bench import ROOT, write_section
+from scripts._profile import sampled, top_self
 
 RESOURCE = "social_insurance"
 PURPOSE = "benefit-review"
@@ -144,6 +145,7 @@ def main() -> None:  # noqa: C901 - one linear script
     parser.add_argument("--clients", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--naive", type=int, default=300, help="releases of the naive pattern")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    parser.add_argument("--profile", type=Path, help="sample the API process with py-spy per phase into this folder")
     args = parser.parse_args()
 
     compile_contracts()
@@ -227,11 +229,24 @@ def main() -> None:  # noqa: C901 - one linear script
         consent = node.w3.eth.contract(
             address=chain["contracts"]["ConsentLedger"], abi=compile_contracts()["ConsentLedger"].abi
         )
+        profiles: list[tuple[str, Path]] = []
+
+        def measured(coro: Any) -> Any:
+            """Run one load phase, sampled with py-spy when --profile is given."""
+            if not args.profile:
+                return asyncio.run(coro)
+            args.profile.mkdir(parents=True, exist_ok=True)
+            out = args.profile / f"phase-{len(profiles) + 1}.txt"
+            with sampled(api.pid, out):
+                result = asyncio.run(coro)
+            profiles.append((result[0].name + f" @{result[0].clients}", out))
+            return result
+
         messages: dict[str, dict[str, Any]] = {}
         grant_runs: list[Run] = []
         for clients in args.clients:
             bodies = [("POST", "/v1/grants", grant_body(citizens[i % len(citizens)])) for i in range(args.grants)]
-            run, answers = asyncio.run(_load("grants (POST /v1/grants)", url, bodies, clients, dept.token or ""))
+            run, answers = measured(_load("grants (POST /v1/grants)", url, bodies, clients, dept.token or ""))
             for body, answer in zip(bodies, answers, strict=True):
                 if answer:
                     messages[answer["grant_id"]] = body[2]["message"]
@@ -258,7 +273,7 @@ def main() -> None:  # noqa: C901 - one linear script
         released: list[str] = []
         for clients in args.clients:
             bodies = [("POST", "/v1/releases", release_body(grants[i % len(grants)])) for i in range(args.releases)]
-            run, answers = asyncio.run(
+            run, answers = measured(
                 _load("sealed releases (POST /v1/releases)", url, bodies, clients, dept.token or "")
             )
             release_runs.append(run)
@@ -274,7 +289,7 @@ def main() -> None:  # noqa: C901 - one linear script
                     assert opened.content.startswith(b"record of citizen")
                     released.append(answer["release_id"])
             reads = [("GET", f"/v1/releases/{rid}", None) for rid in released[-min(len(released), 2000) :]]
-            run, _ = asyncio.run(_load("status reads (GET /v1/releases/{id})", url, reads, clients, dept.token or ""))
+            run, _ = measured(_load("status reads (GET /v1/releases/{id})", url, reads, clients, dept.token or ""))
             read_runs.append(run)
             print(run.row())
 
@@ -317,6 +332,11 @@ def main() -> None:  # noqa: C901 - one linear script
             "Targets (issue 8): >= 400 grants/s and >= 300 sealed releases/s at 128 clients, p99 <= 1 s for "
             "releases, >= 10x the naive pattern, zero failed valid requests."
         )
+        for label, raw in profiles:
+            if raw.exists():
+                print(f"\n{label}: py-spy samples of the API process, innermost frames ({raw})")
+                for frame, n in top_self(raw, 25):
+                    print(f"  {n:6d}  {frame}")
         if not args.no_write:
             write_section("release", "The release path through the API (scripts/bench_release.py)", body)
         print(body)

@@ -197,40 +197,55 @@ class ReleaseDesk:
         """Write the intent (durable before anything is sent); returns it and whether it is new.
 
         The exact same request sent again returns the existing intent; a different one under the
-        same request id raises :class:`RequestReused`.
+        same request id raises :class:`RequestReused`. Intents arriving together are written in one
+        transaction (:class:`db.batch.WriteBatcher`).
         """
-        from sqlalchemy.exc import IntegrityError
+        return self._checked(request, self.store.writer.run(self._writer_of(request, document_id)))
 
-        now = time.time()
-        row = ReleaseIntent(
-            id=request.release_id,
-            kind=request.kind,
-            authority="0x" + request.authority.hex(),
-            grantee=to_checksum_address(request.grantee),
-            subject=to_checksum_address(request.subject),
-            resource="0x" + request.resource.hex(),
-            request_id="0x" + request.request_id.hex(),
-            deadline=str(request.deadline),
-            signature="0x" + request.signature.hex(),
-            body_hash=request.body_hash(),
-            terms=request.terms_json(),
-            document_id=document_id,
-            status="pending",
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
-        created = True
-        try:
-            with self.store.session() as s:
-                s.add(row)
-        except IntegrityError:
-            created = False
-        intent = self.find(request.release_id)
-        if intent is None:  # pragma: no cover - the row was just written or found
-            raise ChainUnavailable("the release intent could not be stored")
-        if intent.body_hash != row.body_hash:
-            raise RequestReused(f"request id {row.request_id} was already used by this grantee for another request")
+    async def admit_async(self, request: ReleaseRequest, *, document_id: str) -> tuple[Intent, bool]:
+        """:meth:`admit` without holding a thread while the batch commits."""
+        written = await asyncio.wrap_future(self.store.writer.submit(self._writer_of(request, document_id)))
+        return self._checked(request, written)
+
+    def _writer_of(self, request: ReleaseRequest, document_id: str) -> Callable[[Any], tuple[Intent, bool]]:
+        body_hash = request.body_hash()
+        terms = request.terms_json()
+
+        def write(s: Any) -> tuple[Intent, bool]:
+            existing = s.get(ReleaseIntent, request.release_id)
+            if existing is not None:
+                return Intent.of(existing), False
+            now = time.time()
+            row = ReleaseIntent(
+                id=request.release_id,
+                kind=request.kind,
+                authority="0x" + request.authority.hex(),
+                grantee=to_checksum_address(request.grantee),
+                subject=to_checksum_address(request.subject),
+                resource="0x" + request.resource.hex(),
+                request_id="0x" + request.request_id.hex(),
+                deadline=str(request.deadline),
+                signature="0x" + request.signature.hex(),
+                body_hash=body_hash,
+                terms=terms,
+                document_id=document_id,
+                status="pending",
+                attempts=0,
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(row)
+            s.flush()  # a request id taken meanwhile by another process fails here, then is read back
+            return Intent.of(row), True
+
+        return write
+
+    def _checked(self, request: ReleaseRequest, written: tuple[Intent, bool]) -> tuple[Intent, bool]:
+        intent, created = written
+        if intent.body_hash != request.body_hash():
+            raise RequestReused(
+                f"request id 0x{request.request_id.hex()} was already used by this grantee for another request"
+            )
         if created:
             self.wake()
         return intent, created
@@ -429,18 +444,12 @@ class ReleaseRelayer:
                     created_at=now,
                 )
             )
-            for position, intent_id in enumerate(ids):
-                s.execute(
-                    update(ReleaseIntent)
-                    .where(ReleaseIntent.id == intent_id)
-                    .values(
-                        status="submitted",
-                        tx_hash=tx.tx_hash,
-                        position=position,
-                        attempts=ReleaseIntent.attempts + 1,
-                        updated_at=now,
-                    )
-                )
+            s.execute(
+                update(ReleaseIntent)
+                .where(ReleaseIntent.id.in_(ids))
+                .values(status="submitted", tx_hash=tx.tx_hash, attempts=ReleaseIntent.attempts + 1, updated_at=now)
+            )
+            s.execute(update(ReleaseIntent), [{"id": i, "position": p} for p, i in enumerate(ids)])
 
     def _send_and_wait(self, tx: SignedTx, ids: Sequence[str]) -> dict[str, Any] | None:
         """Send and wait for the receipt; None when the node refused it (intents back to pending)."""
@@ -574,8 +583,9 @@ class ReleaseRelayer:
         with self.store.session() as s:
             index = s.scalar(select(func.max(ReleaseLogRow.idx)))
             index = 0 if index is None else int(index) + 1
+            commitments = _document_commitments(s, {row.document_id for row in recorded})
+            settled: list[dict[str, Any]] = []
             for row in recorded:
-                commitment = _document_commitment(s, row.document_id)
                 entry = LogEntry(
                     index=index,
                     release_id=row.id,
@@ -586,7 +596,7 @@ class ReleaseRelayer:
                     resource=row.resource,
                     request_id=row.request_id,
                     document_id=row.document_id,
-                    commitment=commitment,
+                    commitment=commitments.get(row.document_id, ""),
                     tx_hash=str(tx_hash),
                     block_number=int(block or 0),
                     released_at=int(now),
@@ -602,20 +612,33 @@ class ReleaseRelayer:
                         tx_hash=entry.tx_hash,
                     )
                 )
-                s.execute(
-                    update(ReleaseIntent)
-                    .where(ReleaseIntent.id == row.id)
-                    .values(status="recorded", block_number=block, log_index=index, updated_at=now)
+                settled.append(
+                    {
+                        "id": row.id,
+                        "status": "recorded",
+                        "error": None,
+                        "log_index": index,
+                        "tx_hash": tx_hash,
+                        "block_number": block,
+                        "updated_at": now,
+                    }
                 )
                 index += 1
             for intent_id, status, error, log_index, tx, blk in outcomes:
-                s.execute(
-                    update(ReleaseIntent)
-                    .where(ReleaseIntent.id == intent_id)
-                    .values(
-                        status=status, error=error, log_index=log_index, tx_hash=tx, block_number=blk, updated_at=now
-                    )
+                settled.append(
+                    {
+                        "id": intent_id,
+                        "status": status,
+                        "error": error,
+                        "log_index": log_index,
+                        "tx_hash": tx,
+                        "block_number": blk,
+                        "updated_at": now,
+                    }
                 )
+            s.flush()  # the log rows first: an index taken twice fails here, before any intent moves
+            if settled:
+                s.execute(update(ReleaseIntent), settled)
             if tx_hash is not None:
                 s.execute(
                     update(RelayerTransaction).where(RelayerTransaction.tx_hash == tx_hash).values(status="mined")
@@ -669,11 +692,16 @@ class ReleaseRelayer:
             return settled
 
 
-def _document_commitment(session: Any, document_id: str) -> str:
+def _document_commitments(session: Any, document_ids: set[str]) -> dict[str, str]:
+    """The commitment of each document (without loading its ciphertext)."""
     from db.models import DocumentRow
 
-    row = session.get(DocumentRow, document_id)
-    return row.commitment if row is not None else ""
+    if not document_ids:
+        return {}
+    rows = session.execute(
+        select(DocumentRow.id, DocumentRow.commitment).where(DocumentRow.id.in_(sorted(document_ids)))
+    ).all()
+    return {str(i): str(c) for i, c in rows}
 
 
 def _b32(value: str) -> bytes:

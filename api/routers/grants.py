@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from chain_client import Member, Role, eip712
@@ -148,29 +150,42 @@ async def record(
     groups: CallGroups = request.app.state.calls
     receipt = await asyncio.wrap_future(groups.get().submit(data))
     grant_id = "0x" + eip712.grant_digest(ledger.domain(), terms.message()).hex()
-    await run_in_threadpool(
-        _keep_terms, vault, body, grant_id, receipt.tx_hash, receipt.block_number, relayed_by=member.address
+    await asyncio.wrap_future(
+        vault.store.writer.submit(
+            _terms_writer(body, grant_id, receipt.tx_hash, receipt.block_number, relayed_by=member.address)
+        )
     )
     return GrantRecordedPublic(grant_id=grant_id, tx_hash=receipt.tx_hash, block_number=receipt.block_number)
 
 
-def _keep_terms(
-    vault: VaultDep, body: SignedGrant, grant_id: str, tx_hash: str, block_number: int, *, relayed_by: str
-) -> None:
+def _terms_writer(
+    body: SignedGrant, grant_id: str, tx_hash: str, block_number: int, *, relayed_by: str
+) -> Callable[[Session], None]:
+    """The write keeping a relayed grant's terms (for later releases), for the group commit."""
     terms = body.message.terms()
-    with vault.store.session() as s:
+    terms_json = body.message.model_dump_json()
+
+    def write(s: Session) -> None:
         s.merge(
             GrantRecord(
                 grant_id=grant_id,
                 subject=terms.subject,
                 grantee=terms.grantee,
-                terms=body.message.model_dump_json(),
+                terms=terms_json,
                 tx_hash=tx_hash,
                 block_number=block_number,
                 relayed_by=relayed_by,
                 created_at=int(time.time()),
             )
         )
+
+    return write
+
+
+def _keep_terms(
+    vault: VaultDep, body: SignedGrant, grant_id: str, tx_hash: str, block_number: int, *, relayed_by: str
+) -> None:
+    vault.store.writer.run(_terms_writer(body, grant_id, tx_hash, block_number, relayed_by=relayed_by))
 
 
 def relay_grant(ledger: LedgerDep, vault: VaultDep, body: SignedGrant, *, relayed_by: str) -> GrantRecorded:
@@ -201,9 +216,14 @@ def _own_only_while_suspended(member: Member, subject: str | None) -> None:
 
 
 @router.post("/{grant_id}/revoke", response_model=TxPublic)
-def revoke(grant_id: str, body: SignedRevoke, member: WithdrawingMember, ledger: LedgerDep) -> TxPublic:
+async def revoke(
+    request: Request, grant_id: str, body: SignedRevoke, member: WithdrawingMember, ledger: LedgerDep
+) -> TxPublic:
     """Relay the subject's signed Revoke (final). With ``grant`` (its terms) this also revokes a
-    grant that was signed but never recorded; that grant can then never be recorded."""
+    grant that was signed but never recorded; that grant can then never be recorded.
+
+    Revocations arriving together share one ``multicall`` transaction with grants and pauses
+    (group commit); each is checked on its own by the ledger."""
     gid = _path_id(grant_id, body.message.grantId)
     m, signature = body.message, _sig(body.signature)
     if body.grant is not None:
@@ -211,21 +231,37 @@ def revoke(grant_id: str, body: SignedRevoke, member: WithdrawingMember, ledger:
         if ledger.hash_grant(terms) != gid:
             raise Problem(422, "invalid_input", "the grant message does not hash to the grantId")
         _own_only_while_suspended(member, terms.subject)
-        receipt = ledger.revoke_unrecorded(terms, m.nonce, m.deadline, signature)
+        fn = ledger.consent.functions.revokeUnrecorded(terms.as_tuple(), m.nonce, m.deadline, signature)
     else:
-        _own_only_while_suspended(member, ledger.grant_state(gid).subject if member.suspended else None)
-        receipt = ledger.revoke(gid, m.nonce, m.deadline, signature)
-    return TxPublic(tx_hash=receipt.tx_hash, block_number=receipt.block_number)
+        await _own_only_while_suspended_async(member, ledger, gid)
+        fn = ledger.consent.functions.revoke(gid, m.nonce, m.deadline, signature)
+    return await _grouped(request, ledger, fn)
 
 
 @router.post("/{grant_id}/pause", response_model=TxPublic)
-def pause(grant_id: str, body: SignedPause, member: WithdrawingMember, ledger: LedgerDep) -> TxPublic:
+async def pause(
+    request: Request, grant_id: str, body: SignedPause, member: WithdrawingMember, ledger: LedgerDep
+) -> TxPublic:
     """Relay the subject's signed SetPaused: pause (``paused: true``) or resume (``false``).
-    A ``sequence`` not above the grant's ``pause_sequence`` is 409 ``stale_sequence``."""
+    A ``sequence`` not above the grant's ``pause_sequence`` is 409 ``stale_sequence``.
+    Grouped with other grants, revocations and pauses as :func:`revoke` is."""
     gid = _path_id(grant_id, body.message.grantId)
-    _own_only_while_suspended(member, ledger.grant_state(gid).subject if member.suspended else None)
+    await _own_only_while_suspended_async(member, ledger, gid)
     m = body.message
-    receipt = ledger.set_paused(gid, m.paused, m.sequence, m.nonce, m.deadline, _sig(body.signature))
+    fn = ledger.consent.functions.setPaused(gid, m.paused, m.sequence, m.nonce, m.deadline, _sig(body.signature))
+    return await _grouped(request, ledger, fn)
+
+
+async def _own_only_while_suspended_async(member: Member, ledger: LedgerDep, grant_id: bytes) -> None:
+    if member.suspended:
+        state = await run_in_threadpool(ledger.grant_state, grant_id)
+        _own_only_while_suspended(member, state.subject)
+
+
+async def _grouped(request: Request, ledger: LedgerDep, fn: Any) -> TxPublic:
+    """Send one ledger call through the process's group commit and wait for its block."""
+    groups: CallGroups = request.app.state.calls
+    receipt = await asyncio.wrap_future(groups.get().submit(ledger.encode(fn)))
     return TxPublic(tx_hash=receipt.tx_hash, block_number=receipt.block_number)
 
 

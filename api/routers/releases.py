@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from chain_client import Member, Role
 from chain_client.indexer import Indexer
 from vault import Release, Vault
-from vault.releases import Intent, RequestReused
+from vault.releases import Intent, ReleaseRequest, RequestReused
 from vault.service import refusal
 
 from ..deps import ConsumerMember, CurrentMember, VaultDep
@@ -70,7 +70,7 @@ async def release(
     caller's HPKE key. The same signed request again returns the same release (200), sealed anew."""
     m = body.message
 
-    def admit() -> tuple[Intent, bool]:
+    def prepare() -> tuple[ReleaseRequest, str]:
         terms = grant_terms(vault, m.grantId)
         if terms is None:
             raise Problem(404, "grant_not_found", "no grant with this id was relayed through this service")
@@ -83,12 +83,13 @@ async def release(
             deadline=m.deadline,
             signature=_b32(body.signature),
         )
-        try:
-            return vault.desk.admit(prepared, document_id=row.id)
-        except RequestReused as exc:
-            raise Problem(409, "request_used", str(exc)) from None
+        return prepared, row.id
 
-    intent, created = await run_in_threadpool(admit)
+    prepared, document_id = await run_in_threadpool(prepare)
+    try:
+        intent, created = await vault.desk.admit_async(prepared, document_id=document_id)
+    except RequestReused as exc:
+        raise Problem(409, "request_used", str(exc)) from None
     return await answer_release(request, response, vault, consumer, intent, created=created)
 
 

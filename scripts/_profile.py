@@ -1,0 +1,69 @@
+"""Sample a running process with py-spy during one phase of a benchmark and summarise where its time went.
+
+py-spy writes collapsed stacks (``frame;frame;frame count``); the summary counts, for each function, the
+samples in which it is on the stack (inclusive) and those in which it is the innermost frame (self).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def sampled(pid: int, out: Path, rate: int = 100) -> Iterator[None]:
+    """Record ``pid`` with py-spy (idle threads excluded) into ``out`` while the block runs."""
+    spy = shutil.which("py-spy") or str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "py-spy")
+    proc = subprocess.Popen(
+        [spy, "record", "-p", str(pid), "-r", str(rate), "-f", "raw", "-o", str(out), "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _frame(frame: str) -> str:
+    # "function (path/to/module.py:123)" -> "function (module.py)"
+    name, _, where = frame.partition(" (")
+    file = where.rsplit(":", 1)[0].rsplit("/", 1)[-1].rstrip(")")
+    return f"{name} ({file})" if file else name
+
+
+def summarise(raw: Path, top: int = 15) -> tuple[int, list[tuple[str, int, int]]]:
+    """Total samples and the ``top`` functions by inclusive samples: (function, inclusive, self)."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [_frame(f) for f in stack.split(";")]
+        total += n
+        for f in set(frames[1:]):  # the first frame is the thread
+            inclusive[f] += n
+        own[frames[-1]] += n
+    rows = [(f, n, own.get(f, 0)) for f, n in inclusive.most_common(top * 3)]
+    return total, rows[:top]
+
+
+def top_self(raw: Path, top: int = 15) -> list[tuple[str, int]]:
+    own: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            own[_frame(stack.split(";")[-1])] += int(count)
+    return own.most_common(top)
