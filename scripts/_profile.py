@@ -17,10 +17,11 @@ from pathlib import Path
 
 @contextmanager
 def sampled(pid: int, out: Path, rate: int = 100) -> Iterator[None]:
-    """Record ``pid`` with py-spy (idle threads excluded) into ``out`` while the block runs."""
+    """Record ``pid`` with py-spy into ``out`` while the block runs: only the thread holding the GIL,
+    so the samples show where the process spends CPU, not where its threads wait."""
     spy = shutil.which("py-spy") or str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "py-spy")
     proc = subprocess.Popen(
-        [spy, "record", "-p", str(pid), "-r", str(rate), "-f", "raw", "-o", str(out), "--nonblocking"],
+        [spy, "record", "-p", str(pid), "-r", str(rate), "-f", "raw", "-o", str(out), "--gil"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
