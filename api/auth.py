@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import jwt
 from eth_utils import to_checksum_address
@@ -22,6 +23,7 @@ from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import delete, update
+from starlette.concurrency import run_in_threadpool
 
 from chain_client import Ledger, Member, Role
 from db.models import AuthNonce
@@ -235,6 +237,19 @@ class Authenticator:
         SUBJECT may still do (SPEC §9.8); every other route refuses it, and refuses a token issued
         while it was suspended (``scope`` ``withdraw``) even after it is reinstated.
         """
+        address, claims = self._claims(authorization)
+        return self._admit(self._member(address), claims, withdrawal)
+
+    async def authenticate_async(self, authorization: str | None, *, withdrawal: bool = False) -> Member:
+        """:meth:`authenticate` on the event loop: the chain is read (on a worker thread) only when
+        the member's cached record is missing or stale."""
+        address, claims = self._claims(authorization)
+        member = self._cached(address)
+        if member is None:
+            member = await run_in_threadpool(self._member, address)
+        return self._admit(member, claims, withdrawal)
+
+    def _claims(self, authorization: str | None) -> tuple[str, dict[str, Any]]:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise Problem(401, "not_authenticated", "log in first: Authorization: Bearer <token>")
         token = authorization[7:].strip()
@@ -251,13 +266,21 @@ class Authenticator:
             address = to_checksum_address(claims["sub"])
         except (jwt.PyJWTError, ValueError, TypeError):
             raise Problem(401, "token_invalid", "the access token is invalid or expired; log in again") from None
-        member = self._member(address)
+        return address, claims
+
+    def _admit(self, member: Member, claims: dict[str, Any], withdrawal: bool) -> Member:
         if withdrawal and member.is_member and member.suspended and Role.SUBJECT in member.roles:
             return member
         self._require_active(member)
         if claims.get("scope") == WITHDRAW_SCOPE and not withdrawal:
             raise Problem(403, "member_suspended", "this token was issued while suspended: log in again")
         return member
+
+    def _cached(self, address: str) -> Member | None:
+        """The member's record when cached and fresh, else None (no chain read)."""
+        with self._lock:
+            cached = self._cache.get(address)
+        return cached[1] if cached and time.monotonic() < cached[0] else None
 
     def _member(self, address: str, *, fresh: bool = False) -> Member:
         """The caller's registry record, read from the chain at most every ``member_cache_seconds``

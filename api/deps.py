@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,22 +16,22 @@ from .errors import Problem
 from .settings import Settings
 
 
-def get_ledger(request: Request) -> Ledger:
+async def get_ledger(request: Request) -> Ledger:
     ledger: Ledger = request.app.state.ledger
     return ledger
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_vault(request: Request) -> Vault:
+async def get_vault(request: Request) -> Vault:
     vault: Vault = request.app.state.vault
     return vault
 
 
-def get_authenticator(request: Request) -> Authenticator:
+async def get_authenticator(request: Request) -> Authenticator:
     auth: Authenticator = request.app.state.authenticator
     return auth
 
@@ -46,16 +46,25 @@ def _authorization(credentials: HTTPAuthorizationCredentials | None) -> str | No
     return f"Bearer {credentials.credentials}" if credentials is not None else None
 
 
-def current_member(request: Request, credentials: Credentials) -> Member:
+# The dependencies are coroutines: FastAPI runs a plain ``def`` dependency on a worker thread, a hop
+# that costs more CPU than these take (they read app.state; a member's record comes from a cache).
+
+
+def _authenticator(request: Request) -> Authenticator:
+    auth: Authenticator = request.app.state.authenticator
+    return auth
+
+
+async def current_member(request: Request, credentials: Credentials) -> Member:
     """The logged-in member (401 without a valid token; 403 when suspended or not a member)."""
-    return get_authenticator(request).authenticate(_authorization(credentials))
+    return await _authenticator(request).authenticate_async(_authorization(credentials))
 
 
-def withdrawing_member(request: Request, credentials: Credentials) -> Member:
+async def withdrawing_member(request: Request, credentials: Credentials) -> Member:
     """As :func:`current_member`, but a suspended SUBJECT passes too: for the routes that revoke,
     pause and read its own data (SPEC §9.8 "Withdrawal always works"). Such a member's roles are
     returned unchanged; the route must only let it act on what is its own."""
-    return get_authenticator(request).authenticate(_authorization(credentials), withdrawal=True)
+    return await _authenticator(request).authenticate_async(_authorization(credentials), withdrawal=True)
 
 
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
@@ -66,10 +75,10 @@ CurrentMember = Annotated[Member, Depends(current_member)]
 WithdrawingMember = Annotated[Member, Depends(withdrawing_member)]
 
 
-def require(*roles: Role) -> Callable[[Member], Member]:
+def require(*roles: Role) -> Callable[[Member], Awaitable[Member]]:
     """A dependency: the logged-in member must hold at least one of ``roles`` (403 role_required)."""
 
-    def check(member: CurrentMember) -> Member:
+    async def check(member: CurrentMember) -> Member:
         if not any(role in member.roles for role in roles):
             names = " or ".join(r.name or "" for r in roles)
             raise Problem(403, "role_required", f"this needs the {names} role")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -146,7 +146,7 @@ async def record(
     Grants that arrive together are recorded in one ``multicall`` transaction (group commit), each
     checked on its own by the ledger; the answer comes once the block is in."""
     terms = body.message.terms()
-    data = ledger.encode(ledger.consent.functions.recordGrant(terms.as_tuple(), _sig(body.signature)))
+    data = ledger.calldata("recordGrant", terms.as_tuple(), _sig(body.signature))
     groups: CallGroups = request.app.state.calls
     receipt = await asyncio.wrap_future(groups.get().submit(data))
     grant_id = "0x" + eip712.grant_digest(ledger.domain(), terms.message()).hex()
@@ -231,11 +231,11 @@ async def revoke(
         if ledger.hash_grant(terms) != gid:
             raise Problem(422, "invalid_input", "the grant message does not hash to the grantId")
         _own_only_while_suspended(member, terms.subject)
-        fn = ledger.consent.functions.revokeUnrecorded(terms.as_tuple(), m.nonce, m.deadline, signature)
+        data = ledger.calldata("revokeUnrecorded", terms.as_tuple(), m.nonce, m.deadline, signature)
     else:
         await _own_only_while_suspended_async(member, ledger, gid)
-        fn = ledger.consent.functions.revoke(gid, m.nonce, m.deadline, signature)
-    return await _grouped(request, ledger, fn)
+        data = ledger.calldata("revoke", gid, m.nonce, m.deadline, signature)
+    return await _grouped(request, data)
 
 
 @router.post("/{grant_id}/pause", response_model=TxPublic)
@@ -248,8 +248,8 @@ async def pause(
     gid = _path_id(grant_id, body.message.grantId)
     await _own_only_while_suspended_async(member, ledger, gid)
     m = body.message
-    fn = ledger.consent.functions.setPaused(gid, m.paused, m.sequence, m.nonce, m.deadline, _sig(body.signature))
-    return await _grouped(request, ledger, fn)
+    data = ledger.calldata("setPaused", gid, m.paused, m.sequence, m.nonce, m.deadline, _sig(body.signature))
+    return await _grouped(request, data)
 
 
 async def _own_only_while_suspended_async(member: Member, ledger: LedgerDep, grant_id: bytes) -> None:
@@ -258,10 +258,10 @@ async def _own_only_while_suspended_async(member: Member, ledger: LedgerDep, gra
         _own_only_while_suspended(member, state.subject)
 
 
-async def _grouped(request: Request, ledger: LedgerDep, fn: Any) -> TxPublic:
-    """Send one ledger call through the process's group commit and wait for its block."""
+async def _grouped(request: Request, data: bytes) -> TxPublic:
+    """Send one ledger call (its calldata) through the process's group commit; wait for its block."""
     groups: CallGroups = request.app.state.calls
-    receipt = await asyncio.wrap_future(groups.get().submit(ledger.encode(fn)))
+    receipt = await asyncio.wrap_future(groups.get().submit(data))
     return TxPublic(tx_hash=receipt.tx_hash, block_number=receipt.block_number)
 
 
