@@ -33,7 +33,7 @@ from typing import Any, cast
 from eth_abi import encode as abi_encode
 from eth_utils import function_abi_to_4byte_selector, keccak, to_checksum_address
 from hexbytes import HexBytes
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 
 from chain_client import ChainError, ChainUnavailable, Ledger
 from chain_client.errors import ContractRevert
@@ -444,12 +444,19 @@ class ReleaseRelayer:
                     created_at=now,
                 )
             )
-            s.execute(
-                update(ReleaseIntent)
-                .where(ReleaseIntent.id.in_(ids))
-                .values(status="submitted", tx_hash=tx.tx_hash, attempts=ReleaseIntent.attempts + 1, updated_at=now)
+            table = cast(Table, ReleaseIntent.__table__)
+            s.execute(  # one statement run for every intent (executemany)
+                update(table)
+                .where(table.c.id == bindparam("_id"))
+                .values(
+                    status="submitted",
+                    tx_hash=tx.tx_hash,
+                    position=bindparam("_position"),
+                    attempts=table.c.attempts + 1,
+                    updated_at=now,
+                ),
+                [{"_id": i, "_position": p} for p, i in enumerate(ids)],
             )
-            s.execute(update(ReleaseIntent), [{"id": i, "position": p} for p, i in enumerate(ids)])
 
     def _send_and_wait(self, tx: SignedTx, ids: Sequence[str]) -> dict[str, Any] | None:
         """Send and wait for the receipt; None when the node refused it (intents back to pending)."""
@@ -638,7 +645,13 @@ class ReleaseRelayer:
                 )
             s.flush()  # the log rows first: an index taken twice fails here, before any intent moves
             if settled:
-                s.execute(update(ReleaseIntent), settled)
+                table = cast(Table, ReleaseIntent.__table__)
+                s.execute(  # executemany
+                    update(table)
+                    .where(table.c.id == bindparam("_id"))
+                    .values({k: bindparam("_" + k) for k in settled[0] if k != "id"}),
+                    [{"_" + k: v for k, v in row.items()} for row in settled],
+                )
             if tx_hash is not None:
                 s.execute(
                     update(RelayerTransaction).where(RelayerTransaction.tx_hash == tx_hash).values(status="mined")
