@@ -145,15 +145,25 @@ class RequestReused(Exception):
 class Waiters:
     """Wakes the callers waiting for intents (asyncio futures, woken from the relayer's thread)."""
 
+    #: Keys notified lately, remembered so that a caller registering just after its key was
+    #: notified is woken at once (bounded; a caller that misses it still polls).
+    RECENT = 20_000
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiting: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+        self._recent: dict[str, None] = {}
 
-    def register(self, key: str) -> asyncio.Future[None]:
+    def register(self, key: str, *, recent: bool = False) -> asyncio.Future[None]:
+        """A future resolved when ``key`` is notified; with ``recent``, at once when it was lately
+        (for a caller that does not read the state after registering)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         with self._lock:
-            self._waiting.setdefault(key, []).append((loop, future))
+            if recent and key in self._recent:
+                future.set_result(None)
+            else:
+                self._waiting.setdefault(key, []).append((loop, future))
         return future
 
     def discard(self, key: str, future: asyncio.Future[None]) -> None:
@@ -166,7 +176,12 @@ class Waiters:
                 del self._waiting[key]
 
     def notify(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
         with self._lock:
+            if len(self._recent) + len(keys) > self.RECENT:
+                for old in list(self._recent)[: len(self._recent) // 2]:  # the older half (insertion order)
+                    del self._recent[old]
+            self._recent.update(dict.fromkeys(keys))
             woken = [w for key in keys for w in self._waiting.pop(key, [])]
         for loop, future in woken:
             loop.call_soon_threadsafe(_resolve, future)
@@ -250,7 +265,9 @@ class ReleaseDesk:
             self.wake()
         return intent, created
 
-    async def wait(self, intent_id: str, *, timeout: float, poll: float | None = None) -> Intent:
+    async def wait(
+        self, intent_id: str, *, timeout: float, poll: float | None = None, known: Intent | None = None
+    ) -> Intent:
         """Wait until the intent is final: woken by the relayer when it runs in this process (the
         database is then read again only every second, as a safety net), polled every 50 ms
         when a worker process records releases."""
@@ -260,9 +277,16 @@ class ReleaseDesk:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            future = self.waiters.register(intent_id)
+            skip_read = known is not None and self.local and not known.final
+            future = self.waiters.register(intent_id, recent=skip_read)
             try:
-                intent = await run_in_threadpool(self.find, intent_id)
+                intent: Intent | None
+                if skip_read:
+                    # just admitted: the database says pending; a relayer in this process that
+                    # settled it since has notified, which ``register`` saw (no read needed)
+                    intent, known = known, None
+                else:
+                    intent = await run_in_threadpool(self.find, intent_id)
                 if intent is None or intent.final:
                     assert intent is not None
                     return intent

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Callable
 from typing import Annotated, Literal
 
@@ -23,6 +24,7 @@ from chain_client import Member, Role, eip712
 from chain_client.ledger import GrantRecorded
 from chain_client.types import GrantTerms
 from db.models import GrantRecord
+from vault import Vault
 
 from ..calls import CallGroups
 from ..deps import CurrentMember, LedgerDep, VaultDep, WithdrawingMember
@@ -285,10 +287,28 @@ def read(grant_id: Bytes32, member: WithdrawingMember, ledger: LedgerDep, vault:
     )
 
 
+#: Terms of grants relayed through this service, per vault: a grant's terms never change (its id is
+#: their EIP-712 digest), so the release path reads each from the database once. Bounded.
+_TERMS: weakref.WeakKeyDictionary[Vault, dict[str, GrantTerms]] = weakref.WeakKeyDictionary()
+TERMS_CACHED = 50_000
+
+
 def grant_terms(vault: VaultDep, grant_id: str) -> GrantTerms | None:
+    """The terms of a grant relayed through this service, or None."""
+    grant_id = grant_id.lower()
+    cache = _TERMS.setdefault(vault, {})
+    terms = cache.get(grant_id)
+    if terms is not None:
+        return terms
     with vault.store.session() as s:
-        row = s.get(GrantRecord, grant_id.lower())
-    return GrantMessage.model_validate_json(row.terms).terms() if row else None
+        row = s.get(GrantRecord, grant_id)
+    if row is None:
+        return None
+    terms = GrantMessage.model_validate_json(row.terms).terms()
+    if len(cache) >= TERMS_CACHED:
+        cache.clear()
+    cache[grant_id] = terms
+    return terms
 
 
 @router.get("", response_model=GrantPage)

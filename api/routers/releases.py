@@ -110,7 +110,7 @@ async def answer_release(
     """Wait for the intent's outcome; the sealed document once recorded, its refusal otherwise."""
     settings = request.app.state.settings
     if not intent.final:
-        intent = await vault.desk.wait(intent.id, timeout=settings.release_timeout)
+        intent = await vault.desk.wait(intent.id, timeout=settings.release_timeout, known=intent)
     if not intent.final:
         raise Problem(
             503,

@@ -487,3 +487,31 @@ def test_the_module_has_what_the_api_imports() -> None:
         "expires_in": 1,
         "roles": ["X"],
     }
+
+
+def test_a_verified_token_is_refused_from_its_expiry_on(login: Login, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token verified once is remembered (its signature is not checked again), but its ``exp``
+    is: refused from that second on, as PyJWT refuses it."""
+    import api.auth
+
+    authorization = bearer(login)
+    assert login.auth.authenticate(authorization).address == login.account.address
+    exp = int(claims_of(authorization[7:])["exp"])  # type: ignore[call-overload]
+    monkeypatch.setattr(api.auth.time, "time", lambda: exp - 0.5)
+    assert login.auth.authenticate(authorization).address == login.account.address
+    monkeypatch.setattr(api.auth.time, "time", lambda: float(exp))
+    refused = problem(login.auth.authenticate, authorization)
+    assert (refused.status, refused.code) == (401, "token_invalid")
+
+
+def test_remembered_tokens_are_bounded_and_verified_again(login: Login, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the bound the remembered tokens are forgotten; a forgotten token is verified again."""
+    import api.auth
+
+    monkeypatch.setattr(api.auth, "VERIFIED_TOKENS", 1)
+    first, second = bearer(login), bearer(login)
+    assert first != second
+    for authorization in (first, second, first, second):
+        assert login.auth.authenticate(authorization).address == login.account.address
+    forged_one = forged(good_claims(login), secret=b"t" * 48)
+    assert problem(login.auth.authenticate, forged_one).code == "token_invalid"
