@@ -143,6 +143,22 @@ class QclClient:
             raise ApiError(response.status_code, body)
         return response.json() if response.content else None
 
+    def call_idempotent(self, method: str, path: str, *, attempts: int = 4, **kwargs: Any) -> Any:
+        """:meth:`call` for a request that may be sent again as it is (a GET, or a signed release
+        request: SPEC §9.7): sent again after a lost connection (an HTTP/1.1 keep-alive connection
+        the server closed as the request left) or a 503 saying so, with a short back-off."""
+        for attempt in range(attempts):
+            try:
+                return self.call(method, path, **kwargs)
+            except httpx.TransportError:
+                if attempt == attempts - 1:
+                    raise
+            except ApiError as exc:
+                if exc.status != 503 or attempt == attempts - 1:
+                    raise
+            time.sleep(min(2.0, 0.1 * 2**attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def domain(self) -> Eip712Domain:
         if self._domain is None:
             d = self.call("GET", "/v1/chain")["domain"]
@@ -475,7 +491,7 @@ class QclClient:
     ) -> OpenedRelease:
         """Request a release, then open it and check its commitment."""
         body = body or self.release_request(grant_id, resource)
-        answer = self.call("POST", "/v1/releases", json=body)
+        answer = self.call_idempotent("POST", "/v1/releases", json=body)
         return open_release(
             answer,
             private_key,

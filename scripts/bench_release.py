@@ -56,6 +56,8 @@ class Run:
     clients: int
     ok: int = 0
     failed: dict[str, int] = field(default_factory=dict)
+    #: Requests sent again after a transport error (idempotent ones only), by error.
+    retried: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
     #: CPU milliseconds per request spent by the API process, anvil and the load generator.
@@ -74,6 +76,8 @@ class Run:
     def row(self) -> str:
         failed = sum(self.failed.values())
         codes = ", ".join(f"{k} {v}" for k, v in sorted(self.failed.items())) or "none"
+        if self.retried:
+            codes += "; sent again after " + ", ".join(f"{k} {v}" for k, v in sorted(self.retried.items()))
         return (
             f"| {self.name} | {self.clients} | {self.ok + failed:,} | {self.rate:,.1f} | {self.pct(0.5):,.0f} | "
             f"{self.pct(0.99):,.0f} | {failed} ({codes}) | "
@@ -108,11 +112,22 @@ async def _load(
             while not queue.empty():
                 i = queue.get_nowait()
                 method, path, body = bodies[i]
+                response: httpx.Response | None = None
                 started = time.perf_counter()
-                try:
-                    response = await http.request(method, path, json=body)
-                except httpx.HTTPError as exc:
-                    run.failed[type(exc).__name__] = run.failed.get(type(exc).__name__, 0) + 1
+                # a release request and a read may be sent again as they are (SPEC §9.7), as the SDK
+                # does (QclClient.call_idempotent) when a keep-alive connection was closed under it
+                idempotent = method == "GET" or path == "/v1/releases"
+                for attempt in range(3 if idempotent else 1):
+                    try:
+                        response = await http.request(method, path, json=body)
+                        break
+                    except httpx.TransportError as exc:
+                        error = type(exc).__name__
+                        if attempt < (2 if idempotent else 0):
+                            run.retried[error] = run.retried.get(error, 0) + 1
+                            continue
+                        run.failed[error] = run.failed.get(error, 0) + 1
+                if response is None:
                     continue
                 run.latencies.append(time.perf_counter() - started)
                 if response.status_code < 300:

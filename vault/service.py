@@ -130,6 +130,7 @@ class Vault:
         self.desk = ReleaseDesk(store=store)
         self._relayer: ReleaseRelayer | None = None
         self._providers: dict[str, tuple[float, str]] = {}
+        self._provider_lock = threading.Lock()
 
     @property
     def ledger(self) -> Ledger:
@@ -350,13 +351,16 @@ class Vault:
     def _catalog_provider(self, resource_id_hex: str) -> str:
         """The provider of a catalog entry, read from the chain at most every few seconds (the
         release path asks for every request; a catalog entry's provider rarely changes)."""
-        now = time.monotonic()
         cached = self._providers.get(resource_id_hex)
-        if cached is not None and now < cached[0]:
+        if cached is not None and time.monotonic() < cached[0]:
             return cached[1]
-        provider = self.ledger.resource(bytes.fromhex(resource_id_hex[2:])).provider
-        self._providers[resource_id_hex] = (now + PROVIDER_CACHE_SECONDS, provider)
-        return provider
+        with self._provider_lock:  # one read of the chain at a time, however many requests need it
+            cached = self._providers.get(resource_id_hex)
+            if cached is not None and time.monotonic() < cached[0]:
+                return cached[1]
+            provider = self.ledger.resource(bytes.fromhex(resource_id_hex[2:])).provider
+            self._providers[resource_id_hex] = (time.monotonic() + PROVIDER_CACHE_SECONDS, provider)
+            return provider
 
     # ---- releases --------------------------------------------------------------------------------
 
