@@ -304,3 +304,56 @@ def test_64_concurrent_grants_grouped_with_one_bad_signature(live: Live) -> None
         assert ledger.grant_state(bytes.fromhex(answer.json()["grant_id"][2:])).subject == live.citizen.address
     blocks = {a.json()["block_number"] for a in answers if a.status_code == 201}
     assert len(blocks) < 63  # grouped: fewer transactions than grants
+
+
+def test_concurrent_revocations_and_pauses_grouped_one_refused_alone(live: Live) -> None:
+    """Revocations and pauses take the grants' road too: grouped into a few multicall transactions,
+    each checked on its own; a stale pause sequence is refused alone (409) and undoes nothing."""
+    from chain_client.ids import new_nonce, purpose_id, resource_id
+
+    now = int(time.time())
+    grant_bodies = []
+    for i in range(24):
+        message = {
+            "subject": live.citizen.address,
+            "grantee": live.dept.address,
+            "resources": [resource_id("id_card")],
+            "purpose": purpose_id(f"purpose-{i}"),
+            "validFrom": now - 60,
+            "validUntil": now + 3600,
+            "maxUses": 0,
+            "nonce": new_nonce(),
+            "deadline": now + 600,
+        }
+        grant_bodies.append(live.citizen._signed("Grant", message))
+
+    def post(calls: list[tuple[str, dict[str, Any]]]) -> list[httpx.Response]:
+        async def run() -> list[httpx.Response]:
+            headers = {"Authorization": f"Bearer {live.citizen.token}"}
+            limits = httpx.Limits(max_connections=len(calls))
+            async with httpx.AsyncClient(base_url=live.url, timeout=60.0, headers=headers, limits=limits) as http:
+                return list(await asyncio.gather(*(http.post(path, json=b) for path, b in calls)))
+
+        return asyncio.run(run())
+
+    granted = post([("/v1/grants", b) for b in grant_bodies])
+    assert [a.status_code for a in granted] == [201] * 24
+    ids = [a.json()["grant_id"] for a in granted]
+    calls = [
+        (f"/v1/grants/{g}/revoke", live.citizen._signed("Revoke", live.citizen.revoke_message(g))) for g in ids[:12]
+    ]
+    calls += [
+        (f"/v1/grants/{g}/pause", live.citizen.signed_pause(live.citizen.pause_message(g, True, sequence=1)))
+        for g in ids[12:]
+    ]
+    stale = live.citizen.signed_pause(live.citizen.pause_message(ids[12], True, sequence=0))
+    calls.append((f"/v1/grants/{ids[12]}/pause", stale))
+    answers = post(calls)
+    codes = [a.status_code for a in answers]
+    assert codes[:24] == [200] * 24, [a.json() for a in answers]
+    assert (codes[24], answers[24].json()["code"]) == (409, "stale_sequence")
+    ledger = live.deployed.ledger
+    states = [ledger.grant_state(bytes.fromhex(g[2:])) for g in ids]
+    assert [s.revoked for s in states] == [True] * 12 + [False] * 12
+    assert [s.paused for s in states] == [False] * 12 + [True] * 12
+    assert len({a.json()["tx_hash"] for a in answers[:24]}) < 24  # grouped: fewer transactions than calls
