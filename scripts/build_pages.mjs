@@ -48,5 +48,8 @@ for (const entry of readdirSync(join(out, "hpke"), { recursive: true })) {
   const rewritten = text.replaceAll('from "@hpke/common"', `from "${target}"`);
   if (rewritten !== text) writeFileSync(file, rewritten);
 }
+// ReDoc's sidebar shows a logo hard-coded to its CDN: point it at nothing (the image then hides).
+const redoc = join(out, "redoc", "redoc.standalone.js");
+writeFileSync(redoc, readFileSync(redoc, "utf8").replaceAll("https://cdn.redoc.ly/redoc/logo-mini.svg", "data:,"));
 writeFileSync(join(out, "versions.json"), JSON.stringify(versions, null, 2) + "\n");
 console.log(`build_pages: ${FILES.length} vendor files copied into ${out}`);

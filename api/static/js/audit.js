@@ -39,10 +39,11 @@ loaders.trail = async () => {
   const q = filters();
   q.set("limit", "500");
   const items = (await api("GET", `/v1/audit/trail?${q}`)).items;
+  const grants = new Map(items.filter((e) => e.event === "GrantRecorded").map((e) => [e.args.grantId, e.args]));
   $("trail").replaceChildren(table(
     ["col.event", "col.block", "col.subject", "col.department", "col.resource", "col.tx"],
     items.map((e) => {
-      const a = e.args;
+      const a = { ...(grants.get(e.args.grantId) || {}), ...e.args };
       const resources = a.resource ? [a.resource] : a.resources || [];
       return {
         attrs: { id: `tx-${e.tx_hash}-${e.log_index}`, "data-tx": e.tx_hash, "data-event": e.event },

@@ -25,6 +25,9 @@ export function applyTexts(root = document) {
   document.documentElement.lang = lang() === "en" ? "en" : "zh-CN";
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   for (const el of root.querySelectorAll("[data-i18n-label]")) el.setAttribute("aria-label", t(el.dataset.i18nLabel));
+  for (const el of root.querySelectorAll("[data-i18n-title]")) el.title = t(el.dataset.i18nTitle);
+  const button = document.getElementById("lang-switch");
+  if (button) button.lang = lang() === "en" ? "zh-CN" : "en"; // it names the other language, in that language
   for (const el of root.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
 }
 
