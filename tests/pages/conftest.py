@@ -229,6 +229,7 @@ class Pages:
     def sign_in(self, page: Any, who: str) -> None:
         page.set_input_files("#signin-keyfile", str(self.seeded.keys[who]))
         page.wait_for_selector("#account:not([hidden])")
+        page.wait_for_selector("body[data-state=ready]")
 
     def close(self) -> None:
         for context in self.contexts:
@@ -244,11 +245,11 @@ def pages(browser: Any, seeded: Seeded) -> Iterator[Pages]:
     assert not outside, f"the pages fetched from elsewhere: {outside}"
 
 
-def screenshot(page: Any, name: str) -> Path:
-    """Full-page screenshot at the page's current viewport into build/screenshots/; its path printed."""
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
+    """Screenshot at the page's current viewport into build/screenshots/; its path printed."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     size = page.viewport_size
     path = SCREENSHOTS / f"{name}-{size['width']}x{size['height']}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     print(f"screenshot: {path}")
     return path

@@ -324,7 +324,12 @@ async function signIn(signer) {
   Object.assign(session, { address, token: answer.access_token, roles: answer.roles, signer });
   notify(t("signin.ok"));
   renderSignedIn();
-  await signedInHandler?.();
+  document.body.dataset.state = "loading";
+  try {
+    await signedInHandler?.();
+  } finally {
+    document.body.dataset.state = "ready"; // every section loaded (or its error shown)
+  }
 }
 
 export function parsePrivateKey(text) {
