@@ -114,7 +114,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         QCL_VERIFY_WORKERS="1",
         QCL_RATE_LIMIT_CHALLENGE_ADDRESS="1000/minute",  # the same few members sign in again and again
     )
-    proc = subprocess.Popen([QCL, "dev"], env=env, cwd=project_root(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [QCL, "dev"], env=env, cwd=project_root(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_health(url, proc)

@@ -193,7 +193,9 @@ def test_language_switch_is_kept(pages: Pages) -> None:
 AXE = VENDOR / "axe.min.js"
 
 
-@pytest.mark.parametrize("path,who", [("/", None), ("/app/my", "citizen"), ("/app/desk", "dept"), ("/app/audit", "auditor")])
+@pytest.mark.parametrize(
+    "path,who", [("/", None), ("/app/my", "citizen"), ("/app/desk", "dept"), ("/app/audit", "auditor")]
+)
 def test_no_serious_accessibility_violation(pages: Pages, path: str, who: str | None) -> None:
     page = pages.open(path)
     if who:

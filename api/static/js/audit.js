@@ -109,6 +109,7 @@ async function runVerification() {
       job = await api("GET", `/v1/audit/verifications/${job.id}`);
     }
     $("verify-bar").value = 100;
+    $("verify-stage").textContent = `${t("audit.stage")}: ${job.status} · ${t("audit.events")}: ${job.events}/${job.total_events ?? job.events}`;
     if (job.status === "failed") throw new ApiError("problem", job.error?.status || 500, job.error);
     const rep = job.report;
     const summary = h("p", {}, t("audit.summary", {
