@@ -171,12 +171,13 @@ def test_landing_page_and_docs_load_nothing_from_elsewhere(pages: Pages) -> None
         links = page.locator(".tiles a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
         assert links == ["/app/my", "/app/desk", "/app/audit"]
         screenshot(page, "landing")
-    docs = pages.open("/docs")
-    docs.locator(".swagger-ui .info .title", has_text="Quanchenglian").wait_for()
-    screenshot(docs, "docs", full_page=False)
-    redoc = pages.open("/redoc")
-    redoc.locator("h1", has_text="Quanchenglian").wait_for()
-    screenshot(redoc, "redoc", full_page=False)
+    docs, redoc = pages.open("/docs"), pages.open("/redoc")  # both render at once
+    docs.locator(".swagger-ui .info .title", has_text="Quanchenglian").wait_for(timeout=60_000)
+    redoc.locator("h1", has_text="Quanchenglian").wait_for(timeout=60_000)
+    for page, name in ((docs, "docs"), (redoc, "redoc")):
+        for size in VIEWPORTS.values():
+            page.set_viewport_size(size)
+            screenshot(page, name, full_page=False)
     # (pages fixture: every request went to this server)
 
 

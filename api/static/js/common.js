@@ -100,7 +100,7 @@ export function describeError(err) {
     const code = err.body?.code;
     const known = {
       chain_unavailable: "err.chain", release_pending: "err.chain", signature_invalid: "err.sigInvalid",
-      invalid_signature: "err.sigInvalid", not_a_member: "err.notMember", member_suspended: "err.suspended",
+      invalid_signature: "err.sigInvalid", signature_malleable: "err.sigInvalid", not_a_member: "err.notMember", member_suspended: "err.suspended",
       forbidden: "err.forbidden", role_required: "err.forbidden", rate_limited: "err.rate",
       stale_sequence: "err.stale", nonce_used: "err.nonce", grant_revoked: "err.revoked", grant_paused: "err.paused",
     };
