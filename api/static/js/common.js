@@ -239,7 +239,7 @@ export function when(seconds, { date = false } = {}) {
   if (seconds === null || seconds === undefined) return "";
   const options = { timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit", hour12: false };
   if (!date) Object.assign(options, { hour: "2-digit", minute: "2-digit" });
-  const text = new Intl.DateTimeFormat(lang() === "en" ? "en-GB" : "zh-CN", options).format(new Date(seconds * 1000));
+  const text = new Intl.DateTimeFormat(lang() === "en" ? "en-CA" : "zh-CN", options).format(new Date(seconds * 1000));
   return h("time", { datetime: new Date(seconds * 1000).toISOString() }, `${text}${date ? "" : " (UTC+8)"}`);
 }
 
