@@ -3,6 +3,8 @@ the landing page and the API docs with no internet; accessibility; clear message
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import time
 from typing import Any
@@ -106,6 +108,13 @@ def test_department_relays_a_citizens_qr_grant_and_opens_the_release(pages: Page
     pages.sign_in(desk, "dept")
     desk.set_input_files("#hpke-file", str(s.keys["dept_hpke"]))
     desk.locator("#hpke-state", has_text="解密密钥已载入").wait_for()
+    # A QR code whose signature was altered: the service refuses it, the desk says so.
+    body = json.loads(base64.urlsafe_b64decode(text.removeprefix("qcl-grant:") + "=="))
+    body["signature"] = body["signature"][:10] + ("0" if body["signature"][10] != "0" else "1") + body["signature"][11:]
+    forged = "qcl-grant:" + base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
+    desk.fill("#relay-text", forged)
+    desk.get_by_role("button", name="转交上链").click()
+    _message(desk, "签名无效，服务拒绝了该签名。")
     desk.fill("#relay-text", text)
     desk.get_by_role("button", name="转交上链").click()
     relayed = desk.locator("#relay-out [data-grant]")
