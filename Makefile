@@ -9,8 +9,11 @@ NPM_STAMP := node_modules/.installed
 SLITHER_VENV := .venv-slither
 SLITHER_STAMP := $(SLITHER_VENV)/.installed
 HARDHAT := node_modules/.bin/node node_modules/hardhat/dist/src/cli.js
+PAGES_STAMP := api/static/vendor/versions.json
+CHROMIUM := /usr/bin/chromium
+CHROMIUM_STAMP := build/.chromium-installed
 
-.PHONY: all run test test-fast test-python test-hardhat install tools lint bench bench-gas fuzz mutation clean distclean
+.PHONY: all run test test-fast test-python test-hardhat install pages chromium tools lint bench bench-gas fuzz mutation clean distclean
 
 all: test
 
@@ -29,7 +32,27 @@ $(NPM_STAMP): package.json package-lock.json | tools
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: $(PY_STAMP) $(NPM_STAMP)
+# The pages' JavaScript and CSS (ethers, qrcode-generator, @hpke/core, swagger-ui-dist, redoc, axe-core),
+# copied from node_modules into api/static/vendor/ (gitignored): nothing is fetched at run time.
+$(PAGES_STAMP): $(NPM_STAMP) scripts/build_pages.mjs
+	@echo "==> copying the pages' vendor files into api/static/vendor"
+	@node_modules/.bin/node scripts/build_pages.mjs
+
+pages: $(PAGES_STAMP)
+
+install: $(PY_STAMP) $(NPM_STAMP) $(PAGES_STAMP)
+
+# Debian's chromium and a Chinese font for the page tests (tests/pages: Playwright drives this
+# chromium; it never downloads a browser). Installed with apt-get only when missing.
+$(CHROMIUM_STAMP):
+	@if [ ! -x $(CHROMIUM) ] || ! fc-list :lang=zh 2>/dev/null | grep -q .; then \
+	  echo "==> installing Debian chromium and a Chinese font (apt-get)"; \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-wqy-microhei; \
+	fi
+	@mkdir -p $(@D) && touch $@
+
+chromium: $(CHROMIUM_STAMP)
 
 # Slither requires web3 < 8 (the project uses 8), so it has a virtual environment of its own.
 $(SLITHER_STAMP): constraints-slither.txt | tools
@@ -54,7 +77,7 @@ test-hardhat: install
 PYTEST_WORKERS ?= auto
 PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadscope
 
-test-python: install
+test-python: install $(CHROMIUM_STAMP)
 	@echo "==> pytest: Python suites (every node), $(PYTEST_WORKERS) workers, random order"
 	@$(PY) -m pytest $(PYTEST_PARALLEL)
 
@@ -97,4 +120,4 @@ clean:
 	rm -rf build .pytest_cache
 
 distclean: clean
-	rm -rf $(VENV) $(SLITHER_VENV) node_modules
+	rm -rf $(VENV) $(SLITHER_VENV) node_modules api/static/vendor

@@ -16,7 +16,7 @@ from db.index_store import SqlIndexStore
 from vault import Vault
 from vault.releases import ReleaseRelayer
 
-from . import errors
+from . import errors, pages
 from .auth import Authenticator, RateLimiter, jwt_secret
 from .background import CheckpointAnchor, IndexFollower, VerificationJobs, verification_runner
 from .calls import CallGroups
@@ -99,7 +99,14 @@ def create_app(
             if follower is not None:
                 follower.stop()
 
-    app = FastAPI(title="Quanchenglian ledger API", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Quanchenglian ledger API",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served from local files by api/pages.py (no CDN)
+        redoc_url=None,
+    )
     app.state.calls = CallGroups(ledger)
     app.state.checkpoints = anchor
     app.state.log_tree = LogTree(vault.store)
@@ -124,6 +131,7 @@ def create_app(
     app.include_router(data_quality.router)
     app.include_router(demands.router)
     app.include_router(purposes.router)
+    pages.install(app)
     app.add_middleware(
         BodyGuard,
         max_bytes=settings.max_body_bytes,

@@ -1,0 +1,3 @@
+import { start } from "/static/js/common.js";
+
+start();
