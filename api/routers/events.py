@@ -30,7 +30,7 @@ from .common import PROBLEM_RESPONSES
 router = APIRouter(tags=["notifications"], responses=PROBLEM_RESPONSES)
 
 #: Webhooks one member may keep.
-MAX_WEBHOOKS = 10
+MAX_WEBHOOKS = 20
 _GROUPS = sorted({t.split(".", 1)[0] + ".*" for t in member_events.EVENT_TYPES})
 _SUBSCRIBABLE = frozenset(
     (*member_events.EVENT_TYPES, *(t + member_events.RETRACTED for t in member_events.EVENT_TYPES), *_GROUPS)

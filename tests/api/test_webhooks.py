@@ -18,6 +18,7 @@ from standardwebhooks import Webhook
 
 from api.background import IndexFollower
 from api.notifications import UnsafeUrl, WebhookDeliverer, backoff, check_url
+from api.routers.events import MAX_WEBHOOKS
 from qcl_client import ApiError, QclClient
 from tests.api.conftest import Platform
 
@@ -147,7 +148,7 @@ def test_webhooks_are_their_owners_alone(
         with pytest.raises(UnsafeUrl):
             check_url(url, allow_private=False)
     assert check_url("https://93.184.216.34/hook", allow_private=False)
-    for _ in range(10):
+    for _ in range(MAX_WEBHOOKS):
         _hook(p.citizen, "https://93.184.216.34/hook")
     _expect("too_many_webhooks", 409, _hook, p.citizen, "https://93.184.216.34/hook")
 
