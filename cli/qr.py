@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import segno
@@ -103,3 +103,16 @@ def grant_relay(
     _guarded(api, client.login)
     recorded = _guarded(api, lambda: client.relay_qr(text))
     typer.echo(f"grant {recorded['grant_id']} recorded in block {recorded['block_number']} (tx {recorded['tx_hash']})")
+
+
+def demo_scan_to_authorise(citizen: QclClient, desk: QclClient, data_dir: Path) -> dict[str, Any]:
+    """What ``qcl demo seed`` shows of notifications and scan to authorise: a citizen's counter
+    grant for a department (one use, one hour) drawn as a QR to ``<data_dir>/demo-grant-qr.png``
+    and left unrelayed, and the department's event feed so far."""
+    text = citizen.grant_qr(desk.address, ["tax_record"], "provident-fund-withdrawal", valid_for=3600, max_uses=1)
+    png = data_dir / "demo-grant-qr.png"
+    segno.make(text, error="m", micro=False).save(str(png), kind="png", scale=4, border=4)
+    events = int(desk.call("GET", "/v1/events", params={"limit": 1})["total"])
+    say(f"scan to authorise: a counter grant as a QR in {png} (relay it with `qcl grant relay TEXT`)")
+    say(f"events: the department has {events} so far (GET /v1/events; POST /v1/webhooks to have them pushed)")
+    return {"qr_text": text, "qr_png": str(png), "department_events": events}
