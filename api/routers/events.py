@@ -14,8 +14,8 @@ import secrets
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 from sqlalchemy import func, select
 
 from db import events as member_events
@@ -37,6 +37,24 @@ _SUBSCRIBABLE = frozenset(
 )
 
 
+def only_params(*names: str) -> Any:
+    """A dependency refusing query parameters other than ``names`` (422 ``invalid_input``): a
+    misspelt ``afer=`` must not silently read the feed from the start."""
+
+    def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params) - set(names))
+        if unknown:
+            raise Problem(422, "invalid_input", f"unknown query parameters: {', '.join(unknown)}")
+
+    return Depends(check)
+
+
+#: An event type, a group (``grant.*``) or a retraction a webhook may subscribe to.
+SubscribableType = Annotated[
+    str, WithJsonSchema({"type": "string", "enum": sorted(_SUBSCRIBABLE), "examples": ["grant.revoked"]})
+]
+
+
 class EventPublic(BaseModel):
     id: str = Field(description="unique; a receiver de-duplicates by it (the webhook-id header)")
     type: str = Field(examples=["grant.revoked"])
@@ -53,7 +71,7 @@ class EventPage(BaseModel):
     total: int = Field(description="events after `after`")
 
 
-@router.get("/v1/events", response_model=EventPage)
+@router.get("/v1/events", response_model=EventPage, dependencies=[only_params("after", "offset", "limit")])
 def list_events(
     member: CurrentMember,
     vault: VaultDep,
@@ -74,7 +92,7 @@ class WebhookCreate(BaseModel):
         json_schema_extra={"examples": [{"url": "https://dept.example.cn/qcl/events", "types": ["grant.revoked"]}]},
     )
     url: str = Field(max_length=2000, description="http(s) URL; production refuses non-public addresses")
-    types: list[str] = Field(
+    types: list[SubscribableType] = Field(
         default_factory=list,
         max_length=64,
         description="event types (e.g. grant.revoked), groups (grant.*); empty = every type",
@@ -175,7 +193,7 @@ def create_webhook(
     return WebhookCreated(**_hook_public(row).model_dump(), secret=row.secret)
 
 
-@router.get("/v1/webhooks", response_model=WebhookPage)
+@router.get("/v1/webhooks", response_model=WebhookPage, dependencies=[only_params("offset", "limit")])
 def list_webhooks(
     member: CurrentMember,
     vault: VaultDep,
@@ -210,7 +228,11 @@ def delete_webhook(webhook_id: str, member: CurrentMember, vault: VaultDep) -> R
     return Response(status_code=204)
 
 
-@router.get("/v1/webhooks/{webhook_id}/deliveries", response_model=DeliveryPage)
+@router.get(
+    "/v1/webhooks/{webhook_id}/deliveries",
+    response_model=DeliveryPage,
+    dependencies=[only_params("status", "offset", "limit")],
+)
 def list_deliveries(
     webhook_id: str,
     member: CurrentMember,
