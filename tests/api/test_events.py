@@ -24,6 +24,8 @@ from qcl_client import ApiError, QclClient
 from tests.api.conftest import Platform, build_platform
 from tests.conftest import Deployed
 
+pytestmark = pytest.mark.both_databases  # the platform's tests on SQLite, then PostgreSQL
+
 
 def events_of(client: QclClient, after: int = 0) -> list[dict[str, Any]]:
     """Every event of the client's member after ``after``, through the paged feed."""
@@ -64,7 +66,7 @@ def test_every_event_type_reaches_its_members(platform: Platform) -> None:
     p.citizen.resume(gid)
     p.dept.release(gid, "tax_record", p.dept_key)
     p.citizen.revoke(gid)
-    p.citizen.grant(p.other_dept.address, ["tax_record"], "loan-application", valid_for=120)
+    p.citizen.grant(p.other_dept.address, ["tax_record"], "loan-application", valid_for=300)
     _sync(p)
     # access requests: rejected, withdrawn, granted, expired
     body = {"subject": p.citizen.address, "resources": ["tax_record"], "purpose": "loan-application", "valid_for": 600}
