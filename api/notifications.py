@@ -253,8 +253,8 @@ class WebhookDeliverer:
         now = self.clock()
         ok = status is not None and 200 <= status < 300
         with self.store.session() as s:
-            delivery = s.get(WebhookDelivery, delivery_id)
-            if delivery is None:
+            delivery = s.get(WebhookDelivery, delivery_id, with_for_update=True)
+            if delivery is None or delivery.status != "pending":  # cancelled meanwhile (webhook deleted)
                 return False
             s.add(WebhookAttempt(delivery_id=delivery_id, at=now, status_code=status, error=error, duration_ms=elapsed))
             delivery.attempts += 1
