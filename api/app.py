@@ -21,6 +21,7 @@ from .auth import Authenticator, RateLimiter, jwt_secret
 from .background import CheckpointAnchor, IndexFollower, VerificationJobs, verification_runner
 from .calls import CallGroups
 from .middleware import BodyGuard
+from .notifications import EventClocks, WebhookDeliverer
 from .routers import (
     access_requests,
     audit,
@@ -31,6 +32,7 @@ from .routers import (
     demands,
     documents,
     emergencies,
+    events,
     grants,
     members,
     purposes,
@@ -84,6 +86,8 @@ def create_app(
         if settings.relayer:
             vault.relayer.start()
             app.state.verifications.start_runner()
+            app.state.webhooks.start()
+            app.state.clocks.start()
         if settings.checkpoints:
             anchor.start()
         if follower is not None:
@@ -94,6 +98,8 @@ def create_app(
             if settings.relayer:
                 vault.relayer.stop()
                 app.state.verifications.stop()
+                app.state.webhooks.close()
+                app.state.clocks.stop()
             anchor.stop()
             app.state.calls.stop()
             if follower is not None:
@@ -116,6 +122,11 @@ def create_app(
         app.state.verifications.run = verification_runner(
             ledger=ledger, vault=vault, indexer=indexer, workers=settings.verify_workers
         )
+    # the worker's notification duties (SPEC §9.1), run by this process when it is the worker (qcl dev)
+    app.state.webhooks = WebhookDeliverer(
+        vault.store, poll=settings.webhook_poll, allow_private=settings.webhooks_reach_private
+    )
+    app.state.clocks = EventClocks(vault.store)
     app.state.settings = settings
     app.state.ledger = ledger
     app.state.vault = vault
@@ -131,6 +142,7 @@ def create_app(
     app.include_router(data_quality.router)
     app.include_router(demands.router)
     app.include_router(purposes.router)
+    app.include_router(events.router)
     pages.install(app)
     app.add_middleware(
         BodyGuard,

@@ -4,7 +4,7 @@ They document the API's object lifecycles for clients and drive Schemathesis's s
 (tests/api/test_schemathesis.py), which follows them to chain calls: create a document, then read
 and delete it; ask for access, then read and answer the request; record a grant, then pause and
 revoke it; propose an emergency, then approve it and release under it; start a verification, then
-poll it; add a member, then read and suspend it.
+poll it; add a member, then read and suspend it; add a webhook, then read its deliveries and delete it.
 """
 
 from __future__ import annotations
@@ -53,6 +53,10 @@ LINKS: list[Link] = [
     Link(("/v1/members", "post", "201"), "GetMember", ("/v1/members/{address}", "get"), {"address": _id("address")}),
     Link(("/v1/members", "post", "201"), "SuspendMember", ("/v1/members/{address}/suspend", "post"),
          {"address": _id("address")}),
+    Link(("/v1/webhooks", "post", "201"), "WebhookDeliveries", ("/v1/webhooks/{webhook_id}/deliveries", "get"),
+         {"webhook_id": _id("webhook_id")}),
+    Link(("/v1/webhooks", "post", "201"), "DeleteWebhook", ("/v1/webhooks/{webhook_id}", "delete"),
+         {"webhook_id": _id("webhook_id")}),
 ]  # fmt: skip
 
 

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     rate_limit_token_ip: str = Field("60/minute", description="token exchanges (signature checks) per client IP")
     rate_limit_public_ip: str = Field("600/minute", description="calls of /health and /v1/chain per client IP")
     rate_limits: bool = Field(True, description="enforce the rate limits (off only for load tests)")
+    webhook_private_urls: bool | None = Field(
+        None,
+        description="let webhooks reach loopback/private/link-local addresses (default: yes unless production; SSRF)",
+    )
+    webhook_poll: float = Field(0.25, gt=0, le=10, description="seconds between the webhook deliverer's polls")
 
     @field_validator("chain")
     @classmethod
@@ -167,6 +172,11 @@ class Settings(BaseSettings):
     def uvicorn_options(self) -> dict[str, object]:
         """Keyword arguments of ``uvicorn.run`` that bound what one connection may hold."""
         return {"host": self.api_host, "port": self.api_port, "timeout_keep_alive": self.keep_alive_timeout}
+
+    @property
+    def webhooks_reach_private(self) -> bool:
+        """Whether webhook URLs may name private addresses (SSRF guard off): dev and test by default."""
+        return self.env != "production" if self.webhook_private_urls is None else self.webhook_private_urls
 
     @property
     def accounts_path(self) -> Path:

@@ -19,6 +19,7 @@ from vault import VaultError
 from ._console import console, fail, say
 from .audit import audit_app
 from .members import admin_app, client_app, demo_app
+from .qr import grant_app
 from .worker import run_worker
 
 app = typer.Typer(help="Quanchenglian ledger: development and operations commands.", no_args_is_help=True)
@@ -28,6 +29,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(client_app, name="client")
 app.add_typer(demo_app, name="demo")
 app.add_typer(audit_app, name="audit")
+app.add_typer(grant_app, name="grant")
 
 
 @app.command()

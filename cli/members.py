@@ -37,6 +37,7 @@ from chain_client.ids import purpose_id, resource_id
 from qcl_client import ApiError, DecryptionError, LoginRefused, OpenedRelease, QclClient, ReleaseError, open_release
 
 from ._console import fail, say
+from .qr import demo_scan_to_authorise
 
 DEFAULT_API = default_api_url()
 DEFAULT_DATA_DIR = Path(".qcl/dev")
@@ -1095,6 +1096,7 @@ def demo_seed(api: ApiOpt = DEFAULT_API, key: AdminKeyOpt = None, data_dir: Data
                 f"release: {MEMBERS_BY_SLUG[department].name} received {code} of {subject_slug} (tx {answer['tx_hash']})"
             )
         demo["release"] = release
+        demo["scan_to_authorise"] = demo_scan_to_authorise(session("li"), session("hpf"), data_dir)
     _write_json(demo_path, demo, private=True)
     _print_demo(demo, state)
 

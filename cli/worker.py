@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import text
 
 from api.background import CheckpointAnchor, IndexFollower, VerificationJobs, verification_runner
+from api.notifications import EventClocks, WebhookDeliverer
 from api.runtime import bootstrap, open_node, open_vault, release_relayer
 from api.settings import Settings
 from chain_client import ChainError
@@ -92,7 +93,7 @@ def run_worker() -> None:
         with active_lock(vault.store, settings.data_dir, stop) as active:
             if not active:
                 return
-            say("worker active: release relayer, indexer, checkpoints")
+            say("worker active: release relayer, indexer, checkpoints, webhooks, clocks")
             relayer = release_relayer(settings, ledger, vault.store)
             vault.use_relayer(relayer)
             anchor = CheckpointAnchor(vault, interval=settings.checkpoint_interval, every=settings.checkpoint_every)
@@ -106,8 +107,14 @@ def run_worker() -> None:
                 store=vault.store,
                 run=verification_runner(ledger=ledger, vault=vault, indexer=indexer, workers=settings.verify_workers),
             )
+            webhooks = WebhookDeliverer(
+                vault.store, poll=settings.webhook_poll, allow_private=settings.webhooks_reach_private
+            )
+            clocks = EventClocks(vault.store)
             relayer.start()
             jobs.start_runner()
+            webhooks.start()
+            clocks.start()
             anchor.start()
             if follower is not None:
                 follower.start()
@@ -116,6 +123,8 @@ def run_worker() -> None:
             say("worker stopping")
             relayer.stop()
             jobs.stop()
+            webhooks.close()
+            clocks.stop()
             anchor.stop(timeout=3.0)
             if follower is not None:
                 follower.stop(timeout=3.0)

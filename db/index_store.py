@@ -41,15 +41,21 @@ from chain_client.indexer import (
     IndexedTransaction,
 )
 
+from . import events as member_events
 from .models import IndexedBlock, IndexerState, LedgerEvent, LedgerTransaction
 from .store import Store
 
 
 class SqlIndexStore:
-    """:class:`chain_client.indexer.IndexStore` on the vault's database."""
+    """:class:`chain_client.indexer.IndexStore` on the vault's database.
 
-    def __init__(self, store: Store) -> None:
+    ``events``: turn indexed chain events into members' events (SPEC §9.1, :mod:`db.events`) in
+    the same transaction as the batch, and retract them on a rollback.
+    """
+
+    def __init__(self, store: Store, *, events: bool = True) -> None:
         self.store = store
+        self.events = events
 
     # ---- reads -----------------------------------------------------------------------------------
 
@@ -233,6 +239,8 @@ class SqlIndexStore:
                 )
             if events:
                 session.execute(insert(LedgerEvent), [_row(e) for e in events])
+                if self.events:
+                    member_events.on_indexed(session, events, {b.number: b.timestamp for b in blocks})
             if transactions:
                 session.execute(
                     insert(LedgerTransaction),
@@ -257,6 +265,8 @@ class SqlIndexStore:
     def truncate(self, name: str, *, expected: Cursor | None, keep_through: int, cursor: Cursor | None) -> int:
         with self.store.session() as session:
             state = _check_cursor(session, name, expected)
+            if self.events:
+                member_events.on_rolled_back(session, keep_through)
             removed = session.execute(delete(LedgerEvent).where(LedgerEvent.block_number > keep_through))
             session.execute(delete(LedgerTransaction).where(LedgerTransaction.block_number > keep_through))
             session.execute(delete(IndexedBlock).where(IndexedBlock.number > keep_through))

@@ -444,3 +444,134 @@ class DemandRow(Base):
         Index("ix_demands_consumer", "consumer", "created_at"),
         Index("ix_demands_provider", "provider", "created_at"),
     )
+
+
+# ---- notifications (SPEC §9.1) ------------------------------------------------------------------
+
+
+class EventCounter(Base):
+    """The last ``sequence`` given to a member's events: updated in the transaction that adds the
+    event (``UPDATE … SET last = last + 1 RETURNING last`` locks the row until commit), so the
+    sequence is gap-free and strictly increasing per member under any number of emitters."""
+
+    __tablename__ = "event_counters"
+
+    member: Mapped[str] = mapped_column(String(42), primary_key=True)
+    last: Mapped[int] = mapped_column(BigInteger)
+
+
+class EventRow(Base):
+    """One event addressed to one member (a state change it must learn about)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    member: Mapped[str] = mapped_column(String(42))
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[int] = mapped_column(BigInteger)
+    #: The block of a chain-derived event; null off chain.
+    block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: The event's ``data`` as JSON.
+    data: Mapped[str] = mapped_column(Text)
+    #: The block whose content caused the event (chain events and the clocks they started): a
+    #: reorg below it retracts the event with a corrective ``<type>.retracted`` event.
+    source_block: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    retracted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        UniqueConstraint("member", "sequence", name="uq_events_member_sequence"),
+        Index("ix_events_source_block", "source_block"),
+    )
+
+
+class EventMarker(Base):
+    """A one-time event already emitted (an expiry, an activation), by key, e.g.
+    ``access_request.expired:0x…``; ``source_block`` as in :class:`EventRow` (a reorg below it
+    forgets the marker)."""
+
+    __tablename__ = "event_markers"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    at: Mapped[int] = mapped_column(BigInteger)
+    source_block: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class EventClock(Base):
+    """A chain object's deadline the worker turns into an event: ``grant.expired`` at the grant's
+    ``validUntil``, ``emergency.expired`` at the emergency's. Written by the index store when the
+    grant or activation is indexed; ``cancelled_block`` once the object ended otherwise (revoked,
+    cancelled), ``fired_at`` once the event was emitted."""
+
+    __tablename__ = "event_clocks"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    due_at: Mapped[int] = mapped_column(BigInteger)
+    #: JSON list of the recipients' addresses
+    recipients: Mapped[str] = mapped_column(Text)
+    data: Mapped[str] = mapped_column(Text)
+    source_block: Mapped[int] = mapped_column(BigInteger)
+    cancelled_block: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    fired_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    __table_args__ = (Index("ix_event_clocks_due", "fired_at", "due_at"),)
+
+
+class WebhookRow(Base):
+    """A member's webhook endpoint (SPEC §9.1): events of ``types`` (JSON list; empty = all) are
+    delivered to ``url`` signed per Standard Webhooks with ``secret``."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(42))
+    url: Mapped[str] = mapped_column(Text)
+    types: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    deleted_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    __table_args__ = (Index("ix_webhooks_owner", "owner"),)
+
+
+class WebhookDelivery(Base):
+    """One event to deliver to one webhook; delivered in ``sequence`` order per webhook."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(String(40))
+    event_id: Mapped[str] = mapped_column(String(40))
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    #: pending -> delivered | failed (given up after the retry period) | cancelled (webhook deleted)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    first_attempt_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_attempt_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    delivered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "event_id", name="uq_webhook_deliveries_event"),
+        Index("ix_webhook_deliveries_queue", "status", "webhook_id", "sequence"),
+        Index("ix_webhook_deliveries_webhook", "webhook_id", "sequence"),
+    )
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt of a delivery: the answer's status, or the error (timeout, refused)."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[float] = mapped_column(Float)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    duration_ms: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_webhook_attempts_delivery", "delivery_id", "at"),)

@@ -33,6 +33,7 @@ from ._open import (
     open_release,
     open_sealed,
 )
+from ._qr import MAX_QR_WINDOW, QR_PREFIX, QrGrantError, check_counter_grant, decode_grant_qr, encode_grant_qr
 
 __all__ = [
     "ApiError",
@@ -47,6 +48,12 @@ __all__ = [
     "generate_hybrid_key",
     "open_release",
     "open_sealed",
+    "MAX_QR_WINDOW",
+    "QR_PREFIX",
+    "QrGrantError",
+    "check_counter_grant",
+    "decode_grant_qr",
+    "encode_grant_qr",
 ]
 
 
@@ -295,6 +302,39 @@ class QclClient:
     def signed_grant(self, message: dict[str, Any]) -> dict[str, Any]:
         """The ``POST /v1/grants`` body of a Grant message (e.g. for a QR code, SPEC §9.6), unsent."""
         return self._signed("Grant", message)
+
+    def grant_qr(
+        self,
+        grantee: str,
+        resources: list[str],
+        purpose: str,
+        *,
+        valid_for: int = 3600,
+        max_uses: int = 1,
+        deadline_in: int = 3600,
+    ) -> str:
+        """The ``qcl-grant:`` text of a signed, unsent counter grant (SPEC §9.6): one grantee,
+        ``max_uses`` ≥ 1, a window of at most one day (QrGrantError otherwise)."""
+        now = int(time.time())
+        message = {
+            "subject": self.address,
+            "grantee": grantee,
+            "resources": [resource_id(code) for code in resources],
+            "purpose": purpose_id(purpose),
+            "validFrom": now - 60,
+            "validUntil": now - 60 + valid_for,
+            "maxUses": max_uses,
+            "nonce": self._nonces.next(),
+            "deadline": now + deadline_in,
+        }
+        return encode_grant_qr(self.signed_grant(message))
+
+    def relay_qr(self, text: str, *, for_me: bool = True) -> dict[str, Any]:
+        """Relay a scanned ``qcl-grant:`` text as ``POST /v1/grants``; with ``for_me`` (a desk) only
+        a grant addressed to this client's account, within the counter limits."""
+        body = decode_grant_qr(text)
+        check_counter_grant(body, grantee=self.address if for_me else None, now=int(time.time()))
+        return dict(self.call("POST", "/v1/grants", json=body))
 
     def revoke_message(self, grant_id: str) -> dict[str, Any]:
         return {

@@ -19,6 +19,7 @@ from sqlalchemy import and_, func, not_, or_, select, update
 
 from chain_client import Role
 from chain_client.ids import purpose_id, resource_id
+from db.events import emit_access_request
 from db.models import AccessRequestRow, PurposeRow
 
 from ..deps import ConsumerMember, CurrentMember, LedgerDep, VaultDep
@@ -179,6 +180,7 @@ def create(
     )
     with vault.store.session() as s:
         s.add(row)
+        emit_access_request(s, row, "created")
     return _public(row, created, _names(vault, [row]))
 
 
@@ -288,4 +290,5 @@ def _close(vault: VaultDep, row: AccessRequestRow, at: int, values: dict[str, ob
             raise Problem(409, "request_closed", "this request was closed meanwhile")
         updated = s.get(AccessRequestRow, row.id)
         assert updated is not None
+        emit_access_request(s, updated, str(values["status"]))
     return _public(updated, at, _names(vault, [updated]))

@@ -25,6 +25,7 @@ from sqlalchemy import func, or_, select, update
 
 from chain_client import Ledger, Member, Role
 from chain_client.errors import ChainError
+from db.events import emit_correction
 from db.models import CorrectionRow
 from vault.errors import DocumentDeleted
 
@@ -246,6 +247,7 @@ def open_correction(
     )
     with vault.store.session() as s:
         s.add(row)
+        emit_correction(s, row, "opened")
     row.open_tx = anchor_record(ledger, record_id, KIND_OPENED, opened)
     if row.open_tx is not None:
         with vault.store.session() as s:
@@ -349,4 +351,5 @@ def resolve(
             s.execute(update(CorrectionRow).where(CorrectionRow.id == row.id).values(outcome_tx=tx))
         updated = s.get(CorrectionRow, row.id)
         assert updated is not None
+        emit_correction(s, updated, "resolved")
         return _public(updated, now)

@@ -20,6 +20,7 @@ from sqlalchemy import func, or_, select, update
 
 from chain_client import Member, Role
 from chain_client.ids import resource_id
+from db.events import emit_demand
 from db.models import DemandRow
 
 from ..deps import ConsumerMember, CurrentMember, LedgerDep, VaultDep
@@ -152,6 +153,7 @@ def _apply(vault: VaultDep, row: DemandRow, allowed: tuple[str, ...], **values: 
             raise Problem(409, "demand_closed", "this demand changed meanwhile")
         updated = s.get(DemandRow, row.id)
         assert updated is not None
+        emit_demand(s, updated, str(values["status"]))
         return _public(updated, int(time.time()))
 
 
@@ -175,6 +177,7 @@ def create(body: DemandCreate, consumer: ConsumerMember, ledger: LedgerDep, vaul
     )
     with vault.store.session() as s:
         s.add(row)
+        emit_demand(s, row, "created")
     return _public(row, now)
 
 

@@ -626,6 +626,46 @@ def b_requests_withdraw(w: World, c: Ctx) -> Call:
     return Call("POST", f"/v1/access-requests/{fresh_request(w)['id']}/withdraw")
 
 
+# -- builders of notifications (SPEC §9.1)
+
+HOOK_URL = "http://127.0.0.1:9/hook"  # never called: no deliverer runs in the matrix
+
+
+def fresh_webhook(w: World) -> str:
+    return str(w.p.dept.call("POST", "/v1/webhooks", json={"url": HOOK_URL, "types": []})["webhook_id"])
+
+
+def b_events_list(w: World, c: Ctx) -> Call:
+    return Call("GET", "/v1/events", params={"after": "0"})
+
+
+def b_webhooks_create(w: World, c: Ctx) -> Call:
+    return Call("POST", "/v1/webhooks", json={"url": HOOK_URL, "types": ["grant.revoked"]})
+
+
+def b_webhooks_list(w: World, c: Ctx) -> Call:
+    shared(w, "webhook", fresh_webhook)
+    return Call("GET", "/v1/webhooks")
+
+
+def b_webhooks_delete(w: World, c: Ctx) -> Call:
+    return Call("DELETE", f"/v1/webhooks/{fresh_webhook(w)}")
+
+
+def b_webhooks_deliveries(w: World, c: Ctx) -> Call:
+    return Call("GET", f"/v1/webhooks/{shared(w, 'webhook', fresh_webhook)}/deliveries")
+
+
+def c_webhooks_list(w: World, caller: str, body: Any) -> None:
+    ids = {h["webhook_id"] for h in body["items"]}
+    assert (_SHARED[(w.p.vault.store.url, "webhook")] in ids) == (caller == "dept"), ids
+
+
+def c_events_list(w: World, caller: str, body: Any) -> None:
+    sequences = [e["sequence"] for e in body["items"]]
+    assert sequences == list(range(1, len(sequences) + 1)), sequences
+
+
 def c_corrections_list(w: World, caller: str, body: Any) -> None:
     ids = {i["correction_id"] for i in body["items"]}
     assert (_SHARED[(w.p.vault.store.url, "correction")] in ids) == (
@@ -841,6 +881,16 @@ MATRIX: dict[tuple[str, str], Row] = {
             },
             (404, "demand_not_found"),
         ),
+    ),
+    # notifications (SPEC §9.1): any member, its own events and webhooks only
+    ("GET", "/v1/events"): Row(b_events_list, every(OK), check=c_events_list),
+    ("POST", "/v1/webhooks"): Row(b_webhooks_create, every(CREATED)),
+    ("GET", "/v1/webhooks"): Row(b_webhooks_list, every(OK), check=c_webhooks_list),
+    ("DELETE", "/v1/webhooks/{webhook_id}"): Row(
+        b_webhooks_delete, only({"dept": (204, None)}, (404, "webhook_not_found"))
+    ),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): Row(
+        b_webhooks_deliveries, only({"dept": OK}, (404, "webhook_not_found"))
     ),
 }
 

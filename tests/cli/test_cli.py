@@ -378,6 +378,8 @@ def test_demo_seed_then_a_department_continues_with_qcl_client(tmp_path: Path) -
         accounts: dict[str, Any] = demo["accounts"]
         assert {k: v["address"] for k, v in accounts.items()} == {k: v["address"] for k, v in first["accounts"].items()}
         assert demo["grants"] == first["grants"] and demo["release"]["tx_hash"] == first["release"]["tx_hash"]
+        scan = demo["scan_to_authorise"]  # SPEC §9.6: a counter grant as a QR, and the event feed
+        assert scan["qr_text"].startswith("qcl-grant:") and Path(scan["qr_png"]).is_file()
 
         admin_key = json.loads((data_dir / "accounts.json").read_text())["admin"]["private_key"]
         admin = QclClient.connect(url, admin_key)
