@@ -68,3 +68,46 @@ def top_self(raw: Path, top: int = 15) -> list[tuple[str, int]]:
         if stack and count.isdigit():
             own[_frame(stack.split(";")[-1])] += int(count)
     return own.most_common(top)
+
+
+_FRAMEWORK = "\0framework"
+_OURS = ("(api/", "(vault/", "(db/", "(chain_client/", "(audit/", "(qcl_client/")
+
+
+def _framework_only(stack: str) -> bool:
+    """A request's sample in which no frame of this project runs except the body-size guard."""
+    if "httptools_impl" not in stack:
+        return False
+    return not any(tag in frame for frame in stack.split(";") for tag in _OURS if "api/middleware.py" not in frame)
+
+
+#: Where a request's CPU goes, by the frame that names the step (first match on the stack wins
+#: for the step's share; the shares of nested steps are not subtracted from their parents).
+STEPS = [
+    ("HTTP and ASGI alone (uvicorn, Starlette, FastAPI: parsing, routing, validation, JSON)", _FRAMEWORK),
+    ("dependencies: login and roles (`current_member`)", "authenticate"),
+    ("release: checks before the intent (`prepare_release`: signature, document)", "prepare_release"),
+    ("release: intent written (database group commit)", "_commit (db/batch"),
+    ("release relayer: one grouped transaction (`_record_group`, its thread)", "_record_group"),
+    ("  of which: receipt applied, log appended (`_apply`)", "_apply (vault"),
+    ("release: document sealed to the grantee (`deliver`)", "deliver (vault"),
+    ("grant relayed (`record` route: terms, calldata, digest, terms kept)", "record (api/routers/grants"),
+    ("grants/revocations/pauses: group commit thread", "_run (chain_client/relayer/group"),
+    ("worker threads: hops to the thread pool", "run_sync_in_worker_thread"),
+    ("background: indexer, checkpoints, clocks", "_run (api/background"),
+]
+
+
+def steps(raw: Path) -> tuple[int, list[tuple[str, float]]]:
+    """Total samples and the share (%) of each of :data:`STEPS` in them."""
+    total = 0
+    counts = dict.fromkeys((label for label, _ in STEPS), 0)
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        total += int(count)
+        for label, key in STEPS:
+            if (key == _FRAMEWORK and _framework_only(stack)) or (key != _FRAMEWORK and key in stack):
+                counts[label] += int(count)
+    return total, [(label, 100 * n / total if total else 0.0) for label, n in counts.items()]

@@ -44,7 +44,7 @@ from chain_client import compile_contracts, free_port, start_node
 from chain_client.ids import RequestIdAllocator, new_nonce, purpose_id, resource_id
 from qcl_client import QclClient, open_release
 from scripts._bench import ROOT, write_section
-from scripts._profile import sampled, top_self
+from scripts._profile import sampled, steps, top_self
 
 RESOURCE = "social_insurance"
 PURPOSE = "benefit-review"
@@ -376,6 +376,19 @@ def main() -> None:  # noqa: C901 - one linear script
                 print(f"\n{label}: py-spy samples of the API process, innermost frames ({raw})")
                 for frame, n in top_self(raw, 25):
                     print(f"  {n:6d}  {frame}")
+        profile_text = ""
+        if profiles:
+            profile_text = (
+                "\n\nWhere the API process's CPU went (py-spy, the thread holding the GIL sampled at 100 Hz "
+                "during each phase; a step's share includes the steps it calls):\n\n"
+                "| step | " + " | ".join(label for label, _ in profiles) + " |\n"
+                "|---|" + "---:|" * len(profiles) + "\n"
+            )
+            shares = [steps(raw) for _, raw in profiles]
+            for i, (label, _) in enumerate(shares[0][1]):
+                profile_text += f"| {label} | " + " | ".join(f"{s[1][i][1]:.0f}%" for s in shares) + " |\n"
+            profile_text += "| samples | " + " | ".join(f"{s[0]:,}" for s in shares) + " |"
+        body += profile_text
         if not args.no_write:
             write_section("release", "The release path through the API (scripts/bench_release.py)", body)
         print(body)

@@ -324,12 +324,11 @@ class Vault:
         if provider is None:
             provider = self._catalog_provider(resource_id_hex)
         provider = _address(provider, "provider")
-        if self_declared is None:
-            with self.store.session() as s:
+        with self.store.session() as s:  # one session for both reads (the release path's hot spot)
+            if self_declared is None:
                 entry = s.get(CatalogEntryRow, resource_id_hex.lower())
-            self_declared = bool(entry and entry.self_declared)
-        issuers = [provider] + ([subject] if self_declared and subject != provider else [])
-        with self.store.session() as s:
+                self_declared = bool(entry and entry.self_declared)
+            issuers = [provider] + ([subject] if self_declared and subject != provider else [])
             rows = s.scalars(
                 select(DocumentRow)
                 .where(
