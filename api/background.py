@@ -23,7 +23,7 @@ from db.models import EmergencyRecord, MemberProfile, VerificationJobRow
 from db.store import Store
 from vault import Vault, VaultError
 
-from .errors import lookup
+from .errors import lookup, public_detail
 
 log = logging.getLogger("qcl.background")
 
@@ -262,7 +262,7 @@ class VerificationJobs:
             status, code = found if found else (500, "verification_failed")
             if found is None:
                 log.exception("verification %s failed", job_id)
-            error = {"status": status, "code": code, "detail": str(exc) if found else "internal error"}
+            error = {"status": status, "code": code, "detail": public_detail(exc) if found else "internal error"}
             values = {"status": "failed", "error": json.dumps(error)}
         with self.store.session() as s:
             row = s.get(VerificationJobRow, job_id)

@@ -133,7 +133,8 @@ class CallGroup:
         status = receipt.get("status")
         block = _int(receipt.get("blockNumber"))
         if _int(status) != 1:
-            error = ChainUnavailable(f"grouped transaction {tx.tx_hash} failed as a whole; send the request again")
+            message = f"grouped transaction {tx.tx_hash} failed as a whole; send the request again"
+            error = ChainUnavailable(message, public=message)
             for _, future in batch:
                 future.set_exception(error)
             return
