@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ from vault.releases import ReleaseRelayer
 
 from . import errors
 from .auth import Authenticator, RateLimiter, jwt_secret
-from .background import CheckpointAnchor, IndexFollower, VerificationJobs, verification_runner
+from .background import CheckpointAnchor, IndexFollower, VerificationJobs, stop_all, verification_runner
 from .calls import CallGroups
 from .middleware import BodyGuard
 from .routers import (
@@ -91,13 +91,12 @@ def create_app(
         try:
             yield
         finally:
+            stoppers: list[Callable[[float], None]] = [anchor.stop, app.state.calls.stop]
             if settings.relayer:
-                vault.relayer.stop()
-                app.state.verifications.stop()
-            anchor.stop()
-            app.state.calls.stop()
+                stoppers += [vault.relayer.stop, app.state.verifications.stop]
             if follower is not None:
-                follower.stop()
+                stoppers.append(follower.stop)
+            stop_all(stoppers, min(1.0, settings.shutdown_timeout))
 
     app = FastAPI(title="Quanchenglian ledger API", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.calls = CallGroups(ledger)

@@ -32,7 +32,7 @@ class CallGroups:
                 )
             return self._group
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         with self._lock:
             if self._group is not None:
-                self._group.stop()
+                self._group.stop(timeout)

@@ -19,7 +19,7 @@ from vault import VaultError
 from ._console import console, fail, say
 from .audit import audit_app
 from .members import admin_app, client_app, demo_app
-from .worker import run_worker
+from .worker import exit_without_stragglers, run_worker
 
 app = typer.Typer(help="Quanchenglian ledger: development and operations commands.", no_args_is_help=True)
 vault_app = typer.Typer(help="The digital safe-deposit box: key ring and rotation.", no_args_is_help=True)
@@ -49,6 +49,8 @@ def dev() -> None:
         )
         say(f"starting chain: {where}")
         node = open_node(settings)
+        if settings.chain_restart:
+            node.supervise()  # a node that dies is started again from its state file
         say(f"chain {node.chain_id} answers at {node.url or 'in-process'}")
         ledger = bootstrap(settings, node, say)
         say(f"dev accounts in {settings.accounts_path} (admin {ledger.tx.address})")
@@ -60,8 +62,9 @@ def dev() -> None:
         fail(str(exc))
     finally:
         if node is not None:
-            node.stop()
+            node.stop(timeout=max(3.0, settings.shutdown_timeout))
             say("chain stopped")
+        exit_without_stragglers()
 
 
 @app.command()
@@ -88,6 +91,7 @@ def serve(
         http="httptools",
         log_level="warning",
     )
+    exit_without_stragglers()
 
 
 @app.command()

@@ -120,7 +120,7 @@ class CallGroup:
                 except SendRefused:
                     if attempt:
                         raise
-            receipt = self.sender.wait(tx.tx_hash, timeout=self.receipt_timeout)
+            receipt = self.sender.wait(tx.tx_hash, timeout=self.receipt_timeout, tx=tx)
         except ChainError as exc:
             for _, future in batch:
                 future.set_exception(exc)

@@ -1,0 +1,151 @@
+"""Reconciliation of the release log against a chain that came back behind it (issue 16).
+
+A node restarted from an older state (anvil's state file written before it was killed), or a reorg
+deeper than the indexer's confirmations, can drop blocks whose releases were already answered 2xx,
+appended to the release log and delivered. The release relayer stored every transaction it signed
+(``relayer_transactions``, before sending it), so nothing has to be rebuilt from memory:
+
+1. every transaction of the relayer's account marked ``mined`` whose nonce the chain has not used
+   any more (``nonce >= eth_getTransactionCount(latest)``) was lost with its block;
+2. each is sent again, byte for byte, in nonce order (same hash; a nonce of the account with no
+   stored transaction is filled by :meth:`chain_client.relayer.RawSender.fill`), and its new
+   receipt is read: the contract checks every item again (the grant must still allow it, the
+   signed request's deadline must not have passed);
+3. a release the log holds and the new receipt records again is **restored**; one the chain now
+   refuses is **flagged** with the contract's reason (its intent keeps ``recorded``, its ``error``
+   says ``lost_on_chain: <reason>``), so the audit lists exactly what could not be restored; an
+   item the caller was refused but the chain now records is flagged too (``recorded_after_refusal``).
+
+Nothing is re-signed here: the stored bytes carry the departments' signed requests unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+
+from chain_client import ChainUnavailable
+from chain_client.relayer import SendRefused, SignedTx
+from db.models import RelayerTransaction, ReleaseIntent
+
+if TYPE_CHECKING:
+    from .releases import ReleaseRelayer
+
+log = logging.getLogger("qcl.reconcile")
+
+#: Seconds to wait for one resent transaction's receipt.
+RESTORE_TIMEOUT = 30.0
+
+
+@dataclass
+class RecoveryReport:
+    """What one reconciliation found and did."""
+
+    checked_at: float
+    #: The relayer account's lowest unmined nonce on the chain as found.
+    mined_nonce: int
+    #: Transactions the log relied on that the chain no longer had (sent again).
+    lost_transactions: list[str] = field(default_factory=list)
+    #: Release ids recorded on chain again.
+    restored: list[str] = field(default_factory=list)
+    #: (release id, why) that the chain no longer records and could not record again.
+    flagged: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.flagged
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "checked_at": self.checked_at,
+            "mined_nonce": self.mined_nonce,
+            "lost_transactions": list(self.lost_transactions),
+            "restored": len(self.restored),
+            "flagged": [{"release_id": r, "reason": why} for r, why in self.flagged],
+        }
+
+
+def restore_lost_releases(relayer: ReleaseRelayer, *, timeout: float = RESTORE_TIMEOUT) -> RecoveryReport:
+    """Find the relayer's mined transactions the chain lost, send them again and settle what the
+    chain records now (module docstring). Raises ChainUnavailable when the chain does not answer
+    (the relayer then tries again before it takes new work)."""
+    sender, store = relayer.sender, relayer.store
+    with relayer._lock:
+        mined = sender.mined_nonce()
+        report = RecoveryReport(checked_at=time.time(), mined_nonce=mined)
+        with store.session() as s:
+            lost = s.scalars(
+                select(RelayerTransaction)
+                .where(
+                    RelayerTransaction.sender == sender.address,
+                    RelayerTransaction.status == "mined",
+                    RelayerTransaction.nonce >= mined,
+                )
+                .order_by(RelayerTransaction.nonce)
+            ).all()
+        if not lost:
+            return report
+        log.warning(
+            "reconcile: the chain lost %d release transactions of %s from nonce %d; sending them again",
+            len(lost),
+            sender.address,
+            lost[0].nonce,
+        )
+        for row in lost:
+            signed = SignedTx(tx_hash=row.tx_hash, nonce=row.nonce, raw=bytes(row.raw))
+            report.lost_transactions.append(row.tx_hash)
+            try:
+                sender.send(signed)
+                receipt = sender.wait(row.tx_hash, timeout=timeout, tx=signed)
+            except SendRefused as exc:
+                receipt = sender.receipt(row.tx_hash)
+                if receipt is None:
+                    _flag_all(relayer, row.tx_hash, f"not accepted again: {exc}", report)
+                    continue
+            except ChainUnavailable:
+                raise
+            _settle(relayer, row.tx_hash, receipt, report)
+        if report.flagged:
+            log.error("reconcile: %d releases could not be restored: %s", len(report.flagged), report.flagged)
+        else:
+            log.warning("reconcile: %d releases recorded on chain again", len(report.restored))
+        return report
+
+
+def _intents(relayer: ReleaseRelayer, tx_hash: str) -> list[ReleaseIntent]:
+    with relayer.store.session() as s:
+        rows = s.scalars(select(ReleaseIntent).where(ReleaseIntent.tx_hash == tx_hash)).all()
+    return sorted(rows, key=lambda r: r.position or 0)
+
+
+def _settle(relayer: ReleaseRelayer, tx_hash: str, receipt: dict[str, Any], report: RecoveryReport) -> None:
+    status = receipt.get("status")
+    ok = (int(status, 16) if isinstance(status, str) else int(status or 0)) == 1
+    if not ok:
+        _flag_all(relayer, tx_hash, "the transaction failed as a whole when sent again", report)
+        return
+    recorded, rejected = relayer.outcomes(receipt)
+    for index, row in enumerate(_intents(relayer, tx_hash)):
+        on_chain = (row.grantee.lower(), row.request_id.lower()) in recorded
+        if row.status == "recorded" and on_chain:
+            report.restored.append(row.id)
+        elif row.status == "recorded":
+            _flag(relayer, row.id, f"lost_on_chain: {rejected.get(index, 'not recorded again')}", report)
+        elif on_chain:
+            _flag(relayer, row.id, "recorded_after_refusal", report)
+
+
+def _flag_all(relayer: ReleaseRelayer, tx_hash: str, why: str, report: RecoveryReport) -> None:
+    for row in _intents(relayer, tx_hash):
+        if row.status == "recorded":
+            _flag(relayer, row.id, f"lost_on_chain: {why}", report)
+
+
+def _flag(relayer: ReleaseRelayer, intent_id: str, why: str, report: RecoveryReport) -> None:
+    report.flagged.append((intent_id, why))
+    with relayer.store.session() as s:
+        s.execute(update(ReleaseIntent).where(ReleaseIntent.id == intent_id).values(error=why[:64]))
