@@ -99,7 +99,7 @@ def create_app(
             stop_all(stoppers, min(1.0, settings.shutdown_timeout))
 
     app = FastAPI(title="Quanchenglian ledger API", version="1", description=DESCRIPTION, lifespan=lifespan)
-    app.state.calls = CallGroups(ledger)
+    app.state.calls = CallGroups(ledger, vault.store)
     app.state.checkpoints = anchor
     app.state.log_tree = LogTree(vault.store)
     app.state.indexer = indexer

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +32,11 @@ from sqlalchemy import select, update
 from chain_client import ChainUnavailable
 from chain_client.relayer import SendRefused, SignedTx
 from db.models import RelayerTransaction, ReleaseIntent
+from db.store import Store
 
 if TYPE_CHECKING:
+    from chain_client.relayer.group import CallGroup
+
     from .releases import ReleaseRelayer
 
 log = logging.getLogger("qcl.reconcile")
@@ -149,3 +153,53 @@ def _flag(relayer: ReleaseRelayer, intent_id: str, why: str, report: RecoveryRep
     report.flagged.append((intent_id, why))
     with relayer.store.session() as s:
         s.execute(update(ReleaseIntent).where(ReleaseIntent.id == intent_id).values(error=why[:64]))
+
+
+def stored_transactions(store: Store, sender: str) -> Callable[[int], bytes | None]:
+    """The signed bytes ``sender`` stored for a nonce (its newest not dropped), for
+    :meth:`chain_client.relayer.RawSender.fill`: a gap is filled with what was really sent."""
+
+    def lookup(nonce: int) -> bytes | None:
+        with store.session() as s:
+            raw = s.scalar(
+                select(RelayerTransaction.raw)
+                .where(
+                    RelayerTransaction.sender == sender,
+                    RelayerTransaction.nonce == nonce,
+                    RelayerTransaction.status != "dropped",
+                )
+                .order_by(RelayerTransaction.created_at.desc())
+                .limit(1)
+            )
+        return bytes(raw) if raw is not None else None
+
+    return lookup
+
+
+def keep_transactions(group: CallGroup, store: Store) -> None:
+    """Store every transaction of the API's group commit (grants, revocations, pauses) before it
+    is sent, and mark it mined with its receipt: a node that comes back behind then gets the same
+    signed bytes again when the gap is filled, so the grants it lost are recorded again (the
+    contract checks each signed message's deadline and nonce once more)."""
+    sender = group.sender
+    sender.stored = stored_transactions(store, sender.address)
+
+    def signed(tx: SignedTx) -> None:
+        with store.session() as s:
+            s.add(
+                RelayerTransaction(
+                    tx_hash=tx.tx_hash,
+                    sender=sender.address,
+                    nonce=tx.nonce,
+                    raw=tx.raw,
+                    purpose="calls",
+                    status="sent",
+                    created_at=time.time(),
+                )
+            )
+
+    def mined(tx_hash: str) -> None:
+        with store.session() as s:
+            s.execute(update(RelayerTransaction).where(RelayerTransaction.tx_hash == tx_hash).values(status="mined"))
+
+    group.on_signed, group.on_mined = signed, mined

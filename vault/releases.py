@@ -60,6 +60,8 @@ EMERGENCY_GAS = 250_000
 MAX_ATTEMPTS = 3
 #: Seconds without a receipt after which the relayer asks whether the node still has the transaction.
 LOST_AFTER = 3.0
+#: Seconds between the idle relayer's checks that the chain still holds what it recorded.
+CHECK_CHAIN_EVERY = 2.0
 #: Intent states from which nothing changes any more.
 FINAL = frozenset({"recorded", "rejected", "failed"})
 #: The refusal recorded for an item the ledger skipped silently (a signature that is not the grantee's).
@@ -306,23 +308,27 @@ class ReleaseRelayer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: A nonce gap below a waiting transaction is filled with this account's stored bytes first.
-        self.sender.stored = self._stored_raw
+        from .reconcile import stored_transactions
+
+        self.sender.stored = stored_transactions(store, sender.address)
         #: What the last reconciliation against the chain found (vault/reconcile.py).
         self.last_recovery: Any = None
 
-    def _stored_raw(self, nonce: int) -> bytes | None:
+    def chain_behind(self) -> bool:
+        """Whether the chain lost transactions this relayer saw mined (a node restarted from an
+        older state, a deep reorg): its account's mined nonce is below one of them."""
         with self.store.session() as s:
-            raw = s.scalar(
-                select(RelayerTransaction.raw)
-                .where(
-                    RelayerTransaction.sender == self.sender.address,
-                    RelayerTransaction.nonce == nonce,
-                    RelayerTransaction.status != "dropped",
+            highest = s.scalar(
+                select(func.max(RelayerTransaction.nonce)).where(
+                    RelayerTransaction.sender == self.sender.address, RelayerTransaction.status == "mined"
                 )
-                .order_by(RelayerTransaction.created_at.desc())
-                .limit(1)
             )
-        return bytes(raw) if raw is not None else None
+        if highest is None:
+            return False
+        behind = self.sender.mined_nonce() <= int(highest)
+        if behind:
+            log.warning("release relayer: the chain is behind the release log; reconciling")
+        return behind
 
     # ---- running ---------------------------------------------------------------------------------
 
@@ -343,6 +349,7 @@ class ReleaseRelayer:
 
     def _run(self) -> None:
         reconciled = False
+        checked = time.monotonic()
         while not self._stop.is_set():
             try:
                 if not reconciled:
@@ -350,6 +357,9 @@ class ReleaseRelayer:
                     reconciled = True
                 if self.step():
                     continue  # what arrived meanwhile goes into the next group at once
+                if time.monotonic() - checked >= CHECK_CHAIN_EVERY:
+                    checked = time.monotonic()
+                    reconciled = not self.chain_behind()
             except ChainError as exc:
                 log.warning("release relayer: %s (retrying)", exc)
                 reconciled = False  # a send may or may not have reached the node: settle it first
