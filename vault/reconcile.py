@@ -79,8 +79,11 @@ def restore_lost_releases(relayer: ReleaseRelayer, *, timeout: float = RESTORE_T
     (the relayer then tries again before it takes new work)."""
     sender, store = relayer.sender, relayer.store
     with relayer._lock:
+        report = RecoveryReport(checked_at=time.time(), mined_nonce=-1)
+        # first the API's grants, revocations and pauses (other accounts): releases may need them
+        _restore_other_senders(relayer, report, timeout)
         mined = sender.mined_nonce()
-        report = RecoveryReport(checked_at=time.time(), mined_nonce=mined)
+        report.mined_nonce = mined
         with store.session() as s:
             lost = s.scalars(
                 select(RelayerTransaction)
@@ -118,6 +121,49 @@ def restore_lost_releases(relayer: ReleaseRelayer, *, timeout: float = RESTORE_T
         else:
             log.warning("reconcile: %d releases recorded on chain again", len(report.restored))
         return report
+
+
+def _restore_other_senders(relayer: ReleaseRelayer, report: RecoveryReport, timeout: float) -> None:
+    """Send again, byte for byte, the stored transactions of the other accounts (the API's group
+    commit of grants, revocations and pauses) that the chain lost, and wait for those it can mine
+    now (a gap below them is filled by their own sender when it next sends)."""
+    sender, store = relayer.sender, relayer.store
+    with store.session() as s:
+        others = s.scalars(
+            select(RelayerTransaction.sender)
+            .where(RelayerTransaction.sender != sender.address, RelayerTransaction.status == "mined")
+            .distinct()
+        ).all()
+    for other in others:
+        mined = int(sender._request("eth_getTransactionCount", [other, "latest"]), 16)
+        with store.session() as s:
+            lost = s.scalars(
+                select(RelayerTransaction)
+                .where(
+                    RelayerTransaction.sender == other,
+                    RelayerTransaction.status == "mined",
+                    RelayerTransaction.nonce >= mined,
+                )
+                .order_by(RelayerTransaction.nonce)
+            ).all()
+        if not lost:
+            continue
+        log.warning("reconcile: the chain lost %d transactions of %s; sending them again", len(lost), other)
+        expected = mined
+        for row in lost:
+            report.lost_transactions.append(row.tx_hash)
+            sender._raw("eth_sendRawTransaction", ["0x" + bytes(row.raw).hex()])
+        for row in lost:
+            if row.nonce != expected:
+                break  # a gap its own sender fills
+            expected += 1
+            deadline = time.monotonic() + timeout
+            while (receipt := sender.receipt(row.tx_hash)) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if receipt is None:
+                report.flagged.append((row.tx_hash, "not mined again"))
+            elif not (int(receipt["status"], 16) if isinstance(receipt["status"], str) else receipt["status"]):
+                report.flagged.append((row.tx_hash, "failed as a whole when sent again"))
 
 
 def _intents(relayer: ReleaseRelayer, tx_hash: str) -> list[ReleaseIntent]:
