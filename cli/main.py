@@ -103,13 +103,16 @@ def worker() -> None:
 @app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(ctx: typer.Context) -> None:
     """The release-path benchmark (scripts/bench_release.py; its options pass through, e.g.
-    `qcl bench --releases 5000 --clients 32 128`): rewrites its section of BENCHMARKS.md."""
+    `qcl bench --releases 5000 --clients 32 128`), or `qcl bench faults` (scripts/bench_faults.py:
+    faults injected under load): each rewrites its section of BENCHMARKS.md."""
     import subprocess
 
     from chain_client._paths import project_root
 
-    script = project_root() / "scripts" / "bench_release.py"
-    raise typer.Exit(subprocess.call([sys.executable, str(script), *ctx.args]))
+    args = list(ctx.args)
+    name = "bench_faults.py" if args[:1] == ["faults"] else "bench_release.py"  # `qcl bench faults …`
+    script = project_root() / "scripts" / name
+    raise typer.Exit(subprocess.call([sys.executable, str(script), *args[name == "bench_faults.py" :]]))
 
 
 @app.command("compile")

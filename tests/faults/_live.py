@@ -162,8 +162,12 @@ class Load:
                 n += 1
                 try:
                     response: httpx.Response | None = http.post("/v1/releases", json=body)
-                except httpx.HTTPError:
-                    response = None
+                except httpx.HTTPError as exc:
+                    self.answers.append(
+                        Answer("release", time.monotonic() - self.started, 0, type(exc).__name__, body, {})
+                    )
+                    self._stop.wait(0.2)
+                    continue
                 self._record("release", body, response)
                 if response is None or response.status_code >= 500:
                     self._stop.wait(0.2)
