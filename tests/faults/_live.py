@@ -47,7 +47,7 @@ class LiveApi:
             ledger=deployed.ledger,
         )
         # the release relayer sends with its own account, as in `qcl dev` (QCL_RELEASE_KEY)
-        releaser = Account.create()
+        self.releaser = releaser = Account.create()
         deployed.node.fund(releaser.address)
         sender = RawSender(w3=deployed.ledger.w3, account=releaser, chain_id=deployed.ledger.chain_id)
         relayer = ReleaseRelayer(store=self.store, ledger=deployed.ledger, sender=sender)
