@@ -171,7 +171,9 @@ def slow_node(_node: Node, _live: LiveApi, proxy: RpcProxy | None) -> str:
 
 
 def lock_database(_node: Node, live: LiveApi, _proxy: RpcProxy | None) -> str:
-    holder = sqlite3.connect(live.store.url.removeprefix("sqlite:///"), timeout=10, isolation_level=None)
+    holder = sqlite3.connect(
+        live.store.url.removeprefix("sqlite:///"), timeout=10, isolation_level=None, check_same_thread=False
+    )
     holder.execute("BEGIN EXCLUSIVE")
 
     def later() -> None:

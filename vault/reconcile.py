@@ -32,7 +32,7 @@ from sqlalchemy import select, update
 from chain_client import ChainUnavailable
 from chain_client.relayer import SendRefused, SignedTx
 from db.models import RelayerTransaction, ReleaseIntent
-from db.store import Store
+from db.store import Store, StoreUnavailable
 
 if TYPE_CHECKING:
     from chain_client.relayer.group import CallGroup
@@ -107,7 +107,7 @@ def restore_lost_releases(relayer: ReleaseRelayer, *, timeout: float = RESTORE_T
             report.lost_transactions.append(row.tx_hash)
             try:
                 sender.send(signed)
-                receipt = sender.wait(row.tx_hash, timeout=timeout, tx=signed)
+                receipt: dict[str, Any] | None = sender.wait(row.tx_hash, timeout=timeout, tx=signed)
             except SendRefused as exc:
                 receipt = sender.receipt(row.tx_hash)
                 if receipt is None:
@@ -115,7 +115,8 @@ def restore_lost_releases(relayer: ReleaseRelayer, *, timeout: float = RESTORE_T
                     continue
             except ChainUnavailable:
                 raise
-            _settle(relayer, row.tx_hash, receipt, report)
+            if receipt is not None:
+                _settle(relayer, row.tx_hash, receipt, report)
         if report.flagged:
             log.error("reconcile: %d releases could not be restored: %s", len(report.flagged), report.flagged)
         else:
@@ -245,7 +246,12 @@ def keep_transactions(group: CallGroup, store: Store) -> None:
             )
 
     def mined(tx_hash: str) -> None:
-        with store.session() as s:
-            s.execute(update(RelayerTransaction).where(RelayerTransaction.tx_hash == tx_hash).values(status="mined"))
+        try:  # bookkeeping only: the callers' grants are on chain whatever happens here
+            with store.session() as s:
+                s.execute(
+                    update(RelayerTransaction).where(RelayerTransaction.tx_hash == tx_hash).values(status="mined")
+                )
+        except StoreUnavailable as exc:
+            log.warning("transaction %s mined but not marked so: %s", tx_hash, exc)
 
     group.on_signed, group.on_mined = signed, mined

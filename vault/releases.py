@@ -42,7 +42,7 @@ from chain_client.relayer import RawSender, SendRefused, SignedTx
 from chain_client.types import EmergencyScope, GrantTerms
 from db.models import RelayerTransaction, ReleaseIntent, ReleaseLogRow
 from db.release_log import LogEntry, release_id
-from db.store import Store
+from db.store import Store, StoreUnavailable
 
 log = logging.getLogger("qcl.releases")
 
@@ -364,8 +364,13 @@ class ReleaseRelayer:
                 log.warning("release relayer: %s (retrying)", exc)
                 reconciled = False  # a send may or may not have reached the node: settle it first
                 self._stop.wait(0.5)
+            except StoreUnavailable as exc:  # e.g. a locked SQLite file while a receipt was applied
+                log.warning("release relayer: %s (retrying)", exc)
+                reconciled = False  # a mined transaction may wait for its log entries: settle it first
+                self._stop.wait(0.5)
             except Exception:  # the thread must survive; the intents stay pending
                 log.exception("release relayer failed (retrying)")
+                reconciled = False
                 self._stop.wait(0.5)
             self._wake.wait(0.05)
             self._wake.clear()

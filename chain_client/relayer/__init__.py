@@ -251,17 +251,16 @@ class RawSender:
         for nonce in range(first, end):
             raw = self.stored(nonce) if self.stored is not None else None
             if raw is None:
-                signed = self.account.sign_transaction(
-                    {
-                        **self.fees(),
-                        "nonce": nonce,
-                        "gas": FILL_GAS,
-                        "to": self.address,
-                        "value": 0,
-                        "data": b"",
-                        "chainId": self.chain_id,
-                    }
-                )
+                empty: dict[str, Any] = {
+                    **self.fees(),
+                    "nonce": nonce,
+                    "gas": FILL_GAS,
+                    "to": self.address,
+                    "value": 0,
+                    "data": b"",
+                    "chainId": self.chain_id,
+                }
+                signed = self.account.sign_transaction(empty)  # type: ignore[arg-type]
                 raw = bytes(signed.raw_transaction)
             response = self._raw("eth_sendRawTransaction", ["0x" + raw.hex()])
             if not response.get("error"):
