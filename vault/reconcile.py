@@ -136,17 +136,15 @@ def _restore_other_senders(relayer: ReleaseRelayer, report: RecoveryReport, time
             .distinct()
         ).all()
     for other in others:
-        mined = int(sender._request("eth_getTransactionCount", [other, "latest"]), 16)
-        with store.session() as s:
-            lost = s.scalars(
+        with store.session() as s:  # read before the chain: a row marked meanwhile is not "lost"
+            newest = s.scalars(
                 select(RelayerTransaction)
-                .where(
-                    RelayerTransaction.sender == other,
-                    RelayerTransaction.status == "mined",
-                    RelayerTransaction.nonce >= mined,
-                )
-                .order_by(RelayerTransaction.nonce)
+                .where(RelayerTransaction.sender == other, RelayerTransaction.status == "mined")
+                .order_by(RelayerTransaction.nonce.desc())
+                .limit(256)
             ).all()
+        mined = int(sender._request("eth_getTransactionCount", [other, "latest"]), 16)
+        lost = sorted((row for row in newest if row.nonce >= mined), key=lambda row: row.nonce)
         if not lost:
             continue
         log.warning("reconcile: the chain lost %d transactions of %s; sending them again", len(lost), other)
