@@ -234,7 +234,7 @@ def main() -> None:
         outcomes.append(outcome)
     body = (
         f"Command: `.venv/bin/qcl bench faults --seconds {args.seconds:g} --clients {args.clients}` "
-        f"(scripts/bench_faults.py). Each scenario: the API process of `qcl dev` (release relayer with its own "
+        f"(scripts/bench_faults.py; `--only <scenario>` re-measures one row and keeps the others). Each scenario: the API process of `qcl dev` (release relayer with its own "
         f"account, indexer follower) on an anvil of its own, {args.clients} clients (one in four signing grants, "
         f"the others asking for releases) for {args.seconds:g} s, the fault injected {args.fault_at:g} s in. "
         "Data lost = grants or releases answered 2xx that are not on chain afterwards, or releases answered 2xx "
