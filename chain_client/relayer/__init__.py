@@ -224,7 +224,9 @@ class RawSender:
             return "mined"
         mined = self.mined_nonce()
         if tx.nonce < mined:
-            self.resync()
+            if self.known(tx.tx_hash):  # mined, its receipt not served yet (a lagging node): wait
+                return "pending"
+            self.resync()  # the node does not know it at all: another transaction took its nonce
             return "replaced"
         outcome = "pending"
         if not self.known(tx.tx_hash):
