@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ from vault.releases import ReleaseRelayer
 
 from . import errors, pages
 from .auth import Authenticator, RateLimiter, jwt_secret
-from .background import CheckpointAnchor, IndexFollower, VerificationJobs, verification_runner
+from .background import CheckpointAnchor, IndexFollower, VerificationJobs, stop_all, verification_runner
 from .calls import CallGroups
 from .middleware import BodyGuard
 from .notifications import EventClocks, WebhookDeliverer
@@ -95,15 +95,19 @@ def create_app(
         try:
             yield
         finally:
+            stoppers: list[Callable[[float], None]] = [anchor.stop, app.state.calls.stop]
             if settings.relayer:
-                vault.relayer.stop()
-                app.state.verifications.stop()
-                app.state.webhooks.close()
-                app.state.clocks.stop()
-            anchor.stop()
-            app.state.calls.stop()
+                stoppers += [
+                    vault.relayer.stop,
+                    app.state.verifications.stop,
+                    app.state.clocks.stop,
+                    app.state.webhooks.stop,
+                ]
             if follower is not None:
-                follower.stop()
+                stoppers.append(follower.stop)
+            stop_all(stoppers, min(1.0, settings.shutdown_timeout))
+            if settings.relayer:
+                app.state.webhooks.close(0.0)
 
     app = FastAPI(
         title="Quanchenglian ledger API",
@@ -113,7 +117,7 @@ def create_app(
         docs_url=None,  # served from local files by api/pages.py (no CDN)
         redoc_url=None,
     )
-    app.state.calls = CallGroups(ledger)
+    app.state.calls = CallGroups(ledger, vault.store)
     app.state.checkpoints = anchor
     app.state.log_tree = LogTree(vault.store)
     app.state.indexer = indexer

@@ -8,7 +8,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +23,23 @@ from db.models import EmergencyRecord, MemberProfile, VerificationJobRow
 from db.store import Store
 from vault import Vault, VaultError
 
-from .errors import lookup
+from .errors import lookup, public_detail
 
 log = logging.getLogger("qcl.background")
+
+
+def stop_all(stoppers: Sequence[Callable[[float], None]], timeout: float) -> None:
+    """Ask every background loop to stop at once, then wait for them within ONE deadline.
+
+    Each ``stopper(t)`` sets its loop's stop event and joins its thread for at most ``t`` seconds.
+    A loop stuck in a call to a chain or a database that does not answer is a daemon thread: it is
+    left behind (its work is durable and resumes on the next start), never waited on for long.
+    """
+    for stop in stoppers:
+        stop(0.0)
+    deadline = time.monotonic() + timeout
+    for stop in stoppers:
+        stop(max(0.0, deadline - time.monotonic()))
 
 
 class CheckpointAnchor:
@@ -262,7 +276,7 @@ class VerificationJobs:
             status, code = found if found else (500, "verification_failed")
             if found is None:
                 log.exception("verification %s failed", job_id)
-            error = {"status": status, "code": code, "detail": str(exc) if found else "internal error"}
+            error = {"status": status, "code": code, "detail": public_detail(exc) if found else "internal error"}
             values = {"status": "failed", "error": json.dumps(error)}
         with self.store.session() as s:
             row = s.get(VerificationJobRow, job_id)

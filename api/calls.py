@@ -8,13 +8,16 @@ import threading
 from chain_client import Ledger
 from chain_client.relayer import RawSender
 from chain_client.relayer.group import CallGroup
+from db.store import Store
 
 
 class CallGroups:
     """Holds the one :class:`CallGroup` of this process, built when a route first needs it."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, store: Store | None = None) -> None:
+        """``store``: where the group's signed transactions are kept (vault/reconcile.py)."""
         self._ledger = ledger
+        self._store = store
         self._group: CallGroup | None = None
         self._lock = threading.Lock()
 
@@ -30,9 +33,13 @@ class CallGroups:
                     abi=ledger.consent.abi,  # type: ignore[arg-type]
                     decoder=ledger.decoder,
                 )
+                if self._store is not None:
+                    from vault.reconcile import keep_transactions
+
+                    keep_transactions(self._group, self._store)
             return self._group
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         with self._lock:
             if self._group is not None:
-                self._group.stop()
+                self._group.stop(timeout)

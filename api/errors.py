@@ -8,9 +8,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chain_client import errors as ce
+from db.errors import DatabaseError
 from db.store import StoreUnavailable
 from vault import errors as ve
 
@@ -132,10 +134,29 @@ def problem(status: int, code: str, detail: str, *, instance: str | None = None,
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
+#: What a caller is told when the database does not answer (never its address or driver message).
+DATABASE_DOWN = "the database did not answer; try again later"
+#: Driver errors that mean the database is unreachable or busy (a locked SQLite file, a refused or
+#: dropped PostgreSQL connection, an exhausted connection pool), when they escape ``Store.session``.
+DATABASE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+
+
+def public_detail(exc: Exception) -> str:
+    """The ``detail`` an API caller may read for a dependency failure: a chain node's or a
+    database's address and the HTTP or database library's message stay in the logs."""
+    if isinstance(exc, ce.ChainUnavailable):
+        return exc.public
+    if isinstance(exc, (DatabaseError, *DATABASE_ERRORS)):
+        return DATABASE_DOWN
+    return str(exc)
+
+
 def lookup(exc: Exception) -> tuple[int, str] | None:
     for cls in type(exc).__mro__:
         if cls in ERROR_TABLE:
             return ERROR_TABLE[cls]
+    if isinstance(exc, (DatabaseError, *DATABASE_ERRORS)):
+        return 503, "database_unavailable"
     return None
 
 
@@ -168,18 +189,25 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ce.ChainError)
     @app.exception_handler(ve.VaultError)
     @app.exception_handler(CalendarUnknown)
+    @app.exception_handler(DatabaseError)
+    @app.exception_handler(sa_exc.OperationalError)
+    @app.exception_handler(sa_exc.InterfaceError)
+    @app.exception_handler(sa_exc.TimeoutError)
     async def _domain(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, ve.ReleaseRefused):
             return problem(403, exc.code, str(exc), instance=request.url.path)
         status, code = lookup(exc) or (500, "internal_error")
-        detail = str(exc)
+        detail = public_detail(exc)
         if status >= 500:
             log.warning("%s on %s: %s", exc.__class__.__name__, request.url.path, exc)
             if isinstance(exc, ve.DecryptionError | ve.VaultError) and not isinstance(
                 exc, StoreUnavailable | ve.KeyRingError
             ):
                 detail = "the vault could not complete the operation; the error was logged"
-        return problem(status, code, detail, instance=request.url.path)
+        response = problem(status, code, detail, instance=request.url.path)
+        if code in ("chain_unavailable", "database_unavailable"):
+            response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -146,8 +146,8 @@ class WebhookDeliverer:
             self._thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def close(self) -> None:
-        self.stop()
+    def close(self, timeout: float = 3.0) -> None:
+        self.stop(timeout)
         self._http.close()
 
     def _run(self) -> None:

@@ -119,7 +119,7 @@ def operator_accounts(settings: Settings) -> DevAccounts:
 def open_node(settings: Settings) -> Node:
     """Start the embedded chain, or connect to ``settings.chain`` when it is a URL."""
     if settings.chain.startswith(("http://", "https://")):
-        return connect(settings.chain)
+        return connect(settings.chain, timeout=settings.rpc_timeout)
     state = None
     if settings.chain == "anvil" and settings.persist_chain:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +131,8 @@ def open_node(settings: Settings) -> Node:
         chain_id=settings.chain_id if settings.chain == "anvil" else None,
         state_path=state,
         log_dir=settings.data_dir / "logs",
+        rpc_timeout=settings.rpc_timeout,
+        state_interval=settings.state_interval or None,
     )
 
 

@@ -71,6 +71,16 @@ class Settings(BaseSettings):
         30.0, gt=0, le=600, description="seconds a release request waits for its block before 503 release_pending"
     )
     relayer: bool = Field(True, description="record releases in this process (qcl dev; qcl serve never does)")
+    shutdown_timeout: float = Field(
+        2.0, gt=0, le=120, description="seconds a stopping process gives open requests, then its background loops"
+    )
+    rpc_timeout: float = Field(
+        10.0, gt=0, le=300, description="seconds one JSON-RPC call may take before the chain counts as unavailable"
+    )
+    chain_restart: bool = Field(True, description="qcl dev: restart the embedded chain node when it dies")
+    state_interval: int = Field(
+        1, ge=0, le=3600, description="qcl dev: seconds between anvil's state dumps (0: only on a clean exit)"
+    )
     max_body_bytes: int = Field(24 * 1024 * 1024, ge=1024, description="largest request body accepted")
     max_json_depth: int = Field(64, ge=4, le=1000, description="deepest nesting of arrays/objects in a request body")
     max_json_containers: int = Field(
@@ -171,7 +181,13 @@ class Settings(BaseSettings):
 
     def uvicorn_options(self) -> dict[str, object]:
         """Keyword arguments of ``uvicorn.run`` that bound what one connection may hold."""
-        return {"host": self.api_host, "port": self.api_port, "timeout_keep_alive": self.keep_alive_timeout}
+        return {
+            "host": self.api_host,
+            "port": self.api_port,
+            "timeout_keep_alive": self.keep_alive_timeout,
+            # requests still waiting (e.g. on a chain that is down) are cut after this on a stop
+            "timeout_graceful_shutdown": max(1, round(self.shutdown_timeout)),
+        }
 
     @property
     def webhooks_reach_private(self) -> bool:

@@ -73,6 +73,27 @@ class Transactor:
         self.nonces = NonceManager(w3, account.address)
         self.receipt_timeout = receipt_timeout
         self._chain_id: int | None = None
+        self._sent_lock = threading.Lock()
+        #: The signed bytes of recent transactions, so a lost one can be sent again while waiting.
+        self._sent: dict[str, tuple[int, bytes]] = {}
+
+    def _wait_receipt(self, tx_hash: str) -> Any:
+        """The receipt of a transaction sent by :meth:`send`, looked after while it waits (a node
+        that lost it, a nonce gap below it: :meth:`chain_client.relayer.RawSender.heal`)."""
+        from .relayer import RawSender, SignedTx
+
+        with self._sent_lock:
+            sent = self._sent.get(tx_hash)
+        if sent is None:
+            return guard(
+                lambda: self.w3.eth.wait_for_transaction_receipt(HexBytes(tx_hash), timeout=self.receipt_timeout)
+            )
+        sender = RawSender(w3=self.w3, account=self.account, chain_id=self.chain_id, nonces=self.nonces)
+        signed = SignedTx(tx_hash=tx_hash, nonce=sent[0], raw=sent[1])
+        sender.wait(tx_hash, timeout=self.receipt_timeout, tx=signed)
+        with self._sent_lock:
+            self._sent.pop(tx_hash, None)
+        return guard(lambda: self.w3.eth.get_transaction_receipt(HexBytes(tx_hash)))
 
     @property
     def address(self) -> str:
@@ -110,13 +131,18 @@ class Transactor:
         tx["nonce"] = self.nonces.take()
         signed = self.account.sign_transaction(tx)
         try:
-            return guard(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction)).to_0x_hex()
+            sent = guard(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction)).to_0x_hex()
         except BaseException:
             self.nonces.reset()
             raise
+        with self._sent_lock:
+            self._sent[sent] = (int(tx["nonce"]), bytes(signed.raw_transaction))
+            while len(self._sent) > 256:
+                self._sent.pop(next(iter(self._sent)))
+        return str(sent)
 
     def wait(self, tx_hash: str, fn: ContractFunction | ContractConstructor | None = None) -> Receipt:
-        raw = guard(lambda: self.w3.eth.wait_for_transaction_receipt(HexBytes(tx_hash), timeout=self.receipt_timeout))
+        raw = self._wait_receipt(tx_hash)
         if raw["status"] != 1:
             raise self._failure(raw, tx_hash, fn)
         address = raw.get("contractAddress")

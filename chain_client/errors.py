@@ -27,7 +27,19 @@ class CompilationFailed(ChainError):
 
 
 class ChainUnavailable(ChainError):
-    """The chain's JSON-RPC endpoint did not answer, or a node failed to start."""
+    """The chain's JSON-RPC endpoint did not answer, or a node failed to start.
+
+    ``str(exc)`` is for operators (logs, the command line) and may name the node's address and
+    the HTTP library's message; :attr:`public` is what an API caller is told (by default only
+    that the chain did not answer).
+    """
+
+    #: What an API caller may read (never the node's address or a library's message).
+    DEFAULT_PUBLIC = "the chain did not answer"
+
+    def __init__(self, message: str = DEFAULT_PUBLIC, *, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = public or self.DEFAULT_PUBLIC
 
 
 class DeploymentMismatch(ChainError):

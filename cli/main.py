@@ -20,7 +20,7 @@ from ._console import console, fail, say
 from .audit import audit_app
 from .members import admin_app, client_app, demo_app
 from .qr import grant_app
-from .worker import run_worker
+from .worker import exit_without_stragglers, run_worker
 
 app = typer.Typer(help="Quanchenglian ledger: development and operations commands.", no_args_is_help=True)
 vault_app = typer.Typer(help="The digital safe-deposit box: key ring and rotation.", no_args_is_help=True)
@@ -51,6 +51,8 @@ def dev() -> None:
         )
         say(f"starting chain: {where}")
         node = open_node(settings)
+        if settings.chain_restart:
+            node.supervise()  # a node that dies is started again from its state file
         say(f"chain {node.chain_id} answers at {node.url or 'in-process'}")
         ledger = bootstrap(settings, node, say)
         say(f"dev accounts in {settings.accounts_path} (admin {ledger.tx.address})")
@@ -62,8 +64,9 @@ def dev() -> None:
         fail(str(exc))
     finally:
         if node is not None:
-            node.stop()
+            node.stop(timeout=max(3.0, settings.shutdown_timeout))
             say("chain stopped")
+        exit_without_stragglers()
 
 
 @app.command()
@@ -90,6 +93,7 @@ def serve(
         http="httptools",
         log_level="warning",
     )
+    exit_without_stragglers()
 
 
 @app.command()
@@ -101,13 +105,16 @@ def worker() -> None:
 @app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(ctx: typer.Context) -> None:
     """The release-path benchmark (scripts/bench_release.py; its options pass through, e.g.
-    `qcl bench --releases 5000 --clients 32 128`): rewrites its section of BENCHMARKS.md."""
+    `qcl bench --releases 5000 --clients 32 128`), or `qcl bench faults` (scripts/bench_faults.py:
+    faults injected under load): each rewrites its section of BENCHMARKS.md."""
     import subprocess
 
     from chain_client._paths import project_root
 
-    script = project_root() / "scripts" / "bench_release.py"
-    raise typer.Exit(subprocess.call([sys.executable, str(script), *ctx.args]))
+    args = list(ctx.args)
+    name = "bench_faults.py" if args[:1] == ["faults"] else "bench_release.py"  # `qcl bench faults …`
+    script = project_root() / "scripts" / name
+    raise typer.Exit(subprocess.call([sys.executable, str(script), *args[name == "bench_faults.py" :]]))
 
 
 @app.command("compile")

@@ -12,22 +12,24 @@ import contextlib
 import fcntl
 import os
 import signal
+import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
-from api.background import CheckpointAnchor, IndexFollower, VerificationJobs, verification_runner
+from api.background import CheckpointAnchor, IndexFollower, VerificationJobs, stop_all, verification_runner
 from api.notifications import EventClocks, WebhookDeliverer
 from api.runtime import bootstrap, open_node, open_vault, release_relayer
 from api.settings import Settings
 from chain_client import ChainError
 from chain_client.indexer import Indexer
+from db.errors import DatabaseError
 from db.index_store import SqlIndexStore
 from db.store import Store
+from vault import VaultError
 
 from ._console import fail, say
 
@@ -70,6 +72,23 @@ def active_lock(store: Store, data_dir: Path, stop: threading.Event, *, retry: f
         os.close(fd)  # closing releases the lock
 
 
+def exit_without_stragglers(code: int = 0) -> None:
+    """End the process now if request threads still wait on a chain or database that does not
+    answer (they would hold the interpreter's exit up to their timeouts, and retries, each):
+    every piece of work is durable in the database, so nothing is lost by not waiting."""
+    main = threading.main_thread()
+    stuck = [
+        t
+        for t in threading.enumerate()
+        if t is not main and t.is_alive() and (not t.daemon or t.name.startswith("qcl-"))
+    ]
+    if stuck:
+        say(f"{len(stuck)} threads still wait on a dependency; exiting without them")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def run_worker() -> None:
     """What ``qcl worker`` runs until SIGTERM or SIGINT."""
     try:
@@ -77,18 +96,22 @@ def run_worker() -> None:
     except ValueError as exc:
         fail(f"invalid configuration: {exc}")
     stop = threading.Event()
+    running = threading.Event()
 
     def _stop(_signum: int, _frame: Any) -> None:
         stop.set()
+        if not running.is_set():  # still starting (e.g. waiting on a chain that does not answer)
+            raise SystemExit(130 if _signum == signal.SIGINT else 143)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
         node = open_node(settings)
         ledger = bootstrap(settings, node, say)
-    except (ValueError, ChainError) as exc:
+        vault = open_vault(settings, ledger)
+    except (ValueError, ChainError, VaultError, DatabaseError) as exc:
         fail(str(exc))
-    vault = open_vault(settings, ledger)
+    running.set()
     try:
         with active_lock(vault.store, settings.data_dir, stop) as active:
             if not active:
@@ -121,14 +144,11 @@ def run_worker() -> None:
             while not stop.wait(0.5):
                 pass
             say("worker stopping")
-            relayer.stop()
-            jobs.stop()
-            webhooks.close()
-            clocks.stop()
-            anchor.stop(timeout=3.0)
-            if follower is not None:
-                follower.stop(timeout=3.0)
+            stoppers = [relayer.stop, jobs.stop, anchor.stop, webhooks.stop, clocks.stop]
+            stoppers += [follower.stop] if follower is not None else []
+            stop_all(stoppers, min(1.0, settings.shutdown_timeout))
+            webhooks.close(0.0)
     finally:
         vault.store.dispose()
-        node.stop()
-        time.sleep(0)
+        node.stop(timeout=settings.shutdown_timeout)
+    exit_without_stragglers()

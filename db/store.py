@@ -9,7 +9,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from .batch import WriteBatcher
@@ -26,19 +27,26 @@ class StoreUnavailable(DatabaseError):
 class Store:
     """Sessions on one database, migrated to the newest schema on open."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, migrate: bool = True, busy_timeout: float = 30.0) -> None:
+        """``busy_timeout``: seconds a statement waits for a locked SQLite file, or for a
+        PostgreSQL connection (to open, or from the pool), before :class:`StoreUnavailable`."""
         self.url = url
         sqlite = url.startswith("sqlite")
-        # a file has no connection to lose: ping only servers (a restarted PostgreSQL drops them).
+        # a file has no connection to lose: ping only servers (a restarted PostgreSQL drops them)
+        connect_args: dict[str, object] = (
+            {"timeout": busy_timeout} if sqlite else {"connect_timeout": max(1, int(min(busy_timeout, 10)))}
+        )
         # SQLite connections are cheap to keep: one per thread of the API's pool, so that none is
         # opened (and its pragmas run) per request under load.
         memory = sqlite and (":memory:" in url or url.rstrip("/") == "sqlite:")
-        pool = (
-            {} if memory else {"pool_size": 48, "max_overflow": 16} if sqlite else {"pool_size": 10, "max_overflow": 20}
+        pool: dict[str, object] = (
+            {}
+            if memory
+            else {"pool_size": 48, "max_overflow": 16, "pool_timeout": busy_timeout}
+            if sqlite
+            else {"pool_size": 10, "max_overflow": 20, "pool_timeout": busy_timeout}
         )
-        self.engine: Engine = create_engine(
-            url, connect_args={"timeout": 30} if sqlite else {}, pool_pre_ping=not sqlite, **pool
-        )
+        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=not sqlite, **pool)
         if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -60,7 +68,7 @@ class Store:
             with self.engine.begin() as connection:
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
-        except OperationalError as exc:
+        except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailable(f"the vault database does not answer: {exc.orig}") from None
 
     @contextmanager
@@ -69,8 +77,10 @@ class Store:
         try:
             with self._sessions.begin() as session:
                 yield session
-        except OperationalError as exc:
+        except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailable(f"the vault database failed: {exc.orig}") from None
+        except PoolTimeout as exc:
+            raise StoreUnavailable(f"no database connection free: {exc}") from None
 
     def next_log_index(self, session: Session) -> int:
         current = session.scalar(select(func.max(ReleaseLogRow.idx)))

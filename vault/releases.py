@@ -42,7 +42,7 @@ from chain_client.relayer import RawSender, SendRefused, SignedTx
 from chain_client.types import EmergencyScope, GrantTerms
 from db.models import RelayerTransaction, ReleaseIntent, ReleaseLogRow
 from db.release_log import LogEntry, release_id
-from db.store import Store
+from db.store import Store, StoreUnavailable
 
 log = logging.getLogger("qcl.releases")
 
@@ -60,6 +60,8 @@ EMERGENCY_GAS = 250_000
 MAX_ATTEMPTS = 3
 #: Seconds without a receipt after which the relayer asks whether the node still has the transaction.
 LOST_AFTER = 3.0
+#: Seconds between the idle relayer's checks that the chain still holds what it recorded.
+CHECK_CHAIN_EVERY = 2.0
 #: Intent states from which nothing changes any more.
 FINAL = frozenset({"recorded", "rejected", "failed"})
 #: The refusal recorded for an item the ledger skipped silently (a signature that is not the grantee's).
@@ -344,6 +346,28 @@ class ReleaseRelayer:
         self.items = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: A nonce gap below a waiting transaction is filled with this account's stored bytes first.
+        from .reconcile import stored_transactions
+
+        self.sender.stored = stored_transactions(store, sender.address)
+        #: What the last reconciliation against the chain found (vault/reconcile.py).
+        self.last_recovery: Any = None
+
+    def chain_behind(self) -> bool:
+        """Whether the chain lost transactions this relayer saw mined (a node restarted from an
+        older state, a deep reorg): its account's mined nonce is below one of them."""
+        with self.store.session() as s:
+            highest = s.scalar(
+                select(func.max(RelayerTransaction.nonce)).where(
+                    RelayerTransaction.sender == self.sender.address, RelayerTransaction.status == "mined"
+                )
+            )
+        if highest is None:
+            return False
+        behind = self.sender.mined_nonce() <= int(highest)
+        if behind:
+            log.warning("release relayer: the chain is behind the release log; reconciling")
+        return behind
 
     # ---- running ---------------------------------------------------------------------------------
 
@@ -364,6 +388,7 @@ class ReleaseRelayer:
 
     def _run(self) -> None:
         reconciled = False
+        checked = time.monotonic()
         while not self._stop.is_set():
             try:
                 if not reconciled:
@@ -371,12 +396,20 @@ class ReleaseRelayer:
                     reconciled = True
                 if self.step():
                     continue  # what arrived meanwhile goes into the next group at once
+                if time.monotonic() - checked >= CHECK_CHAIN_EVERY:
+                    checked = time.monotonic()
+                    reconciled = not self.chain_behind()
             except ChainError as exc:
                 log.warning("release relayer: %s (retrying)", exc)
                 reconciled = False  # a send may or may not have reached the node: settle it first
                 self._stop.wait(0.5)
+            except StoreUnavailable as exc:  # e.g. a locked SQLite file while a receipt was applied
+                log.warning("release relayer: %s (retrying)", exc)
+                reconciled = False  # a mined transaction may wait for its log entries: settle it first
+                self._stop.wait(0.5)
             except Exception:  # the thread must survive; the intents stay pending
                 log.exception("release relayer failed (retrying)")
+                reconciled = False
                 self._stop.wait(0.5)
             self._wake.wait(0.05)
             self._wake.clear()
@@ -498,30 +531,34 @@ class ReleaseRelayer:
         it its intents go back to pending (None)."""
         deadline = time.monotonic() + self.receipt_timeout
         while True:
+            if self._stop.is_set():
+                raise ChainUnavailable("the release relayer is stopping")
             try:
                 return self.sender.wait(tx.tx_hash, timeout=min(LOST_AFTER, max(0.0, deadline - time.monotonic())))
+            except SendRefused:
+                raise
             except ChainUnavailable:
                 if time.monotonic() >= deadline:
                     raise
+            # not mined yet: lost by the node (sent again), behind a nonce gap (the gap is filled
+            # from the stored transactions), or its nonce used by another one (intents requeued)
+            try:
+                outcome = self.sender.heal(tx)
+            except SendRefused as exc:
+                outcome, reason = "refused", str(exc)
+            else:
+                reason = f"nonce {tx.nonce} is used by another transaction"
+            if outcome in ("mined", "pending"):
+                continue
+            if outcome in ("resent", "filled"):
+                log.warning("release relayer: transaction %s (nonce %d): %s", tx.tx_hash, tx.nonce, outcome)
+                continue
             receipt = self.sender.receipt(tx.tx_hash)
             if receipt is not None:
                 return receipt
-            if self.sender.known(tx.tx_hash):
-                continue  # still waiting in the pool: keep waiting
-            log.warning(
-                "release relayer: transaction %s (nonce %d) was lost by the node; sending it again",
-                tx.tx_hash,
-                tx.nonce,
-            )
-            try:
-                self.sender.send(tx)
-            except SendRefused as exc:
-                receipt = self.sender.receipt(tx.tx_hash)
-                if receipt is not None:
-                    return receipt
-                log.warning("release relayer: %s; the %d intents wait for the next group", exc, len(ids))
-                self._requeue(tx.tx_hash, ids, dropped=True)
-                return None
+            log.warning("release relayer: %s; the %d intents wait for the next group", reason, len(ids))
+            self._requeue(tx.tx_hash, ids, dropped=True)
+            return None
 
     def _requeue(self, tx_hash: str, ids: Sequence[str], *, dropped: bool) -> None:
         now = self._clock()
@@ -569,6 +606,24 @@ class ReleaseRelayer:
                     update(RelayerTransaction).where(RelayerTransaction.tx_hash == tx_hash).values(status="mined")
                 )
             return [i for i in ids if self._is_final(i)]
+        recorded, rejected = self.outcomes(receipt)
+        outcomes: list[tuple[str, str, str | None, int | None, str | None, int | None]] = []
+        chain_order = []
+        for index, row in enumerate(rows):
+            key = (row.grantee.lower(), row.request_id.lower())
+            if key in recorded:
+                chain_order.append((recorded[key], row))
+            else:
+                error = rejected.get(index, SIGNATURE_REFUSAL)
+                outcomes.append((row.id, "rejected", error, None, tx_hash, block))
+        chain_order.sort(key=lambda pair: pair[0])
+        self._finish(outcomes, recorded=[row for _, row in chain_order], tx_hash=tx_hash, block=block)
+        self.items += len(rows)
+        return ids
+
+    def outcomes(self, receipt: dict[str, Any]) -> tuple[dict[tuple[str, str], int], dict[int, str]]:
+        """A receipt's releases: ``(grantee, request id)`` -> log index of every recorded one, and
+        item index -> the contract's refusal of every rejected one."""
         recorded: dict[tuple[str, str], int] = {}
         rejected: dict[int, str] = {}
         for entry in receipt.get("logs") or ():
@@ -586,19 +641,7 @@ class ReleaseRelayer:
             else:
                 grantee = args.get("grantee") or args.get("consumer")
                 recorded[(str(grantee).lower(), str(args["requestId"]).lower())] = position
-        outcomes: list[tuple[str, str, str | None, int | None, str | None, int | None]] = []
-        chain_order = []
-        for index, row in enumerate(rows):
-            key = (row.grantee.lower(), row.request_id.lower())
-            if key in recorded:
-                chain_order.append((recorded[key], row))
-            else:
-                error = rejected.get(index, SIGNATURE_REFUSAL)
-                outcomes.append((row.id, "rejected", error, None, tx_hash, block))
-        chain_order.sort(key=lambda pair: pair[0])
-        self._finish(outcomes, recorded=[row for _, row in chain_order], tx_hash=tx_hash, block=block)
-        self.items += len(rows)
-        return ids
+        return recorded, rejected
 
     def _finish(
         self,
@@ -721,12 +764,17 @@ class ReleaseRelayer:
                             settled += 1
                             continue
                 if receipt is None:
-                    receipt = self.sender.wait(tx.tx_hash, timeout=self.receipt_timeout)
+                    receipt = self.sender.wait(tx.tx_hash, timeout=self.receipt_timeout, tx=signed)
                 self.notify(self._apply(receipt, tx.tx_hash))
                 settled += 1
             if txs:
                 self.sender.resync()
-            return settled
+        from .reconcile import restore_lost_releases
+
+        self.last_recovery = restore_lost_releases(self)
+        if self.last_recovery.lost_transactions:
+            self.sender.resync()
+        return settled
 
 
 def _document_commitments(session: Any, document_ids: set[str]) -> dict[str, str]:

@@ -532,7 +532,8 @@ class Vault:
             assert found is not None
             intent = found
         if not intent.final:
-            raise ChainUnavailable(f"release {intent.id} is not recorded yet; send the same request again")
+            message = f"release {intent.id} is not recorded yet; send the same request again"
+            raise ChainUnavailable(message, public=message)
         if intent.status != "recorded":
             raise refusal(intent)
         return self.deliver(intent, key)

@@ -18,6 +18,7 @@ ours still holding the port from an earlier crash is recognised by it and replac
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import platform
 import signal
@@ -37,6 +38,8 @@ from web3.types import RPCEndpoint, Wei
 
 from .._paths import node_binary, node_modules, npm_package, project_root
 from ..errors import ChainUnavailable, ToolMissing
+
+log = logging.getLogger("qcl.nodes")
 
 LOCAL_KINDS = ("anvil", "hardhat", "ganache", "eth-tester")
 _READY_TIMEOUT = 90.0
@@ -66,7 +69,13 @@ class Node:
     w3: Web3
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    #: The command that started it (to start it again after it died: :meth:`supervise`).
+    command: list[str] | None = None
+    #: How many times :meth:`supervise` started it again.
+    restarts: int = 0
     _stopped: bool = field(default=False, repr=False)
+    _ended: threading.Event = field(default_factory=threading.Event, repr=False)
+    _watch: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def chain_id(self) -> int:
@@ -86,12 +95,70 @@ class Node:
             tx = self.w3.eth.send_transaction({"from": faucet, "to": address, "value": Wei(wei)})
             self.w3.eth.wait_for_transaction_receipt(tx)
 
+    def restart(self, ready_timeout: float = _READY_TIMEOUT) -> None:
+        """Start our node again with the same command: the same port and state file (anvil loads
+        what it last wrote there). Raises :class:`ChainUnavailable` when it does not come up."""
+        if self.command is None or self.log_path is None:
+            raise ChainUnavailable(f"this {self.kind} node was not started here; it cannot be restarted")
+        with open(self.log_path, "ab") as out:
+            proc = subprocess.Popen(
+                self.command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=project_root(),
+                start_new_session=True,
+                preexec_fn=_die_with_parent(any_thread=True),
+            )
+        self.process = proc
+        self.log_path.with_suffix(".pid").write_text(f"{proc.pid}\n")
+        _wait_ready(self, ready_timeout)
+
+    def supervise(self, *, interval: float = 0.5, on_restart: Callable[[Node], None] | None = None) -> None:
+        """Watch the node we started and start it again whenever it dies (``qcl dev``), until
+        :meth:`stop`. Meanwhile every call fails fast (connection refused: 503 at the API)."""
+        if self.process is None or self._watch is not None:
+            return
+
+        def watch() -> None:
+            delay = interval
+            while not self._stopped:
+                proc = self.process
+                if proc is not None and proc.poll() is not None and not self._stopped:
+                    log.warning(
+                        "%s (pid %d) exited with code %s; starting it again", self.kind, proc.pid, proc.returncode
+                    )
+                    try:
+                        self.restart()
+                    except Exception as exc:  # noqa: BLE001 - keep trying, a little slower each time
+                        log.error("%s did not come back: %s", self.kind, exc)
+                        delay = min(delay * 2, 5.0)
+                    else:
+                        self.restarts += 1
+                        delay = interval
+                        log.warning("%s answers again (restart %d)", self.kind, self.restarts)
+                        if on_restart is not None:
+                            on_restart(self)
+                self._ended.wait(delay)
+            # the node's PR_SET_PDEATHSIG follows the thread that started it: outlive its stop
+            self._ended.wait()
+
+        self._watch = threading.Thread(target=watch, name=f"qcl-{self.kind}-watch", daemon=True)
+        self._watch.start()
+
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the node we started (its whole process group); idempotent."""
         if self.process is None or self._stopped:
             return
         self._stopped = True
+        try:
+            self._stop_process(timeout)
+        finally:
+            self._ended.set()
+
+    def _stop_process(self, timeout: float) -> None:
         proc = self.process
+        assert proc is not None
         if self.log_path is not None:
             self.log_path.with_suffix(".pid").unlink(missing_ok=True)
         if proc.poll() is None:
@@ -131,7 +198,9 @@ def _node22() -> str:
     return str(exe)
 
 
-def _command(kind: str, host: str, port: int, chain_id: int | None, state_path: Path | None) -> list[str]:
+def _command(
+    kind: str, host: str, port: int, chain_id: int | None, state_path: Path | None, state_interval: int | None = None
+) -> list[str]:
     if kind == "anvil":
         # --max-persisted-states 0: anvil otherwise spills old states to ~/.foundry/anvil/tmp and
         # leaves them there (gigabytes over a test run); recent states stay in memory.
@@ -150,6 +219,8 @@ def _command(kind: str, host: str, port: int, chain_id: int | None, state_path: 
             cmd += ["--chain-id", str(chain_id)]
         if state_path is not None:
             cmd += ["--state", str(state_path)]
+            if state_interval:
+                cmd += ["--state-interval", str(state_interval)]
         return cmd
     if kind == "hardhat":
         cli = npm_package("hardhat") / "dist" / "src" / "cli.js"
@@ -164,7 +235,12 @@ def _command(kind: str, host: str, port: int, chain_id: int | None, state_path: 
     raise ValueError(f"unknown node kind {kind!r}; expected one of {', '.join(LOCAL_KINDS)} or a URL")
 
 
-def _http_w3(url: str, timeout: float = 30.0) -> Web3:
+#: Seconds one JSON-RPC call may take before the chain counts as unavailable (a hung node must not
+#: hold a request, a background loop or a shutdown for long).
+RPC_TIMEOUT = 10.0
+
+
+def _http_w3(url: str, timeout: float = RPC_TIMEOUT) -> Web3:
     # the chain id never changes: web3 validates every contract call with it, so ask once
     provider = HTTPProvider(
         url,
@@ -184,10 +260,14 @@ def start_node(
     state_path: Path | None = None,
     log_dir: Path | None = None,
     ready_timeout: float = _READY_TIMEOUT,
+    rpc_timeout: float = RPC_TIMEOUT,
+    state_interval: int | None = None,
 ) -> Node:
     """Start a local chain of ``kind`` and wait until it answers JSON-RPC.
 
-    ``port`` defaults to a free one. ``state_path`` (anvil only) keeps the chain between runs.
+    ``port`` defaults to a free one. ``state_path`` (anvil only) keeps the chain between runs;
+    with ``state_interval`` anvil also writes it every that many seconds (not only on a clean
+    exit), so a node killed with SIGKILL comes back at most that far behind.
     Raises :class:`ChainUnavailable` with the node's own output when it does not come up.
     """
     if kind == "eth-tester":
@@ -201,7 +281,7 @@ def start_node(
         if not _stop_stale(log_dir / f"{kind}-{port}.pid", kind) or not _port_freed(port, host):
             raise ChainUnavailable(f"cannot start {kind}: {host}:{port} is already in use")
     port = port or free_port(host)
-    cmd = _command(kind, host, port, chain_id, state_path)
+    cmd = _command(kind, host, port, chain_id, state_path, state_interval)
     log_path = log_dir / f"{kind}-{port}.log"
     pid_path = log_dir / f"{kind}-{port}.pid"
     with open(log_path, "wb") as log:
@@ -216,7 +296,7 @@ def start_node(
         )
     pid_path.write_text(f"{proc.pid}\n")
     url = f"http://{host}:{port}"
-    node = Node(kind=kind, url=url, w3=_http_w3(url), process=proc, log_path=log_path)
+    node = Node(kind=kind, url=url, w3=_http_w3(url, rpc_timeout), process=proc, log_path=log_path, command=cmd)
     try:
         _wait_ready(node, ready_timeout)
     except BaseException:
@@ -228,13 +308,16 @@ def start_node(
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def _die_with_parent(*, any_thread: bool = False) -> Callable[[], None] | None:
     """A ``preexec_fn`` asking the kernel to SIGTERM the child when its parent thread ends.
 
-    Linux only, and only from the main thread: the signal follows the *thread* that started the
+    Linux only, and only from the main thread unless ``any_thread`` (a thread that outlives the
+    child, as :meth:`Node.supervise`'s does): the signal follows the *thread* that started the
     child, so a node started by a short-lived worker thread would otherwise die with that thread.
     """
-    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+    if not sys.platform.startswith("linux"):
+        return None
+    if not any_thread and threading.current_thread() is not threading.main_thread():
         return None
     libc = ctypes.CDLL(None, use_errno=True)
     parent = os.getpid()
@@ -326,7 +409,7 @@ def _tail(path: Path | None, lines: int = 15) -> str:
     return "\n".join(text[-lines:]) or "(no output)"
 
 
-def connect(url: str, *, timeout: float = 10.0) -> Node:
+def connect(url: str, *, timeout: float = RPC_TIMEOUT) -> Node:
     """Connect to an existing JSON-RPC endpoint; :class:`ChainUnavailable` if it does not answer."""
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"chain URL must start with http:// or https://, got {url!r}")
@@ -353,5 +436,5 @@ def _probe_kind(w3: Web3) -> str:
 def open_chain(spec: str, **kwargs: Any) -> Node:
     """Start or connect to the chain named by ``spec`` (a kind or a URL)."""
     if spec.startswith(("http://", "https://")):
-        return connect(spec)
+        return connect(spec, timeout=kwargs.get("rpc_timeout", RPC_TIMEOUT))
     return start_node(spec, **kwargs)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,11 @@ MAX_BATCH_CALLS = 50
 _GAS_PRICE_TTL = 5.0
 #: The tip of EIP-1559 transactions (a permissioned network needs none; 1 gwei is plenty locally).
 PRIORITY_FEE = 10**9
+#: Seconds a transaction may wait unmined before :meth:`RawSender.wait` looks for what is wrong (a
+#: node that lost it, a nonce gap below it, its nonce taken by another transaction).
+HEAL_AFTER = 3.0
+#: Gas of the empty transaction that fills a nonce nothing stored can fill.
+FILL_GAS = 21_000
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,11 @@ class RawSender:
         self.chain_id = chain_id
         self.nonces = nonces if nonces is not None else NonceManager(w3, account.address)
         self._fees: tuple[float, dict[str, int]] | None = None
+        #: The signed bytes this account stored for a nonce (e.g. the release relayer's table),
+        #: sent again to fill a gap before an empty transaction is used.
+        self.stored: Callable[[int], bytes | None] | None = None
+        #: Transactions sent again or nonces filled by :meth:`heal` (for reports and tests).
+        self.healed = 0
 
     @property
     def address(self) -> str:
@@ -163,18 +173,102 @@ class RawSender:
                 found[h] = self.receipt(h)
         return found
 
-    def wait(self, tx_hash: str, *, timeout: float = 120.0, poll: float = 0.005) -> dict[str, Any]:
-        """Poll for ``tx_hash``'s receipt (a local node mines at once; a network in seconds)."""
-        deadline = time.monotonic() + timeout
+    def wait(
+        self,
+        tx_hash: str,
+        *,
+        timeout: float = 120.0,
+        poll: float = 0.005,
+        tx: SignedTx | None = None,
+        heal_after: float = HEAL_AFTER,
+    ) -> dict[str, Any]:
+        """Poll for ``tx_hash``'s receipt (a local node mines at once; a network in seconds).
+
+        With ``tx`` (its signed bytes), a transaction still unmined after ``heal_after`` seconds is
+        looked after (:meth:`heal`) every ``heal_after`` seconds: sent again if the node lost it,
+        the nonces below it filled if a gap holds it in the pool; one whose nonce another
+        transaction took raises :class:`SendRefused` at once (it can never be mined).
+        """
+        start = time.monotonic()
+        deadline = start + timeout
+        next_heal = start + heal_after
         delay = poll
         while True:
             found = self.receipt(tx_hash)
             if found is not None:
                 return found
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise ChainUnavailable(f"transaction {tx_hash} was not mined within {timeout:.0f} s")
+            if tx is not None and now >= next_heal:
+                next_heal = now + heal_after
+                if self.heal(tx) == "replaced":
+                    raise SendRefused(f"transaction {tx_hash} (nonce {tx.nonce}) was replaced; its nonce is used")
+                continue
             time.sleep(delay)
             delay = min(delay * 1.5, 0.25)
+
+    def heal(self, tx: SignedTx) -> str:
+        """Find out why ``tx`` is not mined, and cure what can be cured; returns what was found:
+
+        * ``"mined"``: it is (nothing to do);
+        * ``"replaced"``: its nonce was used by another transaction: it will never be mined (the
+          local nonce is resynchronised; the caller signs its work again);
+        * ``"filled"``: a nonce gap below it (a restarted node that came back behind, a pool that
+          dropped a transaction) kept it queued: every missing nonce from the lowest unmined one
+          is sent again from :attr:`stored` bytes, else filled with an empty transaction;
+        * ``"resent"``: the node had lost it: the same bytes were sent again;
+        * ``"pending"``: it waits in the pool in order (a slow node): keep waiting.
+        """
+        if self.receipt(tx.tx_hash) is not None:
+            return "mined"
+        mined = self.mined_nonce()
+        if tx.nonce < mined:
+            if self.known(tx.tx_hash):  # mined, its receipt not served yet (a lagging node): wait
+                return "pending"
+            self.resync()  # the node does not know it at all: another transaction took its nonce
+            return "replaced"
+        outcome = "pending"
+        if not self.known(tx.tx_hash):
+            self.send(tx)
+            self.healed += 1
+            outcome = "resent"
+        if tx.nonce > mined:
+            log.warning(
+                "%s: transaction %s (nonce %d) waits behind a nonce gap from %d; filling it",
+                self.address,
+                tx.tx_hash,
+                tx.nonce,
+                mined,
+            )
+            self.fill(mined, tx.nonce)
+            outcome = "filled"
+        return outcome
+
+    def fill(self, first: int, end: int) -> int:
+        """Send a transaction for every nonce in ``[first, end)``: the stored bytes of that nonce,
+        else an empty transfer to this account. A nonce the pool already holds refuses it
+        (harmless). Returns how many were accepted."""
+        accepted = 0
+        for nonce in range(first, end):
+            raw = self.stored(nonce) if self.stored is not None else None
+            if raw is None:
+                empty: dict[str, Any] = {
+                    **self.fees(),
+                    "nonce": nonce,
+                    "gas": FILL_GAS,
+                    "to": self.address,
+                    "value": 0,
+                    "data": b"",
+                    "chainId": self.chain_id,
+                }
+                signed = self.account.sign_transaction(empty)  # type: ignore[arg-type]
+                raw = bytes(signed.raw_transaction)
+            response = self._raw("eth_sendRawTransaction", ["0x" + raw.hex()])
+            if not response.get("error"):
+                accepted += 1
+        self.healed += accepted
+        return accepted
 
     def known(self, tx_hash: str) -> bool:
         """Whether the node knows ``tx_hash`` (mined, or waiting in its pool)."""

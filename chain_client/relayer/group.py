@@ -13,6 +13,7 @@ import functools
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, cast
@@ -22,7 +23,7 @@ from eth_utils import function_abi_to_4byte_selector, keccak, to_checksum_addres
 from hexbytes import HexBytes
 
 from ..errors import ChainError, ChainUnavailable
-from . import RawSender, SendRefused
+from . import RawSender, SendRefused, SignedTx
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,10 @@ class CallGroup:
         self._lock = threading.Lock()
         self.groups = 0
         self.calls = 0
+        #: Told each signed transaction before it is sent, and each mined one (the API stores them,
+        #: so that a node that comes back behind gets the very same bytes again: RawSender.fill).
+        self.on_signed: Callable[[SignedTx], None] | None = None
+        self.on_mined: Callable[[str], None] | None = None
 
     def submit(self, calldata: bytes) -> Future[CallReceipt]:
         """Queue one ledger call; its future resolves with its receipt or its typed error."""
@@ -108,19 +113,27 @@ class CallGroup:
         entry = next(e for e in self._abi if e.get("type") == "function" and e.get("name") == "multicall")
         return bytes(function_abi_to_4byte_selector(cast(Any, entry)))
 
+    def _sign_and_send(self, data: bytes, gas: int) -> SignedTx:
+        for attempt in range(2):  # once more after a nonce resync (another process used ours)
+            tx = self.sender.sign(to_checksum_address(self.address), data, gas)
+            if self.on_signed is not None:
+                self.on_signed(tx)
+            try:
+                self.sender.send(tx)
+                return tx
+            except SendRefused:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
     def _commit(self, batch: list[tuple[bytes, Future[CallReceipt]]]) -> None:
         calls = [data for data, _ in batch]
         data = self._selector + abi_encode(["bytes[]"], [calls])
         try:
-            for attempt in range(2):  # once more after a nonce resync (another process used ours)
-                tx = self.sender.sign(to_checksum_address(self.address), data, GAS_BASE + GAS_PER_CALL * len(calls))
-                try:
-                    self.sender.send(tx)
-                    break
-                except SendRefused:
-                    if attempt:
-                        raise
-            receipt = self.sender.wait(tx.tx_hash, timeout=self.receipt_timeout)
+            tx = self._sign_and_send(data, GAS_BASE + GAS_PER_CALL * len(calls))
+            receipt = self.sender.wait(tx.tx_hash, timeout=self.receipt_timeout, tx=tx)
+            if self.on_mined is not None:
+                self.on_mined(tx.tx_hash)
         except ChainError as exc:
             for _, future in batch:
                 future.set_exception(exc)
@@ -133,7 +146,8 @@ class CallGroup:
         status = receipt.get("status")
         block = _int(receipt.get("blockNumber"))
         if _int(status) != 1:
-            error = ChainUnavailable(f"grouped transaction {tx.tx_hash} failed as a whole; send the request again")
+            message = f"grouped transaction {tx.tx_hash} failed as a whole; send the request again"
+            error = ChainUnavailable(message, public=message)
             for _, future in batch:
                 future.set_exception(error)
             return

@@ -736,7 +736,7 @@ def test_public_url_follows_the_api_port() -> None:
     assert Settings(env="test", api_port=9123, public_url="https://qcl.jinan.gov.cn").siwe_domain == "qcl.jinan.gov.cn"
     assert Settings(env="test").public_url == "http://127.0.0.1:8000"
     options = Settings(env="test", api_port=9125, keep_alive_timeout=7).uvicorn_options()
-    assert options == {"host": "127.0.0.1", "port": 9125, "timeout_keep_alive": 7}
+    assert options == {"host": "127.0.0.1", "port": 9125, "timeout_keep_alive": 7, "timeout_graceful_shutdown": 2}
 
 
 def test_cli_default_api_follows_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:

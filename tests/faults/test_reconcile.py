@@ -1,0 +1,94 @@
+"""The chain came back behind what was answered (issue 16): blocks holding grants and releases that
+the API had answered 2xx disappear (anvil's ``evm_revert`` to a snapshot: a node restarted from an
+older state, or a deep reorg). Without anyone doing anything, the stored transactions are sent
+again byte for byte: every grant and release is on chain again and the audit is clean; a release
+the chain no longer allows is flagged with the contract's reason, not silently kept."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chain_client import CompilationResult, start_node
+from qcl_client import QclClient
+from tests.conftest import deploy_fresh
+from tests.faults._live import LiveApi
+
+
+@pytest.fixture
+def live(compiled: CompilationResult, tmp_path: Path) -> Iterator[LiveApi]:
+    node = start_node("anvil", log_dir=tmp_path / "logs")  # its own: the test reverts its chain
+    built = LiveApi(deploy_fresh(node, compiled), tmp_path / "api", citizens=2)
+    yield built
+    built.close()
+    node.stop()
+
+
+def _post(live: LiveApi, body: dict) -> dict:  # type: ignore[type-arg]
+    response = live.http.post("/v1/releases", json=body, headers={"Authorization": f"Bearer {live.dept.token}"})
+    assert response.status_code in (200, 201), response.text
+    return dict(response.json())
+
+
+def _on_chain(live: LiveApi) -> tuple[set[str], set[str]]:
+    ledger = live.deployed.ledger
+    grants = {"0x" + bytes(e.args.grantId).hex() for e in ledger.events("GrantRecorded", from_block=0)}
+    releases = {"0x" + bytes(e.args.requestId).hex() for e in ledger.events("ReleaseRecorded", from_block=0)}
+    return grants, releases
+
+
+def _wait_reconciled(live: LiveApi, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while live.vault.relayer.chain_behind() or live.vault.relayer.last_recovery.lost_transactions == []:
+        assert time.monotonic() < deadline, f"not reconciled: {live.vault.relayer.last_recovery}"
+        time.sleep(0.2)
+
+
+def test_lost_blocks_are_recorded_again_and_the_audit_is_clean(live: LiveApi) -> None:
+    w3 = live.deployed.node.w3
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    grant = live.citizens[0].grant(live.dept.address, ["id_card"], "benefit-review")["grant_id"]
+    bodies = [live.dept.release_request(g, "id_card") for g in (grant, live.grants[0], live.grants[1])]
+    answers = [_post(live, b) for b in bodies]
+    head = w3.eth.block_number
+    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True  # type: ignore[arg-type]
+    assert w3.eth.block_number < head
+    grants, releases = _on_chain(live)
+    assert grant not in grants and not {b["message"]["requestId"] for b in bodies} & releases
+
+    _wait_reconciled(live)  # the idle relayer sees the chain behind its log within seconds
+    # the grant lost with the blocks was sent again first (stored bytes); the next grant follows it
+    live.citizens[1].grant(live.dept.address, ["id_card"], "another-purpose")
+    grants, releases = _on_chain(live)
+    assert grant in grants
+    assert {b["message"]["requestId"] for b in bodies} <= releases
+    report = live.vault.relayer.last_recovery
+    assert report.clean and len(report.restored) == 3, report
+    # the same signed requests return the original releases
+    assert [_post(live, b)["release_id"] for b in bodies] == [a["release_id"] for a in answers]
+    auditor = QclClient(http=live.http, account=live.deployed.auditor)  # the deployment's first AUDITOR
+    auditor.login()
+    audit = auditor.call("POST", "/v1/audit/verify", json={})
+    assert audit["violations"] == [], audit["violations"]
+
+
+def test_a_release_the_chain_no_longer_allows_is_flagged(live: LiveApi) -> None:
+    w3 = live.deployed.node.w3
+    body = live.dept.release_request(live.grants[0], "id_card")
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    answer = _post(live, body)
+    relayer = live.vault.relayer
+    relayer.stop()  # so that the chain moves on before the relayer looks
+    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True  # type: ignore[arg-type]
+    live.citizens[0].revoke(live.grants[0])  # the chain, without that release, revokes its grant
+    assert relayer.chain_behind()
+    relayer.reconcile()
+    report = relayer.last_recovery
+    assert [r for r, _why in report.flagged] == [answer["release_id"]], report
+    assert report.flagged[0][1].startswith("lost_on_chain: ") and "Revoked" in report.flagged[0][1]
+    assert not report.clean
+    _grants, releases = _on_chain(live)
+    assert body["message"]["requestId"] not in releases
