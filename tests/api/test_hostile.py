@@ -300,9 +300,8 @@ def test_node_dies_with_its_parent(tmp_path: Path) -> None:
     while _running(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _running(pid), "anvil outlived its parent"
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        assert probe.connect_ex(("127.0.0.1", port)) != 0
+    # (its port is not probed: with the suites running in parallel another test's node may take
+    # the freed port at once; the process itself is gone, which is what this row is about)
 
 
 def _running(pid: int) -> bool:
