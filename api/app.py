@@ -153,7 +153,7 @@ def _document_problems(app: FastAPI) -> None:
     from fastapi.openapi.utils import get_openapi
 
     from .openapi_links import add_links
-    from .schemas import ProblemPublic
+    from .schemas.system import ProblemPublic
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
