@@ -37,6 +37,7 @@ from .routers import (
     releases,
     system,
 )
+from .services.ledger_view import LedgerView
 from .settings import Settings
 
 DESCRIPTION = """\
@@ -104,6 +105,7 @@ def create_app(
     app.state.checkpoints = anchor
     app.state.log_tree = LogTree(vault.store)
     app.state.indexer = indexer
+    app.state.ledger_view = LedgerView(ledger, vault.store, indexer)
     app.state.verifications = VerificationJobs(store=vault.store)
     if settings.relayer:  # this process does the worker's duties (qcl dev): it runs the jobs too
         app.state.verifications.run = verification_runner(

@@ -13,6 +13,7 @@ from vault import Vault
 
 from .auth import Authenticator
 from .errors import Problem
+from .services.ledger_view import LedgerView
 from .settings import Settings
 
 
@@ -29,6 +30,11 @@ def get_settings(request: Request) -> Settings:
 def get_vault(request: Request) -> Vault:
     vault: Vault = request.app.state.vault
     return vault
+
+
+def get_view(request: Request) -> LedgerView:
+    view: LedgerView = request.app.state.ledger_view
+    return view
 
 
 def get_authenticator(request: Request) -> Authenticator:
@@ -61,6 +67,7 @@ def withdrawing_member(request: Request, credentials: Credentials) -> Member:
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 VaultDep = Annotated[Vault, Depends(get_vault)]
+ViewDep = Annotated[LedgerView, Depends(get_view)]
 AuthDep = Annotated[Authenticator, Depends(get_authenticator)]
 CurrentMember = Annotated[Member, Depends(current_member)]
 WithdrawingMember = Annotated[Member, Depends(withdrawing_member)]

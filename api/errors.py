@@ -14,6 +14,7 @@ from chain_client import errors as ce
 from db.store import StoreUnavailable
 from vault import errors as ve
 
+from .services import errors as se
 from .workdays import CalendarUnknown
 
 log = logging.getLogger("qcl.api")
@@ -92,6 +93,17 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     ve.VaultError: (500, "vault_error"),
     # service clocks (SPEC §9.4, §9.5)
     CalendarUnknown: (503, "calendar_unknown"),
+    # use cases (api/services)
+    se.InvalidInput: (422, "invalid_input"),
+    se.GrantNotVisible: (404, "grant_not_found"),
+    se.EmergencyNotVisible: (404, "emergency_not_found"),
+    se.NotVisible: (404, "not_found"),
+    se.RoleRequired: (403, "role_required"),
+    se.MemberSuspended: (403, "member_suspended"),
+    se.EmergencyOutOfScope: (403, "emergency_out_of_scope"),
+    se.Forbidden: (403, "forbidden"),
+    se.ReasonMismatch: (422, "reason_mismatch"),
+    se.ServiceError: (422, "invalid_input"),
 }
 
 _STATUS_CODES = {
@@ -167,6 +179,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ce.ChainError)
     @app.exception_handler(ve.VaultError)
+    @app.exception_handler(se.ServiceError)
     @app.exception_handler(CalendarUnknown)
     async def _domain(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, ve.ReleaseRefused):

@@ -23,10 +23,11 @@ from db.models import AccessRequestRow, PurposeRow
 
 from ..deps import ConsumerMember, CurrentMember, LedgerDep, VaultDep
 from ..errors import Problem
+from ..schemas.catalog import CODE_PATTERN
+from ..schemas.grants import SignedGrant
+from ..services.grants import relay_grant
 from ..types import Address, Limit, Offset
-from .catalog import CODE_PATTERN
 from .common import PROBLEM_RESPONSES
-from .grants import SignedGrant, relay_grant
 
 router = APIRouter(prefix="/v1/access-requests", tags=["access requests"], responses=PROBLEM_RESPONSES)
 
@@ -252,7 +253,7 @@ def answer(
             raise Problem(422, "grant_mismatch", "the grant must be from the request's subject to its consumer")
         if not set(message.resources) <= requested or message.purpose != "0x" + purpose_id(row.purpose).hex():
             raise Problem(422, "grant_mismatch", "the grant may cover only the requested resources and purpose")
-        recorded = relay_grant(ledger, vault, body.grant, relayed_by=member.address)
+        recorded = relay_grant(ledger, vault.store, body.grant, relayed_by=member.address)
         grant_id = "0x" + recorded.grant_id.hex()
         values.update(status="granted", grant_id=grant_id)
     return _close(vault, row, at, values)

@@ -24,9 +24,9 @@ from db.models import DemandRow
 
 from ..deps import ConsumerMember, CurrentMember, LedgerDep, VaultDep
 from ..errors import Problem
+from ..schemas.catalog import CODE_PATTERN
 from ..types import Address, Limit, Offset
 from ..workdays import due_at, shanghai_iso
-from .catalog import CODE_PATTERN
 from .common import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/v1/demands", tags=["data demands"], responses=PROBLEM_RESPONSES)

@@ -18,8 +18,8 @@ from vault import DocumentInfo
 from ..deps import CurrentMember, VaultDep
 from ..errors import Problem
 from ..middleware import nesting_exceeds
+from ..schemas.catalog import CODE_PATTERN
 from ..types import Address, Bytes32, Limit, Offset
-from .catalog import CODE_PATTERN
 from .common import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=PROBLEM_RESPONSES)

@@ -19,9 +19,9 @@ from vault.service import refusal
 
 from ..deps import ConsumerMember, CurrentMember, VaultDep
 from ..errors import Problem
+from ..services.grants import grant_terms
 from ..types import Address, Bytes32, Limit, Offset, Signature, Uint256
 from .common import PROBLEM_RESPONSES
-from .grants import grant_terms
 
 router = APIRouter(tags=["releases"], responses=PROBLEM_RESPONSES)
 
@@ -71,7 +71,7 @@ async def release(
     m = body.message
 
     def admit() -> tuple[Intent, bool]:
-        terms = grant_terms(vault, m.grantId)
+        terms = grant_terms(vault.store, m.grantId)
         if terms is None:
             raise Problem(404, "grant_not_found", "no grant with this id was relayed through this service")
         if terms.grantee != consumer.address:
