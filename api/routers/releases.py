@@ -8,17 +8,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from chain_client import Member, Role
 from chain_client.indexer import Indexer
+from db import paging
+from db.models import ReleaseLogRow
+from db.release_log import LogEntry
 from vault import Release, Vault
 from vault.releases import Intent, RequestReused
 from vault.service import refusal
 
 from ..deps import ConsumerMember, CurrentMember, VaultDep
 from ..errors import Problem
+from ..schemas.page import Page
 from ..services.grants import grant_terms
 from ..types import Address, Bytes32, Limit, Offset, Signature, Uint256
 from .common import PROBLEM_RESPONSES
@@ -162,13 +165,7 @@ class AccessLogEntry(BaseModel):
     released_at: int
 
 
-class AccessLogPage(BaseModel):
-    items: list[AccessLogEntry]
-    offset: int
-    limit: int
-
-
-@router.get("/v1/subjects/{address}/access-log", response_model=AccessLogPage)
+@router.get("/v1/subjects/{address}/access-log", response_model=Page[AccessLogEntry])
 def access_log(
     request: Request,
     address: Address,
@@ -176,28 +173,26 @@ def access_log(
     vault: VaultDep,
     offset: Annotated[Offset, Query()] = 0,
     limit: Annotated[Limit, Query()] = 100,
-) -> AccessLogPage:
+) -> Page[AccessLogEntry]:
     """Who used the subject's data: every release, including emergency ones (subject or auditors)."""
     if address != member.address and Role.AUDITOR not in member.roles:
         raise Problem(403, "forbidden", "only the subject and auditors see a subject's access log")
-    from db.models import ReleaseLogRow
-    from db.release_log import LogEntry
-
     with vault.store.session() as s:
-        rows = s.scalars(
-            select(ReleaseLogRow.entry)
-            .where(ReleaseLogRow.subject == address)
-            .order_by(ReleaseLogRow.idx)
-            .offset(offset)
-            .limit(limit)
-        ).all()
-    entries = [asdict(LogEntry.parse(bytes(raw))) for raw in rows]
+        rows, total = paging.page(
+            s,
+            ReleaseLogRow,
+            where=(ReleaseLogRow.subject == address,),
+            order_by=(ReleaseLogRow.idx,),
+            offset=offset,
+            limit=limit,
+        )
+    entries = [asdict(LogEntry.parse(bytes(row.entry))) for row in rows]
     purposes = _grant_purposes(request, {e["authority"] for e in entries if e["kind"] == "grant"})
     items = []
     for entry in entries:
         fields = {k: v for k, v in entry.items() if k in AccessLogEntry.model_fields}
         items.append(AccessLogEntry(**fields, purpose=purposes.get(entry["authority"])))
-    return AccessLogPage(items=items, offset=offset, limit=limit)
+    return Page[AccessLogEntry](items=items, offset=offset, limit=limit, total=total)
 
 
 def _grant_purposes(request: Request, grant_ids: set[str]) -> dict[str, str]:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import time
 
 from eth_utils import keccak
-from sqlalchemy import func, select, true
+from sqlalchemy import select
 
 from chain_client import Ledger, Member, Role
+from db import paging
 from db.models import EmergencyRecord, ReleaseLogRow
 from db.release_log import LogEntry
 from db.store import Store
@@ -106,18 +107,16 @@ def list_emergencies(view: LedgerView, member: Member, *, offset: int, limit: in
     if not approver and Role.CONSUMER not in member.roles:
         raise RoleRequired("this needs the ADMIN, AUDITOR or CONSUMER role")
     # the stored scope is JSON; a quoted 42-character address can only match one of its consumers
-    visible = true() if approver else EmergencyRecord.scope.contains(f'"{member.address}"')
+    mine = EmergencyRecord.scope.contains(f'"{member.address}"')
     with view.store.session() as s:
-        records = list(
-            s.scalars(
-                select(EmergencyRecord)
-                .where(visible)
-                .order_by(EmergencyRecord.created_at.desc(), EmergencyRecord.emergency_id)
-                .offset(offset)
-                .limit(limit)
-            )
+        records, total = paging.page(
+            s,
+            EmergencyRecord,
+            where=() if approver else (mine,),
+            order_by=(EmergencyRecord.created_at.desc(), EmergencyRecord.emergency_id),
+            offset=offset,
+            limit=limit,
         )
-        total = int(s.scalar(select(func.count()).select_from(EmergencyRecord).where(visible)) or 0)
     return Page[EmergencyPublic](items=public(view, records), offset=offset, limit=limit, total=total)
 
 
