@@ -96,6 +96,10 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     # use cases (api/services)
     se.InvalidInput: (422, "invalid_input"),
     se.GrantNotVisible: (404, "grant_not_found"),
+    se.ReleaseNotVisible: (404, "release_not_found"),
+    se.NotGrantee: (403, "not_grantee"),
+    se.RequestUsed: (409, "request_used"),
+    se.ReleasePending: (503, "release_pending"),
     se.EmergencyNotVisible: (404, "emergency_not_found"),
     se.NotVisible: (404, "not_found"),
     se.RoleRequired: (403, "role_required"),

@@ -16,10 +16,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from chain_client import Member, Role
-from vault.releases import Intent, RequestReused
 
 from ..deps import ConsumerMember, CurrentMember, LedgerDep, VaultDep, ViewDep, require
-from ..errors import Problem
 from ..schemas.emergencies import (
     EmergencyCreate,
     EmergencyPublic,
@@ -28,10 +26,11 @@ from ..schemas.emergencies import (
     SignedEmergencyRelease,
 )
 from ..schemas.page import Page
-from ..services import emergencies
+from ..schemas.releases import ReleasePublic
+from ..services import emergencies, releases
 from ..types import Limit, Offset
 from .common import PROBLEM_RESPONSES
-from .releases import ReleasePublic, answer_release
+from .releases import answer_release
 
 router = APIRouter(prefix="/v1/emergencies", tags=["emergencies"], responses=PROBLEM_RESPONSES)
 
@@ -91,28 +90,5 @@ async def release(
 ) -> ReleasePublic:
     """A listed consumer's release under an active emergency (flagged in the subject's access log);
     recorded by the relayer like every release, idempotent by request id (SPEC §9.7)."""
-    m = body.message
-
-    def admit() -> tuple[Intent, bool]:
-        record = emergencies.record_of(vault.store, emergency_id)
-        scope = emergencies.scope_of(record)
-        if m.emergencyId != record.emergency_id:
-            raise Problem(422, "invalid_input", "the emergencyId in the message differs from the one in the path")
-        if consumer.address not in scope.consumers:
-            raise Problem(403, "emergency_out_of_scope", "this consumer is not listed in the emergency")
-        prepared, row = vault.prepare_emergency_release(
-            scope=scope.scope(),
-            consumer=consumer.address,
-            subject=m.subject,
-            resource=bytes.fromhex(m.resource[2:]),
-            request_id=bytes.fromhex(m.requestId[2:]),
-            deadline=m.deadline,
-            signature=bytes.fromhex(body.signature[2:]),
-        )
-        try:
-            return vault.desk.admit(prepared, document_id=row.id)
-        except RequestReused as exc:
-            raise Problem(409, "request_used", str(exc)) from None
-
-    intent, created = await run_in_threadpool(admit)
+    intent, created = await run_in_threadpool(releases.admit_emergency_release, vault, consumer, emergency_id, body)
     return await answer_release(request, response, vault, consumer, intent, created=created)

@@ -41,3 +41,19 @@ class ReasonMismatch(ServiceError):
 
 class EmergencyOutOfScope(Forbidden):
     """The consumer is not listed in the emergency."""
+
+
+class NotGrantee(Forbidden):
+    """Only a grant's grantee may request releases under it."""
+
+
+class RequestUsed(ServiceError):
+    """The grantee used this request id for another request."""
+
+
+class ReleaseNotVisible(NotVisible):
+    pass
+
+
+class ReleasePending(ServiceError):
+    """The release's block is not in yet (the chain is slow or down): send the same request again."""
