@@ -39,6 +39,7 @@ from .routers import (
     releases,
     system,
 )
+from .services.ledger_view import LedgerView
 from .settings import Settings
 
 DESCRIPTION = """\
@@ -121,6 +122,7 @@ def create_app(
     app.state.checkpoints = anchor
     app.state.log_tree = LogTree(vault.store)
     app.state.indexer = indexer
+    app.state.ledger_view = LedgerView(ledger, vault.store, indexer)
     app.state.verifications = VerificationJobs(store=vault.store)
     if settings.relayer:  # this process does the worker's duties (qcl dev): it runs the jobs too
         app.state.verifications.run = verification_runner(
@@ -177,7 +179,7 @@ def _document_problems(app: FastAPI) -> None:
     from fastapi.openapi.utils import get_openapi
 
     from .openapi_links import add_links
-    from .schemas import ProblemPublic
+    from .schemas.system import ProblemPublic
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -13,6 +13,7 @@ from vault import Vault
 
 from .auth import Authenticator
 from .errors import Problem
+from .services.ledger_view import LedgerView
 from .settings import Settings
 
 
@@ -29,6 +30,11 @@ async def get_settings(request: Request) -> Settings:
 async def get_vault(request: Request) -> Vault:
     vault: Vault = request.app.state.vault
     return vault
+
+
+async def get_view(request: Request) -> LedgerView:
+    view: LedgerView = request.app.state.ledger_view
+    return view
 
 
 async def get_authenticator(request: Request) -> Authenticator:
@@ -70,6 +76,7 @@ async def withdrawing_member(request: Request, credentials: Credentials) -> Memb
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 VaultDep = Annotated[Vault, Depends(get_vault)]
+ViewDep = Annotated[LedgerView, Depends(get_view)]
 AuthDep = Annotated[Authenticator, Depends(get_authenticator)]
 CurrentMember = Annotated[Member, Depends(current_member)]
 WithdrawingMember = Annotated[Member, Depends(withdrawing_member)]

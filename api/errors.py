@@ -16,6 +16,7 @@ from db.errors import DatabaseError
 from db.store import StoreUnavailable
 from vault import errors as ve
 
+from .services import errors as se
 from .workdays import CalendarUnknown
 
 log = logging.getLogger("qcl.api")
@@ -94,6 +95,21 @@ ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     ve.VaultError: (500, "vault_error"),
     # service clocks (SPEC §9.4, §9.5)
     CalendarUnknown: (503, "calendar_unknown"),
+    # use cases (api/services)
+    se.InvalidInput: (422, "invalid_input"),
+    se.GrantNotVisible: (404, "grant_not_found"),
+    se.ReleaseNotVisible: (404, "release_not_found"),
+    se.NotGrantee: (403, "not_grantee"),
+    se.RequestUsed: (409, "request_used"),
+    se.ReleasePending: (503, "release_pending"),
+    se.EmergencyNotVisible: (404, "emergency_not_found"),
+    se.NotVisible: (404, "not_found"),
+    se.RoleRequired: (403, "role_required"),
+    se.MemberSuspended: (403, "member_suspended"),
+    se.EmergencyOutOfScope: (403, "emergency_out_of_scope"),
+    se.Forbidden: (403, "forbidden"),
+    se.ReasonMismatch: (422, "reason_mismatch"),
+    se.ServiceError: (422, "invalid_input"),
 }
 
 _STATUS_CODES = {
@@ -188,6 +204,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ce.ChainError)
     @app.exception_handler(ve.VaultError)
+    @app.exception_handler(se.ServiceError)
     @app.exception_handler(CalendarUnknown)
     @app.exception_handler(DatabaseError)
     @app.exception_handler(sa_exc.OperationalError)

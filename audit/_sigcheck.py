@@ -1,7 +1,8 @@
 """Check 2 of the audit (SPEC §7) in bulk: EIP-712 release signatures, one chunk at a time.
 
 This module is what the worker processes of :mod:`audit.verify` import, so it imports nothing
-of the project and nothing heavy: Keccak from safe-pysha3 and libsecp256k1 through coincurve.
+of the project and nothing heavy: Keccak from safe-pysha3 and libsecp256k1 through coincurve's
+public API (``PublicKey.from_signature_and_message``, ``PublicKey.verify``).
 
 A job is ``(encoded, signature, signer)``: ``encoded`` is the EIP-712 ``encodeData`` of the
 request (type hash followed by the 32-byte words of its fields), ``signature`` the 65 bytes
@@ -12,7 +13,8 @@ request (type hash followed by the 32-byte words of its fields), ``signature`` t
 The rules are the ledger's (OpenZeppelin ``ECDSA.tryRecover``): 65 bytes, ``v`` 27 or 28, ``s``
 in the lower half of the curve order (else the signature is malleable), and the key that signed
 is the signer's. The signer's key is found once per process by public-key recovery and kept; signatures are then
-checked with ``secp256k1_ecdsa_verify`` against it, about a fifth faster than recovery. So the
+checked with ``PublicKey.verify`` against it (``secp256k1_ecdsa_verify``; the compact ``r || s`` is
+DER-encoded here for it), faster than recovery. So the
 proof asked for is a valid ``(r, s)`` under the signer's key: ``v`` (27 or 28) only says which
 of two candidate keys to recover, and is not held against a signature whose ``(r, s)`` is the
 signer's (the ledger, which recovers, would have refused such a release; the auditor reports
@@ -22,10 +24,8 @@ what was signed). Every result is the same whatever the order of the jobs or the
 from __future__ import annotations
 
 import signal
-from typing import Any
 
-from coincurve._libsecp256k1 import ffi, lib  # the binding coincurve itself is built on
-from coincurve.context import GLOBAL_CONTEXT
+from coincurve import PublicKey
 from sha3 import keccak_256  # safe-pysha3: the C Keccak eth-hash also offers, ~5x faster per call
 
 #: Half the secp256k1 group order, big-endian: larger ``s`` values are malleable (EIP-2).
@@ -40,8 +40,8 @@ INVALID = "signature_invalid"
 Job = tuple[bytes, bytes | None, str]
 Problem = tuple[int, str, str]
 
-# Keys recovered in this process, by lower-case address (a secp256k1_pubkey each).
-_KEYS: dict[str, Any] = {}
+# Keys recovered in this process, by lower-case address.
+_KEYS: dict[str, PublicKey] = {}
 
 
 def ignore_interrupts() -> None:
@@ -53,21 +53,26 @@ def keccak256(data: bytes) -> bytes:
     return keccak_256(data).digest()
 
 
-def _recover(digest: bytes, signature: bytes) -> tuple[str | None, Any]:
+def _recover(digest: bytes, signature: bytes) -> tuple[str | None, PublicKey | None]:
     """(lower-case address, key) that signed ``digest``, or (None, None)."""
-    ctx = GLOBAL_CONTEXT.ctx
-    recoverable = ffi.new("secp256k1_ecdsa_recoverable_signature *")
-    if not lib.secp256k1_ecdsa_recoverable_signature_parse_compact(
-        ctx, recoverable, signature[:64], signature[64] - 27
-    ):
+    try:
+        key = PublicKey.from_signature_and_message(signature[:64] + bytes([signature[64] - 27]), digest, hasher=None)
+    except ValueError:
         return None, None
-    key = ffi.new("secp256k1_pubkey *")
-    if not lib.secp256k1_ecdsa_recover(ctx, key, recoverable, digest):
-        return None, None
-    out = ffi.new("unsigned char[65]")
-    size = ffi.new("size_t *", 65)
-    lib.secp256k1_ec_pubkey_serialize(ctx, out, size, key, 2)  # SECP256K1_EC_UNCOMPRESSED
-    return "0x" + keccak256(bytes(ffi.buffer(out, 65))[1:])[-20:].hex(), key
+    return "0x" + keccak256(key.format(compressed=False)[1:])[-20:].hex(), key
+
+
+def _der_integer(value: bytes) -> bytes:
+    value = value.lstrip(b"\0") or b"\0"
+    if value[0] & 0x80:
+        value = b"\0" + value
+    return b"\x02" + bytes([len(value)]) + value
+
+
+def _der(signature: bytes) -> bytes:
+    """The DER form of the compact ``r || s`` (what ``PublicKey.verify`` reads)."""
+    body = _der_integer(signature[:32]) + _der_integer(signature[32:64])
+    return b"\x30" + bytes([len(body)]) + body
 
 
 def signer_of(domain_separator: bytes, encoded: bytes, signature: bytes) -> str | None:
@@ -78,12 +83,19 @@ def signer_of(domain_separator: bytes, encoded: bytes, signature: bytes) -> str 
     return _recover(digest, signature)[0]
 
 
+def _verified(key: PublicKey | None, signature: bytes, digest: bytes) -> bool:
+    if key is None:
+        return False
+    try:
+        return bool(key.verify(_der(signature), digest, hasher=None))
+    except ValueError:  # r or s out of range
+        return False
+
+
 def check_chunk(domain_separator: bytes, jobs: list[Job]) -> list[Problem]:
     """Problems ``(position in jobs, code, detail)`` of the jobs whose signature is not the signer's."""
-    ctx = GLOBAL_CONTEXT.ctx
     prefix = b"\x19\x01" + domain_separator
-    parsed = ffi.new("secp256k1_ecdsa_signature *")
-    parse, verify, keys = lib.secp256k1_ecdsa_signature_parse_compact, lib.secp256k1_ecdsa_verify, _KEYS
+    keys = _KEYS
     problems: list[Problem] = []
     for position, (encoded, signature, signer) in enumerate(jobs):
         if signature is None:
@@ -96,15 +108,14 @@ def check_chunk(domain_separator: bytes, jobs: list[Job]) -> list[Problem]:
             problems.append((position, MALLEABLE, "s is in the upper half of the curve order"))
             continue
         digest = keccak_256(prefix + keccak_256(encoded).digest()).digest()
-        key = keys.get(signer)
-        if key is not None and parse(ctx, parsed, signature) and verify(ctx, parsed, digest, key):  # reads r || s
+        if _verified(keys.get(signer), signature, digest):  # reads r || s
             continue
         recovered, recovered_key = _recover(digest, signature)
         if recovered != signer:  # (r, s) may still be the signer's with the other recovery id
             other = signature[:64] + bytes([55 - signature[64]])
             if _recover(digest, other)[0] == signer:
                 recovered, recovered_key = _recover(digest, other)
-        if recovered == signer:
+        if recovered == signer and recovered_key is not None:
             keys[signer] = recovered_key
             continue
         problems.append((position, INVALID, f"signed by {recovered or 'no valid key'}, not by {signer}"))

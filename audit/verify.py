@@ -53,7 +53,7 @@ import orjson
 from chain_client import eip712
 from db.release_log import LOG_PREFIX
 
-from . import _sigcheck, rules
+from . import _sigcheck, rules, snapshot
 from .merkle import MerkleLog, leaf_hash
 
 _RELEASE_TYPEHASH = eip712.typehash("ReleaseRequest")
@@ -324,28 +324,20 @@ class _Replay:
         self.state = rules.State(threshold=threshold)
         self.releases: dict[tuple[str, str], _Release] = {}  # (grantee, request id) -> release
         self.checkpoints: list[tuple[int, bytes, str]] = []
-        self._handlers: dict[str, Callable[[TrailEvent], None]] = {
+        #: Events checked here besides being applied (the rest only change the state, audit.snapshot).
+        self._checks: dict[str, Callable[[TrailEvent], None]] = {
             "ReleaseRecorded": self._release,
             "EmergencyReleaseRecorded": self._emergency_release,
-            "MemberOnboarded": self._member,
-            "MemberUpdated": self._member,
-            "MemberSuspensionChanged": self._suspension,
-            "ResourceRegistered": self._resource,
-            "ResourceUpdated": self._resource,
             "GrantRecorded": self._grant,
-            "GrantRevoked": self._revoke,
-            "GrantPauseChanged": self._pause,
-            "EmergencyProposed": self._proposal,
-            "EmergencyApproved": self._approval,
-            "EmergencyCancelled": self._cancel,
             "CheckpointAnchored": self._checkpoint,
         }
 
     def apply(self, event: TrailEvent) -> None:
-        handler = self._handlers.get(event.name)
-        if handler is not None:
+        check = self._checks.get(event.name)
+        if check is not None:
             self.state.block, self.state.timestamp = event.block_number, event.timestamp
-            handler(event)
+            check(event)
+        snapshot.apply_event(self.state, event.name, event.args, block=event.block_number, timestamp=event.timestamp)
 
     def _violation(self, error: str | None, detail: str, tx: str) -> None:
         if error is not None:
@@ -374,7 +366,6 @@ class _Replay:
                 grantee,
                 tx,
             )
-        rules.apply_release(self.state, grant, terms.grantee if terms else grantee, request_id)
 
     def _emergency_release(self, event: TrailEvent) -> None:
         a, tx = event.args, event.tx_hash
@@ -401,61 +392,9 @@ class _Replay:
                 consumer,
                 tx,
             )
-        self.state.requests.add((consumer, request_id))
-
-    # -- the state the rules read
-
-    def _member(self, event: TrailEvent) -> None:
-        rules.apply_member(self.state, event.args["account"], int(event.args["roles"]))
-
-    def _suspension(self, event: TrailEvent) -> None:
-        account = event.args["account"]
-        member = self.state.members.setdefault(account, rules.Member(roles=0))
-        member.suspended = bool(event.args["suspended"])
-
-    def _resource(self, event: TrailEvent) -> None:
-        rules.apply_resource(self.state, event.args["resource"], int(event.args["sensitivity"]))
 
     def _grant(self, event: TrailEvent) -> None:
-        a = event.args
-        terms = rules.GrantTerms(
-            subject=a["subject"],
-            grantee=a["grantee"],
-            resources=tuple(a["resources"]),
-            valid_from=int(a["validFrom"]),
-            valid_until=int(a["validUntil"]),
-            max_uses=int(a["maxUses"]),
-        )
-        rules.apply_grant(self.state, a["grantId"], terms)
         self.report.grants += event.block_number >= self.report.from_block
-
-    def _revoke(self, event: TrailEvent) -> None:
-        rules.apply_revoke(self.state, event.args["grantId"], event.args["subject"])
-
-    def _pause(self, event: TrailEvent) -> None:
-        a = event.args
-        if a["grantId"] in self.state.grants:
-            rules.apply_pause(self.state, a["grantId"], bool(a["paused"]), int(a.get("sequence", 0)))
-
-    def _proposal(self, event: TrailEvent) -> None:
-        a = event.args
-        terms = rules.EmergencyTerms(
-            resources=tuple(a["resources"]),
-            consumers=tuple(a["consumers"]),
-            valid_from=int(a["validFrom"]),
-            valid_until=int(a["validUntil"]),
-        )
-        self.state.emergencies[a["emergencyId"]] = rules.Emergency(terms=terms)
-
-    def _approval(self, event: TrailEvent) -> None:
-        emergency = self.state.emergencies.get(event.args["emergencyId"])
-        if emergency is not None:
-            rules.apply_approval(self.state, emergency, event.args["approver"])
-
-    def _cancel(self, event: TrailEvent) -> None:
-        emergency = self.state.emergencies.get(event.args["emergencyId"])
-        if emergency is not None:
-            emergency.cancelled = True
 
     def _checkpoint(self, event: TrailEvent) -> None:
         a = event.args

@@ -1,2 +1,3 @@
-"""The ``qcl`` command line: one module per group (dev and serve in :mod:`cli.main`, admin,
-client and demo in :mod:`cli.members`, audit in :mod:`cli.audit`)."""
+"""The ``qcl`` command line: one module per group (dev and serve in :mod:`cli.main`, :mod:`cli.admin`,
+:mod:`cli.client`, :mod:`cli.demo` on :mod:`cli._common`, audit in :mod:`cli.audit`, the worker in
+:mod:`cli.worker`)."""

@@ -17,8 +17,10 @@ from chain_client.nodes import port_in_use
 from vault import VaultError
 
 from ._console import console, fail, say
+from .admin import admin_app
 from .audit import audit_app
-from .members import admin_app, client_app, demo_app
+from .client import client_app
+from .demo import demo_app
 from .qr import grant_app
 from .worker import exit_without_stragglers, run_worker
 

@@ -103,7 +103,11 @@ class CatalogEntryRow(Base):
 
 
 class GrantRecord(Base):
-    """The terms of every grant relayed through this API (the chain keeps their digest)."""
+    """The terms of every grant relayed through this API (the chain keeps their digest).
+
+    Only the terms: a grant's id is their EIP-712 digest, so they cannot differ from the chain's.
+    Its state (uses, pause, revocation) is read from the indexed chain events (db/ledger_state.py).
+    """
 
     __tablename__ = "grants"
 
@@ -115,8 +119,16 @@ class GrantRecord(Base):
     block_number: Mapped[int] = mapped_column(BigInteger)
     relayed_by: Mapped[str] = mapped_column(String(42))
     created_at: Mapped[int] = mapped_column(BigInteger)
+    #: The terms a grant's status depends on (migration 0008), so that lists filter and page in SQL.
+    valid_from: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    valid_until: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    max_uses: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
-    __table_args__ = (Index("ix_grants_subject", "subject"), Index("ix_grants_grantee", "grantee"))
+    __table_args__ = (
+        Index("ix_grants_subject", "subject"),
+        Index("ix_grants_grantee", "grantee"),
+        Index("ix_grants_order", "block_number", "grant_id"),
+    )
 
 
 class AccessRequestRow(Base):

@@ -26,7 +26,7 @@ from chain_client import ChainError, ChainUnavailable, Ledger, eip712
 from chain_client.ids import resource_id
 from chain_client.relayer import RawSender
 from chain_client.types import EmergencyScope, GrantTerms
-from db import release_log
+from db import paging, release_log
 from db.models import CatalogEntryRow, DocumentRow
 from db.store import Store
 
@@ -226,16 +226,21 @@ class Vault:
 
     def list_documents(self, subject: str, *, offset: int = 0, limit: int = 100) -> list[DocumentInfo]:
         """The subject's documents (current and deleted), newest first."""
+        return self.document_page(subject, offset=offset, limit=limit)[0]
+
+    def document_page(self, subject: str, *, offset: int = 0, limit: int = 100) -> tuple[list[DocumentInfo], int]:
+        """One page of the subject's documents (current and deleted), newest first, and how many there are."""
         subject = _address(subject, "subject")
         with self.store.session() as s:
-            rows = s.scalars(
-                select(DocumentRow)
-                .where(DocumentRow.subject == subject, DocumentRow.state != "pending")
-                .order_by(DocumentRow.stored_ns.desc())
-                .offset(offset)
-                .limit(limit)
-            ).all()
-        return [DocumentInfo.of(r) for r in rows]
+            rows, total = paging.page(
+                s,
+                DocumentRow,
+                where=(DocumentRow.subject == subject, DocumentRow.state != "pending"),
+                order_by=(DocumentRow.stored_ns.desc(),),
+                offset=offset,
+                limit=limit,
+            )
+        return [DocumentInfo.of(r) for r in rows], total
 
     def document_info(self, document_id: str, *, subject: str) -> DocumentInfo:
         return DocumentInfo.of(self._row(document_id, subject))

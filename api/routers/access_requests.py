@@ -15,19 +15,22 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import and_, func, not_, or_, select, update
+from sqlalchemy import and_, not_, or_, select, update
 
 from chain_client import Role
 from chain_client.ids import purpose_id, resource_id
+from db import paging
 from db.events import emit_access_request
 from db.models import AccessRequestRow, PurposeRow
 
 from ..deps import ConsumerMember, CurrentMember, LedgerDep, VaultDep
 from ..errors import Problem
+from ..schemas.catalog import CODE_PATTERN
+from ..schemas.grants import SignedGrant
+from ..schemas.page import Page
+from ..services.grants import relay_grant
 from ..types import Address, Limit, Offset
-from .catalog import CODE_PATTERN
 from .common import PROBLEM_RESPONSES
-from .grants import SignedGrant, relay_grant
 
 router = APIRouter(prefix="/v1/access-requests", tags=["access requests"], responses=PROBLEM_RESPONSES)
 
@@ -91,13 +94,6 @@ class AccessRequestPublic(BaseModel):
     created_at: int
     answered_at: int | None = Field(description="when it was granted, rejected or withdrawn")
     expires_at: int | None = Field(description="a pending request reads as expired from this second on")
-
-
-class AccessRequestPage(BaseModel):
-    items: list[AccessRequestPublic]
-    offset: int
-    limit: int
-    total: int
 
 
 class Answer(BaseModel):
@@ -184,14 +180,14 @@ def create(
     return _public(row, created, _names(vault, [row]))
 
 
-@router.get("", response_model=AccessRequestPage)
+@router.get("", response_model=Page[AccessRequestPublic])
 def list_requests(
     member: CurrentMember,
     vault: VaultDep,
     status: Annotated[Status | None, Query()] = None,
     offset: Annotated[Offset, Query()] = 0,
     limit: Annotated[Limit, Query()] = 100,
-) -> AccessRequestPage:
+) -> Page[AccessRequestPublic]:
     """Requests the caller made (consumer) or received (subject); auditors see all."""
     at = now()
     where = []
@@ -208,14 +204,19 @@ def list_requests(
         where.append(or_(AccessRequestRow.status == "expired", lapsed))
     elif status:
         where.append(AccessRequestRow.status == status)
-    query = select(AccessRequestRow).where(*where)
     with vault.store.session() as s:
-        total = s.scalar(select(func.count()).select_from(AccessRequestRow).where(*where)) or 0
-        rows = s.scalars(
-            query.order_by(AccessRequestRow.created_at.desc(), AccessRequestRow.id).offset(offset).limit(limit)
-        ).all()
-    names = _names(vault, list(rows))
-    return AccessRequestPage(items=[_public(r, at, names) for r in rows], offset=offset, limit=limit, total=total)
+        rows, total = paging.page(
+            s,
+            AccessRequestRow,
+            where=where,
+            order_by=(AccessRequestRow.created_at.desc(), AccessRequestRow.id),
+            offset=offset,
+            limit=limit,
+        )
+    names = _names(vault, rows)
+    return Page[AccessRequestPublic](
+        items=[_public(r, at, names) for r in rows], offset=offset, limit=limit, total=total
+    )
 
 
 def _visible(vault: VaultDep, request_id: str, member: CurrentMember) -> AccessRequestRow:
@@ -254,7 +255,7 @@ def answer(
             raise Problem(422, "grant_mismatch", "the grant must be from the request's subject to its consumer")
         if not set(message.resources) <= requested or message.purpose != "0x" + purpose_id(row.purpose).hex():
             raise Problem(422, "grant_mismatch", "the grant may cover only the requested resources and purpose")
-        recorded = relay_grant(ledger, vault, body.grant, relayed_by=member.address)
+        recorded = relay_grant(ledger, vault.store, body.grant, relayed_by=member.address)
         grant_id = "0x" + recorded.grant_id.hex()
         values.update(status="granted", grant_id=grant_id)
     return _close(vault, row, at, values)

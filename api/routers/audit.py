@@ -18,6 +18,7 @@ from db.models import MemberProfile, ReleaseLogRow
 from ..background import VerificationJob, VerificationJobs, make_auditor
 from ..deps import AuditorMember, LedgerDep, VaultDep
 from ..errors import Problem
+from ..schemas.page import Page
 from ..types import Address, Bytes32, Limit, Offset
 from .common import PROBLEM_RESPONSES
 
@@ -42,13 +43,7 @@ class TrailEvent(BaseModel):
     args: dict[str, Any]
 
 
-class TrailPage(BaseModel):
-    items: list[TrailEvent]
-    offset: int
-    limit: int
-
-
-@router.get("/trail", response_model=TrailPage)
+@router.get("/trail", response_model=Page[TrailEvent])
 def trail(
     auditor: AuditorMember,
     audit: AuditorDep,
@@ -59,7 +54,7 @@ def trail(
     to_block: Annotated[int | None, Query(ge=0, le=2**63)] = None,
     offset: Annotated[Offset, Query()] = 0,
     limit: Annotated[Limit, Query()] = 100,
-) -> TrailPage:
+) -> Page[TrailEvent]:
     """Grants, revocations, pauses, releases and emergencies, in chain order."""
     events = audit.trail(
         subject=subject,
@@ -68,7 +63,9 @@ def trail(
         from_block=from_block,
         to_block=to_block,
     )
-    return TrailPage(items=[TrailEvent(**e) for e in events[offset : offset + limit]], offset=offset, limit=limit)
+    return Page[TrailEvent](
+        items=[TrailEvent(**e) for e in events[offset : offset + limit]], offset=offset, limit=limit, total=len(events)
+    )
 
 
 class VerifyRequest(BaseModel):

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
-
-from sqlalchemy.orm import Session
-
-from db.models import ActionRecord
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -29,8 +24,3 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: _problem("malformed input (invalid_input names the field)"),
     503: _problem("chain or database unavailable"),
 }
-
-
-def record_action(session: Session, *, actor: str, action: str, target: str, tx_hash: str | None) -> None:
-    """Keep which logged-in member asked for an operator transaction (SPEC §3)."""
-    session.add(ActionRecord(actor=actor, action=action, target=target, tx_hash=tx_hash, at=int(time.time())))

@@ -25,12 +25,14 @@ from sqlalchemy import func, or_, select, update
 
 from chain_client import Ledger, Member, Role
 from chain_client.errors import ChainError
+from db import paging
 from db.events import emit_correction
 from db.models import CorrectionRow
 from vault.errors import DocumentDeleted
 
 from ..deps import CurrentMember, LedgerDep, VaultDep
 from ..errors import Problem
+from ..schemas.page import Page
 from ..types import Limit, Offset
 from ..workdays import due_at
 from .common import PROBLEM_RESPONSES
@@ -131,13 +133,6 @@ class CorrectionPublic(BaseModel):
     open_tx: str | None = Field(description="null when the chain could not be reached")
     outcome_commitment: str | None
     outcome_tx: str | None
-
-
-class CorrectionPage(BaseModel):
-    items: list[CorrectionPublic]
-    offset: int
-    limit: int
-    total: int
 
 
 def _public(row: CorrectionRow, now: int) -> CorrectionPublic:
@@ -255,14 +250,14 @@ def open_correction(
     return _public(row, now)
 
 
-@router.get("", response_model=CorrectionPage)
+@router.get("", response_model=Page[CorrectionPublic])
 def list_corrections(
     member: CurrentMember,
     vault: VaultDep,
     status: Annotated[Literal["open", "corrected", "rejected"] | None, Query()] = None,
     offset: Annotated[Offset, Query()] = 0,
     limit: Annotated[Limit, Query()] = 100,
-) -> CorrectionPage:
+) -> Page[CorrectionPublic]:
     """A subject's own corrections; a provider's on documents it issued; ADMINs and AUDITORs all. Newest first."""
     where = []
     if not _sees_all(member):
@@ -271,15 +266,15 @@ def list_corrections(
         where.append(CorrectionRow.status == status)
     now = int(time.time())
     with vault.store.session() as s:
-        total = s.scalar(select(func.count()).select_from(CorrectionRow).where(*where)) or 0
-        rows = s.scalars(
-            select(CorrectionRow)
-            .where(*where)
-            .order_by(CorrectionRow.opened_at.desc(), CorrectionRow.id)
-            .offset(offset)
-            .limit(limit)
-        ).all()
-    return CorrectionPage(items=[_public(r, now) for r in rows], offset=offset, limit=limit, total=total)
+        rows, total = paging.page(
+            s,
+            CorrectionRow,
+            where=where,
+            order_by=(CorrectionRow.opened_at.desc(), CorrectionRow.id),
+            offset=offset,
+            limit=limit,
+        )
+    return Page[CorrectionPublic](items=[_public(r, now) for r in rows], offset=offset, limit=limit, total=total)
 
 
 @router.get("/{correction_id}", response_model=CorrectionPublic)

@@ -16,18 +16,20 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, update
 
 from chain_client import Member, Role
 from chain_client.ids import resource_id
+from db import paging
 from db.events import emit_demand
 from db.models import DemandRow
 
 from ..deps import ConsumerMember, CurrentMember, LedgerDep, VaultDep
 from ..errors import Problem
+from ..schemas.catalog import CODE_PATTERN
+from ..schemas.page import Page
 from ..types import Address, Limit, Offset
 from ..workdays import due_at, shanghai_iso
-from .catalog import CODE_PATTERN
 from .common import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/v1/demands", tags=["data demands"], responses=PROBLEM_RESPONSES)
@@ -85,13 +87,6 @@ class DemandPublic(BaseModel):
     published_code: str | None
     overdue: bool = Field(description="the step now due (confirm, then publish) is past its deadline")
     late: bool = Field(description="a step was taken after its deadline")
-
-
-class DemandPage(BaseModel):
-    items: list[DemandPublic]
-    offset: int
-    limit: int
-    total: int
 
 
 def _public(row: DemandRow, now: int) -> DemandPublic:
@@ -214,7 +209,7 @@ def _csv(items: list[DemandPublic]) -> str:
 
 @router.get(
     "",
-    response_model=DemandPage,
+    response_model=Page[DemandPublic],
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
 def list_demands(
@@ -224,7 +219,7 @@ def list_demands(
     format: Annotated[Literal["json", "csv"], Query(description="csv: the ledger for the bureau")] = "json",
     offset: Annotated[Offset, Query()] = 0,
     limit: Annotated[Limit, Query()] = 100,
-) -> DemandPage | Response:
+) -> Page[DemandPublic] | Response:
     """The ledger: a consumer's own demands, those addressed to a provider, all for ADMINs and AUDITORs."""
     where = []
     if not _sees_all(member):
@@ -233,14 +228,9 @@ def list_demands(
         where.append(DemandRow.status == status)
     now = int(time.time())
     with vault.store.session() as s:
-        total = s.scalar(select(func.count()).select_from(DemandRow).where(*where)) or 0
-        rows = s.scalars(
-            select(DemandRow)
-            .where(*where)
-            .order_by(DemandRow.created_at.desc(), DemandRow.id)
-            .offset(offset)
-            .limit(limit)
-        ).all()
+        rows, total = paging.page(
+            s, DemandRow, where=where, order_by=(DemandRow.created_at.desc(), DemandRow.id), offset=offset, limit=limit
+        )
     items = [_public(r, now) for r in rows]
     if format == "csv":
         return Response(
@@ -248,7 +238,7 @@ def list_demands(
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="demands.csv"'},
         )
-    return DemandPage(items=items, offset=offset, limit=limit, total=total)
+    return Page[DemandPublic](items=items, offset=offset, limit=limit, total=total)
 
 
 @router.get("/{demand_id}", response_model=DemandPublic)

@@ -18,8 +18,9 @@ from vault import DocumentInfo
 from ..deps import CurrentMember, VaultDep
 from ..errors import Problem
 from ..middleware import nesting_exceeds
+from ..schemas.catalog import CODE_PATTERN
+from ..schemas.page import Page
 from ..types import Address, Bytes32, Limit, Offset
-from .catalog import CODE_PATTERN
 from .common import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=PROBLEM_RESPONSES)
@@ -106,12 +107,6 @@ class DocumentContent(DocumentPublic):
     metadata: dict[str, Any] | None = None
 
 
-class DocumentPage(BaseModel):
-    items: list[DocumentPublic]
-    offset: int
-    limit: int
-
-
 class DocumentDeletedPublic(BaseModel):
     document_id: str
     deleted: bool
@@ -146,16 +141,16 @@ def store(body: DocumentCreate, member: CurrentMember, vault: VaultDep) -> Docum
     return _public(stored.document, stored.tx_hash)
 
 
-@router.get("", response_model=DocumentPage)
+@router.get("", response_model=Page[DocumentPublic])
 def list_documents(
     member: CurrentMember,
     vault: VaultDep,
     offset: Annotated[Offset, Query()] = 0,
     limit: Annotated[Limit, Query()] = 100,
-) -> DocumentPage:
+) -> Page[DocumentPublic]:
     """The caller's own documents (current and deleted), newest first."""
-    items = vault.list_documents(member.address, offset=offset, limit=limit)
-    return DocumentPage(items=[_public(i) for i in items], offset=offset, limit=limit)
+    items, total = vault.document_page(member.address, offset=offset, limit=limit)
+    return Page[DocumentPublic](items=[_public(i) for i in items], offset=offset, limit=limit, total=total)
 
 
 def _doc_id(value: str) -> str:

@@ -20,8 +20,9 @@ from db.models import AccessRequestRow, GrantRecord, MemberProfile
 
 from ..deps import AdminMember, CurrentMember, LedgerDep, VaultDep
 from ..errors import Problem
+from ..services.actions import record_action
 from ..types import Address, Signature, Uint256
-from .common import PROBLEM_RESPONSES, record_action
+from .common import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/v1/members", tags=["members"], responses=PROBLEM_RESPONSES)
 

@@ -8,14 +8,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from chain_client.ids import purpose_id
+from db import paging
 from db.models import PurposeRow
 
 from ..deps import AdminMember, CurrentMember, VaultDep
 from ..errors import Problem
+from ..schemas.page import Page
 from ..types import Limit, Offset
 from .access_requests import PURPOSE_PATTERN
 from .common import PROBLEM_RESPONSES
@@ -52,13 +53,6 @@ class PurposePublic(BaseModel):
     created_at: int
 
 
-class PurposePage(BaseModel):
-    items: list[PurposePublic]
-    offset: int
-    limit: int
-    total: int
-
-
 def _public(row: PurposeRow) -> PurposePublic:
     return PurposePublic(
         code=row.code,
@@ -90,15 +84,14 @@ def create(body: PurposeCreate, admin: AdminMember, vault: VaultDep) -> PurposeP
     return _public(row)
 
 
-@router.get("", response_model=PurposePage)
+@router.get("", response_model=Page[PurposePublic])
 def list_purposes(
     _member: CurrentMember,
     vault: VaultDep,
     offset: Annotated[Offset, Query()] = 0,
     limit: Annotated[Limit, Query()] = 100,
-) -> PurposePage:
+) -> Page[PurposePublic]:
     """Every registered purpose (any member), by code."""
     with vault.store.session() as s:
-        total = s.scalar(select(func.count()).select_from(PurposeRow)) or 0
-        rows = s.scalars(select(PurposeRow).order_by(PurposeRow.code).offset(offset).limit(limit)).all()
-    return PurposePage(items=[_public(r) for r in rows], offset=offset, limit=limit, total=total)
+        rows, total = paging.page(s, PurposeRow, order_by=(PurposeRow.code,), offset=offset, limit=limit)
+    return Page[PurposePublic](items=[_public(r) for r in rows], offset=offset, limit=limit, total=total)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from ..deps import LedgerDep
-from ..schemas import ChainPublic, Eip712DomainPublic, HealthPublic
+from ..schemas.system import ChainPublic, Eip712DomainPublic, HealthPublic
 
 router = APIRouter(tags=["system"])
 

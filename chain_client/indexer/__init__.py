@@ -948,6 +948,41 @@ class Indexer:
             out.append(replace(event, **changes) if changes else event)
         return out
 
+    # ---- reads straight from the chain (the part the index has not reached) -----------------------
+
+    def head_header(self) -> BlockHeader:
+        """The chain's newest block: number, hash and timestamp (one ``eth_getBlockByNumber``)."""
+        response = self._request(RPCEndpoint("eth_getBlockByNumber"), ["latest", False])
+        block = response.get("result")
+        if response.get("error") or not block:
+            raise Web3RPCError(f"eth_getBlockByNumber(latest) failed: {response.get('error')}", rpc_response=response)
+        return _block_header(block)
+
+    def read_events(self, start: int, end: int) -> list[IndexedEvent]:
+        """The events of blocks ``start..end`` read from the chain, decoded as the index stores them,
+        in chain order: one ``eth_getLogs`` (split in halves while the node refuses the range).
+
+        ``block_timestamp`` is set when the node's logs carry ``blockTimestamp``; the subject and
+        grantee of releases (completed from calldata by :meth:`sync`) are left as the log has them.
+        """
+        if start > end:
+            return []
+        try:
+            logs = self._get_logs(start, end)
+        except _RangeRefused:
+            middle = (start + end) // 2
+            return self.read_events(start, middle) + self.read_events(middle + 1, end)
+        events = []
+        for entry in sorted(logs, key=lambda e: (_int(e["blockNumber"]), _int(e["logIndex"]))):
+            event = self._decode(entry)
+            stamp = entry.get("blockTimestamp")
+            events.append(event if stamp is None else replace(event, block_timestamp=_int(stamp)))
+        return events
+
+    def headers(self, numbers: Sequence[int]) -> dict[int, BlockHeader]:
+        """Headers of the blocks ``numbers`` that exist, read from the chain (JSON-RPC batches)."""
+        return self._headers(list(numbers))
+
     # ---- chain access ----------------------------------------------------------------------------
 
     def _head(self) -> int:

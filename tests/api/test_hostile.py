@@ -750,7 +750,7 @@ def test_cli_default_api_follows_the_settings(monkeypatch: pytest.MonkeyPatch) -
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "QCL_PUBLIC_URL": ""}
     env["QCL_API_PORT"] = "8421"
     env.pop("QCL_API", None)
-    script = "import cli.members, cli.audit; print(cli.members.DEFAULT_API, cli.audit.DEFAULT_API)"
+    script = "import cli._common, cli.audit; print(cli._common.DEFAULT_API, cli.audit.DEFAULT_API)"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert done.stdout.split() == ["http://127.0.0.1:8421", "http://127.0.0.1:8421"], done.stderr
 

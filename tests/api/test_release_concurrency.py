@@ -209,9 +209,9 @@ def test_relayer_killed_between_send_and_block_logs_the_release_after_restart(li
     terms_row = live.vault.store  # noqa: F841 - the child writes to the same database
     body = live.dept.release_request(grant_id, "id_card")
     m = body["message"]
-    from api.routers.grants import grant_terms
+    from api.services.grants import grant_terms
 
-    terms = grant_terms(live.vault, grant_id)
+    terms = grant_terms(live.vault.store, grant_id)
     assert terms is not None
     request, row = live.vault.prepare_release(
         terms=terms,

@@ -437,8 +437,9 @@ def _signed_body(p: Platform, key: tuple[str, str], case: Case, scope: dict[str,
     if key == ("POST", "/v1/grants"):
         return signed(p.citizen, "Grant", grant_message(p, resources=["id_card"], purpose="loan-application"))
     if key == ("POST", "/v1/grants/{grant_id}/pause"):
-        message = {"grantId": _id_bytes(case, "grant_id"), "paused": True, "nonce": secrets.randbits(256)}
-        return signed(p.citizen, "SetPaused", message | {"deadline": deadline})
+        # SPEC §9.8: a SetPaused carries a sequence above the grant's (a fresh one each time)
+        message = {"grantId": _id_bytes(case, "grant_id"), "paused": True, "sequence": time.time_ns() // 1000}
+        return signed(p.citizen, "SetPaused", message | {"nonce": secrets.randbits(256), "deadline": deadline})
     if key == ("POST", "/v1/grants/{grant_id}/revoke"):
         message = {"grantId": _id_bytes(case, "grant_id"), "nonce": secrets.randbits(256)}
         return signed(p.citizen, "Revoke", message | {"deadline": deadline})

@@ -1,4 +1,4 @@
-"""The API client commands of ``qcl``: ``admin``, ``client`` and ``demo`` (cli/members.py).
+"""The API client commands of ``qcl``: ``admin``, ``client`` and ``demo`` (cli/admin.py, cli/client.py, cli/demo.py).
 
 Argument and key errors run in-process with Typer's CliRunner; the commands against an API run
 in-process on the ``platform`` fixture (the CLI's sessions pointed at its TestClient); the demo
@@ -26,9 +26,10 @@ from typer.testing import CliRunner, Result
 from chain_client import free_port
 from chain_client._paths import project_root
 from chain_client.nodes import port_in_use
-from cli import members as cli_members
+from cli import _common as cli_common
+from cli._common import DEMO_FILE
+from cli.demo import DEMO_CATALOG, DEMO_DOCUMENTS, DEMO_GRANTS, DEMO_MEMBERS, demo_document
 from cli.main import app
-from cli.members import DEMO_CATALOG, DEMO_DOCUMENTS, DEMO_FILE, DEMO_GRANTS, DEMO_MEMBERS, demo_document
 from qcl_client import ApiError, QclClient
 from tests.api.conftest import Platform
 
@@ -158,7 +159,7 @@ def api(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> Platform:
     def connect(base_url: str, private_key: str) -> QclClient:
         return QclClient(http=platform.http, account=Account.from_key(private_key))
 
-    monkeypatch.setattr(cli_members, "_connect", connect)
+    monkeypatch.setattr(cli_common, "_connect", connect)
     return platform
 
 

@@ -1,4 +1,4 @@
-"""Request and response bodies (SPEC §6)."""
+"""Bodies of the system routes (health, chain) and the RFC 9457 problem body (SPEC §6)."""
 
 from __future__ import annotations
 

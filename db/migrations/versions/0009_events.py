@@ -1,8 +1,8 @@
 """Notifications (SPEC §9.1): events with a per-member sequence, one-time markers, chain clocks,
 webhooks, their deliveries and attempts.
 
-Revision ID: 0008_events
-Revises: 0007_rights
+Revision ID: 0009_events
+Revises: 0008_grant_terms
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_events"
-down_revision = "0007_rights"
+revision = "0009_events"
+down_revision = "0008_grant_terms"
 branch_labels = None
 depends_on = None
 
