@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from audit.log_tree import LogTree
 from chain_client import Ledger
@@ -21,6 +21,7 @@ from .auth import Authenticator, RateLimiter, jwt_secret
 from .background import CheckpointAnchor, IndexFollower, VerificationJobs, verification_runner
 from .calls import CallGroups
 from .middleware import BodyGuard
+from .query import reject_unknown_query
 from .routers import (
     access_requests,
     audit,
@@ -99,7 +100,13 @@ def create_app(
             if follower is not None:
                 follower.stop()
 
-    app = FastAPI(title="Quanchenglian ledger API", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Quanchenglian ledger API",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query)],  # undeclared query parameters: 422 unknown_parameter
+    )
     app.state.calls = CallGroups(ledger)
     app.state.checkpoints = anchor
     app.state.log_tree = LogTree(vault.store)

@@ -828,3 +828,22 @@ def test_a_cross_field_rule_is_in_the_schema(platform: Platform, bug: str) -> No
     assert message in response.text
     answered = p.http.post(path, json=good, headers={"Authorization": f"Bearer {token}"})
     assert answered.status_code in (200, 201), answered.text
+
+
+def test_an_unknown_query_parameter_is_refused(platform: Platform) -> None:
+    """Found by Schemathesis (negative data accepted): ``GET /v1/catalog?<anything>`` answered 200.
+    A parameter the operation does not declare is refused like an unknown body field, so that a
+    misspelt filter never widens a list; declared ones, the dependencies' included, still work."""
+    headers = {"Authorization": f"Bearer {platform.auditor.token}"}
+    response = platform.http.get("/v1/catalog", params={"sensitivty": "3"}, headers=headers)
+    assert (response.status_code, _problem_code(response)) == (422, "unknown_parameter"), response.text
+    assert response.json()["errors"] == [{"loc": ["query", "sensitivty"], "msg": "not a parameter of this operation"}]
+    _documented("/v1/catalog", "GET", response)
+    assert platform.http.get("/v1/catalog", headers=headers).status_code == 200
+    listed = platform.http.get("/v1/grants", params={"offset": 0, "limit": 5}, headers=headers)
+    assert listed.status_code == 200, listed.text
+    subject = platform.citizen.address
+    report = platform.http.get("/v1/audit/reports", params={"subject": subject, "format": "html"}, headers=headers)
+    assert report.status_code == 200, report.text
+    typo = platform.http.get("/v1/audit/reports", params={"subjcet": subject}, headers=headers)
+    assert (typo.status_code, _problem_code(typo)) == (422, "unknown_parameter")
