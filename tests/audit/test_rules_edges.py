@@ -374,3 +374,65 @@ def test_grant_release_checks_in_order() -> None:
     assert rel("0xr3") == "ConsentLedgerGrantExhausted"
     st.timestamp = T0 + 10
     assert rel("0xr3") == "ConsentLedgerGrantExpired"  # at valid_until: expired (checked first)
+
+
+# ---- the survivors of the first mutation run ----------------------------------------------------
+
+
+def test_a_member_with_several_roles_is_active_in_each() -> None:
+    st = state()
+    rules.apply_member(st, S, SUBJECT | CONSUMER)
+    assert st.active(S, SUBJECT) and st.active(S, CONSUMER) and not st.active(S, ADMIN)
+    assert rules.record_grant(st, "0xg", terms(grantee=S), 1, T0) is None  # S grants to itself as consumer
+
+
+def test_a_revocation_keeps_the_recorded_grant() -> None:
+    st = state()
+    gid = granted(st)
+    assert rules.record_release(st, rules.ReleaseItem(gid, R1, "0xr", T0 + 100)) is None
+    assert rules.revoke(st, gid, 2, T0) is None
+    stored = st.grants[gid]
+    assert (stored.terms, stored.uses, stored.revoked, stored.recorded_at) == (terms(), 1, True, 10)
+
+
+def test_the_use_counter_tops_out_even_without_max_uses() -> None:
+    st = state()
+    gid = granted(st)
+    st.grants[gid].uses = rules.MAX_USES - 1
+    assert rules.record_release(st, rules.ReleaseItem(gid, R1, "0xr", T0 + 100)) is None
+    assert rules.record_release(st, rules.ReleaseItem(gid, R1, "0xr2", T0 + 100)) == "ConsentLedgerGrantExhausted"
+
+
+def test_a_resource_registered_or_lowered_in_the_grants_block_is_covered_by_its_wildcard() -> None:
+    st = state()
+    st.block = 30
+    assert rules.register_resource(st, "0xsame", 1) is None
+    assert rules.update_resource(st, R3, 2) is None  # lowered in block 30
+    assert rules.record_grant(st, "0xg", terms((W,)), 1, T0) is None  # recorded in block 30 too
+    assert rules.record_release(st, rules.ReleaseItem("0xg", "0xsame", "0xr", T0 + 100)) is None
+    assert rules.record_release(st, rules.ReleaseItem("0xg", R3, "0xr2", T0 + 100)) is None
+
+
+def test_apply_resource_registers_as_the_chain_recorded() -> None:
+    st = state()
+    st.block = 77
+    rules.apply_resource(st, "0xnew", 2)
+    assert st.catalog["0xnew"] == rules.Resource(sensitivity=2, registered_at=77)
+
+
+def test_an_admin_approval_that_would_activate_too_early_a_window_is_refused() -> None:
+    st = state()
+    late = eterms(vf=T0 + rules.MAX_EMERGENCY_DELAY + 1, vu=T0 + rules.MAX_EMERGENCY_DELAY + 100)
+    assert rules.propose_emergency(st, "0xe", late, AUD) is None  # the auditor first, then the ADMIN
+    assert rules.approve_emergency(st, "0xe", late, ADM) == "ConsentLedgerInvalidWindow"
+
+
+def test_an_emergency_never_activated_is_not_approved_even_when_its_approvers_are_active_again() -> None:
+    st = state()
+    assert rules.propose_emergency(st, "0xe", eterms(), ADM) is None
+    st.members[ADM].suspended = True  # the proposer's approval stops counting...
+    assert rules.approve_emergency(st, "0xe", eterms(), AUD) is None  # ...so this one does not activate it
+    assert st.emergencies["0xe"].activated_at == 0
+    st.members[ADM].suspended = False  # approved now, but never activated
+    assert rules.approved_now(st, st.emergencies["0xe"])
+    assert emergency_release(st) == "ConsentLedgerEmergencyNotApproved"
