@@ -58,6 +58,14 @@ EQUIVALENT: dict[str, str] = {
     "same 10 minutes (a test pins CHALLENGE_LIFETIME)",
     "api.auth.xǁAuthenticatorǁtoken__mutmut_98": '`algorithm="HS256"` dropped: HS256 is PyJWT\'s default (a test reads '
     "the token header)",
+    "audit.rules.x__approval_error__mutmut_15": "the trial emergency's `terms=None`: `approved_now` reads only its "
+    "approvers and the roles they approved in",
+    "audit.rules.x_approved_now__mutmut_15": "`role != ADMIN`: swaps which of the two flags an approver sets; the "
+    "answer needs both, so it is the same",
+    "audit.rules.x_propose_emergency__mutmut_21": "`error = None` for the proposer's approval: one approval can never "
+    "approve an emergency (an ADMIN and an AUDITOR are needed), is never a repeat and never the 17th, so "
+    "`_approval_error` is always None there",
+    "audit.rules.x_propose_emergency__mutmut_24": "`_approval_error(state, emergency, None)`: None for the same reason",
 }
 
 
