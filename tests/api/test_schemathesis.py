@@ -238,6 +238,20 @@ def _beyond_uint64(response: Any, failure: Failure) -> bool:
     return bool(errors) and all(any(b in str(e.get("msg")) for b in bounds) for e in errors)
 
 
+def _unsent_unknown_query(case: Case, response: Any, failure: Failure) -> bool:
+    """Negative data "accepted" although nothing negative was sent: the generator adds a query key
+    the operation does not declare with an empty array as its value, which serialises to no query
+    item at all (the API refuses undeclared keys it does receive: 422 ``unknown_parameter``)."""
+    if type(failure).__name__ != "AcceptedNegativeData" or not isinstance(case.query, dict):
+        return False
+    path, method = case.operation.path, case.method.lower()
+    declared = {p["name"] for p in DESCRIBED["paths"][path][method].get("parameters", []) if p.get("in") == "query"}
+    unknown = {k: v for k, v in case.query.items() if k not in declared}
+    url = getattr(getattr(response, "request", None), "url", None)
+    sent = set(httpx.URL(str(url)).params.keys()) if url is not None else set()
+    return bool(unknown) and all(v in ([], None) for v in unknown.values()) and not sent & unknown.keys()
+
+
 def _relayed_not_readable(case: Case, response: Any, failure: Failure) -> bool:
     """Any member may relay a subject's signed grant (POST /v1/grants), but only the subject, the
     grantee and auditors may read it (SPEC §6): the resource-availability check, which expects the
@@ -263,6 +277,8 @@ def validate(case: Case, response: Any, checks: list[Any] = CHECKS, recorder: An
             semantic = _semantic_refusal(response, failure)
             if _relayed_not_readable(case, response, failure):
                 SEMANTIC[f"{case.operation.label} -> 404 a relaying member may not read the grant (by design)"] += 1
+            elif _unsent_unknown_query(case, response, failure):
+                SEMANTIC[f"{case.operation.label} -> undeclared query key with an empty array: nothing sent"] += 1
             elif _beyond_uint64(response, failure):
                 SEMANTIC[f"{case.operation.label} -> 422 uint64 past 2^64-1 (generator)"] += 1
             elif semantic is not None:
