@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from audit.log_tree import LogTree
 from chain_client import Ledger
@@ -22,6 +22,7 @@ from .background import CheckpointAnchor, IndexFollower, VerificationJobs, stop_
 from .calls import CallGroups
 from .middleware import BodyGuard
 from .notifications import EventClocks, WebhookDeliverer
+from .query import reject_unknown_query
 from .routers import (
     access_requests,
     audit,
@@ -117,6 +118,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # served from local files by api/pages.py (no CDN)
         redoc_url=None,
+        dependencies=[Depends(reject_unknown_query)],  # undeclared query parameters: 422 unknown_parameter
     )
     app.state.calls = CallGroups(ledger, vault.store)
     app.state.checkpoints = anchor

@@ -172,14 +172,6 @@ def _expired(state: State, deadline: int) -> bool:
     return state.timestamp > deadline
 
 
-def _use_nonce(state: State, signer: str, nonce: int) -> bool:
-    key = (signer, nonce)
-    if key in state.nonces:
-        return False
-    state.nonces.add(key)
-    return True
-
-
 # ---- grants -------------------------------------------------------------------------------------
 
 

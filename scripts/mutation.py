@@ -1,7 +1,10 @@
 """Mutation testing (mutmut) of the modules where a silent bug is worst; `make mutation` runs it.
 
-Usage: .venv/bin/python scripts/mutation.py [--jobs N] [--no-write] --tests TEST... -- MODULE...
-(e.g. ``--tests tests/api/test_siwe.py tests/api/test_auth.py -- api/siwe.py api/auth.py``).
+Usage: .venv/bin/python scripts/mutation.py [--jobs N] [--no-write] [--work DIR] [--pytest-args ARGS]
+[--only GLOB...] --tests TEST... -- MODULE...
+(e.g. ``--tests tests/api/test_siwe.py tests/api/test_auth.py -- api/siwe.py api/auth.py``;
+``--pytest-args "-k 'not real_chain'"`` keeps the slow tests of a file out of the run; ``--only
+'vault.releases.*_finish*'`` tests only the mutants of the functions named).
 
 mutmut reads its settings from ``pyproject.toml`` and writes its mutants next to it, so the run
 happens in a scratch copy of the checkout (``build/mutation``, wiped first): the tracked and
@@ -20,8 +23,10 @@ shown with it; any other survivor is a missing test.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -33,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts._bench import ROOT, write_section
 
-WORK = ROOT / "build" / "mutation"
+WORK = ROOT / "build" / "mutation"  # --work names another (one per module, to keep earlier runs)
 
 #: mutmut's exit-code meaning (mutmut.stats.status_by_exit_code), grouped as the report counts them.
 KILLED = {1, 3}
@@ -53,6 +58,14 @@ EQUIVALENT: dict[str, str] = {
     "same 10 minutes (a test pins CHALLENGE_LIFETIME)",
     "api.auth.xǁAuthenticatorǁtoken__mutmut_98": '`algorithm="HS256"` dropped: HS256 is PyJWT\'s default (a test reads '
     "the token header)",
+    "audit.rules.x__approval_error__mutmut_15": "the trial emergency's `terms=None`: `approved_now` reads only its "
+    "approvers and the roles they approved in",
+    "audit.rules.x_approved_now__mutmut_15": "`role != ADMIN`: swaps which of the two flags an approver sets; the "
+    "answer needs both, so it is the same",
+    "audit.rules.x_propose_emergency__mutmut_21": "`error = None` for the proposer's approval: one approval can never "
+    "approve an emergency (an ADMIN and an AUDITOR are needed), is never a repeat and never the 17th, so "
+    "`_approval_error` is always None there",
+    "audit.rules.x_propose_emergency__mutmut_24": "`_approval_error(state, emergency, None)`: None for the same reason",
 }
 
 
@@ -78,11 +91,11 @@ def copy_checkout() -> None:
         shutil.copy2(source, target)
 
 
-def configure(modules: list[str], tests: list[str]) -> None:
+def configure(modules: list[str], tests: list[str], extra: list[str] = ()) -> None:  # type: ignore[assignment]
     """Append mutmut's table: mutate ``modules``, run ``tests``, copy every other top-level entry."""
     source_paths = sorted({m.split("/", 1)[0] for m in modules})
     also_copy = sorted(p.name for p in WORK.iterdir() if p.name not in source_paths and p.name != "pyproject.toml")
-    pytest_args = ["-p", "no:randomly", "-p", "no:xdist", "-p", "no:cacheprovider", "-q"]
+    pytest_args = ["-p", "no:randomly", "-p", "no:xdist", "-p", "no:cacheprovider", "-q", *extra]
     table = (
         "\n[tool.mutmut]\n"
         f"source_paths = {json.dumps(source_paths)}\n"
@@ -158,13 +171,20 @@ def main() -> int:
         action="store_true",
         help="rerun only the previous run's survivors (same modules) against the current tests",
     )
+    parser.add_argument("--work", help="scratch directory (default build/mutation)")
+    parser.add_argument("--pytest-args", default="", help="more pytest arguments, e.g. \"-k 'not slow'\"")
+    parser.add_argument("--only", nargs="+", default=[], help="mutant name globs to test (default: all)")
     parser.add_argument("modules", nargs="+", help="source files to mutate, e.g. api/siwe.py")
     args = parser.parse_args()
+    global WORK
+    if args.work:
+        WORK = (ROOT / args.work).resolve()
+    extra = shlex.split(args.pytest_args)
     for path in [*args.modules, *args.tests]:
         if not (ROOT / path).is_file():
             parser.error(f"{path}: no such file")
 
-    names: list[str] = []
+    names: list[str] = list(args.only)
     if args.survivors:
         names = [n for codes in load_results(args.modules).values() for n, c in codes.items() if c in SURVIVED]
         if not names:
@@ -175,10 +195,10 @@ def main() -> int:
                 shutil.copy2(ROOT / test, target)
         pyproject = WORK / "pyproject.toml"
         pyproject.write_text(pyproject.read_text().split("\n[tool.mutmut]\n", 1)[0])
-        configure(args.modules, args.tests)
+        configure(args.modules, args.tests, extra)
     else:
         copy_checkout()
-        configure(args.modules, args.tests)
+        configure(args.modules, args.tests, extra)
         os.makedirs(WORK / "mutants", exist_ok=True)
         (WORK / "mutants" / "node_modules").symlink_to(ROOT / "node_modules")
     env = dict(os.environ, QCL_PROJECT_ROOT=str(ROOT))
@@ -196,6 +216,11 @@ def main() -> int:
         return run.returncode
 
     results = load_results(args.modules)
+    if args.only:  # the mutants not asked for were not run
+        results = {
+            module: {n: c for n, c in codes.items() if any(fnmatch.fnmatch(n, p) for p in args.only)}
+            for module, codes in results.items()
+        }
     body, survivors = report(results, seconds, args.tests)
     print(body)
     for name in survivors:

@@ -97,7 +97,16 @@ class AccessRequestPublic(BaseModel):
 
 
 class Answer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # The rule of ``_consistent``, stated in the schema too (so generated clients and fuzzers know it).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"properties": {"decision": {"const": "grant"}, "grant": {"type": "object"}}, "required": ["grant"]},
+                {"properties": {"decision": {"const": "reject"}, "grant": {"type": "null"}}},
+            ]
+        },
+    )
     decision: Literal["grant", "reject"]
     grant: SignedGrant | None = Field(None, description="the subject's signed Grant (decision = grant)")
     reason: str | None = Field(None, max_length=1000, description="why (decision = reject)")

@@ -90,7 +90,19 @@ class CorrectionCreate(BaseModel):
 
 
 class Resolution(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # The rule of ``_consistent``, stated in the schema too (so generated clients and fuzzers know it).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "properties": {"outcome": {"const": "corrected"}, "content": {"type": "string", "minLength": 1}},
+                    "required": ["content"],
+                },
+                {"properties": {"outcome": {"const": "rejected"}, "content": {"type": "null"}}},
+            ]
+        },
+    )
     outcome: Literal["corrected", "rejected"]
     reason: str = Field(min_length=1, max_length=2000, description="shown to the subject")
     content: str | None = Field(

@@ -45,7 +45,7 @@ class MemberCreate(BaseModel):
         },
     )
     address: Address
-    roles: list[RoleName] = Field(min_length=1, max_length=5)
+    roles: list[RoleName] = Field(min_length=1, max_length=5, json_schema_extra={"uniqueItems": True})
     name: str = Field(min_length=1, max_length=200)
     org_code: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[0-9A-Za-z\-_.]+$")
     hpke_public_key: str | None = Field(

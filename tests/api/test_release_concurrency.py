@@ -1,8 +1,12 @@
 """The release path under concurrency, through a real HTTP server (uvicorn on a free port), with
 the release relayer running as in `qcl dev`: many requests in flight, group commit, one log writer.
 
+Every test runs on SQLite and on PostgreSQL (a throw-away database; a missing server fails it).
+
 * 64 concurrent releases: every one answered 201, grouped into fewer transactions than requests,
   the release log's indexes run 0..N-1 without a gap, and the audit afterwards is clean;
+* 64 concurrent calls of four kinds (releases, grants, revocations, pauses): all succeed, each
+  lands on chain, the log is gap-free, the audit clean;
 * a revocation landing while releases flow: no release of that grant is recorded after it;
 * a grant with ``maxUses = 5`` under 20 concurrent requests releases exactly 5;
 * the relayer killed (SIGKILL) between sending a grouped release and its block: after a restart
@@ -36,20 +40,21 @@ from chain_client import CompilationResult, Node, free_port
 from db.models import RelayerTransaction, ReleaseIntent, ReleaseLogRow
 from db.store import Store
 from qcl_client import QclClient, open_release
-from tests.conftest import Deployed, deploy_fresh
+from tests.conftest import Deployed, create_pg_database, deploy_fresh, drop_pg_database
 from vault import FileKeyRing, Vault
 
 CARD = b"Resident identity card of Citizen Zhang"
 
 
 class Live:
-    """An API served by uvicorn in a thread, with logged-in members."""
+    """An API served by uvicorn in a thread, with logged-in members; its database SQLite (under
+    ``tmp_path``) or PostgreSQL (``database_url``)."""
 
-    def __init__(self, deployed: Deployed, tmp_path: Path) -> None:
+    def __init__(self, deployed: Deployed, tmp_path: Path, database_url: str | None = None) -> None:
         self.deployed = deployed
         settings = Settings(env="test", data_dir=tmp_path, public_url="http://testserver", checkpoints=False)
         self.vault = Vault(
-            store=Store.sqlite(tmp_path / "vault.db"),
+            store=Store(database_url) if database_url else Store.sqlite(tmp_path / "vault.db"),
             keyring=FileKeyRing(tmp_path / "keyring.json", "test passphrase", scrypt_n=2**12),
             ledger=deployed.ledger,
         )
@@ -106,11 +111,17 @@ class Live:
             return [int(i) for i in s.scalars(select(ReleaseLogRow.idx).order_by(ReleaseLogRow.idx)).all()]
 
 
-@pytest.fixture
-def live(anvil: Node, compiled: CompilationResult, tmp_path: Path) -> Iterator[Live]:
-    built = Live(deploy_fresh(anvil, compiled), tmp_path)
-    yield built
-    built.close()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def live(anvil: Node, compiled: CompilationResult, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Live]:
+    """Each test on SQLite, then on a throw-away PostgreSQL database (a missing server fails it)."""
+    url = create_pg_database("qcl_concurrency") if request.param == "postgresql" else None
+    built = Live(deploy_fresh(anvil, compiled), tmp_path, url)
+    try:
+        yield built
+    finally:
+        built.close()
+        if url is not None:
+            drop_pg_database(url)
 
 
 def test_64_concurrent_releases_grouped_and_logged_in_chain_order(live: Live) -> None:
@@ -138,6 +149,83 @@ def test_64_concurrent_releases_grouped_and_logged_in_chain_order(live: Live) ->
     assert [a.status_code for a in again] == [200] * 8
     assert [a.json()["release_id"] for a in again] == [a.json()["release_id"] for a in answers[:8]]
     assert live.log_indexes() == list(range(64))
+
+
+def _post_at_once(live: Live, calls: list[tuple[QclClient, str, dict[str, Any]]]) -> list[httpx.Response]:
+    """Every ``(caller, path, body)`` POSTed at once, each with its caller's token; answers in order."""
+
+    async def run() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=len(calls))
+        async with httpx.AsyncClient(base_url=live.url, timeout=60.0, limits=limits) as http:
+            return list(
+                await asyncio.gather(
+                    *(
+                        http.post(path, json=body, headers={"Authorization": f"Bearer {caller.token}"})
+                        for caller, path, body in calls
+                    )
+                )
+            )
+
+    return asyncio.run(run())
+
+
+def _grant_body(live: Live, purpose: str) -> dict[str, Any]:
+    from chain_client.ids import new_nonce, purpose_id, resource_id
+
+    now = int(time.time())
+    message = {
+        "subject": live.citizen.address,
+        "grantee": live.dept.address,
+        "resources": [resource_id("id_card")],
+        "purpose": purpose_id(purpose),
+        "validFrom": now - 60,
+        "validUntil": now + 3600,
+        "maxUses": 0,
+        "nonce": new_nonce(),
+        "deadline": now + 600,
+    }
+    return live.citizen._signed("Grant", message)
+
+
+def test_64_concurrent_releases_grants_revocations_and_pauses(live: Live) -> None:
+    """One burst of 64 valid calls of four kinds, all in flight together: 32 releases under four
+    grants, 16 new grants, 8 revocations and 8 pauses of other grants. Every one succeeds, each
+    lands on chain as asked, the log runs 0..31 without a gap and the audit is clean."""
+    made = _post_at_once(live, [(live.citizen, "/v1/grants", _grant_body(live, f"setup-{i}")) for i in range(20)])
+    assert [a.status_code for a in made] == [201] * 20, [a.json() for a in made if a.status_code != 201]
+    setup = [a.json()["grant_id"] for a in made]
+    used, to_revoke, to_pause = setup[:4], setup[4:12], setup[12:20]
+    calls: list[tuple[QclClient, str, dict[str, Any]]] = []
+    calls += [(live.dept, "/v1/releases", live.dept.release_request(used[i % 4], "id_card")) for i in range(32)]
+    calls += [(live.citizen, "/v1/grants", _grant_body(live, f"burst-{i}")) for i in range(16)]
+    calls += [
+        (live.citizen, f"/v1/grants/{g}/revoke", live.citizen._signed("Revoke", live.citizen.revoke_message(g)))
+        for g in to_revoke
+    ]
+    calls += [
+        (live.citizen, f"/v1/grants/{g}/pause", live.citizen.signed_pause(live.citizen.pause_message(g, True)))
+        for g in to_pause
+    ]
+    assert len(calls) == 64
+    answers = _post_at_once(live, calls)
+    failed = [(path, a.status_code, a.text[:200]) for (_, path, _), a in zip(calls, answers, strict=True) if a.is_error]
+    assert failed == []
+    ledger = live.deployed.ledger
+
+    def state(grant_id: str) -> Any:
+        return ledger.grant_state(bytes.fromhex(grant_id[2:]))
+
+    assert sum(state(g).uses for g in used) == 32
+    for answer in answers[32:48]:
+        assert state(answer.json()["grant_id"]).subject == live.citizen.address
+    assert all(state(g).revoked and not state(g).paused for g in to_revoke)
+    assert all(state(g).paused and not state(g).revoked for g in to_pause)
+    assert live.log_indexes() == list(range(32))  # only releases are logged, gap-free
+    report = live.auditor.call("POST", "/v1/audit/verify", json={})
+    assert report["violations"] == [] and report["releases"] == 32 and report["log_entries"] == 32
+    # the paused and revoked grants refuse a release now
+    late = live.post_all([live.dept.release_request(g, "id_card") for g in (to_revoke[0], to_pause[0])])
+    assert [(a.status_code, a.json()["code"]) for a in late] == [(403, "grant_revoked"), (403, "grant_paused")]
 
 
 def test_a_revocation_mid_load_stops_every_later_release(live: Live) -> None:

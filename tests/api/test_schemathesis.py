@@ -40,6 +40,7 @@ from typing import Any
 from unittest import mock
 
 import httpx
+import jsonschema_rs
 import pytest
 import schemathesis
 from eth_account import Account
@@ -188,7 +189,7 @@ class KnownBug:
 
 
 #: API bugs whose fuzzing failures are set aside while they are open, each with a strict xfail
-#: reproducer (``test_open_bug``). The earlier ones (undocumented 400/409/410/413, auth errors
+#: reproducer. The earlier ones (undocumented 400/409/410/413, auth errors
 #: documented as application/json) are fixed and their reproducers below are regression tests.
 def _refused_because(case: Case, response: Any, failure: Failure, label: str, words: str) -> bool:
     if case.operation.label != label or response.status_code != 422:
@@ -196,35 +197,7 @@ def _refused_because(case: Case, response: Any, failure: Failure, label: str, wo
     return type(failure).__name__ == "RejectedPositiveData" and words in response.text
 
 
-KNOWN_BUGS: list[KnownBug] = [
-    KnownBug(
-        "roles-unique",
-        "POST /v1/members refuses repeated roles, but the schema has no uniqueItems",
-        lambda case, response, failure: _refused_because(
-            case, response, failure, "POST /v1/members", "roles must not repeat"
-        ),
-    ),
-    KnownBug(
-        "grant-answer-needs-grant",
-        "POST .../answer refuses decision=grant without a grant, a rule the schema does not state (oneOf)",
-        lambda case, response, failure: _refused_because(
-            case,
-            response,
-            failure,
-            "POST /v1/access-requests/{request_id}/answer",
-            "a grant answer needs the signed grant",
-        ),
-    ),
-    KnownBug(
-        "correction-rejection-content",
-        "POST /v1/corrections/{id}/resolve ties content to the outcome (a rejection carries none, a correction "
-        "needs it), a rule the schema does not state (oneOf)",
-        lambda case, response, failure: any(
-            _refused_because(case, response, failure, "POST /v1/corrections/{correction_id}/resolve", words)
-            for words in ("a rejection carries no content", "a corrected outcome needs the corrected content")
-        ),
-    ),
-]
+KNOWN_BUGS: list[KnownBug] = []  # the three found last (see test_a_cross_field_rule_is_in_the_schema) are fixed
 SET_ASIDE: Counter[str] = Counter()
 SEEN: Counter[str] = Counter()
 STATEFUL: Counter[str] = Counter()  # "<operation> -> <status>" in the stateful phase
@@ -265,6 +238,20 @@ def _beyond_uint64(response: Any, failure: Failure) -> bool:
     return bool(errors) and all(any(b in str(e.get("msg")) for b in bounds) for e in errors)
 
 
+def _unsent_unknown_query(case: Case, response: Any, failure: Failure) -> bool:
+    """Negative data "accepted" although nothing negative was sent: the generator adds a query key
+    the operation does not declare with an empty array as its value, which serialises to no query
+    item at all (the API refuses undeclared keys it does receive: 422 ``unknown_parameter``)."""
+    if type(failure).__name__ != "AcceptedNegativeData" or not isinstance(case.query, dict):
+        return False
+    path, method = case.operation.path, case.method.lower()
+    declared = {p["name"] for p in DESCRIBED["paths"][path][method].get("parameters", []) if p.get("in") == "query"}
+    unknown = {k: v for k, v in case.query.items() if k not in declared}
+    url = getattr(getattr(response, "request", None), "url", None)
+    sent = set(httpx.URL(str(url)).params.keys()) if url is not None else set()
+    return bool(unknown) and all(v in ([], None) for v in unknown.values()) and not sent & unknown.keys()
+
+
 def _relayed_not_readable(case: Case, response: Any, failure: Failure) -> bool:
     """Any member may relay a subject's signed grant (POST /v1/grants), but only the subject, the
     grantee and auditors may read it (SPEC §6): the resource-availability check, which expects the
@@ -290,6 +277,8 @@ def validate(case: Case, response: Any, checks: list[Any] = CHECKS, recorder: An
             semantic = _semantic_refusal(response, failure)
             if _relayed_not_readable(case, response, failure):
                 SEMANTIC[f"{case.operation.label} -> 404 a relaying member may not read the grant (by design)"] += 1
+            elif _unsent_unknown_query(case, response, failure):
+                SEMANTIC[f"{case.operation.label} -> undeclared query key with an empty array: nothing sent"] += 1
             elif _beyond_uint64(response, failure):
                 SEMANTIC[f"{case.operation.label} -> 422 uint64 past 2^64-1 (generator)"] += 1
             elif semantic is not None:
@@ -783,27 +772,95 @@ def test_a_boolean_block_number_is_refused(platform: Platform, path: str) -> Non
     assert (response.status_code, _problem_code(response)) == (422, "invalid_input"), response.text
 
 
-@pytest.mark.xfail(strict=True, reason="open API bugs (KNOWN_BUGS): schema-valid input refused")
-@pytest.mark.parametrize("bug", ["roles-unique", "grant-answer-needs-grant", "correction-rejection-content"])
-def test_open_bug(platform: Platform, bug: str) -> None:
-    """Each KNOWN_BUGS entry: schema-valid input the API should accept (or the schema should forbid)."""
+def _request_schema(label: str) -> Any:
+    """A validator of the JSON request body of ``label`` ("POST /v1/members"), as the OpenAPI document states it."""
+    method, path = label.split(" ", 1)
+    body = DESCRIBED["paths"][path][method.lower()]["requestBody"]["content"]["application/json"]["schema"]
+    return jsonschema_rs.validator_for({**body, "components": DESCRIBED["components"]})
+
+
+#: Bodies refused by a rule across fields or items, which the schema once did not state (Schemathesis'
+#: positive-data check failed on them: schema-valid input refused). Each: label, a body the rule
+#: refuses, the message, and a body it takes.
+CROSS_FIELD: dict[str, tuple[str, Callable[[Platform], dict[str, Any]], str, Callable[[Platform], dict[str, Any]]]] = {
+    "roles-unique": (
+        "POST /v1/members",
+        lambda p: {"address": Account.create().address, "roles": ["SUBJECT", "SUBJECT"], "name": "Citizen Wang"},
+        "roles must not repeat",
+        lambda p: {"address": Account.create().address, "roles": ["SUBJECT", "PROVIDER"], "name": "Citizen Wang"},
+    ),
+    "grant-answer-needs-grant": (
+        "POST /v1/access-requests/{request_id}/answer",
+        lambda p: {"decision": "grant", "grant": None},
+        "a grant answer needs the signed grant",
+        lambda p: {"decision": "reject", "reason": "not now"},
+    ),
+    "rejection-carries-no-grant": (
+        "POST /v1/access-requests/{request_id}/answer",
+        lambda p: {
+            "decision": "reject",
+            "grant": signed(p.citizen, "Grant", grant_message(p, resources=["id_card"], purpose="credit-check")),
+        },
+        "a rejection carries no grant",
+        lambda p: {"decision": "reject", "grant": None},
+    ),
+    "correction-rejection-content": (
+        "POST /v1/corrections/{correction_id}/resolve",
+        lambda p: {"outcome": "rejected", "reason": "no error found", "content": "Y2FyZA=="},
+        "a rejection carries no content",
+        lambda p: {"outcome": "rejected", "reason": "no error found"},
+    ),
+    "correction-needs-content": (
+        "POST /v1/corrections/{correction_id}/resolve",
+        lambda p: {"outcome": "corrected", "reason": "fixed", "content": ""},
+        "a corrected outcome needs the corrected content",
+        lambda p: {"outcome": "corrected", "reason": "fixed", "content": "Y2FyZA=="},
+    ),
+}
+
+
+@pytest.mark.parametrize("bug", list(CROSS_FIELD))
+def test_a_cross_field_rule_is_in_the_schema(platform: Platform, bug: str) -> None:
+    """Found by Schemathesis (were strict xfails): the API refused schema-valid bodies by a rule the
+    schema did not state. Now the schema states it (``uniqueItems``, a ``oneOf`` on the decision or
+    outcome): the refused body is schema-invalid and answered 422 with the rule's message, and a
+    body the rule takes is schema-valid."""
     p = platform
-    if bug == "roles-unique":
-        body = {"address": Account.create().address, "roles": ["SUBJECT", "SUBJECT"], "name": "Citizen Wang"}
-        response = p.http.post("/v1/members", json=body, headers={"Authorization": f"Bearer {p.admin.token}"})
-    elif bug == "correction-rejection-content":
+    label, refused, message, taken = CROSS_FIELD[bug]
+    validator = _request_schema(label)
+    body, good = refused(p), taken(p)
+    assert not validator.is_valid(body), f"the schema takes {body}"
+    assert validator.is_valid(good), f"the schema refuses {good}"
+    if label == "POST /v1/members":
+        path, token = "/v1/members", p.admin.token
+    elif label.startswith("POST /v1/access-requests"):
+        asked = p.dept.request_access(p.citizen.address, ["id_card"], "credit-check")
+        path, token = f"/v1/access-requests/{asked['id']}/answer", p.citizen.token
+    else:
         doc = p.provider.store_document(p.citizen.address, "id_card", b"card")
         opened = p.citizen.call("POST", "/v1/corrections", json={"document_id": doc["document_id"], "claim": "typo"})
-        response = p.http.post(
-            f"/v1/corrections/{opened['correction_id']}/resolve",
-            json={"outcome": "rejected", "reason": "no error found", "content": "Y2FyZA=="},
-            headers={"Authorization": f"Bearer {p.provider.token}"},
-        )
-    else:
-        asked = p.dept.request_access(p.citizen.address, ["id_card"], "credit-check")
-        response = p.http.post(
-            f"/v1/access-requests/{asked['id']}/answer",
-            json={"decision": "grant", "grant": None},
-            headers={"Authorization": f"Bearer {p.citizen.token}"},
-        )
-    assert response.status_code != 422, response.text
+        path, token = f"/v1/corrections/{opened['correction_id']}/resolve", p.provider.token
+    response = p.http.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
+    assert (response.status_code, _problem_code(response)) == (422, "invalid_input"), response.text
+    assert message in response.text
+    answered = p.http.post(path, json=good, headers={"Authorization": f"Bearer {token}"})
+    assert answered.status_code in (200, 201), answered.text
+
+
+def test_an_unknown_query_parameter_is_refused(platform: Platform) -> None:
+    """Found by Schemathesis (negative data accepted): ``GET /v1/catalog?<anything>`` answered 200.
+    A parameter the operation does not declare is refused like an unknown body field, so that a
+    misspelt filter never widens a list; declared ones, the dependencies' included, still work."""
+    headers = {"Authorization": f"Bearer {platform.auditor.token}"}
+    response = platform.http.get("/v1/catalog", params={"sensitivty": "3"}, headers=headers)
+    assert (response.status_code, _problem_code(response)) == (422, "unknown_parameter"), response.text
+    assert response.json()["errors"] == [{"loc": ["query", "sensitivty"], "msg": "not a parameter of this operation"}]
+    _documented("/v1/catalog", "GET", response)
+    assert platform.http.get("/v1/catalog", headers=headers).status_code == 200
+    listed = platform.http.get("/v1/grants", params={"offset": 0, "limit": 5}, headers=headers)
+    assert listed.status_code == 200, listed.text
+    subject = platform.citizen.address
+    report = platform.http.get("/v1/audit/reports", params={"subject": subject, "format": "html"}, headers=headers)
+    assert report.status_code == 200, report.text
+    typo = platform.http.get("/v1/audit/reports", params={"subjcet": subject}, headers=headers)
+    assert (typo.status_code, _problem_code(typo)) == (422, "unknown_parameter")

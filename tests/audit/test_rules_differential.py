@@ -14,11 +14,19 @@ coincurve over hand-encoded EIP-712 structs. Every operation but a grouped relea
 ``multicall`` so that a refusal is a ``CallFailed`` event with the error, not a reverted
 transaction. ``QCL_DIFF_EXAMPLES`` sets the number of sequences (default 150; the issue's figure
 is 2,000: ``QCL_DIFF_EXAMPLES=2000``).
+
+``QCL_DIFF_RECORD=<file>`` also writes every sequence run with the contract's outcomes, and the
+deployment facts the model needs, to ``<file>`` (JSON): ``tests/audit/data/rules_golden.json`` is
+such a recording, which test_rules_replay.py replays against :mod:`audit.rules` without a chain
+(fast enough to run against every mutant in ``make mutation``). Re-record it when the contract
+changes: ``QCL_DIFF_RECORD=tests/audit/data/rules_golden.json QCL_DIFF_EXAMPLES=300 pytest -p
+no:randomly tests/audit/test_rules_differential.py``.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import time
 from collections import Counter
@@ -40,6 +48,8 @@ from chain_client._revert import RevertDecoder
 from chain_client._tx import Transactor
 
 TALLY: Counter[str] = Counter()
+RECORD = os.environ.get("QCL_DIFF_RECORD")  # a file: the sequences and the contract's outcomes go there
+RECORDING: dict[str, Any] = {"world": None, "sequences": []}
 EXAMPLES = int(os.environ.get("QCL_DIFF_EXAMPLES", "150"))
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 GAS = 3_000_000
@@ -689,6 +699,7 @@ def world(compiled: CompilationResult, tmp_path_factory: pytest.TempPathFactory)
         for name in ("admin", "a1", "a2"):
             rules.apply_member(model, ADDR[name], Role.ADMIN if name == "admin" else Role.AUDITOR)
         at = chain.time
+        catalog_blocks: list[int] = []
         for name, role in ROLES.items():
             key = bytes(32) if role & Role.CONSUMER else b""
             assert chain.call(chain.data("onboard", ADDR[name], int(role), bytes(32), key), at) is None
@@ -700,8 +711,15 @@ def world(compiled: CompilationResult, tmp_path_factory: pytest.TempPathFactory)
                 at,
             )
             model.block = int(receipt["blockNumber"], 16)
+            catalog_blocks.append(model.block)
             assert rules.register_resource(model, RES[name], sensitivity) is None
             at += 1
+        RECORDING["world"] = {
+            "separator": "0x" + chain.separator.hex(),
+            "time": at,
+            "block": model.block,
+            "catalog_blocks": catalog_blocks,
+        }
         yield World(chain, model, chain.snapshot(), at, model.block)
     finally:
         node.stop()
@@ -713,7 +731,39 @@ def run_sequence(world: World, ops: list[tuple[Any, ...]]) -> Run:
     run = Run(world.chain, copy.deepcopy(world.model), world.time, world.block)
     for op in ops:
         DO[op[0]](run, op)
+    if RECORD:
+        RECORDING["sequences"].append({"ops": encode_json(ops), "chain": encode_json([c for _, c, _ in run.outcomes])})
     return run
+
+
+def setup_model(catalog_blocks: list[int]) -> rules.State:
+    """The model of the world fixture's deployment (cast onboarded, catalog registered at those blocks)."""
+    model = rules.State(threshold=2)
+    for name in ("admin", "a1", "a2"):
+        rules.apply_member(model, ADDR[name], Role.ADMIN if name == "admin" else Role.AUDITOR)
+    for name, role in ROLES.items():
+        rules.apply_member(model, ADDR[name], int(role))
+    for (name, sensitivity), block in zip(CATALOG.items(), catalog_blocks, strict=True):
+        model.block = block
+        assert rules.register_resource(model, RES[name], sensitivity) is None
+    return model
+
+
+def encode_json(value: Any) -> Any:
+    """Operations and outcomes as JSON: tuples as lists, a ``Sig`` as ``{"sig": name}``."""
+    if isinstance(value, Sig):
+        return {"sig": value.name}
+    if isinstance(value, list | tuple):
+        return [encode_json(v) for v in value]
+    return value
+
+
+def decode_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Sig[value["sig"]]
+    if isinstance(value, list):
+        return [decode_json(v) for v in value]
+    return value
 
 
 @settings(
@@ -798,5 +848,8 @@ def test_a_hand_written_sequence_reaches_the_interesting_outcomes(world: World) 
 
 
 def teardown_module() -> None:
+    if RECORD:
+        with open(RECORD, "w") as fh:
+            json.dump(RECORDING, fh, separators=(",", ":"))
     if os.environ.get("QCL_DIFF_STATS"):
         print("\n".join(f"{n:6d} {k}" for k, n in sorted(TALLY.items())))

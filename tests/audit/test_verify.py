@@ -308,3 +308,21 @@ def test_a_release_of_the_wildcard_id_itself(trail: synthetic.SyntheticTrail) ->
     assert [(v.code, v.tx_hash) for v in report.violations] == [
         ("resource_not_granted", trail.events_list[index].tx_hash)
     ]
+
+
+def test_emergency_releases_are_counted_from_the_first_block_asked_for(trail: synthetic.SyntheticTrail) -> None:
+    first, _ = synthetic.add_emergency(trail, resource=_resource(trail), subject=_subject(trail))
+    second, _ = synthetic.add_emergency(trail, resource=_resource(trail), subject=_subject(trail))
+    report = Verifier(trail, workers=1).verify()
+    assert report.ok and report.emergency_releases == 2
+    block = trail.events_list[second].block_number
+    assert block > trail.events_list[first].block_number
+    later = Verifier(trail, workers=1).verify(from_block=block)  # the release in from_block counts
+    assert later.ok and later.emergency_releases == 1
+
+
+def test_an_emergency_violation_names_the_emergency(trail: synthetic.SyntheticTrail) -> None:
+    index, _ = synthetic.add_emergency(trail, resource=_resource(trail), subject="0x" + "ab" * 20)
+    emergency_id = trail.events_list[index].args["emergencyId"]
+    (violation,) = Verifier(trail, workers=1).verify().violations
+    assert violation.detail == f"ConsentLedgerInactiveMember: release under {emergency_id}"
