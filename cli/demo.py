@@ -15,7 +15,6 @@ from chain_client.ids import purpose_id, resource_id
 from qcl_client import ApiError, QclClient, open_release
 
 from . import _common
-from .qr import demo_scan_to_authorise
 from ._common import (
     DEFAULT_API,
     DEFAULT_DATA_DIR,
@@ -36,6 +35,7 @@ from ._common import (
     _write_private,
     out,
 )
+from .qr import demo_scan_to_authorise
 
 demo_app = typer.Typer(help="A realistic demo on the dev deployment (synthetic data only).", no_args_is_help=True)
 
