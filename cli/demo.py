@@ -245,6 +245,7 @@ def demo_seed(api: ApiOpt = DEFAULT_API, key: AdminKeyOpt = None, data_dir: Data
         _write_json(demo_path, demo, private=True)
         demo["release"] = _seed_release(session, accounts, demo["grants"], previous.get("release"))
         demo["scan_to_authorise"] = demo_scan_to_authorise(session("li"), session("hpf"), data_dir)
+        demo["rights"] = _seed_rights(session, accounts, demo["documents"], previous.get("rights"))
     _write_json(demo_path, demo, private=True)
     _print_demo(demo, state)
 
@@ -327,6 +328,49 @@ def _seed_documents(session: _Sessions, accounts: dict[str, Any]) -> list[dict[s
             )
     _say(f"documents: {issued} issued into the subjects' boxes, {len(documents) - issued} existed")
     return documents
+
+
+def _seed_rights(
+    session: _Sessions, accounts: dict[str, Any], documents: list[dict[str, Any]], previous: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The plan's rights and clocks, one of each (SPEC §9.2, §9.4, §9.5), made once: Wang Wu's
+    correction of his household register (2 working days), the tax service's data demand to the
+    market regulator (5 and 10 working days), and an access request of the fund center to Li Si
+    that expires a minute after seeding, unanswered."""
+    if previous:
+        _say("rights: correction, data demand and expiring access request already made")
+        return previous
+    register = next(d for d in documents if (d["subject"], d["resource"]) == ("wang", "household_register"))
+    correction = session("wang").call(
+        "POST",
+        "/v1/corrections",
+        json={"document_id": register["document_id"], "claim": "The address on my household register is out of date."},
+    )
+    demand = session("tax").call(
+        "POST",
+        "/v1/demands",
+        json={
+            "provider": accounts["amr"]["address"],
+            "title": "Business licence changes, daily",
+            "description": "Changes of registered capital and legal representative, for the tax registry (demo).",
+            "resource_code": "business_license_changes",
+        },
+    )
+    body = {
+        "subject": accounts["li"]["address"],
+        "resources": ["social_insurance"],
+        "purpose": "provident-fund-withdrawal",
+        "valid_for": 30 * 86400,
+        "max_uses": 1,
+        "note": "Left unanswered: it expires a minute after seeding.",
+        "expires_in": 60,
+    }
+    request = session("hpf").call("POST", "/v1/access-requests", json=body)
+    _say(
+        f"rights: correction {correction['correction_id']} (due {correction.get('due_at')}), data demand {demand['demand_id']}, "
+        f"access request {request['id']} expiring at {request.get('expires_at')}"
+    )
+    return {"correction": correction["correction_id"], "demand": demand["demand_id"], "access_request": request["id"]}
 
 
 def _seed_grants(session: _Sessions, accounts: dict[str, Any]) -> list[dict[str, Any]]:

@@ -381,6 +381,8 @@ def test_demo_seed_then_a_department_continues_with_qcl_client(tmp_path: Path) -
         assert demo["grants"] == first["grants"] and demo["release"]["tx_hash"] == first["release"]["tx_hash"]
         scan = demo["scan_to_authorise"]  # SPEC §9.6: a counter grant as a QR, and the event feed
         assert scan["qr_text"].startswith("qcl-grant:") and Path(scan["qr_png"]).is_file()
+        rights = demo["rights"]  # made once: a correction, a data demand, an access request that expires
+        assert rights == first["rights"]
 
         admin_key = json.loads((data_dir / "accounts.json").read_text())["admin"]["private_key"]
         admin = QclClient.connect(url, admin_key)
@@ -411,6 +413,17 @@ def test_demo_seed_then_a_department_continues_with_qcl_client(tmp_path: Path) -
             doc = next(d for d in client.documents() if d["resource"] == expected)
             assert client.read_document(doc["document_id"]) == demo_document(slug, expected)
         assert len(demo["grants"]) == len(DEMO_GRANTS)
+
+        wang_corrections = sessions["wang"].call("GET", "/v1/corrections")["items"]
+        assert [c["correction_id"] for c in wang_corrections] == [rights["correction"]]
+        assert wang_corrections[0]["status"] == "open" and wang_corrections[0]["due_at"] > time.time()
+        tax = QclClient.connect(url, accounts["tax"]["private_key"])
+        tax.login()
+        demands = tax.call("GET", "/v1/demands")["items"]
+        assert [(d["demand_id"], d["provider"]) for d in demands] == [(rights["demand"], accounts["amr"]["address"])]
+        li_requests = sessions["li"].access_requests()
+        assert [(r["id"], r["status"]) for r in li_requests] == [(rights["access_request"], "pending")]
+        assert li_requests[0]["expires_at"] <= time.time() + 60
 
         zhang, release = sessions["zhang"], demo["release"]
         log = zhang.access_log(zhang.address)
