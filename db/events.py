@@ -19,6 +19,7 @@ with a gap-free, strictly increasing per-member ``sequence``.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import time
@@ -82,6 +83,7 @@ ADMIN, AUDITOR = 1, 8
 _NEVER = 2**62
 
 
+@functools.lru_cache(maxsize=65_536)
 def _address(value: str) -> str:
     return str(to_checksum_address(value))
 
@@ -301,6 +303,13 @@ def _grant_terms(session: Session, grant_id: str | None) -> tuple[str | None, st
     """(subject, grantee, GrantRecorded args) of an indexed grant; Nones when it is unknown."""
     if grant_id is None:
         return None, None, {}
+    memo: dict[str, tuple[str | None, str | None, dict[str, Any]]] = session.info.setdefault("qcl_grants", {})
+    if grant_id not in memo:  # a block's releases name the same grants again
+        memo[grant_id] = _lookup_grant(session, grant_id)
+    return memo[grant_id]
+
+
+def _lookup_grant(session: Session, grant_id: str) -> tuple[str | None, str | None, dict[str, Any]]:
     found = session.execute(
         select(LedgerEvent.subject, LedgerEvent.grantee, LedgerEvent.args)
         .where(LedgerEvent.event == "GrantRecorded", LedgerEvent.grant_id == grant_id)

@@ -87,7 +87,7 @@ STEPS = [
     ("HTTP and ASGI alone (uvicorn, Starlette, FastAPI: parsing, routing, validation, JSON)", _FRAMEWORK),
     ("dependencies: login and roles (`current_member`)", "authenticate"),
     ("release: checks before the intent (`prepare_release`: signature, document)", "prepare_release"),
-    ("release: intent written (database group commit)", "_commit (db/batch"),
+    ("database group commit (release intents, grant terms)", "_commit (db/batch"),
     ("release relayer: one grouped transaction (`_record_group`, its thread)", "_record_group"),
     ("  of which: receipt applied, log appended (`_apply`)", "_apply (vault"),
     ("release: document sealed to the grantee (`deliver`)", "deliver (vault"),

@@ -396,6 +396,15 @@ def main() -> None:  # noqa: C901 - one linear script
             for i, (label, _) in enumerate(shares[0][1]):
                 profile_text += f"| {label} | " + " | ".join(f"{s[1][i][1]:.0f}%" for s in shares) + " |\n"
             profile_text += "| samples | " + " | ".join(f"{s[0]:,}" for s in shares) + " |"
+            profile_text += (
+                "\n\nReading it: the API process is one Python process, so its GIL holds it near one core "
+                "whatever the clients do; the CPU column is its cost per request. What would close the gap "
+                "to the targets, largest first: run the indexer (and its event fan-out) and the release "
+                "relayer in `qcl worker` rather than in the API process (`qcl dev` runs them together); run "
+                "the API as several processes (`qcl serve --workers N` on PostgreSQL), which needs cores this "
+                "machine shares with the node and the load generator; then the per-request costs left in "
+                "the table (HTTP and ASGI, the relayer's ABI encoding and receipt decoding in Python)."
+            )
         body += profile_text
         if not args.no_write:
             write_section("release", "The release path through the API (scripts/bench_release.py)", body)
