@@ -195,8 +195,11 @@ def seeded(server: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium: Path) -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API keeps an event loop running in the main thread while it
+    is open, so it must be closed before another module's tests (in the same xdist worker) call
+    ``asyncio.run``."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
