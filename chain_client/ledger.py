@@ -115,10 +115,11 @@ class Checkpoint:
     anchored_at: int
 
 
-def _abi_type(param: Any) -> str:
+def abi_type(param: Any) -> str:
+    """The canonical ABI type of a function or event input (tuples spelled out), as signatures use."""
     kind: str = param["type"]
     if kind.startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in param["components"]) + ")" + kind[len("tuple") :]
+        return "(" + ",".join(abi_type(c) for c in param["components"]) + ")" + kind[len("tuple") :]
     return kind
 
 
@@ -408,7 +409,7 @@ class Ledger:
             fns = [e for e in abi if e.get("type") == "function" and e.get("name") == name]
             if len(fns) != 1:
                 raise ValueError(f"the ledger has {len(fns)} functions named {name!r}")
-            types = [_abi_type(i) for i in fns[0]["inputs"]]
+            types = [abi_type(i) for i in fns[0]["inputs"]]
             entry = (keccak(text=f"{name}({','.join(types)})")[:4], types)
             calls[name] = entry
         selector, types = entry

@@ -30,14 +30,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from eth_abi import encode as abi_encode
-from eth_utils import function_abi_to_4byte_selector, keccak, to_checksum_address
+from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
 from sqlalchemy import Table, bindparam, func, select, update
 
 from chain_client import ChainError, ChainUnavailable, Ledger
 from chain_client.errors import ContractRevert
 from chain_client.indexer import _EventDecoder
+from chain_client.ledger import abi_type
 from chain_client.relayer import RawSender, SendRefused, SignedTx
 from chain_client.types import EmergencyScope, GrantTerms
 from db.models import RelayerTransaction, ReleaseIntent, ReleaseLogRow
@@ -334,9 +334,6 @@ class ReleaseRelayer:
         self._address = to_checksum_address(ledger.consent.address)
         entries = cast(list[dict[str, Any]], ledger.consent.abi)
         abi = {str(e.get("name")): e for e in entries if e.get("type") in ("function", "event")}
-        releases_abi = abi["recordReleases"]
-        self._group_selector = bytes(function_abi_to_4byte_selector(cast(Any, releases_abi)))
-        self._group_types = [_abi_type(i) for i in releases_abi["inputs"]]
         self._events = {
             bytes(keccak(text=_event_signature(e))): _EventDecoder.of(e)
             for name, e in abi.items()
@@ -452,7 +449,7 @@ class ReleaseRelayer:
                     bytes(HexBytes(row.signature)),
                 )
             )
-        data = self._group_selector + abi_encode(self._group_types, [items])
+        data = self.ledger.calldata("recordReleases", items)
         gas = GROUP_GAS_BASE + GROUP_GAS_PER_ITEM * len(items)
         tx = self.sender.sign(self._address, data, gas)
         ids = [r.id for r in rows]
@@ -803,12 +800,5 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _abi_type(param: dict[str, Any]) -> str:
-    kind: str = param["type"]
-    if kind.startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in param["components"]) + ")" + kind[len("tuple") :]
-    return kind
-
-
 def _event_signature(entry: dict[str, Any]) -> str:
-    return f"{entry['name']}({','.join(_abi_type(i) for i in entry['inputs'])})"
+    return f"{entry['name']}({','.join(abi_type(i) for i in entry['inputs'])})"
