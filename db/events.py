@@ -128,18 +128,6 @@ def _ensure_counter(session: Session, member: str) -> None:
     )
 
 
-def _next_sequence(session: Session, member: str) -> int:
-    _ensure_counter(session, member)
-    return int(
-        session.execute(
-            update(EventCounter)
-            .where(EventCounter.member == member)
-            .values(last=EventCounter.last + 1)
-            .returning(EventCounter.last)
-        ).scalar_one()
-    )
-
-
 def emit(
     session: Session,
     type: str,
@@ -152,42 +140,8 @@ def emit(
 ) -> list[EventRow]:
     """Add event ``type`` with ``data`` for each of ``recipients`` (duplicates and None dropped)
     in ``session``'s transaction, and queue its deliveries to their webhooks."""
-    members = sorted({_address(r) for r in recipients if r})
-    payload = json.dumps(dict(data), separators=(",", ":"), sort_keys=True)
     at = int(time.time()) if occurred_at is None else int(occurred_at)
-    rows = []
-    for member in members:
-        row = EventRow(
-            id="evt_" + secrets.token_hex(16),
-            member=member,
-            sequence=_next_sequence(session, member),
-            type=type,
-            occurred_at=at,
-            block_number=block_number,
-            data=payload,
-            source_block=block_number if source_block is None else source_block,
-            retracted=False,
-        )
-        session.add(row)
-        rows.append(row)
-        hooks = session.execute(
-            select(WebhookRow.id, WebhookRow.types).where(WebhookRow.owner == member, WebhookRow.deleted_at.is_(None))
-        ).all()
-        for hook_id, types in hooks:
-            if type_matches(json.loads(types), type):
-                session.add(
-                    WebhookDelivery(
-                        webhook_id=hook_id,
-                        event_id=row.id,
-                        sequence=row.sequence,
-                        status="pending",
-                        attempts=0,
-                        next_attempt_at=0.0,
-                        created_at=time.time(),
-                    )
-                )
-    session.flush()
-    return rows
+    return emit_many(session, [(type, list(recipients), dict(data), block_number, at)], source_block=source_block)
 
 
 def members_with_roles(session: Session, mask: int) -> list[str]:
@@ -357,10 +311,16 @@ def on_indexed(session: Session, events: Sequence[IndexedEvent], timestamps: Map
     return len(plan)
 
 
-def emit_many(session: Session, plan: Sequence[tuple[str, list[str | None], dict[str, Any], int, int]]) -> None:
-    """:func:`emit` for many events at once (a block's worth from the indexer): each member's
-    counter is locked (in one order, so emitters never wait crosswise) and moved once for all its
-    events, and its webhooks are read once; sequences follow ``plan``'s order per member, gap-free."""
+def emit_many(
+    session: Session,
+    plan: Sequence[tuple[str, list[str | None], dict[str, Any], int | None, int]],
+    *,
+    source_block: int | None = None,
+) -> list[EventRow]:
+    """Add the events of ``plan`` ((type, recipients, data, block number, occurred at), in order)
+    and queue their deliveries: each member's counter is locked (in one order, so emitters never
+    wait crosswise) and moved once for all its events, and its webhooks are read once; sequences
+    follow ``plan``'s order per member, gap-free. ``source_block`` defaults to each event's block."""
     per_member: dict[str, int] = {}
     resolved = []
     for type, recipients, data, block, at in plan:
@@ -369,7 +329,7 @@ def emit_many(session: Session, plan: Sequence[tuple[str, list[str | None], dict
             per_member[member] = per_member.get(member, 0) + 1
         resolved.append((type, members, json.dumps(dict(data), separators=(",", ":"), sort_keys=True), block, at))
     if not per_member:
-        return
+        return []
     lock_counters(session, per_member)
     next_of: dict[str, int] = {}
     for member, count in sorted(per_member.items()):
@@ -388,6 +348,7 @@ def emit_many(session: Session, plan: Sequence[tuple[str, list[str | None], dict
     ):
         hooks.setdefault(owner, []).append((str(hook_id), json.loads(hook_types)))
     now = time.time()
+    rows: list[EventRow] = []
     for type, members, payload, block, at in resolved:
         for member in members:
             row = EventRow(
@@ -398,11 +359,12 @@ def emit_many(session: Session, plan: Sequence[tuple[str, list[str | None], dict
                 occurred_at=int(at),
                 block_number=block,
                 data=payload,
-                source_block=block,
+                source_block=block if source_block is None else source_block,
                 retracted=False,
             )
             next_of[member] += 1
             session.add(row)
+            rows.append(row)
             for hook_id, wanted in hooks.get(member, ()):
                 if type_matches(wanted, type):
                     session.add(
@@ -417,6 +379,7 @@ def emit_many(session: Session, plan: Sequence[tuple[str, list[str | None], dict
                         )
                     )
     session.flush()
+    return rows
 
 
 def _base(event: IndexedEvent) -> dict[str, Any]:
