@@ -411,6 +411,8 @@ class CorrectionRow(Base):
     #: "open", then "corrected" or "rejected".
     status: Mapped[str] = mapped_column(String(16))
     opened_at: Mapped[int] = mapped_column(BigInteger)
+    #: Nanoseconds of the opening: orders corrections opened within the same second, newest first.
+    opened_ns: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     due_at: Mapped[int] = mapped_column(BigInteger)
     resolved_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)

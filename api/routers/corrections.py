@@ -248,6 +248,7 @@ def open_correction(
         evidence=base64.b64decode(body.evidence) if body.evidence is not None else None,
         status="open",
         opened_at=now,
+        opened_ns=time.time_ns(),
         due_at=due,
         salt=salt,
         open_commitment="0x" + opened.hex(),
@@ -282,7 +283,7 @@ def list_corrections(
             s,
             CorrectionRow,
             where=where,
-            order_by=(CorrectionRow.opened_at.desc(), CorrectionRow.id),
+            order_by=(CorrectionRow.opened_at.desc(), CorrectionRow.opened_ns.desc(), CorrectionRow.id),
             offset=offset,
             limit=limit,
         )
