@@ -107,16 +107,18 @@ def worker() -> None:
 @app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(ctx: typer.Context) -> None:
     """The release-path benchmark (scripts/bench_release.py; its options pass through, e.g.
-    `qcl bench --releases 5000 --clients 32 128`), or `qcl bench faults` (scripts/bench_faults.py:
-    faults injected under load): each rewrites its section of BENCHMARKS.md."""
+    `qcl bench --releases 5000 --clients 32 128`), `qcl bench faults` (scripts/bench_faults.py:
+    faults injected under load) or `qcl bench soak` (scripts/bench_soak.py: a steady load for
+    minutes): each rewrites its section of BENCHMARKS.md."""
     import subprocess
 
     from chain_client._paths import project_root
 
     args = list(ctx.args)
-    name = "bench_faults.py" if args[:1] == ["faults"] else "bench_release.py"  # `qcl bench faults …`
+    named = args[:1] in (["faults"], ["soak"])  # `qcl bench faults …`, `qcl bench soak …`
+    name = f"bench_{args[0]}.py" if named else "bench_release.py"
     script = project_root() / "scripts" / name
-    raise typer.Exit(subprocess.call([sys.executable, str(script), *args[name == "bench_faults.py" :]]))
+    raise typer.Exit(subprocess.call([sys.executable, str(script), *args[named:]]))
 
 
 @app.command("compile")

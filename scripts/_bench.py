@@ -1,16 +1,35 @@
-"""Shared helpers of the benchmark scripts: write one section of BENCHMARKS.md."""
+"""Shared helpers of the benchmark scripts: a `qcl dev` deployment on an anvil of its own with its
+members, pre-signed request bodies, one request sent with the SDK's retry rule, process figures
+from /proc, and writing one section of BENCHMARKS.md."""
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+from cryptography.hazmat.primitives.asymmetric import x25519
+from eth_account import Account
+
+from chain_client import Node, compile_contracts, start_node
+from chain_client.ids import RequestIdAllocator, new_nonce, purpose_id, resource_id
+from qcl_client import QclClient
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nFigures measured on the project's machine by the scripts named in each section.\n"
+RESOURCE = "social_insurance"
+PURPOSE = "benefit-review"
 
 
 def machine() -> str:
@@ -26,13 +45,191 @@ def machine() -> str:
     return f"{cpu}, {cores} cores, Python {platform.python_version()}"
 
 
-def write_section(key: str, title: str, body: str) -> None:
-    """Replace (or append) the section marked ``key`` in BENCHMARKS.md."""
+def write_section(key: str, title: str, body: str, path: Path = BENCHMARKS) -> None:
+    """Replace (or append) the section marked ``key`` in ``path`` (BENCHMARKS.md)."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = (
         f"<!-- {key}:start -->\n## {title}\n\nMeasured {stamp} on {machine()}.\n\n{body.strip()}\n<!-- {key}:end -->\n"
     )
-    text = BENCHMARKS.read_text() if BENCHMARKS.is_file() else HEADER
+    text = path.read_text() if path.is_file() else HEADER
     pattern = re.compile(rf"<!-- {re.escape(key)}:start -->.*?<!-- {re.escape(key)}:end -->\n", re.S)
     text = pattern.sub(lambda _m: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    BENCHMARKS.write_text(text)
+    path.write_text(text)
+
+
+# ---- processes ---------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process (this one when ``pid`` is None)."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kib(pid: int | None, field: str = "VmRSS") -> int:
+    """A memory figure of /proc/<pid>/status in KiB (``VmRSS``: resident now; ``VmHWM``: peak);
+    this process when ``pid`` is None."""
+    for line in Path(f"/proc/{pid or 'self'}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+# ---- the deployment ----------------------------------------------------------------------------
+
+
+@dataclass
+class Members:
+    """The members a benchmark runs with: the deployment's ADMIN, a provider, one department
+    (CONSUMER with an HPKE key), the deployment's first AUDITOR, and citizens with one document each."""
+
+    admin: QclClient
+    provider: QclClient
+    dept: QclClient
+    dept_key: x25519.X25519PrivateKey
+    auditor: QclClient
+    citizens: list[QclClient]
+
+
+@dataclass
+class Dev:
+    """`qcl dev` (API, release relayer, indexer follower, checkpoints in one process) on an anvil of
+    its own, and its members."""
+
+    node: Node
+    api: subprocess.Popen[bytes]
+    url: str
+    data: Path
+    http: httpx.Client
+    members: Members
+
+    @property
+    def anvil_pid(self) -> int | None:
+        return self.node.process.pid if self.node.process else None
+
+
+def _wait_health(url: str, proc: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"qcl dev exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/health", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("qcl dev did not answer /health")
+
+
+def onboard(http: httpx.Client, admin: Any, auditor: Any, subjects: int) -> Members:
+    """Onboard the members of a benchmark (``admin`` and ``auditor``: the deployment's accounts)."""
+    boss = QclClient(http=http, account=admin)
+    boss.login()
+    provider, dept = (QclClient(http=http, account=Account.create()) for _ in range(2))
+    auditor_client = QclClient(http=http, account=auditor)  # the first AUDITOR, named by the deployment
+    dept_key = x25519.X25519PrivateKey.generate()
+    boss.onboard(provider.address, ["PROVIDER"], "Jinan Social Insurance Bureau", org_code="BENCH-P")
+    boss.onboard(
+        dept.address,
+        ["CONSUMER"],
+        "Housing Provident Fund Center",
+        org_code="BENCH-C",
+        hpke_public_key=dept_key.public_key().public_bytes_raw(),
+    )
+    boss.register_resource(RESOURCE, "Social insurance record", provider.address, 2)
+    for client in (provider, dept, auditor_client):
+        client.login()
+    citizens = [QclClient(http=http, account=Account.create()) for _ in range(subjects)]
+    for i, citizen in enumerate(citizens):
+        boss.onboard(citizen.address, ["SUBJECT"], f"Citizen {i}")
+        provider.store_document(citizen.address, RESOURCE, f"record of citizen {i}".encode() * 8)
+    domain = dept.domain()
+    for citizen in citizens:
+        citizen._domain = domain
+    return Members(boss, provider, dept, dept_key, auditor_client, citizens)
+
+
+@contextmanager
+def dev_deployment(work: Path, *, subjects: int, checkpoint_interval: float = 5) -> Iterator[Dev]:
+    """Start anvil and `qcl dev` on free ports in ``work`` (the deployment's accounts in its data
+    directory, the release relayer with an account of its own), onboard the members; stop both after."""
+    from tests.faults._procs import dev_env, fund_accounts, spawn
+
+    compile_contracts()
+    node = start_node("anvil", log_dir=work / "anvil-logs")
+    data = work / "data"
+    accounts = fund_accounts(node, data)
+    env = dev_env(data, str(node.url), QCL_CHECKPOINT_INTERVAL=str(checkpoint_interval), QCL_INDEX_INTERVAL="2")
+    url = env["QCL_PUBLIC_URL"]
+    api = spawn(["dev"], env, work / "api.log")
+    try:
+        _wait_health(url, api)
+        print(f"qcl dev up at {url} (pid {api.pid}); anvil at {node.url}", flush=True)
+        with httpx.Client(base_url=url, timeout=120.0) as http:
+            members = onboard(http, accounts["admin"], accounts["auditor"], subjects)
+            print(f"{subjects} citizens onboarded with one document each", flush=True)
+            yield Dev(node, api, url, data, http, members)
+    finally:
+        api.terminate()
+        try:
+            api.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            api.kill()
+        node.stop()
+
+
+# ---- requests ----------------------------------------------------------------------------------
+
+
+def signed_grant(citizen: QclClient, grantee: str, *, valid_for: int = 86400) -> dict[str, Any]:
+    """A citizen's signed Grant of :data:`RESOURCE` to ``grantee``, valid now for ``valid_for`` seconds."""
+    now = int(time.time())
+    message = {
+        "subject": citizen.address,
+        "grantee": grantee,
+        "resources": [resource_id(RESOURCE)],
+        "purpose": purpose_id(PURPOSE),
+        "validFrom": now - 60,
+        "validUntil": now + valid_for,
+        "maxUses": 0,
+        "nonce": new_nonce(),
+        "deadline": now + 3600,
+    }
+    return citizen._signed("Grant", message)
+
+
+def signed_release(dept: QclClient, allocator: RequestIdAllocator, grant_id: str) -> dict[str, Any]:
+    """The department's signed ReleaseRequest of :data:`RESOURCE` under ``grant_id``, a fresh request id."""
+    message = {
+        "grantId": bytes.fromhex(grant_id[2:]),
+        "resource": resource_id(RESOURCE),
+        "requestId": allocator.next(),
+        "deadline": int(time.time()) + 3600,
+    }
+    return dept._signed("ReleaseRequest", message)
+
+
+async def send(
+    http: aiohttp.ClientSession, method: str, path: str, body: Any, retried: dict[str, int]
+) -> tuple[int | None, Any, str | None]:
+    """One request: ``(status, payload, None)``, or ``(None, None, transport error)``.
+
+    A release request and a read may be sent again as they are (SPEC §9.7), as the SDK does
+    (QclClient.call_idempotent) when a keep-alive connection was closed under it: up to 3 times,
+    each counted in ``retried`` by error."""
+    idempotent = method == "GET" or path == "/v1/releases"
+    for attempt in range(3 if idempotent else 1):
+        try:
+            async with http.request(method, path, json=body) as response:
+                return response.status, await response.json(content_type=None), None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            error = type(exc).__name__
+            if attempt < (2 if idempotent else 0):
+                retried[error] = retried.get(error, 0) + 1
+                continue
+            return None, None, error
+    raise AssertionError("unreachable")

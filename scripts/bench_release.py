@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,18 +34,20 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
-import httpx
-from cryptography.hazmat.primitives.asymmetric import x25519
-from eth_account import Account
 
-from chain_client import compile_contracts, free_port, start_node
-from chain_client.ids import RequestIdAllocator, new_nonce, purpose_id, resource_id
+from chain_client import compile_contracts
+from chain_client.ids import RequestIdAllocator
 from qcl_client import QclClient, open_release
-from scripts._bench import ROOT, write_section
+from scripts._bench import (
+    cpu_seconds,
+    dev_deployment,
+    memory_kib,
+    send,
+    signed_grant,
+    signed_release,
+    write_section,
+)
 from scripts._profile import sampled, steps, top_self
-
-RESOURCE = "social_insurance"
-PURPOSE = "benefit-review"
 
 
 @dataclass
@@ -87,15 +86,6 @@ class Run:
         )
 
 
-def _cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of a process (this one when ``pid`` is None)."""
-    if pid is None:
-        t = os.times()
-        return t.user + t.system
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _load(
     name: str, url: str, bodies: list[tuple[str, str, Any]], clients: int, token: str, check: Any = None
 ) -> tuple[Run, list[Any]]:
@@ -118,23 +108,10 @@ async def _load(
             while not queue.empty():
                 i = queue.get_nowait()
                 method, path, body = bodies[i]
-                status: int | None = None
-                payload: Any = None
                 started = time.perf_counter()
-                # a release request and a read may be sent again as they are (SPEC §9.7), as the SDK
-                # does (QclClient.call_idempotent) when a keep-alive connection was closed under it
-                idempotent = method == "GET" or path == "/v1/releases"
-                for attempt in range(3 if idempotent else 1):
-                    try:
-                        async with http.request(method, path, json=body) as response:
-                            status, payload = response.status, await response.json(content_type=None)
-                        break
-                    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                        error = type(exc).__name__
-                        if attempt < (2 if idempotent else 0):
-                            run.retried[error] = run.retried.get(error, 0) + 1
-                            continue
-                        run.failed[error] = run.failed.get(error, 0) + 1
+                status, payload, error = await send(http, method, path, body, run.retried)
+                if error is not None:
+                    run.failed[error] = run.failed.get(error, 0) + 1
                 if status is None:
                     continue
                 run.latencies.append(time.perf_counter() - started)
@@ -151,28 +128,6 @@ async def _load(
     return run, answers
 
 
-def _vm_hwm(pid: int) -> int:
-    """Peak resident memory of a process in MiB (VmHWM)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) // 1024
-    return 0
-
-
-def _wait_health(url: str, proc: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"qcl dev exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/health", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit("qcl dev did not answer /health")
-
-
 def main() -> None:  # noqa: C901 - one linear script
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--releases", type=int, default=5000, help="releases per concurrency level")
@@ -184,82 +139,20 @@ def main() -> None:  # noqa: C901 - one linear script
     parser.add_argument("--profile", type=Path, help="sample the API process with py-spy per phase into this folder")
     args = parser.parse_args()
 
-    compile_contracts()
     work = Path(tempfile.mkdtemp(prefix="qcl-bench-"))
-    node = start_node("anvil", log_dir=work / "anvil-logs")
-    api_port = free_port()
-    url = f"http://127.0.0.1:{api_port}"
-    admin, relayer, releaser, auditor_key = (Account.create() for _ in range(4))
-    data_dir = work / "data"
-    data_dir.mkdir()
-    accounts = {
-        n: {"address": a.address, "private_key": a.key.to_0x_hex()}
-        for n, a in (("admin", admin), ("relayer", relayer), ("releaser", releaser), ("auditor", auditor_key))
-    }
-    (data_dir / "accounts.json").write_text(json.dumps(accounts))
-    for account in (admin, relayer, releaser):
-        node.fund(account.address)
-    env = {
-        **os.environ,
-        "QCL_ENV": "dev",
-        "QCL_CHAIN": str(node.url),
-        "QCL_API_PORT": str(api_port),
-        "QCL_PUBLIC_URL": url,
-        "QCL_DATA_DIR": str(data_dir),
-        "QCL_CHECKPOINT_INTERVAL": "5",
-        "PYTHONPATH": str(ROOT),
-    }
-    api = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "qcl"), "dev"],
-        env=env,
-        cwd=work,
-        stderr=subprocess.STDOUT,
-        stdout=open(work / "api.log", "wb"),
-    )
     rows: list[str] = []
-    try:
-        _wait_health(url, api)
-        print(f"qcl dev up at {url} (pid {api.pid}); anvil at {node.url}")
-        http = httpx.Client(base_url=url, timeout=120.0)
-        boss = QclClient(http=http, account=admin)
-        boss.login()
-        provider, dept = (QclClient(http=http, account=Account.create()) for _ in range(2))
-        auditor = QclClient(http=http, account=auditor_key)  # the first AUDITOR, named by the deployment
-        dept_key = x25519.X25519PrivateKey.generate()
-        boss.onboard(provider.address, ["PROVIDER"], "Jinan Social Insurance Bureau", org_code="BENCH-P")
-        boss.onboard(
-            dept.address,
-            ["CONSUMER"],
-            "Housing Provident Fund Center",
-            org_code="BENCH-C",
-            hpke_public_key=dept_key.public_key().public_bytes_raw(),
+    with dev_deployment(work, subjects=args.subjects) as dev:
+        node, api, url = dev.node, dev.api, dev.url
+        boss, dept, dept_key, auditor, citizens = (
+            dev.members.admin,
+            dev.members.dept,
+            dev.members.dept_key,
+            dev.members.auditor,
+            dev.members.citizens,
         )
-        boss.register_resource(RESOURCE, "Social insurance record", provider.address, 2)
-        for client in (provider, dept, auditor):
-            client.login()
-        citizens = [QclClient(http=http, account=Account.create()) for _ in range(args.subjects)]
-        for i, citizen in enumerate(citizens):
-            boss.onboard(citizen.address, ["SUBJECT"], f"Citizen {i}")
-            provider.store_document(citizen.address, RESOURCE, f"record of citizen {i}".encode() * 8)
-        print(f"{len(citizens)} citizens onboarded with one document each")
-        domain = dept.domain()
-        for citizen in citizens:
-            citizen._domain = domain
 
         def grant_body(citizen: QclClient) -> dict[str, Any]:
-            now = int(time.time())
-            message = {
-                "subject": citizen.address,
-                "grantee": dept.address,
-                "resources": [resource_id(RESOURCE)],
-                "purpose": purpose_id(PURPOSE),
-                "validFrom": now - 60,
-                "validUntil": now + 86400,
-                "maxUses": 0,
-                "nonce": new_nonce(),
-                "deadline": now + 3600,
-            }
-            return citizen._signed("Grant", message)
+            return signed_grant(citizen, dept.address)
 
         chain = boss.call("GET", "/v1/chain")
         consent = node.w3.eth.contract(
@@ -272,7 +165,7 @@ def main() -> None:  # noqa: C901 - one linear script
         def measured(coro: Any) -> Any:
             """Run one load phase (sampled with py-spy when --profile is given), with the CPU time
             each process spent on it: a figure that holds on a busy machine, unlike the rates."""
-            before = {k: _cpu_seconds(p) for k, p in pids.items() if k == "load" or p}
+            before = {k: cpu_seconds(p) for k, p in pids.items() if k == "load" or p}
             if not args.profile:
                 result = asyncio.run(coro)
             else:
@@ -283,7 +176,7 @@ def main() -> None:  # noqa: C901 - one linear script
                 profiles.append((result[0].name + f" @{result[0].clients}", out))
             run = result[0]
             done = max(1, run.ok + sum(run.failed.values()))
-            run.cpu_ms = {k: (_cpu_seconds(pids[k]) - v) * 1000 / done for k, v in before.items()}
+            run.cpu_ms = {k: (cpu_seconds(pids[k]) - v) * 1000 / done for k, v in before.items()}
             return result
 
         messages: dict[str, dict[str, Any]] = {}
@@ -304,13 +197,7 @@ def main() -> None:  # noqa: C901 - one linear script
         allocator = RequestIdAllocator()
 
         def release_body(grant_id: str) -> dict[str, Any]:
-            message = {
-                "grantId": bytes.fromhex(grant_id[2:]),
-                "resource": resource_id(RESOURCE),
-                "requestId": allocator.next(),
-                "deadline": int(time.time()) + 3600,
-            }
-            return dept._signed("ReleaseRequest", message)
+            return signed_release(dept, allocator, grant_id)
 
         release_runs: list[Run] = []
         read_runs: list[Run] = []
@@ -337,14 +224,15 @@ def main() -> None:  # noqa: C901 - one linear script
             read_runs.append(run)
             print(run.row())
 
-        before = {k: _cpu_seconds(p) for k, p in pids.items() if k == "load" or p}
+        before = {k: cpu_seconds(p) for k, p in pids.items() if k == "load" or p}
         naive = _naive(
             node.w3, consent, [(g, messages[g]) for g in grants], args.naive, min(args.clients), release_body
         )
-        naive.cpu_ms = {k: (_cpu_seconds(pids[k]) - v) * 1000 / max(1, args.naive) for k, v in before.items()}
+        naive.cpu_ms = {k: (cpu_seconds(pids[k]) - v) * 1000 / max(1, args.naive) for k, v in before.items()}
         naive.cpu_ms["api"] = 0.0
         print(naive.row())
-        api_rss, anvil_rss = _vm_hwm(api.pid), _vm_hwm(node.process.pid) if node.process else 0
+        api_rss = memory_kib(api.pid, "VmHWM") // 1024
+        anvil_rss = memory_kib(dev.anvil_pid, "VmHWM") // 1024 if dev.anvil_pid else 0
 
         # ---- checks ----------------------------------------------------------------------------
         auditor.token = auditor.token or (auditor.login() and auditor.token)
@@ -409,13 +297,6 @@ def main() -> None:  # noqa: C901 - one linear script
         if not args.no_write:
             write_section("release", "The release path through the API (scripts/bench_release.py)", body)
         print(body)
-    finally:
-        api.terminate()
-        try:
-            api.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            api.kill()
-        node.stop()
 
 
 def _naive(

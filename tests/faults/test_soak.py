@@ -1,0 +1,37 @@
+"""`qcl bench soak` (scripts/bench_soak.py) for a few seconds at a low rate: every check passes and
+the soak section is written into the given copy of BENCHMARKS.md, the other sections untouched."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_short_soak_passes_its_checks_and_writes_its_section(tmp_path: Path) -> None:
+    original = (ROOT / "BENCHMARKS.md").read_text()
+    output = tmp_path / "BENCHMARKS.md"
+    output.write_text(original)
+    command = [sys.executable, str(ROOT / "scripts" / "bench_soak.py"), "--minutes", "0.3", "--interval", "2"]
+    command += ["--release-rate", "4", "--grant-rate", "2", "--read-rate", "2", "--subjects", "3"]
+    done = subprocess.run([*command, "--output", str(output)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+    text = output.read_text()
+    section = re.search(r"<!-- soak:start -->\n(.*?)<!-- soak:end -->\n", text, re.S)
+    assert section is not None
+    body = section.group(1)
+    assert body.startswith("## Soak: a steady load for 0.3 minutes (scripts/bench_soak.py)")
+    checks = re.findall(r"^\| ([^|]+?) \| (pass|\*\*FAIL\*\*) \|", body, re.M)
+    assert len(checks) == 9 and all(result == "pass" for _name, result in checks), checks
+    assert re.search(r"\| 0 errors \|", body)
+    assert "18 s |" in body  # the last row of the table: the run's end
+    # everything else is as it was, and the section comes after RELIABILITY
+    assert text.replace(section.group(0), "").rstrip("\n") == re.sub(
+        r"<!-- soak:start -->.*?<!-- soak:end -->\n", "", original, flags=re.S
+    ).rstrip("\n")
+    assert text.index("<!-- reliability:end -->") < text.index("<!-- soak:start -->")
+    assert (ROOT / "BENCHMARKS.md").read_text() == original
