@@ -272,12 +272,22 @@ class WebhookDeliverer:
 
 
 class EventClocks:
-    """Fires passed deadlines as events (:func:`db.events.fire_due`) every ``interval`` seconds."""
+    """Fires passed deadlines as events (:func:`db.events.fire_due`) every ``interval`` seconds:
+    the ledger's windows (grant and emergency expiry) on ``chain_clock``, the chain's time as
+    indexed (:func:`db.events.indexed_time`), the service clocks on ``clock``, the wall clock."""
 
-    def __init__(self, store: Store, *, interval: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        chain_clock: Callable[[], int | None] | None = None,
+    ) -> None:
         self.store = store
         self.interval = interval
         self.clock = clock
+        self.chain_clock = chain_clock or (lambda: member_events.indexed_time(store))
         self.fired = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -293,7 +303,7 @@ class EventClocks:
             self._thread.join(timeout)
 
     def step(self) -> int:
-        fired = member_events.fire_due(self.store, int(self.clock()))
+        fired = member_events.fire_due(self.store, int(self.clock()), chain_now=self.chain_clock() or 0)
         self.fired += fired
         return fired
 

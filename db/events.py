@@ -15,6 +15,10 @@ with a gap-free, strictly increasing per-member ``sequence``.
 * Deadlines become events in the worker (:func:`fire_due`): ``grant.expired``,
   ``emergency.expired`` (clocks written when the grant or activation is indexed),
   ``access_request.expired``, ``correction.overdue``, ``demand.overdue``; each once (a marker).
+  The first two end windows of the ledger, which the contract judges by ``block.timestamp`` (SPEC
+  §3): they fire on the chain's time (:func:`indexed_time`), as the grant's status reads
+  ``expired`` from the first block at or past ``validUntil``, whatever the wall clock says; the
+  others are service clocks of the platform, on the wall clock.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from .models import (
     EventCounter,
     EventMarker,
     EventRow,
+    IndexedBlock,
     LedgerEvent,
     PurposeRow,
     WebhookDelivery,
@@ -589,16 +594,27 @@ def _not_marked(key_prefix: str, column: Any) -> Any:
     return ~exists(select(EventMarker.key).where(EventMarker.key == literal(key_prefix) + column))
 
 
-def fire_due(store: Store, now: int, *, limit: int = 200) -> int:
-    """Emit every deadline passed at ``now`` that has not been emitted yet, each in a transaction
-    of its own; returns how many. Each is emitted once: a clock's ``fired_at``, the access
-    request's own status (``pending`` -> ``expired``, in the statement that claims it, so an
-    answer racing with the expiry either wins or finds it closed), or a marker."""
+def indexed_time(store: Store) -> int | None:
+    """The chain's time as the index knows it: the timestamp of the highest block indexed (the
+    indexer stores the last block of every batch); ``None`` before anything is indexed."""
+    with store.session() as s:
+        return s.scalar(select(IndexedBlock.timestamp).order_by(IndexedBlock.number.desc()).limit(1))
+
+
+def fire_due(store: Store, now: int, *, chain_now: int | None = None, limit: int = 200) -> int:
+    """Emit every deadline passed that has not been emitted yet, each in a transaction of its own;
+    returns how many. The ledger's windows (``grant.expired``, ``emergency.expired``: the clocks
+    of ``event_clocks``) are passed at ``chain_now``, the chain's time (:func:`indexed_time`; default
+    ``now``), the service clocks (access requests, corrections, demands) at ``now``, the wall
+    clock. Each is emitted once: a clock's ``fired_at``, the access request's own status
+    (``pending`` -> ``expired``, in the statement that claims it, so an answer racing with the
+    expiry either wins or finds it closed), or a marker."""
     fired = 0
+    chain_now = now if chain_now is None else chain_now
     with store.session() as s:
         clocks = s.scalars(
             select(EventClock.key)
-            .where(EventClock.fired_at.is_(None), EventClock.cancelled_block.is_(None), EventClock.due_at <= now)
+            .where(EventClock.fired_at.is_(None), EventClock.cancelled_block.is_(None), EventClock.due_at <= chain_now)
             .order_by(EventClock.due_at)
             .limit(limit)
         ).all()
@@ -688,6 +704,7 @@ __all__ = [
     "emit_demand",
     "events_after",
     "fire_due",
+    "indexed_time",
     "lock_counters",
     "on_indexed",
     "on_rolled_back",

@@ -126,3 +126,11 @@ def platform(
     built = build_platform(deployed, tmp_path, database_url=database_url(request, api_database))
     yield built
     built.close()
+
+
+@pytest.fixture
+def alone(deployed_alone: Deployed, tmp_path: Path) -> Iterator[Platform]:
+    """The platform on an anvil of the test's own, for tests that move the chain's clock."""
+    built = build_platform(deployed_alone, tmp_path)
+    yield built
+    built.close()

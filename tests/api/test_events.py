@@ -7,8 +7,6 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +19,7 @@ from db import events as member_events
 from db.models import CorrectionRow, DemandRow, EventClock, EventRow
 from db.store import Store
 from qcl_client import ApiError, QclClient
-from tests.api.conftest import Platform, build_platform
+from tests.api.conftest import Platform
 from tests.conftest import Deployed
 
 pytestmark = pytest.mark.both_databases  # the platform's tests on SQLite, then PostgreSQL
@@ -161,13 +159,6 @@ def test_a_revocation_mined_outside_the_api_still_notifies(
     _sync(p)
     revoked = [e for e in events_of(p.dept) if e["type"] == "grant.revoked"]
     assert len(revoked) == 1 and revoked[0]["data"]["grant_id"] == gid and revoked[0]["block_number"]
-
-
-@pytest.fixture
-def alone(deployed_alone: Deployed, tmp_path: Path) -> Iterator[Platform]:
-    built = build_platform(deployed_alone, tmp_path)
-    yield built
-    built.close()
 
 
 def _rpc(p: Platform, method: str, *params: Any) -> Any:
