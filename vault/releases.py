@@ -614,7 +614,9 @@ class ReleaseRelayer:
                 error = rejected.get(index, SIGNATURE_REFUSAL)
                 outcomes.append((row.id, "rejected", error, None, tx_hash, block))
         chain_order.sort(key=lambda pair: pair[0])
-        self._finish(outcomes, recorded=[row for _, row in chain_order], tx_hash=tx_hash, block=block)
+        self._finish(
+            outcomes, recorded=[row for _, row in chain_order], tx_hash=tx_hash, block=block, at=_block_time(receipt)
+        )
         self.items += len(rows)
         return ids
 
@@ -647,9 +649,11 @@ class ReleaseRelayer:
         recorded: Sequence[ReleaseIntent] = (),
         tx_hash: str | None = None,
         block: int | None = None,
+        at: int | None = None,
     ) -> None:
         """One transaction: the recorded releases appended to the log in chain order, every
-        intent settled, the relayer transaction marked mined."""
+        intent settled, the relayer transaction marked mined. A log entry's ``released_at`` is
+        ``at``, the block's time (when the contract judged the release), else the relayer's clock."""
         now = self._clock()
         with self.store.session() as s:
             index = s.scalar(select(func.max(ReleaseLogRow.idx)))
@@ -670,7 +674,7 @@ class ReleaseRelayer:
                     commitment=commitments.get(row.document_id, ""),
                     tx_hash=str(tx_hash),
                     block_number=int(block or 0),
-                    released_at=int(now),
+                    released_at=int(now if at is None else at),
                 )
                 s.add(
                     ReleaseLogRow(
@@ -802,3 +806,13 @@ def _jsonable(value: Any) -> Any:
 
 def _event_signature(entry: dict[str, Any]) -> str:
     return f"{entry['name']}({','.join(abi_type(i) for i in entry['inputs'])})"
+
+
+def _block_time(receipt: dict[str, Any]) -> int | None:
+    """The block's timestamp as the receipt's logs give it (``blockTimestamp``: anvil, recent geth);
+    ``None`` from a node that does not."""
+    for entry in receipt.get("logs") or ():
+        stamp = entry.get("blockTimestamp")
+        if stamp is not None:
+            return int(stamp, 16) if isinstance(stamp, str) else int(stamp)
+    return None

@@ -7,7 +7,8 @@ emergencies are judged by the chain's block time, as the contract judges them (S
 * a grant whose ``validFrom`` is an hour away on the wall clock is released as soon as the chain's
   time has jumped into it;
 * the status reads (``GET /v1/grants/{id}``, ``?status=``, ``GET /v1/emergencies``) are the state at
-  the head: a jump moves them with the first block mined after it, and only then;
+  the head: a jump moves them with the first block mined after it, and only then; the access
+  log's ``released_at`` is the time of the release's block;
 * the expiry events ``grant.expired`` and ``emergency.expired`` fire when the indexed chain's time
   reaches the end (with the status), whatever the wall clock; the service clocks (an access
   request's ``expires_at``, SPEC §9.2) stay on the wall clock.
@@ -89,7 +90,8 @@ def test_a_release_at_the_last_second_then_at_the_end_then_after_a_jump(alone: P
     assert _status(p, gid) == "expired"
     # one release recorded, in the log as on chain
     log = p.citizen.call("GET", f"/v1/subjects/{p.citizen.address}/access-log")["items"]
-    assert [e["release_id"] for e in log] == [released["release_id"]]
+    # ... at the block's time, when the contract judged it, not the relayer's wall clock
+    assert [(e["release_id"], e["released_at"]) for e in log] == [(released["release_id"], until - 1)]
 
 
 def test_statuses_follow_the_chain_time_not_the_wall_clock(alone: Platform) -> None:
@@ -113,6 +115,8 @@ def test_statuses_follow_the_chain_time_not_the_wall_clock(alone: Platform) -> N
     assert _listed(p, "expired") == {ending_id} and _listed(p, "active") == {later_id}
     released = _release(p, later_id, "tax_record")
     assert _block_time(p, released["tx_hash"]) >= now + 3600
+    log = p.citizen.call("GET", f"/v1/subjects/{p.citizen.address}/access-log")["items"]
+    assert [e["released_at"] for e in log] == [_block_time(p, released["tx_hash"])]  # inside the window
     assert _refused(lambda: _release(p, ending_id, "tax_record")) == (403, "grant_expired")
 
 
