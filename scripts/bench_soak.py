@@ -183,7 +183,8 @@ class Soak:
         print(
             f"{w.end:7.0f} s  done {sum(w.done.values()):5d}  errors {errors:3d}  p50 {pct(merged([w]), 0.5):6.0f}"
             f"  p99 {pct(merged([w]), 0.99):6.0f} ms  releases p99 {pct(w.latencies['release'], 0.99):6.0f} ms"
-            f"  RSS API / anvil / load {rss} MiB  db {w.db_bytes / 2**20:.1f} MiB  rows {w.rows:,}",
+            f"  RSS API / anvil / load {rss} MiB  db {w.db_bytes / 2**20:.1f} MiB  rows {w.rows:,}"
+            + ("  (" + ", ".join(f"{k}: {v}" for k, v in sorted(w.errors.items())) + ")" if w.errors else ""),
             flush=True,
         )
 
