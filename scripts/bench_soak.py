@@ -69,6 +69,7 @@ class Window:
     rss_kib: dict[str, int] = field(default_factory=dict)
     db_bytes: int = 0
     rows: int = 0
+    load: str = "?"  # the machine's 1-minute load average
 
 
 def pct(values: list[float], q: float) -> float:
@@ -118,6 +119,7 @@ class Soak:
 
     def sample(self, window: Window) -> None:
         window.rss_kib = {name: memory_kib(pid) for name, pid in self.pids.items()}
+        window.load = load_average().split(" / ")[0]
         used, self.disk_bytes, self.rows = database(self.dev.data / "vault.db")
         window.db_bytes, window.rows = used, sum(self.rows.values())
 
@@ -183,7 +185,7 @@ class Soak:
         print(
             f"{w.end:7.0f} s  done {sum(w.done.values()):5d}  errors {errors:3d}  p50 {pct(merged([w]), 0.5):6.0f}"
             f"  p99 {pct(merged([w]), 0.99):6.0f} ms  releases p99 {pct(w.latencies['release'], 0.99):6.0f} ms"
-            f"  RSS API / anvil / load {rss} MiB  db {w.db_bytes / 2**20:.1f} MiB  rows {w.rows:,}"
+            f"  RSS API / anvil / load {rss} MiB  db {w.db_bytes / 2**20:.1f} MiB  rows {w.rows:,}  load {w.load}"
             + ("  (" + ", ".join(f"{k}: {v}" for k, v in sorted(w.errors.items())) + ")" if w.errors else ""),
             flush=True,
         )
@@ -323,8 +325,8 @@ def table(soak: Soak, group: int) -> str:
     """One row per ``group`` windows: requests, errors, latency, memory, database."""
     lines = [
         "| until | releases | grants | reads | errors | p50 ms | p99 ms | releases p99 ms | "
-        "RSS API / anvil / load generator MiB | database MiB | rows |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "RSS API / anvil / load generator MiB | database MiB | rows | load average |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     windows = soak.windows
     for i in range(0, len(windows), group):
@@ -336,7 +338,7 @@ def table(soak: Soak, group: int) -> str:
             f"| {end.end:,.0f} s | {done['release']:,} | {done['grant']:,} | {done['read']:,} | "
             f"{sum(sum(w.errors.values()) for w in part)} | {pct(merged(part), 0.5):,.0f} | "
             f"{pct(merged(part), 0.99):,.0f} | {pct(merged(part, 'release'), 0.99):,.0f} | {rss} | "
-            f"{end.db_bytes / 2**20:,.1f} | {end.rows:,} |"
+            f"{end.db_bytes / 2**20:,.1f} | {end.rows:,} | {end.load} |"
         )
     return "\n".join(lines)
 
@@ -393,7 +395,8 @@ def main() -> None:
         f"{warmup:.0f} s (after the warm-up) to the end. "
         + (args.note + " " if args.note else "")
         + f"Latency in ms, resident memory (VmRSS) at the end of each row's period, database = pages in use "
-        f"(through the WAL); {soak.disk_bytes / 2**20:,.1f} MiB on disk at the end (main file + WAL). "
+        f"(through the WAL); {soak.disk_bytes / 2**20:,.1f} MiB on disk at the end (main file + WAL); load "
+        f"average = the machine's 1-minute load average at the row's end (2 cores, shared). "
         f"Largest tables at the end: {biggest}.\n\n"
         + table(soak, group)
         + "\n\n| check | result | figures |\n|---|---|---|\n"
