@@ -390,7 +390,8 @@ def main() -> None:
         f"each request sent at its scheduled time) in another process, all on this shared 2-core machine "
         f"(load average {load_before} before, {load_after} after). {args.minutes:g} minutes at "
         f"{args.release_rate:g} sealed releases/s, {args.grant_rate:g} grants/s and {args.read_rate:g} status "
-        f"reads/s (about half the release path's measured capacity): {done['release']:,} releases, "
+        f"reads/s (the defaults, 25/10/5, are about half the release path's capacity measured in issue 8): "
+        f"{done['release']:,} releases, "
         f"{done['grant']:,} grants and {done['read']:,} reads answered 2xx. Memory growth is measured from "
         f"{warmup:.0f} s (after the warm-up) to the end. "
         + (args.note + " " if args.note else "")
