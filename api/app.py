@@ -97,7 +97,7 @@ def create_app(
         try:
             yield
         finally:
-            stoppers: list[Callable[[float], None]] = [anchor.stop, app.state.calls.stop]
+            stoppers: list[Callable[[float], None]] = [anchor.stop, app.state.calls.stop, vault.desk.watcher.stop]
             if settings.relayer:
                 stoppers += [
                     vault.relayer.stop,

@@ -16,12 +16,14 @@ from pathlib import Path
 
 
 @contextmanager
-def sampled(pid: int, out: Path, rate: int = 100) -> Iterator[None]:
+def sampled(pid: int, out: Path, rate: int = 100, *, subprocesses: bool = False) -> Iterator[None]:
     """Record ``pid`` with py-spy into ``out`` while the block runs: only the thread holding the GIL,
-    so the samples show where the process spends CPU, not where its threads wait."""
+    so the samples show where the process spends CPU, not where its threads wait (with
+    ``subprocesses``, its child processes too: the API processes of `qcl serve --workers N`)."""
     spy = shutil.which("py-spy") or str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "py-spy")
     proc = subprocess.Popen(
-        [spy, "record", "-p", str(pid), "-r", str(rate), "-f", "raw", "-o", str(out), "--gil"],
+        [spy, "record", "-p", str(pid), "-r", str(rate), "-f", "raw", "-o", str(out), "--gil"]
+        + (["--subprocesses"] if subprocesses else []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
