@@ -62,14 +62,14 @@ def prepare_grant_release(vault: Vault, consumer: Member, body: SignedRelease) -
         raise GrantNotVisible("no grant with this id was relayed through this service")
     if terms.grantee != consumer.address:
         raise NotGrantee("only the grantee may request releases under this grant")
-    prepared, row = vault.prepare_release(
+    prepared, document_id = vault.prepare_release(
         terms=terms,
         resource=_hex(m.resource),
         request_id=_hex(m.requestId),
         deadline=m.deadline,
         signature=_hex(body.signature),
     )
-    return prepared, row.id
+    return prepared, document_id
 
 
 def admit_emergency_release(
@@ -83,7 +83,7 @@ def admit_emergency_release(
         raise InvalidInput("the emergencyId in the message differs from the one in the path")
     if consumer.address not in scope.consumers:
         raise EmergencyOutOfScope("this consumer is not listed in the emergency")
-    prepared, row = vault.prepare_emergency_release(
+    prepared, document_id = vault.prepare_emergency_release(
         scope=scope.scope(),
         consumer=consumer.address,
         subject=m.subject,
@@ -92,7 +92,7 @@ def admit_emergency_release(
         deadline=m.deadline,
         signature=_hex(body.signature),
     )
-    return _admit(vault, prepared, row.id)
+    return _admit(vault, prepared, document_id)
 
 
 def find(vault: Vault, consumer: Member, release_id: str) -> Intent:
