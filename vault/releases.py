@@ -36,6 +36,7 @@ from sqlalchemy import Table, bindparam, func, select, update
 
 from chain_client import ChainError, ChainUnavailable, Ledger
 from chain_client.errors import ContractRevert
+from chain_client.ids import checksum
 from chain_client.indexer import _EventDecoder
 from chain_client.ledger import abi_type
 from chain_client.relayer import RawSender, SendRefused, SignedTx
@@ -303,8 +304,8 @@ class ReleaseDesk:
                 id=request.release_id,
                 kind=request.kind,
                 authority="0x" + request.authority.hex(),
-                grantee=to_checksum_address(request.grantee),
-                subject=to_checksum_address(request.subject),
+                grantee=checksum(request.grantee),
+                subject=checksum(request.subject),
                 resource="0x" + request.resource.hex(),
                 request_id="0x" + request.request_id.hex(),
                 deadline=str(request.deadline),

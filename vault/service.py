@@ -23,7 +23,7 @@ from eth_utils import to_checksum_address
 from sqlalchemy import and_, delete, func, select, update
 
 from chain_client import ChainError, ChainUnavailable, Ledger, eip712
-from chain_client.ids import resource_id
+from chain_client.ids import checksum, resource_id
 from chain_client.relayer import RawSender
 from chain_client.types import EmergencyScope, GrantTerms
 from db import paging, release_log
@@ -708,7 +708,7 @@ class Vault:
 
 def _address(value: str, what: str) -> str:
     try:
-        return to_checksum_address(value)
+        return checksum(value)
     except (ValueError, TypeError):
         raise InvalidInput(f"{what} is not a valid address: {value!r}") from None
 
