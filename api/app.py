@@ -16,7 +16,7 @@ from db.index_store import SqlIndexStore
 from vault import Vault
 from vault.releases import ReleaseRelayer
 
-from . import errors, pages
+from . import errors, pages, threads
 from .auth import Authenticator, RateLimiter, jwt_secret
 from .background import CheckpointAnchor, IndexFollower, VerificationJobs, stop_all, verification_runner
 from .calls import CallGroups
@@ -110,6 +110,7 @@ def create_app(
             stop_all(stoppers, min(1.0, settings.shutdown_timeout))
             if settings.relayer:
                 app.state.webhooks.close(0.0)
+            threads.shutdown()
 
     app = FastAPI(
         title="Quanchenglian ledger API",

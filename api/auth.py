@@ -24,7 +24,6 @@ from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import delete, update
-from starlette.concurrency import run_in_threadpool
 
 from chain_client import Ledger, Member, Role
 from db.models import AuthNonce
@@ -33,6 +32,7 @@ from db.store import Store, StoreUnavailable
 from . import siwe
 from .errors import Problem
 from .settings import Settings
+from .threads import in_thread
 
 log = logging.getLogger("qcl.api")
 
@@ -264,7 +264,7 @@ class Authenticator:
         key = (id(asyncio.get_running_loop()), address)
         reading = self._reading.get(key)
         if reading is None:
-            reading = asyncio.ensure_future(run_in_threadpool(self._member, address))
+            reading = asyncio.ensure_future(in_thread(self._member, address))
             self._reading[key] = reading
             reading.add_done_callback(lambda _done: self._reading.pop(key, None))
         return await asyncio.shield(reading)

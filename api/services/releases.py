@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import base64
 
-from starlette.concurrency import run_in_threadpool
-
 from chain_client import Member
 from vault import Release, Vault
 from vault.releases import Intent, ReleaseRequest, RequestReused
@@ -15,6 +13,7 @@ from vault.service import refusal
 
 from ..schemas.emergencies import SignedEmergencyRelease
 from ..schemas.releases import ReleasedDocument, ReleasePublic, SignedRelease
+from ..threads import in_thread
 from . import emergencies
 from .errors import (
     EmergencyOutOfScope,
@@ -47,7 +46,7 @@ def admit_grant_release(vault: Vault, consumer: Member, body: SignedRelease) -> 
 async def admit_grant_release_async(vault: Vault, consumer: Member, body: SignedRelease) -> tuple[Intent, bool]:
     """:func:`admit_grant_release` for the event loop: the checks on a worker thread, then the
     intent written with the others that arrive together, no thread held while it commits."""
-    prepared, document_id = await run_in_threadpool(prepare_grant_release, vault, consumer, body)
+    prepared, document_id = await in_thread(prepare_grant_release, vault, consumer, body)
     try:
         return await vault.desk.admit_async(prepared, document_id=document_id)
     except RequestReused as exc:
@@ -120,7 +119,7 @@ async def answer(vault: Vault, consumer: Member, intent: Intent, *, timeout: flo
         )
     if intent.status != "recorded":
         raise refusal(intent)
-    done = await run_in_threadpool(vault.deliver, intent, consumer.hpke_key)
+    done = await in_thread(vault.deliver, intent, consumer.hpke_key)
     return release_answer(done)
 
 

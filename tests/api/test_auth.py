@@ -539,13 +539,13 @@ def test_requests_finding_a_stale_record_share_one_read(login: Login, monkeypatc
 
     monkeypatch.setattr(login.ledger, "member", slow_member)
     hops: list[object] = []
-    real_hop = auth_module.run_in_threadpool
+    real_hop = auth_module.in_thread
 
     def counted_hop(func, *args):  # type: ignore[no-untyped-def]
         hops.append(func)
         return real_hop(func, *args)
 
-    monkeypatch.setattr(auth_module, "run_in_threadpool", counted_hop)
+    monkeypatch.setattr(auth_module, "in_thread", counted_hop)
     later = time.monotonic() + login.auth._settings.member_cache_seconds + 0.01
     monkeypatch.setattr(auth_module.time, "monotonic", lambda: later)
 
