@@ -3,8 +3,8 @@
 Starlette's ``run_in_threadpool`` goes through anyio's ``to_thread``: a cancel scope and a capacity
 limiter's checkpoint per call, about a tenth of an API process's CPU per release under load
 (py-spy, BENCHMARKS.md). The release path's hops use this executor instead: asyncio's own
-``run_in_executor``, the caller's context variables carried over. The same number of threads as
-anyio's default (40) bounds what blocking work runs at once.
+``run_in_executor``, the caller's context variables carried over. The executor's threads
+(:data:`THREADS`) bound what blocking work runs at once.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: Threads of the executor (anyio's default thread limit).
-THREADS = 40
+#: Threads of the executor: more than two cores need, and within each process's PostgreSQL pool
+#: (db/store.py: 24 + 6), so a hop rarely waits for, or opens, a database connection.
+THREADS = 24
 
 _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None

@@ -93,7 +93,13 @@ def serve(
         workers=workers,
         loop="uvloop",
         http="httptools",
-        log_level="warning",
+        # the supervisor's own lines (a process started, one that stopped answering replaced) are
+        # what an operator needs to see; requests are not logged one by one
+        log_level="info",
+        access_log=False,
+        # a process busy with a burst, or starting on a loaded machine, answers the supervisor's
+        # ping late: 5 s (uvicorn's default) had it killed and restarted mid-load
+        timeout_worker_healthcheck=30,
     )
     exit_without_stragglers()
 

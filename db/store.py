@@ -44,11 +44,12 @@ class Store:
             if memory
             else {"pool_size": 48, "max_overflow": 16, "pool_timeout": busy_timeout}
             if sqlite
-            # PostgreSQL: enough kept connections for the API's worker threads, few beyond them: a
-            # connection over ``pool_size`` is closed when returned, so under load every request
-            # beyond it opened a new one (7% of an API process's CPU per release, py-spy); 25 per
-            # process keeps `qcl serve --workers 2` + `qcl worker` within the server's default 100
-            else {"pool_size": 20, "max_overflow": 5, "pool_timeout": busy_timeout}
+            # PostgreSQL: a kept connection for each of the API's worker threads (api/threads.py),
+            # few beyond them: a connection over ``pool_size`` is closed when returned, so under
+            # load every request beyond it opened a new one (7% of an API process's CPU per release,
+            # py-spy); 30 per process keeps `qcl serve --workers 2` + `qcl worker` within the
+            # server's default of 100 connections
+            else {"pool_size": 24, "max_overflow": 6, "pool_timeout": busy_timeout}
         )
         self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=not sqlite, **pool)
         if sqlite:

@@ -84,7 +84,8 @@ def _framework_only(stack: str) -> bool:
 
 
 #: Where a request's CPU goes, by the frame that names the step (first match on the stack wins
-#: for the step's share; the shares of nested steps are not subtracted from their parents).
+#: for the step's share; the shares of nested steps are not subtracted from their parents; "a|b"
+#: matches either frame).
 STEPS = [
     ("HTTP and ASGI alone (uvicorn, Starlette, FastAPI: parsing, routing, validation, JSON)", _FRAMEWORK),
     ("dependencies: login and roles (`current_member`)", "authenticate"),
@@ -95,7 +96,10 @@ STEPS = [
     ("release: document sealed to the grantee (`deliver`)", "deliver (vault"),
     ("grant relayed (`record` route: terms, calldata, digest, terms kept)", "record (api/routers/grants"),
     ("grants/revocations/pauses: group commit thread", "_run (chain_client/relayer/group"),
-    ("worker threads: hops to the thread pool", "run_sync_in_worker_thread"),
+    (
+        "worker threads: hops to a thread (anyio's `to_thread`, `api.threads.in_thread`)",
+        "run_sync_in_worker_thread|in_thread (api/threads",
+    ),
     ("background: indexer, checkpoints, clocks", "_run (api/background"),
 ]
 
@@ -110,6 +114,8 @@ def steps(raw: Path) -> tuple[int, list[tuple[str, float]]]:
             continue
         total += int(count)
         for label, key in STEPS:
-            if (key == _FRAMEWORK and _framework_only(stack)) or (key != _FRAMEWORK and key in stack):
+            if (key == _FRAMEWORK and _framework_only(stack)) or (
+                key != _FRAMEWORK and any(k in stack for k in key.split("|"))
+            ):
                 counts[label] += int(count)
     return total, [(label, 100 * n / total if total else 0.0) for label, n in counts.items()]
