@@ -19,13 +19,18 @@ from vault import VaultError
 from ._console import console, fail, say
 from .admin import admin_app
 from .audit import audit_app
+from .backup import vault_backup, vault_restore
 from .client import client_app
 from .demo import demo_app
 from .qr import grant_app
 from .worker import exit_without_stragglers, run_worker
 
 app = typer.Typer(help="Quanchenglian ledger: development and operations commands.", no_args_is_help=True)
-vault_app = typer.Typer(help="The digital safe-deposit box: key ring and rotation.", no_args_is_help=True)
+vault_app = typer.Typer(
+    help="The digital safe-deposit box: key ring, rotation, backup and restore.", no_args_is_help=True
+)
+vault_app.command("backup")(vault_backup)
+vault_app.command("restore")(vault_restore)
 app.add_typer(vault_app, name="vault")
 app.add_typer(admin_app, name="admin")
 app.add_typer(client_app, name="client")
