@@ -76,6 +76,8 @@ DATABASE = "database.jsonl.gz"
 DEPLOYMENT = "deployment.json"
 _ALEMBIC = "alembic_version"
 _BATCH = 500
+#: rows read or inserted at once stay under this many bytes (a document may be 16 MiB)
+_BATCH_BYTES = 32 << 20
 _CHUNK = 1 << 20
 #: scrypt parameters of the manifest's HMAC key (the key ring's own defaults).
 _SCRYPT = {"name": "scrypt", "n": 2**15, "r": 8, "p": 1}
@@ -230,7 +232,8 @@ def _dump(conn: Connection, path: Path) -> tuple[str, dict[str, Any], dict[int, 
             positions = [columns.index(name) for name in binary]
             order = list(table.primary_key.columns) or list(table.columns)
             count = 0
-            result = conn.execution_options(yield_per=_BATCH).execute(select(table).order_by(*order))
+            per = 8 if binary else _BATCH  # rows with documents in them are fetched a few at a time
+            result = conn.execution_options(yield_per=per).execute(select(table).order_by(*order))
             for row in result:
                 values = list(row)
                 for i in positions:
@@ -526,10 +529,11 @@ def _load(engine: Engine, path: Path, tables: dict[str, Any]) -> dict[str, int]:
                 raise BackupError(f"table {name} of the backup does not match the schema at its revision")
         batch: list[dict[str, Any]] = []
         current: str | None = None
-        for table_name, values in _rows(path):
+        size = 0
+        for table_name, values, length in _rows(path):
             if table_name != current:
                 _insert(conn, meta, current, batch)
-                batch, current = [], table_name
+                batch, current, size = [], table_name, 0
             spec = tables.get(table_name)
             if spec is None or len(values) != len(spec["columns"]):
                 raise BackupError(f"the backup's database part is damaged (a row of {table_name})")
@@ -539,9 +543,10 @@ def _load(engine: Engine, path: Path, tables: dict[str, Any]) -> dict[str, int]:
                     row[column] = base64.b64decode(row[column])
             batch.append(row)
             counts[table_name] += 1
-            if len(batch) >= _BATCH:
+            size += length
+            if len(batch) >= _BATCH or size >= _BATCH_BYTES:
                 _insert(conn, meta, current, batch)
-                batch = []
+                batch, size = [], 0
         _insert(conn, meta, current, batch)
         for name, spec in tables.items():
             if counts[name] != int(spec["rows"]):
@@ -553,12 +558,13 @@ def _load(engine: Engine, path: Path, tables: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
-def _rows(path: Path) -> Iterator[tuple[str, list[Any]]]:
+def _rows(path: Path) -> Iterator[tuple[str, list[Any], int]]:
+    """(table, values, the line's length) of every row of the dump."""
     try:
         with gzip.open(path, "rt", encoding="utf-8") as fh:
             for line in fh:
                 name, values = json.loads(line)
-                yield str(name), list(values)
+                yield str(name), list(values), len(line)
     except (OSError, EOFError, ValueError, TypeError) as exc:
         raise BackupError(f"the backup's database part is damaged: {exc}") from None
 

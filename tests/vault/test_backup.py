@@ -31,7 +31,7 @@ from tests.api.conftest import build_platform
 from tests.conftest import Deployed, create_pg_database, drop_pg_database
 from tests.vault.test_rotation_crash import StubLedger
 from vault import FileKeyRing, Vault
-from vault.backup import DATABASE, KEYRING, MANIFEST
+from vault.backup import DATABASE, KEYRING, MANIFEST, _seal
 
 PASSPHRASE = "test passphrase"  # the platform fixture's
 CLEAR_ENV: dict[str, str | None] = {"QCL_DATABASE_URL": None, "QCL_KEYRING_PATH": None, "QCL_MANIFEST": None}
@@ -254,3 +254,29 @@ def test_a_backup_needs_a_key_ring_that_opens(small: tuple[Path, Path], tmp_path
     _refused(_qcl(["vault", "backup", str(tmp_path / "b")], data, passphrase="wrong"), "does not open")
     _refused(_qcl(["vault", "backup", str(tmp_path / "b")], tmp_path / "nothing"), "no database")
     assert not (tmp_path / "b").exists()
+
+
+def test_a_backup_of_an_older_schema_is_upgraded_and_a_newer_one_refused(tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    old.mkdir()
+    store = Store(f"sqlite:///{old / 'vault.db'}", migrate=False)
+    store.migrate("0009_events")  # a deployment that has not taken the newest migration yet
+    store.dispose()
+    FileKeyRing(old / "keyring.json", PASSPHRASE, scrypt_n=2**12)
+    backup = tmp_path / "old.qclbak"
+    assert "schema 0009_events" in _ok(_qcl(["vault", "backup", str(backup)], old))
+    text = _ok(_qcl(["vault", "restore", str(backup)], tmp_path / "new"))
+    assert f"restored schema 0009_events, upgraded to {schema_revisions()[-1]}" in text
+    restored = Store(f"sqlite:///{tmp_path / 'new' / 'vault.db'}", migrate=False)
+    try:
+        assert restored.revision() == schema_revisions()[-1]
+    finally:
+        restored.dispose()
+    # a backup made by a newer release (a revision this code does not know) is refused, HMAC and all
+    with tarfile.open(backup) as tar:
+        manifest = json.load(tar.extractfile(MANIFEST))  # type: ignore[arg-type]
+    manifest["alembic_revision"] = "0099_future"
+    _seal(manifest, PASSPHRASE)
+    newer = tmp_path / "newer.qclbak"
+    _rewrite(backup, newer, {MANIFEST: json.dumps(manifest).encode()})
+    _refused(_qcl(["vault", "restore", str(newer)], tmp_path / "other"), "0099_future is unknown to this release")
