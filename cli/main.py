@@ -96,6 +96,10 @@ def serve(
         factory=True,
         **settings.uvicorn_options(),  # type: ignore[arg-type]
         workers=workers,
+        # a process answers the supervisor's pings only once spawned and imported: under a loaded
+        # host or a container's CPU quota that takes longer than uvicorn's 5 s, and the supervisor
+        # would kill and restart every process before it ever served
+        timeout_worker_healthcheck=60,
         loop="uvloop",
         http="httptools",
         log_level="warning",
