@@ -348,3 +348,39 @@ def test_the_compose_stack_runs_as_plain_processes(database: str, tmp_path: Path
                 proc.wait(5)
     for name in ("worker", "api"):
         assert "Traceback" not in (tmp_path / f"{name}.log").read_text(), name
+
+
+def test_the_runtime_stage_starts_from_the_compiler_cache_without_a_compiler(tmp_path: Path) -> None:
+    """What the runtime stage copies from the build stage is enough: the contracts are not compiled
+    again (no Node.js, no solc in the image), and the source hash is the repository's."""
+    from chain_client import compile_contracts
+
+    compiled = compile_contracts(route="npm")  # the build stage's `qcl compile` (cached here too)
+    final = _stages()[-1]
+    env = _env_instruction(" ".join(rest for k, rest in final if k == "ENV"))
+    root = Path(env["QCL_PROJECT_ROOT"])
+    copied = [shlex.split(rest)[-1] for k, rest in final if k == "COPY" and rest.startswith("--from=build")]
+    image = tmp_path / "image"
+    build_dir = Path(os.environ.get("QCL_BUILD_DIR", ROOT / "build"))
+    for dest in copied:
+        if not dest.startswith(str(root) + "/"):
+            continue  # the virtual environment: this interpreter's stands in for it
+        relative = Path(dest).relative_to(root)
+        source = build_dir / relative.relative_to("build") if relative.parts[0] == "build" else ROOT / relative
+        target = image / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(source, target)
+    assert (image / "build" / "contracts").exists() and (image / "contracts" / "compiler.json").exists()
+    no_node = ":".join(p for p in os.environ.get("PATH", "").split(":") if not (Path(p) / "node").exists())
+    run_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PATH": no_node,
+        "QCL_PROJECT_ROOT": str(image),
+        "QCL_BUILD_DIR": str(image / "build"),
+        "QCL_SOLC": env["QCL_SOLC"],
+    }
+    code = "from chain_client import compile_contracts as c; r = c(); print(r.source_hash, r.route)"
+    done = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [compiled.source_hash, "npm"]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +33,7 @@ from tests.api.conftest import build_platform
 from tests.conftest import Deployed, create_pg_database, drop_pg_database
 from tests.vault.test_rotation_crash import StubLedger
 from vault import FileKeyRing, Vault
-from vault.backup import DATABASE, KEYRING, MANIFEST, _seal
+from vault.backup import DATABASE, KEYRING, MANIFEST, _seal, create_backup, restore_backup
 
 PASSPHRASE = "test passphrase"  # the platform fixture's
 CLEAR_ENV: dict[str, str | None] = {"QCL_DATABASE_URL": None, "QCL_KEYRING_PATH": None, "QCL_MANIFEST": None}
@@ -280,3 +282,59 @@ def test_a_backup_of_an_older_schema_is_upgraded_and_a_newer_one_refused(tmp_pat
     newer = tmp_path / "newer.qclbak"
     _rewrite(backup, newer, {MANIFEST: json.dumps(manifest).encode()})
     _refused(_qcl(["vault", "restore", str(newer)], tmp_path / "other"), "0099_future is unknown to this release")
+
+
+def test_backups_taken_during_rotations_restore_with_every_document(tmp_path: Path) -> None:
+    """The key ring is copied and the database read under the ring's shared lock: a backup taken in
+    the middle of a rotation holds every version its data keys are wrapped under."""
+    data = tmp_path / "data"
+    store = Store.sqlite(data / "vault.db")
+    ring = FileKeyRing(data / "keyring.json", PASSPHRASE, scrypt_n=2**12)
+    vault = Vault(store=store, keyring=ring, ledger=StubLedger())  # type: ignore[arg-type]
+    subject, issuer = "0x1111111111111111111111111111111111111111", "0x3333333333333333333333333333333333333333"
+    for i in range(120):
+        vault.store_document(subject=subject, resource="id_card", content=i.to_bytes(4, "big") * 64, issuer=issuer)
+    done, half, taken = threading.Event(), threading.Event(), threading.Event()
+
+    def progress(count: int, _total: int) -> None:
+        if count == 60 and not half.is_set():  # the first rotation half-way: one backup for sure here
+            half.set()
+            taken.wait(30)
+        time.sleep(0.002)
+
+    def rotate_twice() -> None:
+        try:
+            for _ in range(2):  # each: add a version, re-wrap one document at a time, retire the old one
+                vault.rotate(batch=10, progress=progress)
+        finally:
+            half.set()
+            done.set()
+
+    def backup() -> None:
+        path = tmp_path / f"b{len(backups)}.qclbak"
+        report = create_backup(
+            path, store=store, keyring_path=data / "keyring.json", passphrase=PASSPHRASE, profile_name="aes-256-gcm"
+        )
+        backups.append((path, report.key_versions))
+
+    backups: list[tuple[Path, list[int]]] = []
+    rotation = threading.Thread(target=rotate_twice)
+    rotation.start()
+    half.wait(60)
+    backup()
+    taken.set()
+    while not done.is_set():  # and as many as fit while the rotations run on
+        backup()
+    rotation.join()
+    store.dispose()
+    assert ring.versions() == [3]
+    for n, (path, _versions) in enumerate(backups):
+        restored = restore_backup(
+            path,
+            database_url=f"sqlite:///{tmp_path / f'r{n}' / 'vault.db'}",
+            keyring_path=tmp_path / f"r{n}" / "keyring.json",
+            passphrase=PASSPHRASE,
+            profile_name="aes-256-gcm",
+        )
+        assert (restored.documents_opened, restored.failed_documents) == (120, []), (n, restored)
+    assert backups[0][1] == [1, 2]  # the first caught a rotation half-way: documents under both versions
