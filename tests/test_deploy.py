@@ -384,3 +384,22 @@ def test_the_runtime_stage_starts_from_the_compiler_cache_without_a_compiler(tmp
     done = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [compiled.source_hash, "npm"]
+
+
+def test_the_wheel_the_image_installs_holds_every_package() -> None:
+    """`pip install .` (not editable) installs only the packages pyproject.toml finds: every
+    directory with an ``__init__.py`` must be one of them (api.services and api.schemas, among
+    others, were missing from a hand-written list, which an editable install hides)."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    found = set(find_packages(where=str(ROOT), include=config["include"], exclude=config.get("exclude", ())))
+    on_disk = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for package in PACKAGES
+        for init in (ROOT / package).rglob("__init__.py")
+    }
+    assert on_disk <= found, sorted(on_disk - found)
+    assert {name.split(".")[0] for name in found} == set(PACKAGES), sorted(found)
