@@ -339,7 +339,8 @@ def _ring_versions(sealed: bytes, passphrase: str, profile_name: str) -> list[in
                 "the backup's key ring does not open with this QCL_VAULT_PASSPHRASE (wrong passphrase)"
             ) from None
         except KeyRingError as exc:
-            raise BackupError(f"the backup's key ring cannot be used: {str(exc).replace(str(path), 'it')}") from None
+            reason = str(exc).replace(f"the key ring at {path}", "it").replace(str(path), "it")
+            raise BackupError(f"the backup's key ring cannot be used: {reason}") from None
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

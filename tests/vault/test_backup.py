@@ -165,6 +165,7 @@ def small(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_a_restore_into_an_empty_directory_opens_every_live_document(small: tuple[Path, Path], tmp_path: Path) -> None:
     _, backup = small
+    Store.sqlite(tmp_path / "new" / "vault.db").dispose()  # a schema without rows counts as empty
     text = _ok(_qcl(["vault", "restore", str(backup)], tmp_path / "new"))
     assert "every live document opens (2)" in text
     store = Store.sqlite(tmp_path / "new" / "vault.db")
@@ -235,6 +236,11 @@ def test_another_passphrase_and_an_altered_manifest_are_refused(small: tuple[Pat
     altered = tmp_path / "altered.qclbak"
     _rewrite(backup, altered, {MANIFEST: json.dumps(manifest).encode()})
     _refused(_qcl(["vault", "restore", str(altered)], target), "manifest was altered")
+    env = {**CLEAR_ENV, "QCL_DATA_DIR": str(target), "QCL_VAULT_PASSPHRASE": PASSPHRASE}
+    other_profile = CliRunner().invoke(
+        app, ["vault", "restore", str(backup)], env={**env, "QCL_CRYPTO_PROFILE": "sm4-gcm-sm3"}
+    )
+    _refused(other_profile, "cannot be used: it uses profile aes-256-gcm, the settings ask for sm4-gcm-sm3")
     assert not (target / "keyring.json").exists() and not (target / "vault.db").exists()
 
 
