@@ -667,6 +667,29 @@ class Vault:
             ).all()
         return {int(v): int(n) for v, n in rows}
 
+    def check_documents(self, *, batch: int = 200) -> tuple[int, list[str]]:
+        """Open every live document (unwrap its data key, decrypt content and metadata): how many
+        opened, and the ids of those that did not (e.g. after a restore with the wrong key ring)."""
+        opened, after = 0, ""
+        failed: list[str] = []
+        while True:
+            with self.store.session() as s:
+                rows = s.scalars(
+                    select(DocumentRow)
+                    .where(DocumentRow.wrapped_key.is_not(None), DocumentRow.id > after)
+                    .order_by(DocumentRow.id)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return opened, failed
+            for row in rows:
+                try:
+                    self._decrypt(row)
+                    opened += 1
+                except (DecryptionError, ValueError):
+                    failed.append(row.id)
+            after = rows[-1].id
+
     def _count_older(self) -> int:
         with self.store.session() as s:
             return int(
