@@ -96,9 +96,10 @@ def serve(
         factory=True,
         **settings.uvicorn_options(),  # type: ignore[arg-type]
         workers=workers,
-        # a process answers the supervisor's pings only once spawned and imported: under a loaded
-        # host or a container's CPU quota that takes longer than uvicorn's 5 s, and the supervisor
-        # would kill and restart every process before it ever served
+        # a process answers the supervisor's pings only once spawned and imported, and late when
+        # busy with a burst: under a loaded host or a container's CPU quota that takes longer than
+        # uvicorn's 5 s, and the supervisor killed and restarted processes before they ever served,
+        # or mid-load
         timeout_worker_healthcheck=60,
         loop="uvloop",
         http="httptools",
@@ -106,9 +107,6 @@ def serve(
         # what an operator needs to see; requests are not logged one by one
         log_level="info",
         access_log=False,
-        # a process busy with a burst, or starting on a loaded machine, answers the supervisor's
-        # ping late: 5 s (uvicorn's default) had it killed and restarted mid-load
-        timeout_worker_healthcheck=30,
     )
     exit_without_stragglers()
 
