@@ -41,6 +41,7 @@ from chain_client.indexer import _EventDecoder
 from chain_client.ledger import abi_type
 from chain_client.relayer import RawSender, SendRefused, SignedTx
 from chain_client.types import EmergencyScope, GrantTerms
+from db.batch import looks_up, lookup, remember
 from db.models import RelayerTransaction, ReleaseIntent, ReleaseLogRow
 from db.release_log import LogEntry, release_id
 from db.store import Store, StoreUnavailable
@@ -296,7 +297,7 @@ class ReleaseDesk:
         terms = request.terms_json()
 
         def write(s: Any) -> tuple[Intent, bool]:
-            existing = s.get(ReleaseIntent, request.release_id)
+            existing = lookup(s, ReleaseIntent, request.release_id)
             if existing is not None:
                 return Intent.of(existing), False
             now = time.time()
@@ -318,11 +319,12 @@ class ReleaseDesk:
                 created_at=now,
                 updated_at=now,
             )
-            s.add(row)
-            s.flush()  # a request id taken meanwhile by another process fails here, then is read back
+            s.add(row)  # a request id taken meanwhile by another process fails the batch's flush: the
+            # batch is then written again one write at a time, and this one reads the other's back
+            remember(s, ReleaseIntent, request.release_id, row)
             return Intent.of(row), True
 
-        return write
+        return looks_up(write, ReleaseIntent, request.release_id)
 
     def _checked(self, request: ReleaseRequest, written: tuple[Intent, bool]) -> tuple[Intent, bool]:
         intent, created = written
