@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from eth_account.signers.local import LocalAccount
@@ -36,6 +36,15 @@ class Receipt:
     contract_address: str | None
     logs: list[Any]
     raw: Any
+
+
+class Nonces(Protocol):
+    """Where an account's next nonce comes from: :class:`NonceManager` in one process, or a
+    counter several processes share (``db.nonces.SharedNonces``)."""
+
+    def take(self) -> int: ...
+
+    def reset(self) -> None: ...
 
 
 class NonceManager:
@@ -70,7 +79,7 @@ class Transactor:
         self.w3 = w3
         self.account = account
         self.decoder = decoder
-        self.nonces = NonceManager(w3, account.address)
+        self.nonces: Nonces = NonceManager(w3, account.address)
         self.receipt_timeout = receipt_timeout
         self._chain_id: int | None = None
         self._sent_lock = threading.Lock()

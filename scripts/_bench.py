@@ -111,7 +111,7 @@ class Dev:
         return self.node.process.pid if self.node.process else None
 
 
-def _wait_health(url: str, proc: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
+def wait_health(url: str, proc: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -167,7 +167,7 @@ def dev_deployment(work: Path, *, subjects: int, checkpoint_interval: float = 5)
     url = env["QCL_PUBLIC_URL"]
     api = spawn(["dev"], env, work / "api.log")
     try:
-        _wait_health(url, api)
+        wait_health(url, api)
         print(f"qcl dev up at {url} (pid {api.pid}); anvil at {node.url}", flush=True)
         with httpx.Client(base_url=url, timeout=120.0) as http:
             members = onboard(http, accounts["admin"], accounts["auditor"], subjects)
