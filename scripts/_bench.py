@@ -24,6 +24,7 @@ from eth_account import Account
 from chain_client import Node, compile_contracts, start_node
 from chain_client.ids import RequestIdAllocator, new_nonce, purpose_id, resource_id
 from qcl_client import QclClient
+from tests.faults._procs import dev_env, end, fund_accounts, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "BENCHMARKS.md"
@@ -157,8 +158,6 @@ def onboard(http: httpx.Client, admin: Any, auditor: Any, subjects: int) -> Memb
 def dev_deployment(work: Path, *, subjects: int, checkpoint_interval: float = 5) -> Iterator[Dev]:
     """Start anvil and `qcl dev` on free ports in ``work`` (the deployment's accounts in its data
     directory, the release relayer with an account of its own), onboard the members; stop both after."""
-    from tests.faults._procs import dev_env, fund_accounts, spawn
-
     compile_contracts()
     node = start_node("anvil", log_dir=work / "anvil-logs")
     data = work / "data"
@@ -174,11 +173,7 @@ def dev_deployment(work: Path, *, subjects: int, checkpoint_interval: float = 5)
             print(f"{subjects} citizens onboarded with one document each", flush=True)
             yield Dev(node, api, url, data, http, members)
     finally:
-        api.terminate()
-        try:
-            api.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            api.kill()
+        end(api)
         node.stop()
 
 

@@ -47,6 +47,7 @@ from qcl_client import QclClient, open_release
 from scripts._bench import (
     ROOT,
     cpu_seconds,
+    end,
     memory_kib,
     onboard,
     send,
@@ -450,11 +451,7 @@ def main() -> None:  # noqa: C901 - one linear script
         print(body)
     finally:
         for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            end(proc)
         node.stop()
         if database:
             _drop_database(args.postgres, database)
