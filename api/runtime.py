@@ -187,5 +187,11 @@ def open_keyring(settings: Settings) -> FileKeyRing:
 
 
 def open_vault(settings: Settings, ledger: Ledger | None) -> Vault:
-    """The vault of this deployment: its database, key ring and (for chain work) ledger."""
-    return Vault(store=open_store(settings), keyring=open_keyring(settings), ledger=ledger)  # type: ignore[arg-type]
+    """The vault of this deployment: its database, key ring and (for chain work) ledger, whose
+    operator (and relay) account then stores each transaction before it is sent."""
+    store = open_store(settings)
+    if ledger is not None:
+        from vault.reconcile import keep_ledger_transactions
+
+        keep_ledger_transactions(ledger, store)
+    return Vault(store=store, keyring=open_keyring(settings), ledger=ledger)  # type: ignore[arg-type]

@@ -36,7 +36,7 @@ from eth_utils import keccak
 from hexbytes import HexBytes
 from sqlalchemy import select, update
 
-from chain_client import ChainUnavailable, Ledger, eip712
+from chain_client import ChainUnavailable, Ledger, Transactor, eip712
 from chain_client.ledger import abi_type
 from chain_client.relayer import SendRefused, SignedTx
 from db.models import LostCallRow, RelayerTransaction, ReleaseIntent
@@ -333,23 +333,32 @@ def stored_transactions(store: Store, sender: str) -> Callable[[int], bytes | No
     return lookup
 
 
-def keep_transactions(group: CallGroup, store: Store) -> None:
-    """Store every transaction of the API's group commit (grants, revocations, pauses) before it
-    is sent, and mark it mined with its receipt: a node that comes back behind then gets the same
-    signed bytes again when the gap is filled, so the grants it lost are recorded again (the
-    contract checks each signed message's deadline and nonce once more)."""
-    sender = group.sender
-    sender.stored = stored_transactions(store, sender.address)
+def keep_transactions(owner: CallGroup | Transactor, store: Store, *, purpose: str = "calls") -> None:
+    """Store every transaction ``owner`` signs before it is sent, and mark it mined with its
+    receipt: a node that comes back behind then gets the same signed bytes again when the gap is
+    filled (:meth:`chain_client.relayer.RawSender.fill`) or the chain is reconciled, so what it lost
+    is recorded again (the contract checks each signed message's deadline and nonce once more).
+
+    ``owner``: the API's group commit of grants, revocations and pauses (purpose ``calls``), or a
+    :class:`~chain_client.Transactor` (the operator account's onboarding, catalog entries, document
+    anchors and checkpoints; purpose ``operator``). A Transactor given no store (the deployment in
+    ``bootstrap``, before the database is open; scripts) fills a gap with an empty transfer."""
+    if isinstance(owner, Transactor):
+        address = owner.address
+        owner.stored = stored_transactions(store, address)
+    else:
+        address = owner.sender.address
+        owner.sender.stored = stored_transactions(store, address)
 
     def signed(tx: SignedTx) -> None:
         with store.session() as s:
             s.add(
                 RelayerTransaction(
                     tx_hash=tx.tx_hash,
-                    sender=sender.address,
+                    sender=address,
                     nonce=tx.nonce,
                     raw=tx.raw,
-                    purpose="calls",
+                    purpose=purpose,
                     status="sent",
                     created_at=time.time(),
                 )
@@ -364,4 +373,12 @@ def keep_transactions(group: CallGroup, store: Store) -> None:
         except StoreUnavailable as exc:
             log.warning("transaction %s mined but not marked so: %s", tx_hash, exc)
 
-    group.on_signed, group.on_mined = signed, mined
+    owner.on_signed, owner.on_mined = signed, mined
+
+
+def keep_ledger_transactions(ledger: Ledger, store: Store) -> None:
+    """:func:`keep_transactions` for the ledger's operator account (and its relay account, when
+    it has one of its own)."""
+    keep_transactions(ledger.tx, store, purpose="operator")
+    if ledger.relay is not ledger.tx:
+        keep_transactions(ledger.relay, store, purpose="relay")

@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 from sqlalchemy import select
 
-from chain_client import CompilationResult, start_node
-from db.models import LostCallRow
+from chain_client import CompilationResult, Role, start_node
+from db.models import LostCallRow, RelayerTransaction
 from qcl_client import QclClient
 from tests.conftest import deploy_fresh
 from tests.faults._live import LiveApi
@@ -155,3 +156,30 @@ def test_calls_past_their_deadline_are_listed_and_kept(live: LiveApi) -> None:
         while not retracted <= set(_events(member)):
             assert time.monotonic() < deadline, _events(member)
             time.sleep(0.2)
+
+
+def test_a_nonce_gap_of_the_operator_account_is_filled_with_its_stored_bytes(live: LiveApi) -> None:
+    """The operator account's transactions (onboarding here) are stored before they are sent, like
+    the relayers': when its block is lost and the next one waits behind the nonce gap, the gap is
+    filled with the lost transaction's very bytes (not an empty transfer), so it is on chain again."""
+    w3 = live.deployed.node.w3
+    live.vault.relayer.stop()  # no reconciliation: the gap alone must bring it back
+    admin = QclClient(http=live.http, account=live.deployed.admin)
+    admin.login()
+    first, second = Account.create().address, Account.create().address
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    admin.onboard(first, ["SUBJECT"], "Citizen Li")
+    with live.store.session() as s:
+        row = s.scalars(select(RelayerTransaction).order_by(RelayerTransaction.nonce.desc()).limit(1)).one()
+        lost_hash, lost_nonce, purpose, status = row.tx_hash, row.nonce, row.purpose, row.status
+    assert (purpose, status) == ("operator", "mined")
+    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True  # type: ignore[arg-type]
+    ledger = live.deployed.ledger
+    assert (
+        ledger.member(first).roles == Role(0)
+        and w3.eth.get_transaction_count(live.deployed.admin.address) == lost_nonce
+    )
+
+    admin.onboard(second, ["SUBJECT"], "Citizen Zhao")  # waits behind the gap until it is filled
+    assert Role.SUBJECT in ledger.member(first).roles and Role.SUBJECT in ledger.member(second).roles
+    assert w3.eth.get_transaction_receipt(lost_hash)["status"] == 1  # the same transaction, mined again
