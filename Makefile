@@ -110,6 +110,8 @@ lint: install $(SLITHER_STAMP)
 
 bench: install
 	@$(PY) scripts/bench_release.py
+	@$(PY) scripts/bench_release.py --deployment split --api-workers 1
+	@$(PY) scripts/bench_release.py --deployment split --api-workers 2
 	@$(PY) scripts/bench_gas.py
 	@$(PY) scripts/bench_vault.py
 	@$(PY) scripts/bench_verify.py

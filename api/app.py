@@ -16,7 +16,7 @@ from db.index_store import SqlIndexStore
 from vault import Vault
 from vault.releases import ReleaseRelayer
 
-from . import errors, pages
+from . import errors, pages, threads
 from .auth import Authenticator, RateLimiter, jwt_secret
 from .background import CheckpointAnchor, IndexFollower, VerificationJobs, stop_all, verification_runner
 from .calls import CallGroups
@@ -89,6 +89,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.env != "test":  # a test process builds many apps: nothing of theirs is frozen
+            from .runtime import settle_heap
+
+            settle_heap()
         if settings.relayer:
             vault.relayer.start()
             app.state.verifications.start_runner()
@@ -101,7 +105,7 @@ def create_app(
         try:
             yield
         finally:
-            stoppers: list[Callable[[float], None]] = [anchor.stop, app.state.calls.stop]
+            stoppers: list[Callable[[float], None]] = [anchor.stop, app.state.calls.stop, vault.desk.watcher.stop]
             if settings.relayer:
                 stoppers += [
                     vault.relayer.stop,
@@ -114,6 +118,7 @@ def create_app(
             stop_all(stoppers, min(1.0, settings.shutdown_timeout))
             if settings.relayer:
                 app.state.webhooks.close(0.0)
+            threads.shutdown()
 
     app = FastAPI(
         title="Quanchenglian ledger API",

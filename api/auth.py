@@ -4,6 +4,7 @@ API bites at the member's next call)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -23,7 +24,6 @@ from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import delete, update
-from starlette.concurrency import run_in_threadpool
 
 from chain_client import Ledger, Member, Role
 from db.models import AuthNonce
@@ -32,6 +32,7 @@ from db.store import Store, StoreUnavailable
 from . import siwe
 from .errors import Problem
 from .settings import Settings
+from .threads import in_thread
 
 log = logging.getLogger("qcl.api")
 
@@ -148,6 +149,9 @@ class Authenticator:
         self._clock = clock
         self._cache: dict[str, tuple[float, Member]] = {}
         self._refreshing: dict[str, threading.Lock] = {}
+        #: Chain reads of a member's record under way, per event loop: the requests that find the
+        #: record stale together await ONE read instead of each taking a worker thread to wait.
+        self._reading: dict[tuple[int, str], asyncio.Future[Member]] = {}
         #: Tokens already verified: token -> (address, claims). A token is immutable and its
         #: signature checked once; its expiry is checked again on every use. Bounded.
         self._verified: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -253,8 +257,17 @@ class Authenticator:
         address, claims = self._claims(authorization)
         member = self._cached(address)
         if member is None:
-            member = await run_in_threadpool(self._member, address)
+            member = await self._read_once(address)
         return self._admit(member, claims, withdrawal)
+
+    async def _read_once(self, address: str) -> Member:
+        key = (id(asyncio.get_running_loop()), address)
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = asyncio.ensure_future(in_thread(self._member, address))
+            self._reading[key] = reading
+            reading.add_done_callback(lambda _done: self._reading.pop(key, None))
+        return await asyncio.shield(reading)
 
     def _claims(self, authorization: str | None) -> tuple[str, dict[str, Any]]:
         if not authorization or not authorization.lower().startswith("bearer "):

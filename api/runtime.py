@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from chain_client import (
 from chain_client._revert import RevertDecoder
 from chain_client._tx import Transactor
 from chain_client.relayer import RawSender
+from db.nonces import SharedNonces
 from db.store import Store
 from vault import FileKeyRing, Vault
 from vault.releases import ReleaseRelayer
@@ -188,10 +190,36 @@ def open_keyring(settings: Settings) -> FileKeyRing:
 
 def open_vault(settings: Settings, ledger: Ledger | None) -> Vault:
     """The vault of this deployment: its database, key ring and (for chain work) ledger, whose
-    operator (and relay) account then stores each transaction before it is sent."""
+    operator (and relay) account then stores each transaction before it is sent.
+
+    On PostgreSQL (where several processes share the deployment: ``qcl serve --workers N`` beside
+    ``qcl worker``) the operator's and the relayer's nonces are taken from the database
+    (:class:`db.nonces.SharedNonces`), so two processes never sign with the same nonce."""
     store = open_store(settings)
     if ledger is not None:
         from vault.reconcile import keep_ledger_transactions
 
         keep_ledger_transactions(ledger, store)
+        if store.url.startswith("postgresql"):
+            share_nonces(ledger, store)
     return Vault(store=store, keyring=open_keyring(settings), ledger=ledger)  # type: ignore[arg-type]
+
+
+def share_nonces(ledger: Ledger, store: Store) -> None:
+    """Take the nonces of the ledger's operator and relayer accounts from ``store``."""
+    for transactor in {id(t): t for t in (ledger.tx, ledger.relay)}.values():
+        transactor.nonces = SharedNonces(store, ledger.w3, transactor.address)
+
+
+def settle_heap() -> None:
+    """After start-up: move every object made so far (modules, ABIs, compiled queries, the app)
+    out of the cyclic garbage collector's reach (``gc.freeze``) and collect young objects less
+    often. A service process holds a few hundred thousand long-lived objects that every full
+    collection would walk again; the requests' own garbage is still collected."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+#: Young-generation threshold raised from CPython's 700 (a request allocates thousands of objects).
+GC_THRESHOLDS = (20_000, 20, 20)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
 from eth_account.signers.local import LocalAccount
@@ -42,6 +42,15 @@ class Receipt:
     raw: Any
 
 
+class Nonces(Protocol):
+    """Where an account's next nonce comes from: :class:`NonceManager` in one process, or a
+    counter several processes share (``db.nonces.SharedNonces``)."""
+
+    def take(self) -> int: ...
+
+    def reset(self) -> None: ...
+
+
 class NonceManager:
     """Hands out consecutive nonces for one account without asking the node each time."""
 
@@ -74,7 +83,7 @@ class Transactor:
         self.w3 = w3
         self.account = account
         self.decoder = decoder
-        self.nonces = NonceManager(w3, account.address)
+        self.nonces: Nonces = NonceManager(w3, account.address)
         self.receipt_timeout = receipt_timeout
         self._chain_id: int | None = None
         self._sent_lock = threading.Lock()

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 
 #: In a grant's resource list, covers every catalog resource of sensitivity 1-2 (never 3-4).
 WILDCARD = keccak(text="*")
+
+
+@functools.lru_cache(maxsize=65_536)
+def checksum(address: str) -> str:
+    """``address`` in its EIP-55 form (remembered: eth_utils spends a keccak and a few
+    microseconds of checks on every call, and the same few thousand members' addresses come back
+    on every request). Raises ValueError for what is not an address."""
+    return str(to_checksum_address(address))
 
 
 def resource_id(code: str) -> bytes:

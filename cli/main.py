@@ -19,13 +19,18 @@ from vault import VaultError
 from ._console import console, fail, say
 from .admin import admin_app
 from .audit import audit_app
+from .backup import vault_backup, vault_restore
 from .client import client_app
 from .demo import demo_app
 from .qr import grant_app
 from .worker import exit_without_stragglers, run_worker
 
 app = typer.Typer(help="Quanchenglian ledger: development and operations commands.", no_args_is_help=True)
-vault_app = typer.Typer(help="The digital safe-deposit box: key ring and rotation.", no_args_is_help=True)
+vault_app = typer.Typer(
+    help="The digital safe-deposit box: key ring, rotation, backup and restore.", no_args_is_help=True
+)
+vault_app.command("backup")(vault_backup)
+vault_app.command("restore")(vault_restore)
 app.add_typer(vault_app, name="vault")
 app.add_typer(admin_app, name="admin")
 app.add_typer(client_app, name="client")
@@ -91,9 +96,17 @@ def serve(
         factory=True,
         **settings.uvicorn_options(),  # type: ignore[arg-type]
         workers=workers,
+        # a process answers the supervisor's pings only once spawned and imported, and late when
+        # busy with a burst: under a loaded host or a container's CPU quota that takes longer than
+        # uvicorn's 5 s, and the supervisor killed and restarted processes before they ever served,
+        # or mid-load
+        timeout_worker_healthcheck=60,
         loop="uvloop",
         http="httptools",
-        log_level="warning",
+        # the supervisor's own lines (a process started, one that stopped answering replaced) are
+        # what an operator needs to see; requests are not logged one by one
+        log_level="info",
+        access_log=False,
     )
     exit_without_stragglers()
 

@@ -22,7 +22,7 @@ from sqlalchemy import text
 
 from api.background import CheckpointAnchor, IndexFollower, VerificationJobs, stop_all, verification_runner
 from api.notifications import EventClocks, WebhookDeliverer
-from api.runtime import bootstrap, open_node, open_vault, release_relayer
+from api.runtime import bootstrap, open_node, open_vault, release_relayer, settle_heap
 from api.settings import Settings
 from chain_client import ChainError
 from chain_client.indexer import Indexer
@@ -134,6 +134,8 @@ def run_worker() -> None:
                 vault.store, poll=settings.webhook_poll, allow_private=settings.webhooks_reach_private
             )
             clocks = EventClocks(vault.store)
+            if settings.env != "test":
+                settle_heap()
             relayer.start()
             jobs.start_runner()
             webhooks.start()

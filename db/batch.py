@@ -7,6 +7,12 @@ arrives while the previous batch is being committed to ONE thread, which runs th
 transaction: one lock, one flush for the whole batch. Each write still succeeds or fails on its own:
 when the batch's transaction fails, its writes are run again one transaction each, so one bad write
 costs the others nothing but a retry. A caller learns its write's result only after the commit.
+
+Within a batch the rows are written by ONE flush (one multi-row ``INSERT`` per table), and the rows
+the writes will look up by primary key are read by ONE ``SELECT … IN`` per table beforehand: a write
+made with :func:`looks_up` names the row it reads, and finds it (or learns it is absent) with
+:func:`lookup`, without a query of its own; a row it adds it tells :func:`remember`, so a later
+write of the same batch finds it too.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
@@ -29,6 +36,52 @@ T = TypeVar("T")
 
 #: Writes committed together at most.
 MAX_BATCH = 256
+
+W = TypeVar("W", bound=Callable[..., Any])
+
+
+def looks_up(write: W, model: type[Any], key: Any) -> W:
+    """Mark ``write`` as reading the ``model`` row of primary key ``key`` (read for the whole batch
+    at once before the writes run)."""
+    write.qcl_looks_up = (model, key)  # type: ignore[attr-defined]
+    return write
+
+
+def lookup(session: Session, model: type[T], key: Any) -> T | None:
+    """The ``model`` row of primary key ``key``: from the batch's read when it made one for this
+    key (no query), else ``session.get``."""
+    known = session.info.get(_KNOWN)
+    if known is not None and (model, key) in known:
+        return known[(model, key)]  # type: ignore[no-any-return]
+    return session.get(model, key)
+
+
+def remember(session: Session, model: type[Any], key: Any, row: Any) -> None:
+    """Tell the batch that a write added ``row`` (a later write of the batch looks it up)."""
+    known = session.info.get(_KNOWN)
+    if known is not None:
+        known[(model, key)] = row
+
+
+_KNOWN = "qcl_known_rows"
+
+
+def _prefetch(session: Session, writes: list[Callable[[Session], Any]]) -> None:
+    """Read the rows the batch's writes look up, one ``SELECT … IN`` per table."""
+    wanted: dict[type[Any], set[Any]] = {}
+    for write in writes:
+        looked = getattr(write, "qcl_looks_up", None)
+        if looked is not None:
+            wanted.setdefault(looked[0], set()).add(looked[1])
+    known: dict[tuple[type[Any], Any], Any] = {}
+    for model, keys in wanted.items():
+        (column,) = inspect(model).primary_key
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start : start + 500]
+            found = {getattr(row, column.key): row for row in session.scalars(select(model).where(column.in_(chunk)))}
+            known.update(((model, key), found.get(key)) for key in chunk)
+    session.info[_KNOWN] = known
 
 
 class WriteBatcher:
@@ -99,9 +152,10 @@ class WriteBatcher:
         results: list[Any] = []
         try:
             with self._store.session() as s:
+                _prefetch(s, [write for write, _ in batch])
                 for write, _ in batch:
                     results.append(write(s))
-                    s.flush()
+                s.flush()
         except Exception:  # noqa: BLE001 - one write (or the database) failed: each on its own, to learn which
             if len(batch) > 1:
                 log.debug("batch of %d writes failed; committing them one by one", len(batch))

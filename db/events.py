@@ -19,19 +19,18 @@ with a gap-free, strictly increasing per-member ``sequence``.
 
 from __future__ import annotations
 
-import functools
 import json
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from eth_utils import to_checksum_address
 from sqlalchemy import and_, exists, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from chain_client.ids import checksum
 from chain_client.indexer import IndexedEvent
 
 from .models import (
@@ -83,9 +82,7 @@ ADMIN, AUDITOR = 1, 8
 _NEVER = 2**62
 
 
-@functools.lru_cache(maxsize=65_536)
-def _address(value: str) -> str:
-    return str(to_checksum_address(value))
+_address = checksum
 
 
 def type_matches(types: Sequence[str], event_type: str) -> bool:

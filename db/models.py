@@ -352,6 +352,17 @@ class RelayerTransaction(Base):
     __table_args__ = (Index("ix_relayer_transactions_status", "status", "nonce"),)
 
 
+class RelayNonce(Base):
+    """The next nonce of an account several processes send with (the API processes of
+    ``qcl serve --workers N`` relaying grants with one relayer account): taken by one atomic
+    update each, so two processes never sign two transactions with the same nonce."""
+
+    __tablename__ = "relay_nonces"
+
+    account: Mapped[str] = mapped_column(String(42), primary_key=True)
+    next: Mapped[int] = mapped_column(BigInteger)
+
+
 class LostCallRow(Base):
     """A grant, revocation or pause answered 2xx whose block the chain lost and which the ledger
     refused when its stored transaction was sent again (vault/reconcile.py): e.g. its signed

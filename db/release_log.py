@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
 from sqlalchemy import func, select
+
+from chain_client.ids import checksum
 
 from .models import ReleaseLogRow
 from .store import Store
@@ -20,7 +22,7 @@ LOG_PREFIX = b"qcl-release-log/1\n"
 
 def release_id(grantee: str, request_id: bytes) -> str:
     """The id of a release: keccak256(grantee || request id); unique because request ids are."""
-    return "0x" + keccak(bytes.fromhex(to_checksum_address(grantee)[2:]) + request_id).hex()
+    return "0x" + keccak(bytes.fromhex(checksum(grantee)[2:]) + request_id).hex()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -44,7 +46,12 @@ class Store:
             if memory
             else {"pool_size": 48, "max_overflow": 16, "pool_timeout": busy_timeout}
             if sqlite
-            else {"pool_size": 10, "max_overflow": 20, "pool_timeout": busy_timeout}
+            # PostgreSQL: a kept connection for each of the API's worker threads (api/threads.py),
+            # few beyond them: a connection over ``pool_size`` is closed when returned, so under
+            # load every request beyond it opened a new one (7% of an API process's CPU per release,
+            # py-spy); 30 per process keeps `qcl serve --workers 2` + `qcl worker` within the
+            # server's default of 100 connections
+            else {"pool_size": 24, "max_overflow": 6, "pool_timeout": busy_timeout}
         )
         self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=not sqlite, **pool)
         if sqlite:
@@ -60,14 +67,21 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         return cls(f"sqlite:///{path}")
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
-        config = Config()
-        config.set_main_option("script_location", str(_MIGRATIONS))
+    def migrate(self, target: str = "head") -> None:
+        """Bring the schema to Alembic revision ``target`` (default: the newest)."""
+        config = _alembic_config()
         try:
             with self.engine.begin() as connection:
                 config.attributes["connection"] = connection
-                command.upgrade(config, "head")
+                command.upgrade(config, target)
+        except (OperationalError, InterfaceError) as exc:
+            raise StoreUnavailable(f"the vault database does not answer: {exc.orig}") from None
+
+    def revision(self) -> str | None:
+        """The Alembic revision the database is at (``None``: never migrated)."""
+        try:
+            with self.engine.connect() as connection:
+                return MigrationContext.configure(connection).get_current_revision()
         except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailable(f"the vault database does not answer: {exc.orig}") from None
 
@@ -89,6 +103,18 @@ class Store:
     def dispose(self) -> None:
         self.writer.stop()
         self.engine.dispose()
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
+
+
+def schema_revisions() -> list[str]:
+    """Every Alembic revision this code knows, oldest first (the last is the head)."""
+    script = ScriptDirectory.from_config(_alembic_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -16,12 +16,14 @@ from pathlib import Path
 
 
 @contextmanager
-def sampled(pid: int, out: Path, rate: int = 100) -> Iterator[None]:
+def sampled(pid: int, out: Path, rate: int = 100, *, subprocesses: bool = False) -> Iterator[None]:
     """Record ``pid`` with py-spy into ``out`` while the block runs: only the thread holding the GIL,
-    so the samples show where the process spends CPU, not where its threads wait."""
+    so the samples show where the process spends CPU, not where its threads wait (with
+    ``subprocesses``, its child processes too: the API processes of `qcl serve --workers N`)."""
     spy = shutil.which("py-spy") or str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "py-spy")
     proc = subprocess.Popen(
-        [spy, "record", "-p", str(pid), "-r", str(rate), "-f", "raw", "-o", str(out), "--gil"],
+        [spy, "record", "-p", str(pid), "-r", str(rate), "-f", "raw", "-o", str(out), "--gil"]
+        + (["--subprocesses"] if subprocesses else []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -82,7 +84,8 @@ def _framework_only(stack: str) -> bool:
 
 
 #: Where a request's CPU goes, by the frame that names the step (first match on the stack wins
-#: for the step's share; the shares of nested steps are not subtracted from their parents).
+#: for the step's share; the shares of nested steps are not subtracted from their parents; "a|b"
+#: matches either frame).
 STEPS = [
     ("HTTP and ASGI alone (uvicorn, Starlette, FastAPI: parsing, routing, validation, JSON)", _FRAMEWORK),
     ("dependencies: login and roles (`current_member`)", "authenticate"),
@@ -93,7 +96,10 @@ STEPS = [
     ("release: document sealed to the grantee (`deliver`)", "deliver (vault"),
     ("grant relayed (`record` route: terms, calldata, digest, terms kept)", "record (api/routers/grants"),
     ("grants/revocations/pauses: group commit thread", "_run (chain_client/relayer/group"),
-    ("worker threads: hops to the thread pool", "run_sync_in_worker_thread"),
+    (
+        "worker threads: hops to a thread (anyio's `to_thread`, `api.threads.in_thread`)",
+        "run_sync_in_worker_thread|in_thread (api/threads",
+    ),
     ("background: indexer, checkpoints, clocks", "_run (api/background"),
 ]
 
@@ -108,6 +114,8 @@ def steps(raw: Path) -> tuple[int, list[tuple[str, float]]]:
             continue
         total += int(count)
         for label, key in STEPS:
-            if (key == _FRAMEWORK and _framework_only(stack)) or (key != _FRAMEWORK and key in stack):
+            if (key == _FRAMEWORK and _framework_only(stack)) or (
+                key != _FRAMEWORK and any(k in stack for k in key.split("|"))
+            ):
                 counts[label] += int(count)
     return total, [(label, 100 * n / total if total else 0.0) for label, n in counts.items()]

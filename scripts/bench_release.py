@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -82,7 +83,7 @@ class Run:
         return (
             f"| {self.name} | {self.clients} | {self.ok + failed:,} | {self.rate:,.1f} | {self.pct(0.5):,.0f} | "
             f"{self.pct(0.99):,.0f} | {failed} ({codes}) | "
-            + " / ".join(f"{self.cpu_ms.get(k, 0):.1f}" for k in ("api", "anvil", "load"))
+            + " / ".join(f"{self.cpu_ms.get(k, 0):.1f}" for k in ("api", "worker", "anvil", "load"))
             + " |"
         )
 
@@ -159,11 +160,81 @@ def _vm_hwm(pid: int) -> int:
     return 0
 
 
+def _family(pid: int) -> list[int]:
+    """``pid`` and its descendants (``qcl serve --workers N`` is a uvicorn parent and N children)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(parents.get(p, []))
+    return found
+
+
+def _family_cpu(pid: int | None) -> float:
+    """CPU seconds of a process and its descendants (of this process alone when ``pid`` is None)."""
+    if pid is None:
+        return _cpu_seconds(None)
+    total = 0.0
+    for p in _family(pid):
+        try:
+            total += _cpu_seconds(p)
+        except OSError:
+            pass
+    return total
+
+
+def _create_database(admin_url: str) -> str:
+    """A new database on the server of ``admin_url`` (dropped at the end); its URL."""
+    from sqlalchemy import create_engine, text
+
+    name = f"qcl_bench_{secrets.token_hex(6)}"
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return f"{admin_url.rsplit('/', 1)[0]}/{name}"
+
+
+def _drop_database(admin_url: str, url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def _start(deployment: str, api_workers: int, env: dict[str, str], work: Path) -> list[subprocess.Popen[bytes]]:
+    """The processes under test, the API last: `qcl dev`, or `qcl worker` then `qcl serve --workers N`."""
+    qcl = str(ROOT / ".venv" / "bin" / "qcl")
+
+    def spawn(*args: str) -> subprocess.Popen[bytes]:
+        log = work / f"{args[0]}.log"
+        return subprocess.Popen([qcl, *args], env=env, cwd=work, stderr=subprocess.STDOUT, stdout=log.open("wb"))
+
+    if deployment == "dev":
+        return [spawn("dev")]
+    worker = spawn("worker")
+    deadline = time.monotonic() + 180
+    while "worker active" not in (work / "worker.log").read_text():
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"qcl worker did not start: {(work / 'worker.log').read_text()[-2000:]}")
+        time.sleep(0.25)
+    return [worker, spawn("serve", "--workers", str(api_workers))]
+
+
 def _wait_health(url: str, proc: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"qcl dev exited with {proc.returncode}")
+            raise SystemExit(f"{' '.join(map(str, proc.args))} exited with {proc.returncode}")
         try:
             if httpx.get(url + "/health", timeout=2.0).status_code == 200:
                 return
@@ -182,6 +253,18 @@ def main() -> None:  # noqa: C901 - one linear script
     parser.add_argument("--naive", type=int, default=300, help="releases of the naive pattern")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--profile", type=Path, help="sample the API process with py-spy per phase into this folder")
+    parser.add_argument(
+        "--deployment",
+        choices=("dev", "split"),
+        default="dev",
+        help="dev: `qcl dev` (one process, SQLite); split: `qcl worker` beside `qcl serve --workers N` on PostgreSQL",
+    )
+    parser.add_argument("--api-workers", type=int, default=2, help="split: API processes (`qcl serve --workers N`)")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("QCL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+        help="split: a PostgreSQL URL whose server the benchmark may create a database on",
+    )
     args = parser.parse_args()
 
     compile_contracts()
@@ -209,17 +292,16 @@ def main() -> None:  # noqa: C901 - one linear script
         "QCL_CHECKPOINT_INTERVAL": "5",
         "PYTHONPATH": str(ROOT),
     }
-    api = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "qcl"), "dev"],
-        env=env,
-        cwd=work,
-        stderr=subprocess.STDOUT,
-        stdout=open(work / "api.log", "wb"),
-    )
+    database = None
+    if args.deployment == "split":
+        database = _create_database(args.postgres)
+        env["QCL_DATABASE_URL"] = database
+    procs = _start(args.deployment, args.api_workers, env, work)
+    api, worker = procs[-1], (procs[0] if args.deployment == "split" else None)
     rows: list[str] = []
     try:
         _wait_health(url, api)
-        print(f"qcl dev up at {url} (pid {api.pid}); anvil at {node.url}")
+        print(f"{' + '.join(p.args[1] for p in procs)} up at {url}; anvil at {node.url}")
         http = httpx.Client(base_url=url, timeout=120.0)
         boss = QclClient(http=http, account=admin)
         boss.login()
@@ -267,23 +349,28 @@ def main() -> None:  # noqa: C901 - one linear script
         )
         profiles: list[tuple[str, Path]] = []
 
-        pids = {"api": api.pid, "anvil": node.process.pid if node.process else None, "load": None}
+        pids = {
+            "api": api.pid,
+            "worker": worker.pid if worker else None,
+            "anvil": node.process.pid if node.process else None,
+            "load": None,
+        }
 
         def measured(coro: Any) -> Any:
             """Run one load phase (sampled with py-spy when --profile is given), with the CPU time
             each process spent on it: a figure that holds on a busy machine, unlike the rates."""
-            before = {k: _cpu_seconds(p) for k, p in pids.items() if k == "load" or p}
+            before = {k: _family_cpu(p) for k, p in pids.items() if k == "load" or p}
             if not args.profile:
                 result = asyncio.run(coro)
             else:
                 args.profile.mkdir(parents=True, exist_ok=True)
                 out = args.profile / f"phase-{len(profiles) + 1}.txt"
-                with sampled(api.pid, out):
+                with sampled(api.pid, out, subprocesses=args.deployment == "split"):
                     result = asyncio.run(coro)
                 profiles.append((result[0].name + f" @{result[0].clients}", out))
             run = result[0]
             done = max(1, run.ok + sum(run.failed.values()))
-            run.cpu_ms = {k: (_cpu_seconds(pids[k]) - v) * 1000 / done for k, v in before.items()}
+            run.cpu_ms = {k: (_family_cpu(pids[k]) - v) * 1000 / done for k, v in before.items()}
             return result
 
         messages: dict[str, dict[str, Any]] = {}
@@ -337,14 +424,16 @@ def main() -> None:  # noqa: C901 - one linear script
             read_runs.append(run)
             print(run.row())
 
-        before = {k: _cpu_seconds(p) for k, p in pids.items() if k == "load" or p}
+        before = {k: _family_cpu(p) for k, p in pids.items() if k == "load" or p}
         naive = _naive(
             node.w3, consent, [(g, messages[g]) for g in grants], args.naive, min(args.clients), release_body
         )
-        naive.cpu_ms = {k: (_cpu_seconds(pids[k]) - v) * 1000 / max(1, args.naive) for k, v in before.items()}
+        naive.cpu_ms = {k: (_family_cpu(pids[k]) - v) * 1000 / max(1, args.naive) for k, v in before.items()}
         naive.cpu_ms["api"] = 0.0
         print(naive.row())
-        api_rss, anvil_rss = _vm_hwm(api.pid), _vm_hwm(node.process.pid) if node.process else 0
+        api_rss = max(_vm_hwm(p) for p in _family(api.pid))
+        worker_rss = _vm_hwm(worker.pid) if worker else 0
+        anvil_rss = _vm_hwm(node.process.pid) if node.process else 0
 
         # ---- checks ----------------------------------------------------------------------------
         auditor.token = auditor.token or (auditor.login() and auditor.token)
@@ -365,17 +454,27 @@ def main() -> None:  # noqa: C901 - one linear script
         )
         print(checks)
         rows = [r.row() for r in (*grant_runs, *release_runs, *read_runs, naive)]
+        if args.deployment == "split":
+            deployment_args = f" --deployment split --api-workers {args.api_workers}"
+            deployment_text = (
+                f"`qcl worker` (release relayer, indexer, checkpoints, clocks) beside `qcl serve --workers "
+                f"{args.api_workers}` (API processes) on PostgreSQL"
+            )
+        else:
+            deployment_args = ""
+            deployment_text = "`qcl dev` (API, release relayer, indexer and checkpoints in one process, SQLite)"
         best = max((r.rate for r in release_runs), default=0.0)
         ratio = best / naive.rate if naive.rate else 0.0
         body = (
             f"Command: `.venv/bin/python scripts/bench_release.py --releases {args.releases} --grants {args.grants} "
-            f"--subjects {args.subjects} --clients {' '.join(map(str, args.clients))}` — `qcl dev` (API, release "
-            f"relayer, indexer and checkpoints in one process) on anvil, the load generator (aiohttp, asyncio, "
-            f"pre-signed bodies) in another process, all on this 2-core machine. Latency in ms.\n\n"
-            "| operation | clients | requests | per second | p50 | p99 | failed (codes) | CPU ms per request: API / anvil / load generator |\n"
+            f"--subjects {args.subjects} --clients {' '.join(map(str, args.clients))}{deployment_args}` — "
+            f"{deployment_text} on anvil, the load generator (aiohttp, asyncio, pre-signed bodies) in another "
+            f"process, all on this 2-core machine. Latency in ms.\n\n"
+            "| operation | clients | requests | per second | p50 | p99 | failed (codes) | CPU ms per request: API / worker / anvil / load generator |\n"
             "|---|---:|---:|---:|---:|---:|---|---|\n" + "\n".join(rows) + "\n\n"
             f"Best sealed releases/s against the naive pattern in the same run: {ratio:.1f}x. "
-            f"Peak resident memory: API process {api_rss} MiB, anvil {anvil_rss} MiB.\n\n{checks}\n\n"
+            f"Peak resident memory: API process {api_rss} MiB, worker {worker_rss} MiB, anvil {anvil_rss} MiB.\n\n"
+            f"{checks}\n\n"
             "Targets (issue 8): >= 400 grants/s and >= 300 sealed releases/s at 128 clients, p99 <= 1 s for "
             "releases, >= 10x the naive pattern, zero failed valid requests."
         )
@@ -407,15 +506,25 @@ def main() -> None:  # noqa: C901 - one linear script
             )
         body += profile_text
         if not args.no_write:
-            write_section("release", "The release path through the API (scripts/bench_release.py)", body)
+            if args.deployment == "split":
+                key, title = (
+                    f"release-split-{args.api_workers}",
+                    f"The release path, `qcl worker` + `qcl serve --workers {args.api_workers}` on PostgreSQL",
+                )
+            else:
+                key, title = "release", "The release path through the API (scripts/bench_release.py)"
+            write_section(key, title, body)
         print(body)
     finally:
-        api.terminate()
-        try:
-            api.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            api.kill()
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         node.stop()
+        if database:
+            _drop_database(args.postgres, database)
 
 
 def _naive(

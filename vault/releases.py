@@ -36,10 +36,12 @@ from sqlalchemy import Table, bindparam, func, select, update
 
 from chain_client import ChainError, ChainUnavailable, Ledger
 from chain_client.errors import ContractRevert
+from chain_client.ids import checksum
 from chain_client.indexer import _EventDecoder
 from chain_client.ledger import abi_type
 from chain_client.relayer import RawSender, SendRefused, SignedTx
 from chain_client.types import EmergencyScope, GrantTerms
+from db.batch import looks_up, lookup, remember
 from db.models import RelayerTransaction, ReleaseIntent, ReleaseLogRow
 from db.release_log import LogEntry, release_id
 from db.store import Store, StoreUnavailable
@@ -177,6 +179,11 @@ class Waiters:
             if not waiting:
                 del self._waiting[key]
 
+    def waiting(self) -> list[str]:
+        """The keys callers wait for now."""
+        with self._lock:
+            return list(self._waiting)
+
     def notify(self, keys: Iterable[str]) -> None:
         keys = list(keys)
         with self._lock:
@@ -194,6 +201,66 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+class IntentWatcher:
+    """Wakes the callers of a process whose releases another process records (``qcl serve``
+    beside ``qcl worker``): every ``interval`` seconds ONE query reads which of the intents waited
+    for are final, however many callers wait (instead of one query per caller and poll)."""
+
+    def __init__(self, store: Store, waiters: Waiters, *, interval: float = 0.05) -> None:
+        self.store = store
+        self.waiters = waiters
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._outcomes: dict[str, Intent] = {}
+        self._outcomes_lock = threading.Lock()
+
+    def ensure_started(self) -> None:
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name="qcl-intent-watcher", daemon=True)
+                self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def check(self) -> int:
+        """Notify the waiting callers whose intents are final (their outcomes kept for them to
+        :meth:`take`, so they need not read them again); how many."""
+        keys = self.waiters.waiting()
+        final: list[Intent] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            with self.store.session() as s:
+                rows = s.scalars(
+                    select(ReleaseIntent).where(ReleaseIntent.id.in_(chunk), ReleaseIntent.status.in_(FINAL))
+                ).all()
+                final += [Intent.of(r) for r in rows]
+        if final:
+            with self._outcomes_lock:
+                if len(self._outcomes) > Waiters.RECENT:  # outcomes of callers that gave up waiting
+                    self._outcomes.clear()
+                self._outcomes.update((i.id, i) for i in final)
+            self.waiters.notify([i.id for i in final])
+        return len(final)
+
+    def take(self, intent_id: str) -> Intent | None:
+        """The outcome :meth:`check` found for ``intent_id`` (once), if any."""
+        with self._outcomes_lock:
+            return self._outcomes.pop(intent_id, None)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception:  # the database is down: callers time out or read it themselves
+                log.debug("intent watcher: the database did not answer", exc_info=True)
+
+
 class ReleaseDesk:
     """Admission of release requests and waiting for their outcome (the API's half)."""
 
@@ -202,8 +269,9 @@ class ReleaseDesk:
         self.waiters = waiters or Waiters()
         #: Called after an intent is admitted (wakes an in-process relayer at once).
         self.wake = wake or (lambda: None)
-        #: Whether a relayer in this process wakes the waiting callers (else they poll).
+        #: Whether a relayer in this process wakes the waiting callers (else the watcher does).
         self.local = wake is not None
+        self.watcher = IntentWatcher(store, self.waiters)
 
     def find(self, intent_id: str) -> Intent | None:
         with self.store.session() as s:
@@ -229,7 +297,7 @@ class ReleaseDesk:
         terms = request.terms_json()
 
         def write(s: Any) -> tuple[Intent, bool]:
-            existing = s.get(ReleaseIntent, request.release_id)
+            existing = lookup(s, ReleaseIntent, request.release_id)
             if existing is not None:
                 return Intent.of(existing), False
             now = time.time()
@@ -237,8 +305,8 @@ class ReleaseDesk:
                 id=request.release_id,
                 kind=request.kind,
                 authority="0x" + request.authority.hex(),
-                grantee=to_checksum_address(request.grantee),
-                subject=to_checksum_address(request.subject),
+                grantee=checksum(request.grantee),
+                subject=checksum(request.subject),
                 resource="0x" + request.resource.hex(),
                 request_id="0x" + request.request_id.hex(),
                 deadline=str(request.deadline),
@@ -251,11 +319,12 @@ class ReleaseDesk:
                 created_at=now,
                 updated_at=now,
             )
-            s.add(row)
-            s.flush()  # a request id taken meanwhile by another process fails here, then is read back
+            s.add(row)  # a request id taken meanwhile by another process fails the batch's flush: the
+            # batch is then written again one write at a time, and this one reads the other's back
+            remember(s, ReleaseIntent, request.release_id, row)
             return Intent.of(row), True
 
-        return write
+        return looks_up(write, ReleaseIntent, request.release_id)
 
     def _checked(self, request: ReleaseRequest, written: tuple[Intent, bool]) -> tuple[Intent, bool]:
         intent, created = written
@@ -270,16 +339,18 @@ class ReleaseDesk:
     async def wait(
         self, intent_id: str, *, timeout: float, poll: float | None = None, known: Intent | None = None
     ) -> Intent:
-        """Wait until the intent is final: woken by the relayer when it runs in this process (the
-        database is then read again only every second, as a safety net), polled every 50 ms
-        when a worker process records releases."""
+        """Wait until the intent is final: woken by the relayer when it runs in this process, else
+        by the process's :class:`IntentWatcher` (one query every 50 ms for all waiting callers);
+        the caller reads the database itself again only every second, as a safety net."""
         from starlette.concurrency import run_in_threadpool
 
-        poll = poll if poll is not None else (1.0 if self.local else 0.05)
+        if not self.local:
+            self.watcher.ensure_started()
+        poll = poll if poll is not None else 1.0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            skip_read = known is not None and self.local and not known.final
+            skip_read = known is not None and not known.final
             future = self.waiters.register(intent_id, recent=skip_read)
             try:
                 intent: Intent | None
@@ -287,6 +358,8 @@ class ReleaseDesk:
                     # just admitted: the database says pending; a relayer in this process that
                     # settled it since has notified, which ``register`` saw (no read needed)
                     intent, known = known, None
+                elif (found := self.watcher.take(intent_id)) is not None:
+                    intent = found  # the watcher read it for this caller
                 else:
                     intent = await run_in_threadpool(self.find, intent_id)
                 if intent is None or intent.final:

@@ -23,7 +23,7 @@ from eth_utils import to_checksum_address
 from sqlalchemy import and_, delete, func, select, update
 
 from chain_client import ChainError, ChainUnavailable, Ledger, eip712
-from chain_client.ids import resource_id
+from chain_client.ids import checksum, resource_id
 from chain_client.relayer import RawSender
 from chain_client.types import EmergencyScope, GrantTerms
 from db import paging, release_log
@@ -325,29 +325,53 @@ class Vault:
         never released. ``provider`` and ``self_declared`` default to the chain's catalog entry
         and the catalog's off-chain flag (table ``catalog_entries``).
         """
+        document_id = self.current_document_id(subject, resource_id_hex, provider=provider, self_declared=self_declared)
+        with self.store.session() as s:
+            row = s.get(DocumentRow, document_id)
+        assert row is not None  # documents are never removed (deleted ones keep their row)
+        return row
+
+    def current_document_id(
+        self,
+        subject: str,
+        resource_id_hex: str,
+        *,
+        provider: str | None = None,
+        self_declared: bool | None = None,
+    ) -> str:
+        """The id of :meth:`current_document` (the release path's hot spot): one statement reads the
+        candidates' ids, issuers and states with the catalog's ``self_declared`` flag, and no
+        document content is loaded."""
         subject = _address(subject, "subject")
         if provider is None:
             provider = self._catalog_provider(resource_id_hex)
         provider = _address(provider, "provider")
-        with self.store.session() as s:  # one session for both reads (the release path's hot spot)
-            if self_declared is None:
-                entry = s.get(CatalogEntryRow, resource_id_hex.lower())
-                self_declared = bool(entry and entry.self_declared)
-            issuers = [provider] + ([subject] if self_declared and subject != provider else [])
-            rows = s.scalars(
-                select(DocumentRow)
-                .where(
-                    DocumentRow.subject == subject,
-                    DocumentRow.resource_id == resource_id_hex.lower(),
-                    DocumentRow.issuer.in_(issuers),
-                    DocumentRow.state != "pending",
-                )
-                .order_by(DocumentRow.stored_ns.desc())
-            ).all()
+        resource_id_hex = resource_id_hex.lower()
+        flag = (
+            select(CatalogEntryRow.self_declared)
+            .where(CatalogEntryRow.resource_id == resource_id_hex)
+            .scalar_subquery()
+        )
+        query = (
+            select(DocumentRow.id, DocumentRow.issuer, DocumentRow.state, flag)
+            .where(
+                DocumentRow.subject == subject,
+                DocumentRow.resource_id == resource_id_hex,
+                DocumentRow.issuer.in_([provider, subject]),
+                DocumentRow.state != "pending",
+            )
+            .order_by(DocumentRow.stored_ns.desc())
+        )
+        with self.store.session() as session:
+            found = session.execute(query).all()
+        if self_declared is None:
+            self_declared = bool(found and found[0][3])
+        issuers = [provider] + ([subject] if self_declared and subject != provider else [])
+        rows = [r for r in found if r[1] in issuers]
         for issuer in issuers:  # the provider's first; the subject's own only when it has none
-            live = [r for r in rows if r.issuer == issuer and r.state == "current"]
+            live = [r for r in rows if r[1] == issuer and r[2] == "current"]
             if live:
-                return live[0]
+                return str(live[0][0])
         if rows:
             raise DocumentDeleted(f"the subject's {resource_id_hex} documents were deleted")
         raise NoCurrentDocument(f"the subject holds no releasable document of resource {resource_id_hex}")
@@ -397,7 +421,7 @@ class Vault:
 
     def prepare_release(
         self, *, terms: GrantTerms, resource: bytes, request_id: bytes, deadline: int, signature: bytes
-    ) -> tuple[ReleaseRequest, DocumentRow]:
+    ) -> tuple[ReleaseRequest, str]:
         """Check a grantee's signed request off chain and find the document it would release.
 
         Raises :class:`ReleaseRefused` for a signature that is not the grantee's. When the subject
@@ -424,11 +448,11 @@ class Vault:
             terms=terms,
         )
         try:
-            row = self.current_document(request.subject, "0x" + resource.hex())
+            document_id = self.current_document_id(request.subject, "0x" + resource.hex())
         except (NoCurrentDocument, DocumentDeleted):
             self.ledger.check_release(terms, resource, request_id, deadline, signature)
             raise
-        return request, row
+        return request, document_id
 
     def prepare_emergency_release(
         self,
@@ -440,7 +464,7 @@ class Vault:
         request_id: bytes,
         deadline: int,
         signature: bytes,
-    ) -> tuple[ReleaseRequest, DocumentRow]:
+    ) -> tuple[ReleaseRequest, str]:
         """:meth:`prepare_release` for an emergency release (flagged ``emergency`` in the log)."""
         message = {
             "emergencyId": scope.emergency_id,
@@ -464,11 +488,11 @@ class Vault:
             terms=scope,
         )
         try:
-            row = self.current_document(request.subject, "0x" + resource.hex())
+            document_id = self.current_document_id(request.subject, "0x" + resource.hex())
         except (NoCurrentDocument, DocumentDeleted):
             self.ledger.check_emergency_release(scope, subject, resource, request_id, deadline, signature)
             raise
-        return request, row
+        return request, document_id
 
     def deliver(self, intent: Intent, recipient_key: bytes) -> Release:
         """The document of a recorded intent, sealed to ``recipient_key`` (SPEC §4). Only ever for
@@ -498,10 +522,10 @@ class Vault:
         """Release the subject's current document of ``resource`` under a grant, synchronously:
         admit, record (this process's relayer, one group), deliver. The API uses the same steps
         with many requests per group (see :mod:`vault.releases`)."""
-        request, row = self.prepare_release(
+        request, document_id = self.prepare_release(
             terms=terms, resource=resource, request_id=request_id, deadline=deadline, signature=signature
         )
-        return self._release_now(request, row)
+        return self._release_now(request, document_id)
 
     def emergency_release(
         self,
@@ -515,7 +539,7 @@ class Vault:
         signature: bytes,
     ) -> Release:
         """Release under an approved emergency; the log entry is flagged ``emergency``."""
-        request, row = self.prepare_emergency_release(
+        request, document_id = self.prepare_emergency_release(
             scope=scope,
             consumer=consumer,
             subject=subject,
@@ -524,11 +548,11 @@ class Vault:
             deadline=deadline,
             signature=signature,
         )
-        return self._release_now(request, row)
+        return self._release_now(request, document_id)
 
-    def _release_now(self, request: ReleaseRequest, row: DocumentRow) -> Release:
+    def _release_now(self, request: ReleaseRequest, document_id: str) -> Release:
         key = self._recipient_key(request.grantee)
-        intent, _ = self.desk.admit(request, document_id=row.id)
+        intent, _ = self.desk.admit(request, document_id=document_id)
         for _attempt in range(MAX_ATTEMPTS + 1):
             if intent.final:
                 break
@@ -643,6 +667,29 @@ class Vault:
             ).all()
         return {int(v): int(n) for v, n in rows}
 
+    def check_documents(self, *, batch: int = 200) -> tuple[int, list[str]]:
+        """Open every live document (unwrap its data key, decrypt content and metadata): how many
+        opened, and the ids of those that did not (e.g. after a restore with the wrong key ring)."""
+        opened, after = 0, ""
+        failed: list[str] = []
+        while True:
+            with self.store.session() as s:
+                rows = s.scalars(
+                    select(DocumentRow)
+                    .where(DocumentRow.wrapped_key.is_not(None), DocumentRow.id > after)
+                    .order_by(DocumentRow.id)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return opened, failed
+            for row in rows:
+                try:
+                    self._decrypt(row)
+                    opened += 1
+                except (DecryptionError, ValueError):
+                    failed.append(row.id)
+            after = rows[-1].id
+
     def _count_older(self) -> int:
         with self.store.session() as s:
             return int(
@@ -684,7 +731,7 @@ class Vault:
 
 def _address(value: str, what: str) -> str:
     try:
-        return to_checksum_address(value)
+        return checksum(value)
     except (ValueError, TypeError):
         raise InvalidInput(f"{what} is not a valid address: {value!r}") from None
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from chain_client import Member, Role
 
@@ -28,6 +27,7 @@ from ..schemas.emergencies import (
 from ..schemas.page import Page
 from ..schemas.releases import ReleasePublic
 from ..services import emergencies, releases
+from ..threads import in_thread
 from ..types import Limit, Offset
 from .common import PROBLEM_RESPONSES
 from .releases import answer_release
@@ -90,5 +90,5 @@ async def release(
 ) -> ReleasePublic:
     """A listed consumer's release under an active emergency (flagged in the subject's access log);
     recorded by the relayer like every release, idempotent by request id (SPEC §9.7)."""
-    intent, created = await run_in_threadpool(releases.admit_emergency_release, vault, consumer, emergency_id, body)
+    intent, created = await in_thread(releases.admit_emergency_release, vault, consumer, emergency_id, body)
     return await answer_release(request, response, vault, consumer, intent, created=created)

@@ -6,7 +6,6 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from chain_client import Member, Role
 from chain_client.indexer import Indexer
@@ -21,6 +20,7 @@ from ..schemas.page import Page
 from ..schemas.releases import AccessLogEntry, ReleasePublic, SignedRelease
 from ..services import releases
 from ..services.errors import Forbidden
+from ..threads import in_thread
 from ..types import Address, Bytes32, Limit, Offset
 from .common import PROBLEM_RESPONSES
 
@@ -47,7 +47,7 @@ async def read_release(
     request: Request, response: Response, release_id: Bytes32, consumer: ConsumerMember, vault: VaultDep
 ) -> ReleasePublic:
     """A release again (the grantee only), sealed anew: for a department whose answer was lost."""
-    intent, done = await run_in_threadpool(releases.find_delivered, vault, consumer, release_id)
+    intent, done = await in_thread(releases.find_delivered, vault, consumer, release_id)
     if done is not None:
         response.status_code = 200
         return releases.release_answer(done)

@@ -26,6 +26,7 @@ from chain_client.ledger import GrantRecorded
 from chain_client.relayer.group import CallGroup
 from chain_client.types import GrantTerms
 from db import ledger_state
+from db.batch import looks_up, lookup, remember
 from db.models import GrantRecord
 from db.store import Store
 
@@ -93,23 +94,27 @@ def _terms_writer(
     terms_json = message.model_dump_json()
 
     def write(s: Session) -> None:
-        s.merge(
-            GrantRecord(
-                grant_id=grant_id,
-                subject=message.subject,
-                grantee=message.grantee,
-                terms=terms_json,
-                tx_hash=tx_hash,
-                block_number=block_number,
-                relayed_by=relayed_by,
-                created_at=int(time.time()),
-                valid_from=message.validFrom,
-                valid_until=message.validUntil,
-                max_uses=message.maxUses,
-            )
+        existing = lookup(s, GrantRecord, grant_id)
+        record = GrantRecord(
+            grant_id=grant_id,
+            subject=message.subject,
+            grantee=message.grantee,
+            terms=terms_json,
+            tx_hash=tx_hash,
+            block_number=block_number,
+            relayed_by=relayed_by,
+            created_at=int(time.time()),
+            valid_from=message.validFrom,
+            valid_until=message.validUntil,
+            max_uses=message.maxUses,
         )
+        if existing is None:
+            s.add(record)
+            remember(s, GrantRecord, grant_id, record)
+        else:
+            s.merge(record)  # the same grant relayed again: its row in the session, no query
 
-    return write
+    return looks_up(write, GrantRecord, grant_id)
 
 
 def _path_id(grant_id: str, body_id: str) -> bytes:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import base64
 
-from starlette.concurrency import run_in_threadpool
-
 from chain_client import Member
 from vault import Release, Vault
 from vault.releases import Intent, ReleaseRequest, RequestReused
@@ -15,6 +13,7 @@ from vault.service import refusal
 
 from ..schemas.emergencies import SignedEmergencyRelease
 from ..schemas.releases import ReleasedDocument, ReleasePublic, SignedRelease
+from ..threads import in_thread
 from . import emergencies
 from .errors import (
     EmergencyOutOfScope,
@@ -47,7 +46,7 @@ def admit_grant_release(vault: Vault, consumer: Member, body: SignedRelease) -> 
 async def admit_grant_release_async(vault: Vault, consumer: Member, body: SignedRelease) -> tuple[Intent, bool]:
     """:func:`admit_grant_release` for the event loop: the checks on a worker thread, then the
     intent written with the others that arrive together, no thread held while it commits."""
-    prepared, document_id = await run_in_threadpool(prepare_grant_release, vault, consumer, body)
+    prepared, document_id = await in_thread(prepare_grant_release, vault, consumer, body)
     try:
         return await vault.desk.admit_async(prepared, document_id=document_id)
     except RequestReused as exc:
@@ -62,14 +61,14 @@ def prepare_grant_release(vault: Vault, consumer: Member, body: SignedRelease) -
         raise GrantNotVisible("no grant with this id was relayed through this service")
     if terms.grantee != consumer.address:
         raise NotGrantee("only the grantee may request releases under this grant")
-    prepared, row = vault.prepare_release(
+    prepared, document_id = vault.prepare_release(
         terms=terms,
         resource=_hex(m.resource),
         request_id=_hex(m.requestId),
         deadline=m.deadline,
         signature=_hex(body.signature),
     )
-    return prepared, row.id
+    return prepared, document_id
 
 
 def admit_emergency_release(
@@ -83,7 +82,7 @@ def admit_emergency_release(
         raise InvalidInput("the emergencyId in the message differs from the one in the path")
     if consumer.address not in scope.consumers:
         raise EmergencyOutOfScope("this consumer is not listed in the emergency")
-    prepared, row = vault.prepare_emergency_release(
+    prepared, document_id = vault.prepare_emergency_release(
         scope=scope.scope(),
         consumer=consumer.address,
         subject=m.subject,
@@ -92,7 +91,7 @@ def admit_emergency_release(
         deadline=m.deadline,
         signature=_hex(body.signature),
     )
-    return _admit(vault, prepared, row.id)
+    return _admit(vault, prepared, document_id)
 
 
 def find(vault: Vault, consumer: Member, release_id: str) -> Intent:
@@ -120,7 +119,7 @@ async def answer(vault: Vault, consumer: Member, intent: Intent, *, timeout: flo
         )
     if intent.status != "recorded":
         raise refusal(intent)
-    done = await run_in_threadpool(vault.deliver, intent, consumer.hpke_key)
+    done = await in_thread(vault.deliver, intent, consumer.hpke_key)
     return release_answer(done)
 
 

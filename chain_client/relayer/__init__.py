@@ -24,7 +24,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.types import RPCEndpoint
 
-from .._tx import NonceManager, guard
+from .._tx import NonceManager, Nonces, guard
 from ..errors import ChainUnavailable
 
 __all__ = ["MAX_BATCH_CALLS", "RawSender", "SendRefused", "SignedTx"]
@@ -60,13 +60,13 @@ class SendRefused(ChainUnavailable):
 class RawSender:
     """One account's transactions: signed here, nonces kept here, sent raw."""
 
-    def __init__(self, *, w3: Web3, account: LocalAccount, chain_id: int, nonces: NonceManager | None = None) -> None:
+    def __init__(self, *, w3: Web3, account: LocalAccount, chain_id: int, nonces: Nonces | None = None) -> None:
         """``nonces``: share one account's counter with another sender in this process (e.g. the
         :class:`~chain_client.Transactor` relaying grants with the same account)."""
         self.w3 = w3
         self.account = account
         self.chain_id = chain_id
-        self.nonces = nonces if nonces is not None else NonceManager(w3, account.address)
+        self.nonces: Nonces = nonces if nonces is not None else NonceManager(w3, account.address)
         self._fees: tuple[float, dict[str, int]] | None = None
         #: The signed bytes this account stored for a nonce (e.g. the release relayer's table),
         #: sent again to fill a gap before an empty transaction is used.

@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -515,3 +516,46 @@ def test_remembered_tokens_are_bounded_and_verified_again(login: Login, monkeypa
         assert login.auth.authenticate(authorization).address == login.account.address
     forged_one = forged(good_claims(login), secret=b"t" * 48)
     assert problem(login.auth.authenticate, forged_one).code == "token_invalid"
+
+
+def test_requests_finding_a_stale_record_share_one_read(login: Login, monkeypatch: pytest.MonkeyPatch) -> None:
+    """128 requests of one member arriving as its cached record goes stale: ONE chain read (on one
+    worker thread) answers them all, and a suspension read then applies to every one of them."""
+    import asyncio
+
+    import api.auth as auth_module
+
+    authorization = bearer(login)
+    login.auth.authenticate(authorization)
+    reads = login.ledger.member_reads
+    login.ledger.enrol(login.account.address, Role.CONSUMER, suspended=True)
+    real_member = login.ledger.member
+    threads: set[int] = set()
+
+    def slow_member(address: str) -> Member:
+        threads.add(threading.get_ident())
+        time.sleep(0.2)  # the chain takes its time: every request arrives while the read is under way
+        return real_member(address)
+
+    monkeypatch.setattr(login.ledger, "member", slow_member)
+    hops: list[object] = []
+    real_hop = auth_module.in_thread
+
+    def counted_hop(func, *args):  # type: ignore[no-untyped-def]
+        hops.append(func)
+        return real_hop(func, *args)
+
+    monkeypatch.setattr(auth_module, "in_thread", counted_hop)
+    later = time.monotonic() + login.auth._settings.member_cache_seconds + 0.01
+    monkeypatch.setattr(auth_module.time, "monotonic", lambda: later)
+
+    async def many() -> list[object]:
+        return await asyncio.gather(
+            *(login.auth.authenticate_async(authorization) for _ in range(128)), return_exceptions=True
+        )
+
+    outcomes = asyncio.run(many())
+    assert login.ledger.member_reads == reads + 1 and len(threads) == 1
+    assert len(hops) == 1  # not one worker thread per request, each waiting for the first's read
+    assert {o.code for o in outcomes if isinstance(o, Problem)} == {"member_suspended"}
+    assert all(isinstance(o, Problem) for o in outcomes)

@@ -301,14 +301,14 @@ def test_relayer_killed_between_send_and_block_logs_the_release_after_restart(li
 
     terms = grant_terms(live.vault.store, grant_id)
     assert terms is not None
-    request, row = live.vault.prepare_release(
+    request, document_id = live.vault.prepare_release(
         terms=terms,
         resource=bytes.fromhex(m["resource"][2:]),
         request_id=bytes.fromhex(m["requestId"][2:]),
         deadline=int(m["deadline"]),
         signature=bytes.fromhex(body["signature"][2:]),
     )
-    intent, created = live.vault.desk.admit(request, document_id=row.id)
+    intent, created = live.vault.desk.admit(request, document_id=document_id)
     assert created
     w3 = live.deployed.ledger.w3
     w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]

@@ -66,3 +66,20 @@ def test_health_is_503_when_the_chain_is_gone(compiled: CompilationResult, tmp_p
     body = response.json()
     assert body["code"] == "chain_unavailable" and body["status"] == 503
     assert "Traceback" not in response.text
+
+
+def test_a_settled_heap_is_out_of_the_collectors_reach() -> None:
+    """What `qcl serve`, `qcl dev` and `qcl worker` do after start-up (api/runtime.py settle_heap):
+    the objects made so far are frozen and young objects are collected less often."""
+    import gc
+
+    from api.runtime import GC_THRESHOLDS, settle_heap
+
+    before = gc.get_threshold()
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 10_000  # the modules, ABIs and app objects of this process
+        assert gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -114,3 +114,50 @@ def test_stopped_writer_refuses(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="stopped"):
         batcher.submit(lambda s: 1)
     store.dispose()
+
+
+def test_a_batch_reads_what_its_writes_look_up_once_and_inserts_in_one_flush(store: Store) -> None:
+    """64 writes that each look their row up (the release intents' and grant terms' way): one
+    SELECT for the batch, one INSERT statement (rows already there are found, not inserted
+    again), and two writes of one key in the batch make one row."""
+    from sqlalchemy import event
+
+    from db.batch import looks_up, lookup, remember
+
+    with store.session() as s:
+        s.add(_record(_gid(3)))
+    gate = threading.Event()
+    first = store.writer.submit(lambda _s: gate.wait(5))  # holds the writer: the next writes form one batch
+    keys = [*range(64), 10]  # 3 exists already; 10 twice
+
+    def writer(i: int):  # type: ignore[no-untyped-def]
+        def write(s: Session) -> str:
+            row = lookup(s, GrantRecord, _gid(i))
+            if row is not None:
+                return "found"
+            row = _record(_gid(i))
+            s.add(row)
+            remember(s, GrantRecord, _gid(i), row)
+            return "added"
+
+        return looks_up(write, GrantRecord, _gid(i))
+
+    futures = [store.writer.submit(writer(i)) for i in keys]
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        if "grant_records" in statement or "grants" in statement:
+            statements.append(statement.split()[0].upper())
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        gate.set()
+        first.result(10)
+        outcomes = [f.result(10) for f in futures]
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    assert outcomes.count("found") == 2 and outcomes[3] == "found" and outcomes[-1] == "found"
+    assert outcomes.count("added") == 63
+    assert statements == ["SELECT", "INSERT"], statements
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(GrantRecord)) == 64

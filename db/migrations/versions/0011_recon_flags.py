@@ -2,7 +2,7 @@
 their stored transaction was sent again (vault/reconcile.py), one row per call.
 
 Revision ID: 0011_recon_flags
-Revises: 0010_correction_order
+Revises: 0011_relay_nonces
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_recon_flags"
-down_revision = "0010_correction_order"
+down_revision = "0011_relay_nonces"
 branch_labels = None
 depends_on = None
 

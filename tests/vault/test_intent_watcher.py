@@ -1,0 +1,102 @@
+"""An API process whose releases the worker records (``qcl serve`` beside ``qcl worker``) learns
+the outcomes with ONE query per interval for all its waiting callers (vault/releases.py
+``IntentWatcher``), not one query per caller and poll."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+
+from sqlalchemy import event, update
+
+from db.models import ReleaseIntent
+from db.store import Store
+from vault.releases import Intent, ReleaseDesk
+
+
+#: Ids of this module's intents (the PostgreSQL database is shared by the module's tests).
+BASE = secrets.randbits(128) << 64
+
+
+def _id(i: int) -> str:
+    return f"0x{BASE + i:064x}"
+
+
+def _intent(i: int) -> ReleaseIntent:
+    return ReleaseIntent(
+        id=_id(i),
+        kind="grant",
+        authority="0x" + "11" * 32,
+        grantee="0x" + "22" * 20,
+        subject="0x" + "33" * 20,
+        resource="0x" + "44" * 32,
+        request_id=_id(i),
+        deadline="0",
+        signature="0x",
+        body_hash="0x" + "55" * 32,
+        terms="{}",
+        document_id="0x" + "66" * 32,
+        status="pending",
+        attempts=0,
+        created_at=time.time(),
+        updated_at=time.time(),
+    )
+
+
+def test_waiting_callers_are_woken_by_one_query_per_interval(store: Store) -> None:
+    count = 100
+    with store.session() as s:
+        s.add_all([_intent(i) for i in range(count)])
+    with store.session() as s:
+        pending = [Intent.of(s.get(ReleaseIntent, _id(i))) for i in range(count)]  # type: ignore[arg-type]
+    desk = ReleaseDesk(store=store)
+    assert not desk.local  # no relayer in this process
+    reads: list[str] = []
+
+    def counted(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        if "release_intents" in statement and statement.lstrip().upper().startswith("SELECT"):
+            reads.append(statement)
+
+    def record_later() -> None:  # the worker, in another process: it settles every intent at once
+        time.sleep(0.4)
+        with store.session() as s:
+            s.execute(
+                update(ReleaseIntent)
+                .where(ReleaseIntent.id.in_([i.id for i in pending]))
+                .values(status="recorded", log_index=7)
+            )
+
+    async def run() -> list[Intent]:
+        event.listen(store.engine, "before_cursor_execute", counted)
+        threading.Thread(target=record_later).start()
+        started = time.monotonic()
+        outcomes = await asyncio.gather(*(desk.wait(i.id, timeout=10, known=i) for i in pending))
+        assert time.monotonic() - started < 0.95  # woken by the watcher, before the callers' own 1 s re-read
+        event.remove(store.engine, "before_cursor_execute", counted)
+        return outcomes
+
+    try:
+        outcomes = asyncio.run(run())
+    finally:
+        desk.watcher.stop()
+    assert {(o.status, o.log_index) for o in outcomes} == {("recorded", 7)}
+    # about one query per 50 ms while the callers wait (0.4 s), not 100 callers times 8 polls
+    assert 3 <= len(reads) <= 20, len(reads)
+
+
+def test_the_watcher_notifies_final_intents_only(store: Store) -> None:
+    with store.session() as s:
+        s.add_all([_intent(1000 + i) for i in range(3)])
+        s.flush()
+        s.execute(update(ReleaseIntent).where(ReleaseIntent.id == _id(1001)).values(status="rejected"))
+    desk = ReleaseDesk(store=store)
+
+    async def run() -> list[bool]:
+        futures = [desk.waiters.register(_id(1000 + i)) for i in range(3)]
+        assert desk.watcher.check() == 1
+        await asyncio.sleep(0.01)
+        return [f.done() for f in futures]
+
+    assert asyncio.run(run()) == [False, True, False]
