@@ -1,7 +1,7 @@
 """Grants, revocations and pauses answered 2xx that a chain which came back behind refused when
 their stored transaction was sent again (vault/reconcile.py), one row per call.
 
-Revision ID: 0011_recon_flags
+Revision ID: 0012_recon_flags
 Revises: 0011_relay_nonces
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_recon_flags"
+revision = "0012_recon_flags"
 down_revision = "0011_relay_nonces"
 branch_labels = None
 depends_on = None
