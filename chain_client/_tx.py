@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
 from eth_account.signers.local import LocalAccount
@@ -16,6 +17,9 @@ from web3.types import RPCEndpoint
 
 from ._revert import RevertDecoder, revert_data
 from .errors import ChainUnavailable, TransactionFailed
+
+if TYPE_CHECKING:
+    from .relayer import SignedTx
 
 try:  # eth-tester (in-process py-evm) raises its own type for reverts
     from eth_tester.exceptions import TransactionFailed as _EthTesterFailed
@@ -85,6 +89,13 @@ class Transactor:
         self._sent_lock = threading.Lock()
         #: The signed bytes of recent transactions, so a lost one can be sent again while waiting.
         self._sent: dict[str, tuple[int, bytes]] = {}
+        #: Told each signed transaction before it is sent, and each mined one: a process with a
+        #: database stores them (``relayer_transactions``, vault/reconcile.py ``keep_transactions``)
+        #: and gives :attr:`stored`, so that a nonce gap of this account is filled with the very
+        #: bytes that were lost and a chain that came back behind gets them again.
+        self.on_signed: Callable[[SignedTx], None] | None = None
+        self.on_mined: Callable[[str], None] | None = None
+        self.stored: Callable[[int], bytes | None] | None = None
 
     def _wait_receipt(self, tx_hash: str) -> Any:
         """The receipt of a transaction sent by :meth:`send`, looked after while it waits (a node
@@ -94,15 +105,20 @@ class Transactor:
         with self._sent_lock:
             sent = self._sent.get(tx_hash)
         if sent is None:
-            return guard(
+            receipt = guard(
                 lambda: self.w3.eth.wait_for_transaction_receipt(HexBytes(tx_hash), timeout=self.receipt_timeout)
             )
-        sender = RawSender(w3=self.w3, account=self.account, chain_id=self.chain_id, nonces=self.nonces)
-        signed = SignedTx(tx_hash=tx_hash, nonce=sent[0], raw=sent[1])
-        sender.wait(tx_hash, timeout=self.receipt_timeout, tx=signed)
-        with self._sent_lock:
-            self._sent.pop(tx_hash, None)
-        return guard(lambda: self.w3.eth.get_transaction_receipt(HexBytes(tx_hash)))
+        else:
+            sender = RawSender(w3=self.w3, account=self.account, chain_id=self.chain_id, nonces=self.nonces)
+            sender.stored = self.stored
+            signed = SignedTx(tx_hash=tx_hash, nonce=sent[0], raw=sent[1])
+            sender.wait(tx_hash, timeout=self.receipt_timeout, tx=signed)
+            with self._sent_lock:
+                self._sent.pop(tx_hash, None)
+            receipt = guard(lambda: self.w3.eth.get_transaction_receipt(HexBytes(tx_hash)))
+        if self.on_mined is not None:
+            self.on_mined(tx_hash)
+        return receipt
 
     @property
     def address(self) -> str:
@@ -140,6 +156,11 @@ class Transactor:
         tx["nonce"] = self.nonces.take()
         signed = self.account.sign_transaction(tx)
         try:
+            if self.on_signed is not None:  # stored before it leaves the process
+                from .relayer import SignedTx
+
+                raw = bytes(signed.raw_transaction)
+                self.on_signed(SignedTx(tx_hash=signed.hash.to_0x_hex(), nonce=int(tx["nonce"]), raw=raw))
             sent = guard(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction)).to_0x_hex()
         except BaseException:
             self.nonces.reset()

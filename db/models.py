@@ -363,6 +363,26 @@ class RelayNonce(Base):
     next: Mapped[int] = mapped_column(BigInteger)
 
 
+class LostCallRow(Base):
+    """A grant, revocation or pause answered 2xx whose block the chain lost and which the ledger
+    refused when its stored transaction was sent again (vault/reconcile.py): e.g. its signed
+    deadline had passed. One row per call of a ``multicall``; what the recovery report lists."""
+
+    __tablename__ = "lost_calls"
+
+    tx_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
+    #: the call's position in its multicall
+    call_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: "grant", "revocation", "pause", "resume" (else the ledger function's name)
+    kind: Mapped[str] = mapped_column(String(32))
+    grant_id: Mapped[str] = mapped_column(String(66))
+    #: the contract's refusal, decoded (e.g. ``ConsentLedgerExpiredDeadline(deadline=…)``)
+    reason: Mapped[str] = mapped_column(Text)
+    flagged_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_lost_calls_grant", "grant_id"),)
+
+
 class VerificationJobRow(Base):
     """A verification started with ``POST /v1/audit/verifications``: queued by any API process,
     run by the worker (``qcl worker``, or the single ``qcl dev`` process), its progress and report

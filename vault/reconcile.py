@@ -14,7 +14,11 @@ appended to the release log and delivered. The release relayer stored every tran
 3. a release the log holds and the new receipt records again is **restored**; one the chain now
    refuses is **flagged** with the contract's reason (its intent keeps ``recorded``, its ``error``
    says ``lost_on_chain: <reason>``), so the audit lists exactly what could not be restored; an
-   item the caller was refused but the chain now records is flagged too (``recorded_after_refusal``).
+   item the caller was refused but the chain now records is flagged too (``recorded_after_refusal``);
+4. the API's grants, revocations and pauses (other accounts' stored ``multicall`` transactions) are
+   sent again first; each call the ledger now refuses (``CallFailed``: e.g. its signed deadline has
+   passed) is listed with its kind, grant id and decoded reason (:class:`LostCall`) and kept in
+   ``lost_calls`` (migration 0011), one row per call.
 
 Nothing is re-signed here: the stored bytes carry the departments' signed requests unchanged.
 """
@@ -25,13 +29,17 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from eth_abi import decode as abi_decode
+from eth_utils import keccak
+from hexbytes import HexBytes
 from sqlalchemy import select, update
 
-from chain_client import ChainUnavailable
+from chain_client import ChainUnavailable, Ledger, Transactor, eip712
+from chain_client.ledger import abi_type
 from chain_client.relayer import SendRefused, SignedTx
-from db.models import RelayerTransaction, ReleaseIntent
+from db.models import LostCallRow, RelayerTransaction, ReleaseIntent
 from db.store import Store, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -43,6 +51,30 @@ log = logging.getLogger("qcl.reconcile")
 
 #: Seconds to wait for one resent transaction's receipt.
 RESTORE_TIMEOUT = 30.0
+
+
+#: The ledger functions of the API's group commit, as a report names them.
+_KINDS = {"recordGrant": "grant", "revoke": "revocation", "revokeUnrecorded": "revocation"}
+_CALL_FAILED = keccak(text="CallFailed(uint256,bytes)")
+
+
+@dataclass(frozen=True)
+class LostCall:
+    """A grant, revocation or pause answered 2xx whose block the chain lost, and which the ledger
+    refused when its stored transaction was sent again (its multicall's ``CallFailed``)."""
+
+    #: "grant", "revocation", "pause", "resume" (else the ledger function's name)
+    kind: str
+    #: The grant id (``0x``-hex) the call was about.
+    id: str
+    #: The contract's refusal, decoded: e.g. ``ConsentLedgerExpiredDeadline(deadline=…)``.
+    reason: str
+    tx_hash: str
+    #: The call's position in its multicall.
+    index: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "id": self.id, "reason": self.reason, "tx_hash": self.tx_hash, "index": self.index}
 
 
 @dataclass
@@ -58,10 +90,12 @@ class RecoveryReport:
     restored: list[str] = field(default_factory=list)
     #: (release id, why) that the chain no longer records and could not record again.
     flagged: list[tuple[str, str]] = field(default_factory=list)
+    #: Grants, revocations and pauses sent again that the ledger refused this time.
+    lost_calls: list[LostCall] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not self.flagged
+        return not self.flagged and not self.lost_calls
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +104,7 @@ class RecoveryReport:
             "lost_transactions": list(self.lost_transactions),
             "restored": len(self.restored),
             "flagged": [{"release_id": r, "reason": why} for r, why in self.flagged],
+            "lost_calls": [call.as_dict() for call in self.lost_calls],
         }
 
 
@@ -163,6 +198,83 @@ def _restore_other_senders(relayer: ReleaseRelayer, report: RecoveryReport, time
                 report.flagged.append((row.tx_hash, "not mined again"))
             elif not (int(receipt["status"], 16) if isinstance(receipt["status"], str) else receipt["status"]):
                 report.flagged.append((row.tx_hash, "failed as a whole when sent again"))
+            else:
+                _check_calls(relayer, row.tx_hash, receipt, report)
+    if report.lost_calls:
+        log.warning(
+            "reconcile: %d grants, revocations or pauses answered before the loss were refused when sent again: %s",
+            len(report.lost_calls),
+            "; ".join(f"{c.kind} {c.id}: {c.reason}" for c in report.lost_calls),
+        )
+
+
+def _check_calls(relayer: ReleaseRelayer, tx_hash: str, receipt: dict[str, Any], report: RecoveryReport) -> None:
+    """List and keep every call of a multicall sent again that the ledger refused this time."""
+    ledger = relayer.ledger
+    address = str(ledger.consent.address).lower()
+    failed: dict[int, bytes] = {}
+    for entry in receipt.get("logs") or ():
+        topics = [bytes(HexBytes(t)) for t in entry.get("topics", [])]
+        if topics and topics[0] == _CALL_FAILED and str(entry.get("address", "")).lower() == address:
+            (failed[int.from_bytes(topics[1], "big")],) = abi_decode(["bytes"], bytes(HexBytes(entry["data"])))
+    if not failed:
+        return
+    sent = relayer.sender._request("eth_getTransactionByHash", [tx_hash]) or {}
+    data = bytes(HexBytes(sent.get("input", "0x")))
+    multicall = _functions(ledger).get(data[:4])
+    calls: list[bytes] = []
+    if multicall is not None and multicall["name"] == "multicall":
+        (calls,) = abi_decode(["bytes[]"], data[4:])
+    lost = []
+    for index, reason in sorted(failed.items()):
+        kind, grant_id = describe_call(ledger, calls[index]) if index < len(calls) else ("unknown", "")
+        lost.append(LostCall(kind, grant_id, str(ledger.decoder.decode(reason)), tx_hash, index))
+    report.lost_calls.extend(lost)
+    now = time.time()
+    with relayer.store.session() as s:
+        for call in lost:  # durable: one row per call (kept once, whatever reconciles it again)
+            if s.get(LostCallRow, (call.tx_hash, call.index)) is None:
+                s.add(
+                    LostCallRow(
+                        tx_hash=call.tx_hash,
+                        call_index=call.index,
+                        kind=call.kind,
+                        grant_id=call.id,
+                        reason=call.reason,
+                        flagged_at=now,
+                    )
+                )
+
+
+def _functions(ledger: Ledger) -> dict[bytes, dict[str, Any]]:
+    """The ledger's functions by selector."""
+    found: dict[bytes, dict[str, Any]] | None = ledger.__dict__.get("_by_selector")
+    if found is None:
+        found = {}
+        for entry in cast(list[dict[str, Any]], ledger.consent.abi):
+            if entry.get("type") == "function":
+                types = ",".join(abi_type(i) for i in entry["inputs"])
+                found[bytes(keccak(text=f"{entry['name']}({types})")[:4])] = dict(entry)
+        ledger.__dict__["_by_selector"] = found
+    return found
+
+
+def describe_call(ledger: Ledger, data: bytes) -> tuple[str, str]:
+    """The kind of a ledger call (``grant``, ``revocation``, ``pause``, ``resume``, else the
+    function's name) and the grant id it is about (a Grant's id is its EIP-712 digest)."""
+    entry = _functions(ledger).get(data[:4])
+    if entry is None:
+        return "unknown", ""
+    inputs = entry["inputs"]
+    values = dict(zip((i["name"] for i in inputs), abi_decode([abi_type(i) for i in inputs], data[4:]), strict=True))
+    grant_id: bytes = values.get("grantId", b"")
+    if "grant" in values:
+        fields = next(i["components"] for i in inputs if i["name"] == "grant")
+        message = dict(zip((c["name"] for c in fields), values["grant"], strict=True))
+        grant_id = eip712.grant_digest(ledger.domain(), message)
+    name = str(entry["name"])
+    kind = ("pause" if values["paused"] else "resume") if name == "setPaused" else _KINDS.get(name, name)
+    return kind, "0x" + bytes(grant_id).hex()
 
 
 def _intents(relayer: ReleaseRelayer, tx_hash: str) -> list[ReleaseIntent]:
@@ -221,23 +333,32 @@ def stored_transactions(store: Store, sender: str) -> Callable[[int], bytes | No
     return lookup
 
 
-def keep_transactions(group: CallGroup, store: Store) -> None:
-    """Store every transaction of the API's group commit (grants, revocations, pauses) before it
-    is sent, and mark it mined with its receipt: a node that comes back behind then gets the same
-    signed bytes again when the gap is filled, so the grants it lost are recorded again (the
-    contract checks each signed message's deadline and nonce once more)."""
-    sender = group.sender
-    sender.stored = stored_transactions(store, sender.address)
+def keep_transactions(owner: CallGroup | Transactor, store: Store, *, purpose: str = "calls") -> None:
+    """Store every transaction ``owner`` signs before it is sent, and mark it mined with its
+    receipt: a node that comes back behind then gets the same signed bytes again when the gap is
+    filled (:meth:`chain_client.relayer.RawSender.fill`) or the chain is reconciled, so what it lost
+    is recorded again (the contract checks each signed message's deadline and nonce once more).
+
+    ``owner``: the API's group commit of grants, revocations and pauses (purpose ``calls``), or a
+    :class:`~chain_client.Transactor` (the operator account's onboarding, catalog entries, document
+    anchors and checkpoints; purpose ``operator``). A Transactor given no store (the deployment in
+    ``bootstrap``, before the database is open; scripts) fills a gap with an empty transfer."""
+    if isinstance(owner, Transactor):
+        address = owner.address
+        owner.stored = stored_transactions(store, address)
+    else:
+        address = owner.sender.address
+        owner.sender.stored = stored_transactions(store, address)
 
     def signed(tx: SignedTx) -> None:
         with store.session() as s:
             s.add(
                 RelayerTransaction(
                     tx_hash=tx.tx_hash,
-                    sender=sender.address,
+                    sender=address,
                     nonce=tx.nonce,
                     raw=tx.raw,
-                    purpose="calls",
+                    purpose=purpose,
                     status="sent",
                     created_at=time.time(),
                 )
@@ -252,4 +373,12 @@ def keep_transactions(group: CallGroup, store: Store) -> None:
         except StoreUnavailable as exc:
             log.warning("transaction %s mined but not marked so: %s", tx_hash, exc)
 
-    group.on_signed, group.on_mined = signed, mined
+    owner.on_signed, owner.on_mined = signed, mined
+
+
+def keep_ledger_transactions(ledger: Ledger, store: Store) -> None:
+    """:func:`keep_transactions` for the ledger's operator account (and its relay account, when
+    it has one of its own)."""
+    keep_transactions(ledger.tx, store, purpose="operator")
+    if ledger.relay is not ledger.tx:
+        keep_transactions(ledger.relay, store, purpose="relay")

@@ -2,7 +2,8 @@
 the API had answered 2xx disappear (anvil's ``evm_revert`` to a snapshot: a node restarted from an
 older state, or a deep reorg). Without anyone doing anything, the stored transactions are sent
 again byte for byte: every grant and release is on chain again and the audit is clean; a release
-the chain no longer allows is flagged with the contract's reason, not silently kept."""
+the chain no longer allows is flagged with the contract's reason, not silently kept; so is a grant,
+revocation or pause whose signed deadline passed before it could be sent again."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from eth_account import Account
+from sqlalchemy import select
 
-from chain_client import CompilationResult, start_node
+from chain_client import CompilationResult, Role, start_node
+from db.models import LostCallRow, RelayerTransaction
 from qcl_client import QclClient
 from tests.conftest import deploy_fresh
 from tests.faults._live import LiveApi
@@ -92,3 +96,92 @@ def test_a_release_the_chain_no_longer_allows_is_flagged(live: LiveApi) -> None:
     assert not report.clean
     _grants, releases = _on_chain(live)
     assert body["message"]["requestId"] not in releases
+
+
+def _events(client: QclClient) -> list[tuple[str, str | None]]:
+    page = client.call("GET", "/v1/events", params={"after": 0, "limit": 500})
+    return [(e["type"], (e["data"].get("data") or e["data"]).get("grant_id")) for e in page["items"]]
+
+
+def test_calls_past_their_deadline_are_listed_and_kept(live: LiveApi) -> None:
+    """A grant, a pause and a revocation answered 2xx, lost with their blocks; by the time the
+    stored transactions are sent again their signed deadlines (10 minutes) have passed: each call
+    fails inside its multicall (CallFailed), and the report lists each with its kind, grant id and
+    the decoded reason, and the database keeps them (``lost_calls``)."""
+    w3 = live.deployed.node.w3
+    relayer = live.vault.relayer
+    citizen, other = live.citizens
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    grant = citizen.grant(live.dept.address, ["id_card"], "benefit-review")["grant_id"]
+    other.pause(live.grants[1])
+    citizen.revoke(live.grants[0])
+    told = [  # the indexer told the members (the three blocks are in its index)
+        (citizen, {("grant.recorded", grant), ("grant.revoked", live.grants[0])}),
+        (other, {("grant.paused", live.grants[1])}),
+    ]
+    deadline = time.monotonic() + 20
+    for member, events in told:
+        while not events <= set(_events(member)):
+            assert time.monotonic() < deadline, _events(member)
+            time.sleep(0.2)
+    relayer.stop()  # so that the chain moves on before the relayer looks
+    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True  # type: ignore[arg-type]
+    w3.provider.make_request("evm_increaseTime", [3600])  # type: ignore[arg-type]
+    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    relayer.reconcile()
+    report = relayer.last_recovery
+    assert len(report.lost_transactions) >= 3, report
+    lost = sorted((c.kind, c.id) for c in report.lost_calls)
+    assert lost == sorted([("grant", grant), ("pause", live.grants[1]), ("revocation", live.grants[0])]), report
+    assert all(c.reason.startswith("ConsentLedgerExpiredDeadline(deadline=") for c in report.lost_calls), report
+    assert not report.clean
+    assert {(c["kind"], c["id"]) for c in report.as_dict()["lost_calls"]} == set(lost)
+    with live.store.session() as s:
+        rows = s.scalars(select(LostCallRow)).all()
+    assert sorted((r.kind, r.grant_id) for r in rows) == lost
+    assert {r.reason for r in rows} == {c.reason for c in report.lost_calls}
+    # nothing of it is on chain: the grant unknown, the other grants neither paused nor revoked
+    grants, _releases = _on_chain(live)
+    assert grant not in grants
+    ledger = live.deployed.ledger
+    assert not ledger.grant_state(bytes.fromhex(live.grants[1][2:])).paused
+    assert not ledger.grant_state(bytes.fromhex(live.grants[0][2:])).revoked
+    # reconciling again finds nothing lost and keeps no row twice
+    relayer.reconcile()
+    assert relayer.last_recovery.lost_calls == []
+    with live.store.session() as s:
+        assert len(s.scalars(select(LostCallRow)).all()) == 3
+    # the members concerned learn it from the feed: the indexer retracts the lost block's event
+    deadline = time.monotonic() + 20
+    for member, events in told:
+        retracted = {(kind + ".retracted", grant_id) for kind, grant_id in events}
+        while not retracted <= set(_events(member)):
+            assert time.monotonic() < deadline, _events(member)
+            time.sleep(0.2)
+
+
+def test_a_nonce_gap_of_the_operator_account_is_filled_with_its_stored_bytes(live: LiveApi) -> None:
+    """The operator account's transactions (onboarding here) are stored before they are sent, like
+    the relayers': when its block is lost and the next one waits behind the nonce gap, the gap is
+    filled with the lost transaction's very bytes (not an empty transfer), so it is on chain again."""
+    w3 = live.deployed.node.w3
+    live.vault.relayer.stop()  # no reconciliation: the gap alone must bring it back
+    admin = QclClient(http=live.http, account=live.deployed.admin)
+    admin.login()
+    first, second = Account.create().address, Account.create().address
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    admin.onboard(first, ["SUBJECT"], "Citizen Li")
+    with live.store.session() as s:
+        row = s.scalars(select(RelayerTransaction).order_by(RelayerTransaction.nonce.desc()).limit(1)).one()
+        lost_hash, lost_nonce, purpose, status = row.tx_hash, row.nonce, row.purpose, row.status
+    assert (purpose, status) == ("operator", "mined")
+    assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True  # type: ignore[arg-type]
+    ledger = live.deployed.ledger
+    assert (
+        ledger.member(first).roles == Role(0)
+        and w3.eth.get_transaction_count(live.deployed.admin.address) == lost_nonce
+    )
+
+    admin.onboard(second, ["SUBJECT"], "Citizen Zhao")  # waits behind the gap until it is filled
+    assert Role.SUBJECT in ledger.member(first).roles and Role.SUBJECT in ledger.member(second).roles
+    assert w3.eth.get_transaction_receipt(lost_hash)["status"] == 1  # the same transaction, mined again

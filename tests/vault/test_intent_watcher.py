@@ -15,7 +15,6 @@ from db.models import ReleaseIntent
 from db.store import Store
 from vault.releases import Intent, ReleaseDesk
 
-
 #: Ids of this module's intents (the PostgreSQL database is shared by the module's tests).
 BASE = secrets.randbits(128) << 64
 
