@@ -42,7 +42,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -180,7 +180,7 @@ class _Signatures:
         self.tx_hashes: list[str] = []
         self._pending: list[tuple[int, list[_sigcheck.Job]]] = []
         self._futures: list[tuple[int, list[_sigcheck.Job], Future[list[_sigcheck.Problem]]]] = []
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: Executor | None = None
         self._start = 0
         self.count = 0
 
@@ -220,31 +220,53 @@ class _Signatures:
                 yield start + position, code, detail
 
 
-_POOL: ProcessPoolExecutor | None = None
+_POOL: Executor | None = None
 _POOL_WORKERS = 0
 _POOL_LOCK = threading.Lock()
+#: How worker processes start: ``forkserver`` (the API process has threads, which ``fork()`` would
+#: copy mid-flight); ``spawn`` in a forked copy of a process that had started its forkserver.
+_START_METHOD = "forkserver"
+_FORKSERVER_STARTED = False
 
 
-def _shared_pool(workers: int) -> ProcessPoolExecutor:
-    """The process's pool of check-2 workers, started once and kept (starting one costs ~1 s).
+def _start_pool(workers: int) -> Executor:
+    """A new pool of ``workers`` check-2 processes."""
+    global _FORKSERVER_STARTED
+    context = multiprocessing.get_context(_START_METHOD)
+    if _START_METHOD == "forkserver":
+        context.set_forkserver_preload(["audit._sigcheck"])
+        _FORKSERVER_STARTED = True
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_sigcheck.ignore_interrupts)
 
-    ``forkserver``: the API process has threads, which ``fork()`` would copy mid-flight.
-    """
+
+def _shared_pool(workers: int) -> Executor:
+    """The process's pool of check-2 workers, started once and kept (starting one costs ~1 s)."""
     global _POOL, _POOL_WORKERS
     with _POOL_LOCK:
         if _POOL is None or _POOL_WORKERS != workers:
             if _POOL is not None:
                 _POOL.shutdown(wait=False, cancel_futures=True)
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["audit._sigcheck"])
-            _POOL, _POOL_WORKERS = (
-                ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_sigcheck.ignore_interrupts),
-                workers,
-            )
+            _POOL, _POOL_WORKERS = _start_pool(workers), workers
         return _POOL
 
 
-def _discard_pool(pool: ProcessPoolExecutor | None) -> None:
+def _forget_pool_after_fork() -> None:
+    """In the child of a ``fork()``: the parent's pool is not this process's.
+
+    Its queue threads did not come along, so work submitted to it would wait forever; and
+    multiprocessing's forkserver, once started, is the parent's child, which this process cannot
+    wait for. The child starts its own pool when it needs one (``spawn`` if a forkserver ran).
+    """
+    global _POOL, _POOL_WORKERS, _POOL_LOCK, _START_METHOD
+    if _FORKSERVER_STARTED:
+        _START_METHOD = "spawn"
+    _POOL, _POOL_WORKERS, _POOL_LOCK = None, 0, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
+def _discard_pool(pool: Executor | None) -> None:
     global _POOL
     with _POOL_LOCK:
         if pool is not None and pool is _POOL:

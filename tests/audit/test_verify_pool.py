@@ -1,0 +1,244 @@
+"""Check 2's pool: which chunks go to workers, what happens when a worker dies, the shared pool's life,
+and a forked copy of a process that has a pool (it must start its own, not wait on the parent's).
+
+Most tests run the pooled path on threads (``_start_pool`` replaced by an in-process executor that
+records what it is given), so the same logic runs without worker processes; the last two start real
+ones.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+from typing import Any, cast
+
+import pytest
+
+from audit import _sigcheck, synthetic, verify
+from audit.verify import Verifier
+
+RELEASES = 300
+
+
+@pytest.fixture(scope="module")
+def base() -> synthetic.SyntheticTrail:
+    return synthetic.build(RELEASES, grantees=4, subjects=10, grants=20, checkpoint_every=100, texts=10, seed=11)
+
+
+@pytest.fixture
+def forged(base: synthetic.SyntheticTrail) -> synthetic.SyntheticTrail:
+    """A copy of the trail with one forged signature in each chunk of 50 (jobs 7, 57, ..., 257)."""
+    trail = replace(base, events_list=list(base.events_list))
+    releases = [i for i, e in enumerate(trail.events_list) if e.name == "ReleaseRecorded"]
+    for i in releases[7::50]:
+        event = trail.events_list[i]
+        signature = bytes.fromhex(event.args["signature"][2:])
+        forged = signature[:10] + bytes([signature[10] ^ 1]) + signature[11:]
+        trail.events_list[i] = replace(event, args=dict(event.args) | {"signature": "0x" + forged.hex()})
+    return trail
+
+
+class Recording(ThreadPoolExecutor):
+    """A thread pool that records the chunks submitted to it and whether it was shut down."""
+
+    def __init__(self, workers: int, fail: bool = False) -> None:
+        super().__init__(max_workers=workers)
+        self.workers = workers
+        self.fail = fail
+        self.chunks: list[int] = []  # the size of each chunk, in submission order
+        self.closed = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        assert fn is _sigcheck.check_chunk
+        self.chunks.append(len(args[1]))
+        if self.fail:  # as a pool whose worker died
+            future: Future[Any] = Future()
+            future.set_exception(BrokenProcessPool("a worker died"))
+            return future
+        return super().submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.closed = True
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+@pytest.fixture
+def pools(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Recording]]:
+    """Every pool started during the test (in-process); no shared pool before it."""
+    started: list[Recording] = []
+
+    def start(workers: int) -> Recording:
+        started.append(Recording(workers))
+        return started[-1]
+
+    monkeypatch.setattr(verify, "_POOL", None)
+    monkeypatch.setattr(verify, "_POOL_WORKERS", 0)
+    monkeypatch.setattr(verify, "_start_pool", start)
+    monkeypatch.setattr(verify, "CHUNK", 50)
+    yield started
+    for pool in started:
+        ThreadPoolExecutor.shutdown(pool)
+
+
+def found(report: verify.Report) -> list[tuple[int, str, str | None]]:
+    return [(v.check, v.code, v.tx_hash) for v in report.violations]
+
+
+def expected(trail: synthetic.SyntheticTrail) -> list[tuple[int, str, str | None]]:
+    releases = [e for e in trail.events_list if e.name == "ReleaseRecorded"]
+    return [(2, _sigcheck.INVALID, e.tx_hash) for e in releases[7::50]]
+
+
+def test_chunks_go_to_the_pool_once_there_are_enough_jobs(
+    forged: synthetic.SyntheticTrail, pools: list[Recording], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verify, "PARALLEL_MIN", 150)
+    report = Verifier(forged, workers=3).verify()
+    assert found(report) == expected(forged) and len(report.violations) == 6
+    assert report.signatures_checked == RELEASES
+    (pool,) = pools
+    assert pool.workers == 3 and verify._POOL is pool and verify._POOL_WORKERS == 3
+    # 50 jobs a chunk; the first two wait until the third makes 150, then all go to the workers
+    assert pool.chunks == [50] * 6 and not pool.closed
+
+
+def test_the_rest_of_the_jobs_is_the_last_chunk(
+    forged: synthetic.SyntheticTrail, pools: list[Recording], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verify, "CHUNK", 70)
+    monkeypatch.setattr(verify, "PARALLEL_MIN", 70)
+    report = Verifier(forged, workers=2).verify()
+    assert found(report) == expected(forged)
+    assert pools[0].chunks == [70, 70, 70, 70, 20]
+
+
+def test_fewer_jobs_than_the_threshold_are_checked_here(
+    forged: synthetic.SyntheticTrail, pools: list[Recording], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verify, "PARALLEL_MIN", RELEASES + 1)
+    assert found(Verifier(forged, workers=2).verify()) == expected(forged)
+    monkeypatch.setattr(verify, "PARALLEL_MIN", RELEASES)  # the last chunk reaches it
+    assert found(Verifier(forged, workers=2).verify()) == expected(forged)
+    assert len(pools) == 1 and pools[0].chunks == [50] * 6
+
+
+def test_one_worker_means_no_pool(
+    forged: synthetic.SyntheticTrail, pools: list[Recording], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verify, "PARALLEL_MIN", 1)
+    assert found(Verifier(forged, workers=1).verify()) == expected(forged)
+    assert pools == [] and verify._POOL is None
+
+
+def test_a_dead_worker_pool_is_discarded_and_its_chunks_checked_here(
+    forged: synthetic.SyntheticTrail, pools: list[Recording], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verify, "PARALLEL_MIN", 1)
+    broken = Recording(2, fail=True)
+    monkeypatch.setattr(verify, "_start_pool", lambda workers: broken)
+    report = Verifier(forged, workers=2).verify()
+    assert found(report) == expected(forged)
+    assert broken.chunks == [50] * 6 and broken.closed and verify._POOL is None
+
+
+def test_the_shared_pool_is_kept_for_the_same_number_of_workers(pools: list[Recording]) -> None:
+    first = cast(Recording, verify._shared_pool(2))
+    assert verify._shared_pool(2) is first and not first.closed
+    second = cast(Recording, verify._shared_pool(3))  # another size: the old pool goes
+    assert first.closed and second is not first and (second.workers, verify._POOL_WORKERS) == (3, 3)
+    assert verify._shared_pool(3) is second and pools == [first, second]
+
+
+def test_discarding_a_pool(pools: list[Recording]) -> None:
+    verify._discard_pool(None)  # nothing to do
+    current = cast(Recording, verify._shared_pool(2))
+    old = Recording(2)
+    verify._discard_pool(old)  # not the shared one: shut down, the shared one kept
+    assert old.closed and verify._POOL is current and not current.closed
+    verify._discard_pool(current)
+    assert current.closed and verify._POOL is None
+    assert verify._shared_pool(2) is not current and len(pools) == 2
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [(3, None), (None, None), (1, None), (4, 2), (4, 1)])
+def test_warm_up_starts_one_worker_per_cpu(
+    pools: list[Recording], monkeypatch: pytest.MonkeyPatch, cpus: int | None, workers: int | None
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    verify.warm_up(workers)
+    count = workers if workers is not None else (cpus or 1)
+    if count > 1:
+        (pool,) = pools
+        assert pool.workers == count and pool.chunks == [0] * count and verify._POOL is pool
+    else:
+        assert pools == []
+
+
+def test_the_verifier_defaults_to_one_worker_per_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert Verifier(synthetic.SyntheticTrail([], [], [])).workers == 6
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert Verifier(synthetic.SyntheticTrail([], [], [])).workers == 1
+    assert Verifier(synthetic.SyntheticTrail([], [], []), workers=3).workers == 3
+
+
+# ---- real worker processes --------------------------------------------------------------------
+
+
+def test_worker_processes_after_a_fork(forged: synthetic.SyntheticTrail, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forked copy of a process with a pool (and its forkserver) starts its own: the parent's
+    queue threads did not come along, and work handed to that pool would wait forever."""
+    monkeypatch.setattr(verify, "CHUNK", 50)
+    monkeypatch.setattr(verify, "PARALLEL_MIN", 50)
+    parent = Verifier(forged, workers=2).verify()
+    assert found(parent) == expected(forged)
+    pool, method = verify._POOL, verify._START_METHOD
+    assert pool is not None and (method == "spawn" or verify._FORKSERVER_STARTED)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what it found, however it went
+        try:
+            inherited = verify._POOL
+            report = Verifier(forged, workers=2).verify()
+            outcome: Any = (found(report), verify._START_METHOD, inherited is None, verify._POOL is not None)
+        except BaseException as error:  # noqa: BLE001 - the parent reports it
+            outcome = repr(error)
+        os.write(write, pickle.dumps(outcome))
+        os._exit(0)
+    os.close(write)
+    try:
+        ready, _, _ = select.select([read], [], [], 30)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        data = os.read(read, 1 << 20) if ready else b""
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert data, "the forked child hung"
+    assert pickle.loads(data) == (expected(forged), "spawn", True, True)
+    assert verify._POOL is pool and verify._START_METHOD == method  # the parent's own is untouched
+
+
+def test_worker_processes_survive_an_interrupt(
+    forged: synthetic.SyntheticTrail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C reaches the whole process group: the workers leave it to this process."""
+    monkeypatch.setattr(verify, "CHUNK", 50)
+    monkeypatch.setattr(verify, "PARALLEL_MIN", 50)
+    verify.warm_up(2)
+    pool = verify._shared_pool(2)
+    workers = list(pool._processes.values())  # type: ignore[attr-defined]
+    assert len(workers) == 2
+    for process in workers:
+        os.kill(process.pid, signal.SIGINT)
+    time.sleep(0.2)
+    assert all(process.is_alive() for process in workers)
+    assert found(Verifier(forged, workers=2).verify()) == expected(forged)
+    assert verify._POOL is pool
