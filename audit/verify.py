@@ -150,16 +150,15 @@ class Report:
 
 @dataclass(slots=True)
 class _Release:
-    """A release the chain recorded, for the comparison with the vault's log (check 3)."""
+    """A release the chain recorded, for the comparison with the vault's log (check 3). The replay
+    keys it by (grantee, request id), so neither is kept here."""
 
     tx_hash: str
     block_number: int
     kind: str
     authority: str
     subject: str | None
-    grantee: str
     resource: str
-    request_id: str
 
 
 def _word(hex32: str) -> bytes:
@@ -373,7 +372,7 @@ class _Replay:
         grant = self.state.grants.get(grant_id)
         terms = grant.terms if grant is not None else None
         self.releases[(grantee.lower(), request_id)] = _Release(
-            tx, event.block_number, "grant", grant_id, terms.subject if terms else None, grantee, resource, request_id
+            tx, event.block_number, "grant", grant_id, terms.subject if terms else None, resource
         )
         deadline, signature = _proof(a)
         if event.block_number >= self.report.from_block:
@@ -394,7 +393,7 @@ class _Replay:
         emergency_id, consumer, subject = a["emergencyId"], a["consumer"], a["subject"]
         resource, request_id = a["resource"], a["requestId"]
         self.releases[(consumer.lower(), request_id)] = _Release(
-            tx, event.block_number, "emergency", emergency_id, subject, consumer, resource, request_id
+            tx, event.block_number, "emergency", emergency_id, subject, resource
         )
         deadline, signature = _proof(a)
         if event.block_number >= self.report.from_block:

@@ -326,3 +326,109 @@ def test_an_emergency_violation_names_the_emergency(trail: synthetic.SyntheticTr
     emergency_id = trail.events_list[index].args["emergencyId"]
     (violation,) = Verifier(trail, workers=1).verify().violations
     assert violation.detail == f"ConsentLedgerInactiveMember: release under {emergency_id}"
+
+
+# ---- what the replay counts and reads (issue 18: tests that bite) ---------------------------------
+
+
+def _emergency_release(trail: synthetic.SyntheticTrail) -> tuple[int, TrailEvent]:
+    index, _ = synthetic.add_emergency(trail, resource=_resource(trail), subject=_subject(trail))
+    return index, trail.events_list[index]
+
+
+def test_grants_are_counted_from_the_first_block_asked_for(trail: synthetic.SyntheticTrail) -> None:
+    first = synthetic.append_grant_release(trail, resources=[_resource(trail)], resource=_resource(trail))
+    second = synthetic.append_grant_release(trail, resources=[_resource(trail)], resource=_resource(trail))
+    assert Verifier(trail, workers=1).verify().grants == 42
+    for index, grants in ((first, 2), (second, 1)):
+        later = Verifier(trail, workers=1).verify(from_block=trail.events_list[index].block_number)
+        assert later.ok and later.grants == grants
+
+
+def test_an_unknown_rule_error_is_reported_by_its_name(
+    trail: synthetic.SyntheticTrail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule error without a violation code of its own is still a violation, under its name."""
+    target = trail.events_list[releases(trail)[2]]
+    check = verify.rules.check_release
+
+    def checked(state: verify.rules.State, item: verify.rules.ReleaseItem) -> str | None:
+        return "ConsentLedgerSomethingNew" if item.request_id == target.args["requestId"] else check(state, item)
+
+    monkeypatch.setattr(verify.rules, "check_release", checked)
+    (violation,) = Verifier(trail, workers=1).verify().violations
+    assert (violation.check, violation.code, violation.tx_hash) == (1, "ConsentLedgerSomethingNew", target.tx_hash)
+    assert violation.detail.startswith("ConsentLedgerSomethingNew: release of ")
+
+
+def test_a_deadline_without_a_signature_is_an_unsigned_release(trail: synthetic.SyntheticTrail) -> None:
+    i = releases(trail)[6]
+    event = trail.events_list[i]
+    args = dict(event.args)
+    del args["signature"]
+    trail.events_list[i] = replace(event, args=args)
+    report = Verifier(trail, workers=1).verify()
+    assert [(v.check, v.code, v.tx_hash) for v in report.violations] == [(2, "signature_missing", event.tx_hash)]
+
+
+def test_a_signature_given_as_bytes(trail: synthetic.SyntheticTrail) -> None:
+    """A source may give the signature as bytes rather than hex text (the proof of a v1 event)."""
+    for i in releases(trail)[:50]:
+        event = trail.events_list[i]
+        trail.events_list[i] = replace(event, args=dict(event.args) | {"signature": signature_of(event)})
+    report = Verifier(trail, workers=1).verify()
+    assert report.ok and report.signatures_checked == 600
+
+
+def test_a_wildcard_grant_covers_an_earlier_catalog_resource(trail: synthetic.SyntheticTrail) -> None:
+    """The replay keeps each event's block: the wildcard covers a resource registered before the grant."""
+    wildcard = "0x" + WILDCARD.hex()
+    index = synthetic.append_grant_release(trail, resources=[wildcard], resource=_resource(trail))
+    report = Verifier(trail, workers=1).verify()
+    assert report.ok, report.violations
+    assert report.releases == 601 and trail.events_list[index].name == "ReleaseRecorded"
+
+
+def test_an_emergency_release_reusing_its_request_id(trail: synthetic.SyntheticTrail) -> None:
+    index, release = _emergency_release(trail)
+    again = replace(release, log_index=release.log_index + 1, tx_hash="0x" + "44" * 32)
+    trail.events_list.insert(index + 1, again)
+    report = Verifier(trail, workers=1).verify()
+    reused = [(v.check, v.tx_hash) for v in report.violations if v.code == "request_reused"]
+    assert reused == [(1, again.tx_hash)]
+
+
+def test_a_grant_release_reusing_an_emergency_request_id(trail: synthetic.SyntheticTrail) -> None:
+    """The emergency release used its (consumer, request id): a later release may not use it again."""
+    _, release = _emergency_release(trail)
+    consumer, request_id = release.args["consumer"], release.args["requestId"]
+    later = synthetic.append_grant_release(trail, resources=[_resource(trail)], resource=_resource(trail))
+    synthetic.resign(trail, later, grantee=consumer, requestId=request_id)
+    grant = next(i for i in range(later - 1, 0, -1) if trail.events_list[i].name == "GrantRecorded")
+    event = trail.events_list[grant]
+    trail.events_list[grant] = replace(event, args=dict(event.args) | {"grantee": consumer})
+    report = Verifier(trail, workers=1).verify()
+    reused = [(v.check, v.code, v.tx_hash) for v in report.violations if v.check == 1]
+    assert reused == [(1, "request_reused", trail.events_list[later].tx_hash)]
+
+
+def test_an_unsigned_emergency_release(trail: synthetic.SyntheticTrail) -> None:
+    index, release = _emergency_release(trail)
+    trail.events_list[index] = with_signature(release, None)
+    report = Verifier(trail, workers=1).verify()
+    assert [(v.check, v.code, v.tx_hash) for v in report.violations] == [(2, "signature_missing", release.tx_hash)]
+
+
+def test_an_emergency_release_signed_with_an_expired_deadline(trail: synthetic.SyntheticTrail) -> None:
+    index, release = _emergency_release(trail)
+    event = synthetic.resign(trail, index, deadline=release.timestamp - 1)
+    report = Verifier(trail, workers=1).verify()
+    assert [(v.check, v.code, v.tx_hash) for v in report.violations] == [(1, "deadline_expired", event.tx_hash)]
+
+
+def test_a_forged_emergency_release_signature_names_its_transaction(trail: synthetic.SyntheticTrail) -> None:
+    index, release = _emergency_release(trail)
+    signature = signature_of(release)
+    trail.events_list[index] = with_signature(release, signature[:7] + bytes([signature[7] ^ 1]) + signature[8:])
+    report = Verifier(trail, workers=1).verify()
+    assert [(v.check, v.code, v.tx_hash) for v in report.violations] == [(2, "signature_invalid", release.tx_hash)]

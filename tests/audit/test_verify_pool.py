@@ -53,7 +53,7 @@ class Recording(ThreadPoolExecutor):
         self.workers = workers
         self.fail = fail
         self.chunks: list[int] = []  # the size of each chunk, in submission order
-        self.closed = False
+        self.closed: tuple[bool, bool] | None = None  # (wait, cancel_futures) of its shutdown
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         assert fn is _sigcheck.check_chunk
@@ -65,7 +65,7 @@ class Recording(ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self.closed = True
+        self.closed = (wait, cancel_futures)
         super().shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
@@ -106,7 +106,7 @@ def test_chunks_go_to_the_pool_once_there_are_enough_jobs(
     (pool,) = pools
     assert pool.workers == 3 and verify._POOL is pool and verify._POOL_WORKERS == 3
     # 50 jobs a chunk; the first two wait until the third makes 150, then all go to the workers
-    assert pool.chunks == [50] * 6 and not pool.closed
+    assert pool.chunks == [50] * 6 and pool.closed is None
 
 
 def test_the_rest_of_the_jobs_is_the_last_chunk(
@@ -145,14 +145,14 @@ def test_a_dead_worker_pool_is_discarded_and_its_chunks_checked_here(
     monkeypatch.setattr(verify, "_start_pool", lambda workers: broken)
     report = Verifier(forged, workers=2).verify()
     assert found(report) == expected(forged)
-    assert broken.chunks == [50] * 6 and broken.closed and verify._POOL is None
+    assert broken.chunks == [50] * 6 and broken.closed == (False, True) and verify._POOL is None
 
 
 def test_the_shared_pool_is_kept_for_the_same_number_of_workers(pools: list[Recording]) -> None:
     first = cast(Recording, verify._shared_pool(2))
-    assert verify._shared_pool(2) is first and not first.closed
-    second = cast(Recording, verify._shared_pool(3))  # another size: the old pool goes
-    assert first.closed and second is not first and (second.workers, verify._POOL_WORKERS) == (3, 3)
+    assert verify._shared_pool(2) is first and first.closed is None
+    second = cast(Recording, verify._shared_pool(3))  # another size: the old pool goes, without waiting
+    assert first.closed == (False, True) and second is not first and (second.workers, verify._POOL_WORKERS) == (3, 3)
     assert verify._shared_pool(3) is second and pools == [first, second]
 
 
@@ -161,9 +161,9 @@ def test_discarding_a_pool(pools: list[Recording]) -> None:
     current = cast(Recording, verify._shared_pool(2))
     old = Recording(2)
     verify._discard_pool(old)  # not the shared one: shut down, the shared one kept
-    assert old.closed and verify._POOL is current and not current.closed
+    assert old.closed == (False, True) and verify._POOL is current and current.closed is None
     verify._discard_pool(current)
-    assert current.closed and verify._POOL is None
+    assert current.closed == (False, True) and verify._POOL is None
     assert verify._shared_pool(2) is not current and len(pools) == 2
 
 
@@ -189,6 +189,32 @@ def test_the_verifier_defaults_to_one_worker_per_cpu(monkeypatch: pytest.MonkeyP
     assert Verifier(synthetic.SyntheticTrail([], [], []), workers=3).workers == 3
 
 
+@pytest.mark.parametrize(("forkserver", "method"), [(True, "spawn"), (False, "forkserver")])
+def test_a_forked_child_forgets_the_pool(monkeypatch: pytest.MonkeyPatch, forkserver: bool, method: str) -> None:
+    """What runs in the child of a fork (called here directly: the hook's own run is in the child)."""
+    held = verify.threading.Lock()
+    held.acquire()  # a lock another thread held at the fork stays held in the child
+    monkeypatch.setattr(verify, "_POOL", Recording(2))
+    monkeypatch.setattr(verify, "_POOL_WORKERS", 2)
+    monkeypatch.setattr(verify, "_POOL_LOCK", held)
+    monkeypatch.setattr(verify, "_START_METHOD", "forkserver")
+    monkeypatch.setattr(verify, "_FORKSERVER_STARTED", forkserver)
+    verify._forget_pool_after_fork()
+    assert (verify._POOL, verify._POOL_WORKERS, verify._START_METHOD) == (None, 0, method)
+    assert verify._POOL_LOCK is not held and verify._POOL_LOCK.acquire(blocking=False)
+
+
+def test_the_report_as_a_dict() -> None:
+    report = verify.Report(from_block=1, to_block=9, releases=2)
+    assert report.as_dict()["ok"] is True and report.as_dict()["releases"] == 2
+    report.violations.append(verify.Violation(3, "log_duplicate", "twice", "0xab", 4))
+    body = report.as_dict()
+    assert body["ok"] is False and body["from_block"] == 1 and body["to_block"] == 9
+    assert body["violations"] == [
+        {"check": 3, "code": "log_duplicate", "detail": "twice", "tx_hash": "0xab", "log_index": 4}
+    ]
+
+
 # ---- real worker processes --------------------------------------------------------------------
 
 
@@ -197,6 +223,7 @@ def test_worker_processes_after_a_fork(forged: synthetic.SyntheticTrail, monkeyp
     queue threads did not come along, and work handed to that pool would wait forever."""
     monkeypatch.setattr(verify, "CHUNK", 50)
     monkeypatch.setattr(verify, "PARALLEL_MIN", 50)
+    verify._discard_pool(verify._POOL)  # started here, whatever ran before
     parent = Verifier(forged, workers=2).verify()
     assert found(parent) == expected(forged)
     pool, method = verify._POOL, verify._START_METHOD
@@ -226,19 +253,24 @@ def test_worker_processes_after_a_fork(forged: synthetic.SyntheticTrail, monkeyp
     assert verify._POOL is pool and verify._START_METHOD == method  # the parent's own is untouched
 
 
-def test_worker_processes_survive_an_interrupt(
+def test_worker_processes_as_configured_ignore_interrupts(
     forged: synthetic.SyntheticTrail, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ctrl-C reaches the whole process group: the workers leave it to this process."""
     monkeypatch.setattr(verify, "CHUNK", 50)
     monkeypatch.setattr(verify, "PARALLEL_MIN", 50)
-    verify.warm_up(2)
-    pool = verify._shared_pool(2)
+    verify._discard_pool(verify._POOL)  # started here, whatever ran before
+    verify.warm_up(3)  # more than this machine's CPUs, to tell the count asked for from the default
+    pool = verify._shared_pool(3)
+    assert pool._mp_context.get_start_method() == verify._START_METHOD  # type: ignore[attr-defined]
+    assert pool._max_workers == 3  # type: ignore[attr-defined]
+    for future in [pool.submit(time.sleep, 0.5) for _ in range(3)]:  # each worker past its initializer
+        future.result()
     workers = list(pool._processes.values())  # type: ignore[attr-defined]
-    assert len(workers) == 2
+    assert len(workers) == 3
     for process in workers:
         os.kill(process.pid, signal.SIGINT)
-    time.sleep(0.2)
+    time.sleep(0.3)
     assert all(process.is_alive() for process in workers)
-    assert found(Verifier(forged, workers=2).verify()) == expected(forged)
+    assert found(Verifier(forged, workers=3).verify()) == expected(forged)
     assert verify._POOL is pool
