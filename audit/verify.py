@@ -63,6 +63,8 @@ MIN_TEXT_BYTES = 4
 #: Signature jobs per worker chunk, and the fewest jobs for which worker processes are started.
 CHUNK = 20_000
 PARALLEL_MIN = 40_000
+#: Events replayed between two ``progress("events", ...)`` calls.
+PROGRESS_EVERY = 100_000
 
 ProgressFn = Callable[[str, int], None]
 
@@ -477,7 +479,7 @@ class Verifier:
         replayed = 0
         for event in self.source.events(report.to_block):
             replayed += 1
-            if progress and not replayed % 100_000:
+            if progress and not replayed % PROGRESS_EVERY:
                 progress("events", replayed)
             replay.apply(event)
         if progress:
@@ -502,8 +504,8 @@ class Verifier:
         for index, raw in enumerate(entries):
             leaves.append(leaf_hash(raw))
             try:
-                if not raw.startswith(LOG_PREFIX):
-                    raise ValueError("no version tag")
+                if not raw.startswith(LOG_PREFIX):  # no version tag: unparsable like bad JSON
+                    raise ValueError
                 entry = orjson.loads(raw[prefix:])
                 position, tx_hash, block = entry["index"], entry["tx_hash"], entry["block_number"]
                 key = (entry["grantee"].lower(), entry["request_id"].lower())

@@ -432,3 +432,225 @@ def test_a_forged_emergency_release_signature_names_its_transaction(trail: synth
     trail.events_list[index] = with_signature(release, signature[:7] + bytes([signature[7] ^ 1]) + signature[8:])
     report = Verifier(trail, workers=1).verify()
     assert [(v.check, v.code, v.tx_hash) for v in report.violations] == [(2, "signature_invalid", release.tx_hash)]
+
+
+# ---- every violation in full: check, code, detail, transaction, log position ----------------------
+
+
+Full = tuple[int, str, str, str | None, int | None]
+
+
+def full(report: verify.Report, *codes: str) -> list[Full]:
+    return [(v.check, v.code, v.detail, v.tx_hash, v.log_index) for v in report.violations if v.code in codes]
+
+
+def checkpoint_txs(trail: synthetic.SyntheticTrail) -> list[tuple[int, str]]:
+    return [(int(e.args["treeSize"]), e.tx_hash) for e in trail.events_list if e.name == "CheckpointAnchored"]
+
+
+@pytest.mark.parametrize("raw", [b"garbage", LOG_PREFIX + b"{", LOG_PREFIX + b"[]", LOG_PREFIX + b'{"index": 3}'])
+def test_an_unparsable_entry(trail: synthetic.SyntheticTrail, raw: bytes) -> None:
+    release = entry(trail, 3)
+    trail.entries[3] = raw
+    report = Verifier(trail, workers=1).verify()
+    assert full(report, "log_entry_malformed") == [(3, "log_entry_malformed", "unparsable log entry", None, 3)]
+    missing = "the chain recorded a release the vault never logged"
+    assert full(report, "receipt_without_release") == [
+        (3, "receipt_without_release", missing, release["tx_hash"], None)
+    ]
+    assert codes(report) == {"log_entry_malformed", "receipt_without_release", "checkpoint_mismatch"}
+
+
+def test_an_entry_logged_twice(trail: synthetic.SyntheticTrail) -> None:
+    again = entry(trail, 5) | {"index": 600}
+    trail.entries.append(encode(again))
+    report = Verifier(trail, workers=1).verify()
+    assert full(report, "log_duplicate") == [(3, "log_duplicate", "the release is logged twice", again["tx_hash"], 600)]
+    assert codes(report) == {"log_duplicate"}
+
+
+def test_an_entry_naming_another_transaction(trail: synthetic.SyntheticTrail) -> None:
+    fields = entry(trail, 7) | {"tx_hash": "0x" + "5e" * 32}
+    trail.entries[7] = encode(fields)
+    report = Verifier(trail, workers=1).verify()
+    detail = "log and chain name different transactions"
+    assert full(report, "receipt_mismatch") == [(3, "receipt_mismatch", detail, fields["tx_hash"], 7)]
+    assert codes(report) == {"receipt_mismatch", "checkpoint_mismatch"}
+
+
+def test_a_transaction_hash_in_upper_case_is_the_same(trail: synthetic.SyntheticTrail) -> None:
+    fields = entry(trail, 7)
+    fields["tx_hash"] = "0x" + fields["tx_hash"][2:].upper()
+    trail.entries[7] = encode(fields)
+    assert codes(Verifier(trail, workers=1).verify()) == {"checkpoint_mismatch"}  # the entry's bytes changed
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"kind": "emergency"}, {"authority": "0x" + "ab" * 32}, {"block_number": 999}, {"subject": "0x" + "cd" * 20}],
+)
+def test_an_entry_differing_from_its_receipt(trail: synthetic.SyntheticTrail, change: dict) -> None:
+    fields = entry(trail, 9) | change
+    trail.entries[9] = encode(fields)
+    report = Verifier(trail, workers=1).verify()
+    detail = "the log entry and the chain's receipt differ"
+    assert full(report, "log_mismatch") == [(3, "log_mismatch", detail, fields["tx_hash"], 9)]
+
+
+def test_entries_out_of_order_in_full(trail: synthetic.SyntheticTrail) -> None:
+    ten, eleven = entry(trail, 10), entry(trail, 11)
+    trail.entries[10], trail.entries[11] = trail.entries[11], trail.entries[10]
+    report = Verifier(trail, workers=1).verify()
+    assert full(report, "log_out_of_order") == [
+        (3, "log_out_of_order", "entry 11 at position 10", eleven["tx_hash"], 10),
+        (3, "log_out_of_order", "entry 10 at position 11", ten["tx_hash"], 11),
+    ]
+
+
+def test_checkpoints_in_full(trail: synthetic.SyntheticTrail) -> None:
+    anchors = checkpoint_txs(trail)
+    del trail.entries[599]
+    report = Verifier(trail, workers=1).verify()
+    last_size, last_tx = anchors[-1]
+    assert full(report, "checkpoint_beyond_log") == [
+        (3, "checkpoint_beyond_log", f"checkpoint of {last_size} entries, log has 599", last_tx, None)
+    ]
+    trail.entries.append(b"anything")  # 600 entries again, the last one another
+    report = Verifier(trail, workers=1).verify()
+    detail = f"the log's root at size {last_size} differs from the anchor"
+    assert full(report, "checkpoint_mismatch") == [(3, "checkpoint_mismatch", detail, last_tx, None)]
+    assert report.checkpoints == len(anchors) == 6
+
+
+def test_the_first_block_asked_for_is_checked_in_the_log_too(trail: synthetic.SyntheticTrail) -> None:
+    """A receipt in from_block without its entry, and an entry in from_block without its receipt."""
+    i = releases(trail)[-1]
+    block = trail.events_list[i].block_number
+    last = entry(trail, 599)
+    assert last["block_number"] == block
+    del trail.entries[599]
+    forged = entry(trail, 598) | {"index": 599, "request_id": "0x" + "12" * 32, "block_number": block}
+    trail.entries.append(encode(forged))
+    report = Verifier(trail, workers=1).verify(from_block=block)
+    assert full(report, "receipt_without_release") == [
+        (3, "receipt_without_release", "the chain recorded a release the vault never logged", last["tx_hash"], None)
+    ]
+    assert full(report, "release_without_receipt") == [
+        (3, "release_without_receipt", "the vault logged a release the chain never recorded", forged["tx_hash"], 599)
+    ]
+
+
+def test_an_unknown_entry_outside_the_range_is_passed_over(trail: synthetic.SyntheticTrail) -> None:
+    """An entry the chain does not know, logged at a block outside the range, is not a finding, and the
+    entries after it are still compared."""
+    gone = entry(trail, 300)
+    trail.entries[300] = encode(gone | {"request_id": "0x" + "13" * 32, "block_number": 10_000})
+    report = Verifier(trail, workers=1).verify()
+    assert [v.tx_hash for v in report.violations if v.code == "receipt_without_release"] == [gone["tx_hash"]]
+    assert codes(report) == {"receipt_without_release", "checkpoint_mismatch"}
+
+
+def test_a_release_naming_another_grantee_in_full(trail: synthetic.SyntheticTrail) -> None:
+    i = releases(trail)[8]
+    event = trail.events_list[i]
+    others = sorted(
+        {e.args["grantee"] for e in trail.events_list if e.name == "ReleaseRecorded"} - {event.args["grantee"]}
+    )
+    edited = synthetic.resign(trail, i, grantee=others[0])
+    report = Verifier(trail, workers=1).verify()
+    assert full(report, "not_grantee") == [
+        (1, "not_grantee", "the release names another grantee", edited.tx_hash, None)
+    ]
+
+
+def test_a_rule_violation_names_the_release(trail: synthetic.SyntheticTrail) -> None:
+    i = releases(trail)[5]
+    event = synthetic.resign(trail, i, deadline=trail.events_list[i].timestamp - 1)
+    a = event.args
+    detail = f"ConsentLedgerExpiredDeadline: release of {a['resource']} under {a['grantId']}"
+    assert full(Verifier(trail, workers=1).verify(), "deadline_expired") == [
+        (1, "deadline_expired", detail, event.tx_hash, None)
+    ]
+
+
+def test_a_release_signed_with_deadline_zero(trail: synthetic.SyntheticTrail) -> None:
+    """Deadline 0 is signed as the zero word: expired, but the signature is the grantee's."""
+    i = releases(trail)[5]
+    event = synthetic.resign(trail, i, deadline=0)
+    report = Verifier(trail, workers=1).verify()
+    assert [(v.check, v.code, v.tx_hash) for v in report.violations] == [(1, "deadline_expired", event.tx_hash)]
+
+
+# ---- check 4 at its edges ----------------------------------------------------------------------------
+
+
+def test_a_text_at_the_start_of_the_first_transaction(trail: synthetic.SyntheticTrail) -> None:
+    block, tx_hash, data = trail.transactions_list[0]
+    trail.transactions_list[0] = (block, tx_hash, trail.texts[0].encode() + data)
+    report = Verifier(trail, workers=1).verify()
+    assert [(v.check, v.code, v.tx_hash) for v in report.violations] == [(4, "personal_data_on_chain", tx_hash)]
+
+
+def test_a_text_of_the_shortest_length_searched(trail: synthetic.SyntheticTrail) -> None:
+    short = "Wu L"
+    assert len(short.encode()) == verify.MIN_TEXT_BYTES
+    trail.texts.append(short)
+    block, tx_hash, data = trail.transactions_list[4]
+    trail.transactions_list[4] = (block, tx_hash, data + short.encode())
+    assert [v.tx_hash for v in Verifier(trail, workers=1).verify().violations] == [tx_hash]
+    trail.texts[-1] = short[:3]  # shorter: not searched
+    block, tx_hash, data = trail.transactions_list[4]
+    trail.transactions_list[4] = (block, tx_hash, data + short[:3].encode())
+    assert Verifier(trail, workers=1).verify().ok
+
+
+def test_a_text_inside_a_transaction_after_one_spanning_the_boundary(trail: synthetic.SyntheticTrail) -> None:
+    """Matches overlap: a text spanning two transactions must not hide one wholly inside the second."""
+    trail.texts.extend(["Licheng Dist", "District Hospital"])
+    b1, h1, d1 = trail.transactions_list[2]
+    b2, h2, d2 = trail.transactions_list[3]
+    trail.transactions_list[2] = (b1, h1, d1 + b"Licheng ")
+    trail.transactions_list[3] = (b2, h2, b"District Hospital" + d2)
+    report = Verifier(trail, workers=1).verify()
+    assert [(v.check, v.tx_hash) for v in report.violations] == [(4, h2)]
+
+
+def test_no_private_texts(trail: synthetic.SyntheticTrail) -> None:
+    trail.texts.clear()
+    report = Verifier(trail, workers=1).verify()
+    assert report.ok and report.transactions_scanned == 12
+
+
+# ---- progress and the collector -------------------------------------------------------------------
+
+
+def test_progress_through_the_stages(trail: synthetic.SyntheticTrail, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verify, "PROGRESS_EVERY", 300)
+    calls: list[tuple[str, int]] = []
+    report = Verifier(trail, workers=1).verify(progress=lambda stage, count: calls.append((stage, count)))
+    events = len(trail.events_list)
+    assert 600 < events < 900
+    assert calls == [
+        ("events", 300),
+        ("events", 600),
+        ("events", events),
+        ("log", 600),
+        ("calldata", 12),
+        ("signatures", 600),
+    ]
+    assert report.ok
+
+
+def test_the_collector_is_off_during_verification_only(trail: synthetic.SyntheticTrail) -> None:
+    import gc
+
+    during: list[bool] = []
+    assert gc.isenabled()
+    Verifier(trail, workers=1).verify(progress=lambda stage, count: during.append(gc.isenabled()))
+    assert during and not any(during) and gc.isenabled()
+    gc.disable()
+    try:
+        Verifier(trail, workers=1).verify()
+        assert not gc.isenabled()  # left as it was
+    finally:
+        gc.enable()
