@@ -256,10 +256,24 @@ def test_worker_processes_after_a_fork(forged: synthetic.SyntheticTrail, monkeyp
 def test_worker_processes_as_configured_ignore_interrupts(
     forged: synthetic.SyntheticTrail, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ctrl-C reaches the whole process group: the workers leave it to this process."""
+    """Ctrl-C reaches the whole process group: the workers leave it to this process.
+
+    The workers are spawned, from this process with Python's own SIGINT handler (a forkserver
+    started earlier would pass on whatever disposition this process had then, e.g. ignored).
+    """
     monkeypatch.setattr(verify, "CHUNK", 50)
     monkeypatch.setattr(verify, "PARALLEL_MIN", 50)
+    monkeypatch.setattr(verify, "_START_METHOD", "spawn")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     verify._discard_pool(verify._POOL)  # started here, whatever ran before
+    try:
+        _interrupt_the_workers(forged)
+    finally:
+        verify._discard_pool(verify._POOL)  # a spawned pool is not the process's usual one
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_the_workers(forged: synthetic.SyntheticTrail) -> None:
     verify.warm_up(3)  # more than this machine's CPUs, to tell the count asked for from the default
     pool = verify._shared_pool(3)
     assert pool._mp_context.get_start_method() == verify._START_METHOD  # type: ignore[attr-defined]
