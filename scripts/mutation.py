@@ -66,6 +66,14 @@ EQUIVALENT: dict[str, str] = {
     "approve an emergency (an ADMIN and an AUDITOR are needed), is never a repeat and never the 17th, so "
     "`_approval_error` is always None there",
     "audit.rules.x_propose_emergency__mutmut_24": "`_approval_error(state, emergency, None)`: None for the same reason",
+    "audit.verify.x__start_pool__mutmut_7": '`set_forkserver_preload(["XXaudit._sigcheckXX"])`: the forkserver skips a '
+    "preload module it cannot import; preloading only spares each worker the import",
+    "audit.verify.x__start_pool__mutmut_8": '`set_forkserver_preload(["AUDIT._SIGCHECK"])`: the same',
+    "audit.verify.x_warm_up__mutmut_17": '`check_chunk(b"XXXX", [])`: a chunk of no jobs never reads the domain separator',
+    "audit.verify.x__deadline_word__mutmut_4": "`to_bytes(32)`: big-endian is the default byte order (Python >= 3.11)",
+    "audit.verify.xǁ_Replayǁapply__mutmut_10": "`timestamp=None` for the transition: the replay sets the time again "
+    "before every check, and the one transition that reads it (an approval's `activated_at`) is compared only "
+    "with 0 by the release check, which None is not either",
 }
 
 

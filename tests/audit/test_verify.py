@@ -654,3 +654,15 @@ def test_the_collector_is_off_during_verification_only(trail: synthetic.Syntheti
         assert not gc.isenabled()  # left as it was
     finally:
         gc.enable()
+
+
+def test_grant_releases_are_counted_from_the_first_block_asked_for(trail: synthetic.SyntheticTrail) -> None:
+    report = Verifier(trail, workers=1).verify()
+    assert report.from_block == 0 and report.to_block == trail.head_block  # the defaults: the whole chain
+    block = trail.events_list[releases(trail)[-1]].block_number
+    in_range = sum(trail.events_list[i].block_number >= block for i in releases(trail))
+    i = releases(trail)[-1]
+    trail.events_list[i] = with_signature(trail.events_list[i], None)  # a finding in from_block itself
+    later = Verifier(trail, workers=1).verify(from_block=block)
+    assert later.releases == later.signatures_checked == in_range < 600
+    assert codes(later) == {"signature_missing"}
