@@ -65,6 +65,8 @@ CHUNK = 20_000
 PARALLEL_MIN = 40_000
 #: Events replayed between two ``progress("events", ...)`` calls.
 PROGRESS_EVERY = 100_000
+#: Calldata searched at once for check 4 (bytes).
+SCAN_BYTES = 64 << 20
 
 ProgressFn = Callable[[str, int], None]
 
@@ -604,7 +606,7 @@ class Verifier:
             blob.append(data)
             size += len(data)
             ends.append(size)
-            if size >= 64 << 20:
+            if size >= SCAN_BYTES:
                 scan()
                 hashes, blob, ends, size = [], [], [], 0
         scan()

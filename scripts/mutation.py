@@ -71,6 +71,8 @@ EQUIVALENT: dict[str, str] = {
     "audit.verify.x__start_pool__mutmut_8": '`set_forkserver_preload(["AUDIT._SIGCHECK"])`: the same',
     "audit.verify.x_warm_up__mutmut_17": '`check_chunk(b"XXXX", [])`: a chunk of no jobs never reads the domain separator',
     "audit.verify.x__deadline_word__mutmut_4": "`to_bytes(32)`: big-endian is the default byte order (Python >= 3.11)",
+    "audit.verify.xǁVerifierǁ_check_calldata__mutmut_6": "an automaton is built even with no texts: one of no "
+    "needles finds nothing (None only spares the scan)",
     "audit.verify.xǁ_Replayǁapply__mutmut_10": "`timestamp=None` for the transition: the replay sets the time again "
     "before every check, and the one transition that reads it (an approval's `activated_at`) is compared only "
     "with 0 by the release check, which None is not either",

@@ -105,3 +105,11 @@ def test_releases_use_their_request_ids() -> None:
     apply(state, "ReleaseRecorded", grantId="0x" + "99" * 32, grantee=SUBJECT, resource="0xaa", requestId="0x02")
     assert state.requests == {(CONSUMER, REQUEST), (ACCOUNT, "0x01"), (SUBJECT, "0x02")}
     assert grant.uses == 1
+
+
+def test_a_release_naming_another_grantee_uses_the_grantees_request_id() -> None:
+    """The contract records a release's request id under its grant's grantee, whoever the event names."""
+    state = rules.State()
+    granted(state)
+    apply(state, "ReleaseRecorded", grantId=GRANT, grantee=ACCOUNT, resource="0xaa", requestId=REQUEST)
+    assert state.requests == {(CONSUMER, REQUEST)}

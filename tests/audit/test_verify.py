@@ -588,7 +588,29 @@ def test_a_text_at_the_start_of_the_first_transaction(trail: synthetic.Synthetic
     block, tx_hash, data = trail.transactions_list[0]
     trail.transactions_list[0] = (block, tx_hash, trail.texts[0].encode() + data)
     report = Verifier(trail, workers=1).verify()
-    assert [(v.check, v.code, v.tx_hash) for v in report.violations] == [(4, "personal_data_on_chain", tx_hash)]
+    detail = "calldata contains a member's name, an org code or a reason text"
+    assert full(report, "personal_data_on_chain") == [(4, "personal_data_on_chain", detail, tx_hash, None)]
+    assert len(report.violations) == 1
+
+
+def test_calldata_searched_in_pieces(trail: synthetic.SyntheticTrail, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After each piece the positions start again: a text at the start or end of a later transaction."""
+    sizes = [len(data) for _, _, data in trail.transactions_list]
+    monkeypatch.setattr(verify, "SCAN_BYTES", sizes[0] + sizes[1])  # pieces of two transactions
+    text = trail.texts[0].encode()
+    for i in (2, 5):
+        block, tx_hash, data = trail.transactions_list[i]
+        trail.transactions_list[i] = (block, tx_hash, text + data if i == 2 else data + text)
+    report = Verifier(trail, workers=1).verify()
+    hashes = [trail.transactions_list[i][1] for i in (2, 5)]
+    assert [(v.check, v.tx_hash) for v in report.violations] == [(4, hashes[0]), (4, hashes[1])]
+
+
+def test_a_logged_address_in_lower_case_is_the_same(trail: synthetic.SyntheticTrail) -> None:
+    fields = entry(trail, 9)
+    assert fields["subject"] != fields["subject"].lower()  # EIP-55 on chain
+    trail.entries[9] = encode(fields | {"subject": fields["subject"].lower()})
+    assert codes(Verifier(trail, workers=1).verify()) == {"checkpoint_mismatch"}  # the entry's bytes changed
 
 
 def test_a_text_of_the_shortest_length_searched(trail: synthetic.SyntheticTrail) -> None:
