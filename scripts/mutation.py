@@ -73,6 +73,11 @@ EQUIVALENT: dict[str, str] = {
     "audit.verify.x__deadline_word__mutmut_4": "`to_bytes(32)`: big-endian is the default byte order (Python >= 3.11)",
     "audit.verify.xǁVerifierǁ_check_calldata__mutmut_6": "an automaton is built even with no texts: one of no "
     "needles finds nothing (None only spares the scan)",
+    "audit.verify.xǁVerifierǁ_check_calldata__mutmut_67": "`size > SCAN_BYTES`: the calldata is cut into pieces one "
+    "transaction later; where it is cut changes the memory used, not what is found (a text is only a finding "
+    "inside one transaction)",
+    "audit.verify.x__domain_separator__mutmut_18": '`"deadline": 1` in the sample message: the header '
+    "(0x1901 || domain separator) taken from it does not depend on the message",
     "audit.verify.xǁ_Replayǁapply__mutmut_10": "`timestamp=None` for the transition: the replay sets the time again "
     "before every check, and the one transition that reads it (an approval's `activated_at`) is compared only "
     "with 0 by the release check, which None is not either",

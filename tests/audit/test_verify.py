@@ -598,11 +598,11 @@ def test_calldata_searched_in_pieces(trail: synthetic.SyntheticTrail, monkeypatc
     sizes = [len(data) for _, _, data in trail.transactions_list]
     monkeypatch.setattr(verify, "SCAN_BYTES", sizes[0] + sizes[1])  # pieces of two transactions
     text = trail.texts[0].encode()
-    for i in (2, 5):
+    for i in (3, 5):  # the second of the second piece, the second of the third
         block, tx_hash, data = trail.transactions_list[i]
-        trail.transactions_list[i] = (block, tx_hash, text + data if i == 2 else data + text)
+        trail.transactions_list[i] = (block, tx_hash, text + data if i == 3 else data + text)
     report = Verifier(trail, workers=1).verify()
-    hashes = [trail.transactions_list[i][1] for i in (2, 5)]
+    hashes = [trail.transactions_list[i][1] for i in (3, 5)]
     assert [(v.check, v.tx_hash) for v in report.violations] == [(4, hashes[0]), (4, hashes[1])]
 
 
