@@ -235,6 +235,8 @@ def test_worker_processes_after_a_fork(forged: synthetic.SyntheticTrail, monkeyp
             inherited = verify._POOL
             report = Verifier(forged, workers=2).verify()
             outcome: Any = (found(report), verify._START_METHOD, inherited is None, verify._POOL is not None)
+            if verify._POOL is not None:  # os._exit below skips the pool's own shutdown: its workers would stay
+                verify._POOL.shutdown(wait=True)
         except BaseException as error:  # noqa: BLE001 - the parent reports it
             outcome = repr(error)
         os.write(write, pickle.dumps(outcome))
@@ -269,7 +271,10 @@ def test_worker_processes_as_configured_ignore_interrupts(
     try:
         _interrupt_the_workers(forged)
     finally:
-        verify._discard_pool(verify._POOL)  # a spawned pool is not the process's usual one
+        spawned = verify._POOL
+        verify._discard_pool(spawned)  # a spawned pool is not the process's usual one
+        if spawned is not None:
+            spawned.shutdown(wait=True)  # its workers gone before the test ends
         signal.signal(signal.SIGINT, previous)
 
 
