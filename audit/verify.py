@@ -42,7 +42,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -63,6 +63,10 @@ MIN_TEXT_BYTES = 4
 #: Signature jobs per worker chunk, and the fewest jobs for which worker processes are started.
 CHUNK = 20_000
 PARALLEL_MIN = 40_000
+#: Events replayed between two ``progress("events", ...)`` calls.
+PROGRESS_EVERY = 100_000
+#: Calldata searched at once for check 4 (bytes).
+SCAN_BYTES = 64 << 20
 
 ProgressFn = Callable[[str, int], None]
 
@@ -150,16 +154,15 @@ class Report:
 
 @dataclass(slots=True)
 class _Release:
-    """A release the chain recorded, for the comparison with the vault's log (check 3)."""
+    """A release the chain recorded, for the comparison with the vault's log (check 3). The replay
+    keys it by (grantee, request id), so neither is kept here."""
 
     tx_hash: str
     block_number: int
     kind: str
     authority: str
     subject: str | None
-    grantee: str
     resource: str
-    request_id: str
 
 
 def _word(hex32: str) -> bytes:
@@ -180,7 +183,7 @@ class _Signatures:
         self.tx_hashes: list[str] = []
         self._pending: list[tuple[int, list[_sigcheck.Job]]] = []
         self._futures: list[tuple[int, list[_sigcheck.Job], Future[list[_sigcheck.Problem]]]] = []
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: Executor | None = None
         self._start = 0
         self.count = 0
 
@@ -220,31 +223,53 @@ class _Signatures:
                 yield start + position, code, detail
 
 
-_POOL: ProcessPoolExecutor | None = None
+_POOL: Executor | None = None
 _POOL_WORKERS = 0
 _POOL_LOCK = threading.Lock()
+#: How worker processes start: ``forkserver`` (the API process has threads, which ``fork()`` would
+#: copy mid-flight); ``spawn`` in a forked copy of a process that had started its forkserver.
+_START_METHOD = "forkserver"
+_FORKSERVER_STARTED = False
 
 
-def _shared_pool(workers: int) -> ProcessPoolExecutor:
-    """The process's pool of check-2 workers, started once and kept (starting one costs ~1 s).
+def _start_pool(workers: int) -> Executor:
+    """A new pool of ``workers`` check-2 processes."""
+    global _FORKSERVER_STARTED
+    context = multiprocessing.get_context(_START_METHOD)
+    if _START_METHOD == "forkserver":
+        context.set_forkserver_preload(["audit._sigcheck"])
+        _FORKSERVER_STARTED = True
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_sigcheck.ignore_interrupts)
 
-    ``forkserver``: the API process has threads, which ``fork()`` would copy mid-flight.
-    """
+
+def _shared_pool(workers: int) -> Executor:
+    """The process's pool of check-2 workers, started once and kept (starting one costs ~1 s)."""
     global _POOL, _POOL_WORKERS
     with _POOL_LOCK:
         if _POOL is None or _POOL_WORKERS != workers:
             if _POOL is not None:
                 _POOL.shutdown(wait=False, cancel_futures=True)
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["audit._sigcheck"])
-            _POOL, _POOL_WORKERS = (
-                ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_sigcheck.ignore_interrupts),
-                workers,
-            )
+            _POOL, _POOL_WORKERS = _start_pool(workers), workers
         return _POOL
 
 
-def _discard_pool(pool: ProcessPoolExecutor | None) -> None:
+def _forget_pool_after_fork() -> None:
+    """In the child of a ``fork()``: the parent's pool is not this process's.
+
+    Its queue threads did not come along, so work submitted to it would wait forever; and
+    multiprocessing's forkserver, once started, is the parent's child, which this process cannot
+    wait for. The child starts its own pool when it needs one (``spawn`` if a forkserver ran).
+    """
+    global _POOL, _POOL_WORKERS, _POOL_LOCK, _START_METHOD
+    if _FORKSERVER_STARTED:
+        _START_METHOD = "spawn"
+    _POOL, _POOL_WORKERS, _POOL_LOCK = None, 0, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
+def _discard_pool(pool: Executor | None) -> None:
     global _POOL
     with _POOL_LOCK:
         if pool is not None and pool is _POOL:
@@ -351,7 +376,7 @@ class _Replay:
         grant = self.state.grants.get(grant_id)
         terms = grant.terms if grant is not None else None
         self.releases[(grantee.lower(), request_id)] = _Release(
-            tx, event.block_number, "grant", grant_id, terms.subject if terms else None, grantee, resource, request_id
+            tx, event.block_number, "grant", grant_id, terms.subject if terms else None, resource
         )
         deadline, signature = _proof(a)
         if event.block_number >= self.report.from_block:
@@ -372,7 +397,7 @@ class _Replay:
         emergency_id, consumer, subject = a["emergencyId"], a["consumer"], a["subject"]
         resource, request_id = a["resource"], a["requestId"]
         self.releases[(consumer.lower(), request_id)] = _Release(
-            tx, event.block_number, "emergency", emergency_id, subject, consumer, resource, request_id
+            tx, event.block_number, "emergency", emergency_id, subject, resource
         )
         deadline, signature = _proof(a)
         if event.block_number >= self.report.from_block:
@@ -456,7 +481,7 @@ class Verifier:
         replayed = 0
         for event in self.source.events(report.to_block):
             replayed += 1
-            if progress and not replayed % 100_000:
+            if progress and not replayed % PROGRESS_EVERY:
                 progress("events", replayed)
             replay.apply(event)
         if progress:
@@ -481,8 +506,8 @@ class Verifier:
         for index, raw in enumerate(entries):
             leaves.append(leaf_hash(raw))
             try:
-                if not raw.startswith(LOG_PREFIX):
-                    raise ValueError("no version tag")
+                if not raw.startswith(LOG_PREFIX):  # no version tag: unparsable like bad JSON
+                    raise ValueError
                 entry = orjson.loads(raw[prefix:])
                 position, tx_hash, block = entry["index"], entry["tx_hash"], entry["block_number"]
                 key = (entry["grantee"].lower(), entry["request_id"].lower())
@@ -581,7 +606,7 @@ class Verifier:
             blob.append(data)
             size += len(data)
             ends.append(size)
-            if size >= 64 << 20:
+            if size >= SCAN_BYTES:
                 scan()
                 hashes, blob, ends, size = [], [], [], 0
         scan()

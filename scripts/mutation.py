@@ -1,7 +1,7 @@
 """Mutation testing (mutmut) of the modules where a silent bug is worst; `make mutation` runs it.
 
 Usage: .venv/bin/python scripts/mutation.py [--jobs N] [--no-write] [--work DIR] [--pytest-args ARGS]
-[--only GLOB...] --tests TEST... -- MODULE...
+[--only GLOB...] [--isolation fork|forkserver] --tests TEST... -- MODULE...
 (e.g. ``--tests tests/api/test_siwe.py tests/api/test_auth.py -- api/siwe.py api/auth.py``;
 ``--pytest-args "-k 'not real_chain'"`` keeps the slow tests of a file out of the run; ``--only
 'vault.releases.*_finish*'`` tests only the mutants of the functions named).
@@ -66,6 +66,21 @@ EQUIVALENT: dict[str, str] = {
     "approve an emergency (an ADMIN and an AUDITOR are needed), is never a repeat and never the 17th, so "
     "`_approval_error` is always None there",
     "audit.rules.x_propose_emergency__mutmut_24": "`_approval_error(state, emergency, None)`: None for the same reason",
+    "audit.verify.x__start_pool__mutmut_7": '`set_forkserver_preload(["XXaudit._sigcheckXX"])`: the forkserver skips a '
+    "preload module it cannot import; preloading only spares each worker the import",
+    "audit.verify.x__start_pool__mutmut_8": '`set_forkserver_preload(["AUDIT._SIGCHECK"])`: the same',
+    "audit.verify.x_warm_up__mutmut_17": '`check_chunk(b"XXXX", [])`: a chunk of no jobs never reads the domain separator',
+    "audit.verify.x__deadline_word__mutmut_4": "`to_bytes(32)`: big-endian is the default byte order (Python >= 3.11)",
+    "audit.verify.xǁVerifierǁ_check_calldata__mutmut_6": "an automaton is built even with no texts: one of no "
+    "needles finds nothing (None only spares the scan)",
+    "audit.verify.xǁVerifierǁ_check_calldata__mutmut_67": "`size > SCAN_BYTES`: the calldata is cut into pieces one "
+    "transaction later; where it is cut changes the memory used, not what is found (a text is only a finding "
+    "inside one transaction)",
+    "audit.verify.x__domain_separator__mutmut_18": '`"deadline": 1` in the sample message: the header '
+    "(0x1901 || domain separator) taken from it does not depend on the message",
+    "audit.verify.xǁ_Replayǁapply__mutmut_10": "`timestamp=None` for the transition: the replay sets the time again "
+    "before every check, and the one transition that reads it (an approval's `activated_at`) is compared only "
+    "with 0 by the release check, which None is not either",
 }
 
 
@@ -91,8 +106,19 @@ def copy_checkout() -> None:
         shutil.copy2(source, target)
 
 
-def configure(modules: list[str], tests: list[str], extra: list[str] = ()) -> None:  # type: ignore[assignment]
-    """Append mutmut's table: mutate ``modules``, run ``tests``, copy every other top-level entry."""
+def configure(
+    modules: list[str],
+    tests: list[str],
+    extra: list[str] = (),  # type: ignore[assignment]
+    isolation: str = "fork",
+) -> None:
+    """Append mutmut's table: mutate ``modules``, run ``tests``, copy every other top-level entry.
+
+    ``isolation``: where each mutant's process is forked from (mutmut's ``process_isolation``):
+    ``fork``, mutmut's own process, which ran the tests once to map them to functions; ``forkserver``,
+    a process that only imported them, so each mutant starts as a fresh process would (the
+    verifier's check-2 pool is then started under each mutant by the same code as in production).
+    """
     source_paths = sorted({m.split("/", 1)[0] for m in modules})
     also_copy = sorted(p.name for p in WORK.iterdir() if p.name not in source_paths and p.name != "pyproject.toml")
     pytest_args = ["-p", "no:randomly", "-p", "no:xdist", "-p", "no:cacheprovider", "-q", *extra]
@@ -103,6 +129,7 @@ def configure(modules: list[str], tests: list[str], extra: list[str] = ()) -> No
         f"also_copy = {json.dumps(also_copy)}\n"
         f"pytest_add_cli_args = {json.dumps(pytest_args)}\n"
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+        f"process_isolation = {json.dumps(isolation)}\n"
     )
     with (WORK / "pyproject.toml").open("a") as fh:
         fh.write(table)
@@ -116,6 +143,24 @@ def load_results(modules: list[str]) -> dict[str, dict[str, int | None]]:
         data = json.loads(meta.read_text()) if meta.is_file() else {}
         results[module] = dict(data.get("exit_code_by_key", {}))
     return results
+
+
+def forget_survivors(modules: list[str]) -> int:
+    """Clear the result of every survivor and no-test mutant, so that ``mutmut run`` (which runs the
+    mutants without a result) tests them again; how many were cleared."""
+    cleared = 0
+    for module in modules:
+        meta = WORK / "mutants" / (module + ".meta")
+        if not meta.is_file():
+            continue
+        data = json.loads(meta.read_text())
+        codes = data.get("exit_code_by_key", {})
+        for name, code in codes.items():
+            if code in SURVIVED or code not in KILLED | TIMEOUT:
+                codes[name] = None
+                cleared += code is not None
+        meta.write_text(json.dumps(data, indent=4))
+    return cleared
 
 
 def diff_of(name: str) -> str:
@@ -169,11 +214,18 @@ def main() -> int:
     parser.add_argument(
         "--survivors",
         action="store_true",
-        help="rerun only the previous run's survivors (same modules) against the current tests",
+        help="rerun only the previous run's survivors and no-test mutants (same modules), and those of every "
+        "function edited since, against the current tests",
     )
     parser.add_argument("--work", help="scratch directory (default build/mutation)")
     parser.add_argument("--pytest-args", default="", help="more pytest arguments, e.g. \"-k 'not slow'\"")
     parser.add_argument("--only", nargs="+", default=[], help="mutant name globs to test (default: all)")
+    parser.add_argument(
+        "--isolation",
+        choices=["fork", "forkserver"],
+        default="fork",
+        help="fork each mutant from mutmut's process (fork) or from a clean fork server",
+    )
     parser.add_argument("modules", nargs="+", help="source files to mutate, e.g. api/siwe.py")
     args = parser.parse_args()
     global WORK
@@ -186,19 +238,20 @@ def main() -> int:
 
     names: list[str] = list(args.only)
     if args.survivors:
-        names = [n for codes in load_results(args.modules).values() for n, c in codes.items() if c in SURVIVED]
-        if not names:
-            parser.error("no previous survivors in build/mutation")
+        if not forget_survivors(args.modules):
+            parser.error(f"no previous survivors in {WORK}")
         for test in args.tests:  # the new tests, into the copy and into mutmut's own copy of it
             for target in (WORK / test, WORK / "mutants" / test):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / test, target)
+        for module in args.modules:  # a module edited since: mutmut redoes the mutants of its changed functions
+            shutil.copy2(ROOT / module, WORK / module)
         pyproject = WORK / "pyproject.toml"
         pyproject.write_text(pyproject.read_text().split("\n[tool.mutmut]\n", 1)[0])
-        configure(args.modules, args.tests, extra)
+        configure(args.modules, args.tests, extra, args.isolation)
     else:
         copy_checkout()
-        configure(args.modules, args.tests, extra)
+        configure(args.modules, args.tests, extra, args.isolation)
         os.makedirs(WORK / "mutants", exist_ok=True)
         (WORK / "mutants" / "node_modules").symlink_to(ROOT / "node_modules")
     env = dict(os.environ, QCL_PROJECT_ROOT=str(ROOT))
