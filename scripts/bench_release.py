@@ -430,13 +430,18 @@ def main() -> None:  # noqa: C901 - one linear script
                 profile_text += f"| {label} | " + " | ".join(f"{s[1][i][1]:.0f}%" for s in shares) + " |\n"
             profile_text += "| samples | " + " | ".join(f"{s[0]:,}" for s in shares) + " |"
             profile_text += (
-                "\n\nReading it: the API process is one Python process, so its GIL holds it near one core "
-                "whatever the clients do; the CPU column is its cost per request. What would close the gap "
-                "to the targets, largest first: run the indexer (and its event fan-out) and the release "
-                "relayer in `qcl worker` rather than in the API process (`qcl dev` runs them together); run "
-                "the API as several processes (`qcl serve --workers N` on PostgreSQL), which needs cores this "
-                "machine shares with the node and the load generator; then the per-request costs left in "
-                "the table (HTTP and ASGI, the relayer's ABI encoding and receipt decoding in Python)."
+                "\n\nReading it: the CPU columns are each process's cost per request (py-spy adds its own sampling "
+                "cost to the profiled runs). All the processes share this machine's two cores, so a release's "
+                "total CPU (API + worker + anvil + load generator) bounds the rate: about 6 ms a release without "
+                "the profiler, hence ~300 releases/s at best with both cores busy and nothing else running. "
+                "Where a release's API time goes now: the HTTP and ASGI framework (a fifth to a third), the "
+                "admission checks (the grantee's EIP-712 signature, the current document's id), the group commit "
+                "of intents, sealing the document; in `qcl dev` also the relayer's grouped transaction (ABI "
+                "encoding, receipt decoding, the log) and the indexer's event fan-out, which `qcl worker` runs "
+                "elsewhere in the split deployment. What would close the gap to 300/s: more cores (the split "
+                "deployment puts the worker and each API process on their own), a pipelined release relayer (the "
+                "next group sent while the previous waits for its block: needed on Besu, whose 1-2 s blocks "
+                "bound one relayer to 200 releases a block), and the framework's per-request cost."
             )
         body += profile_text
         if not args.no_write:
