@@ -179,3 +179,14 @@ def test_workers_ignore_interrupts() -> None:
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_r_out_of_range_is_invalid_even_for_a_kept_key(keys: dict[str, object]) -> None:
+    """r at or above the curve order is no signature (libsecp256k1 refuses to parse it): with the
+    signer's key kept, the fast check must count it as not verified, never as verified."""
+    good = sign(ALICE, b"x")
+    assert check_chunk(SEPARATOR, [(b"x", good, address(ALICE))]) == []  # ALICE's key is now kept
+    assert address(ALICE) in keys
+    bad_r = (2**256 - 1).to_bytes(32, "big") + good[32:]
+    ((position, code, _),) = check_chunk(SEPARATOR, [(b"x", bad_r, address(ALICE))])
+    assert (position, code) == (0, INVALID)
