@@ -8,6 +8,7 @@ same sources against a real chain and index.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -365,3 +366,24 @@ def test_the_trail_over_the_index(ledger: FakeLedger) -> None:
         ("GrantPauseChanged", 9, 0, "0x" + "05" * 32),
     ]
     assert rows[2]["args"] == {"grantId": OTHER_GRANT, "paused": True}
+
+
+def test_an_event_of_a_grant_outside_the_trail_names_no_resource(
+    ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A revocation or pause of a grant the trail never saw recorded (the ledger lets a subject
+    revoke a signed grant before anyone records it) has no resources: a resource filter leaves it
+    out, the other filters still see it."""
+    unknown = "0x" + "0f" * 32
+    extra = [
+        raw("GrantRevoked", 11, 1, 10, grantId=unknown, subject=CITIZEN),
+        raw("GrantPauseChanged", 11, 2, 11, grantId=unknown, paused=True),
+    ]
+    monkeypatch.setattr(sys.modules[__name__], "RAW", RAW + extra)
+    audit = auditor(ledger)
+    events = [(e["event"], e["args"].get("grantId")) for e in audit.trail()]
+    assert ("GrantRevoked", unknown) in events and ("GrantPauseChanged", unknown) in events
+    by_card = [(e["event"], e["args"].get("grantId")) for e in audit.trail(resource=bytes.fromhex(CARD[2:]))]
+    assert all(grant != unknown for _, grant in by_card) and by_card
+    by_citizen = [e["args"].get("grantId") for e in audit.trail(subject=CITIZEN)]
+    assert unknown in by_citizen
