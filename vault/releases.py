@@ -5,8 +5,10 @@
 2. :class:`ReleaseRelayer` — one per deployment, in the worker (``qcl worker``, or the single
    ``qcl dev`` process) — takes every pending intent that arrived while its previous transaction
    was being mined and records them in ONE grouped ``recordReleases`` transaction (group commit).
-   The contract checks each item on its own and reports each item's outcome.
-3. When the receipt is in, the relayer appends the block's releases to the release log **in chain
+   The contract checks each item on its own and reports each item's outcome. The relayer does not
+   wait for a group's block before it sends the next one: up to ``PIPELINE_DEPTH`` transactions of
+   its account are in flight at once (consecutive nonces, so the chain mines them in that order).
+3. When a receipt is in (the oldest transaction's first), the relayer appends the block's releases to the release log **in chain
    order** and marks every intent ``recorded`` (with its log index) or ``rejected`` (with the
    contract's refusal) in ONE database transaction, so the log, its Merkle tree and the chain
    agree by construction: it is the log's only writer.
@@ -26,6 +28,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -64,6 +67,19 @@ MAX_ATTEMPTS = 3
 LOST_AFTER = 3.0
 #: Seconds between the idle relayer's checks that the chain still holds what it recorded.
 CHECK_CHAIN_EVERY = 2.0
+#: Grouped transactions in flight at once: the next group is sent while the previous ones wait for
+#: their block (DESIGN.md "Relayer rules"), so a network with 1-2 s blocks records several groups
+#: per block, not one. 1 = one transaction at a time.
+PIPELINE_DEPTH = 4
+#: Seconds a partial group gathers before it is sent while earlier groups are in flight (with none
+#: in flight it is sent at once).
+LINGER = 0.05
+#: Receipt polling of the transactions in flight: one JSON-RPC batch per poll, the interval
+#: growing from POLL to MAX_POLL while nothing is mined.
+POLL = 0.005
+MAX_POLL = 0.1
+#: How long the idle relayer sleeps when no intent wakes it (another process's intents).
+IDLE_WAIT = 0.05
 #: Intent states from which nothing changes any more.
 FINAL = frozenset({"recorded", "rejected", "failed"})
 #: The refusal recorded for an item the ledger skipped silently (a signature that is not the grantee's).
@@ -140,6 +156,19 @@ class Intent:
             block_number=row.block_number,
             log_index=row.log_index,
         )
+
+
+@dataclass
+class _Flight:
+    """A transaction of the release relayer sent and not yet settled."""
+
+    tx: SignedTx
+    ids: list[str]
+    group: bool
+    #: when (monotonic) to look after it if it is still not mined
+    look_at: float
+    #: when (monotonic) to give up on it (the relayer then reconciles)
+    deadline: float
 
 
 class RequestReused(Exception):
@@ -380,8 +409,10 @@ class ReleaseRelayer:
     """The release log's one writer: records pending intents in grouped transactions.
 
     ``sender`` signs for the relayer account; ``notify`` is told which intents became final.
-    One step at a time (a lock), so within a process there is one writer; across processes the
-    worker's lock (``qcl worker``) keeps one active relayer per deployment.
+    Its thread runs :meth:`pump` (up to ``depth`` transactions in flight, their receipts applied in
+    nonce order); :meth:`step` sends and waits (callers without the thread). One turn at a time (a
+    lock), so within a process there is one writer; across processes the worker's lock
+    (``qcl worker``) keeps one active relayer per deployment.
     """
 
     def __init__(
@@ -394,7 +425,11 @@ class ReleaseRelayer:
         max_group: int = MAX_GROUP,
         receipt_timeout: float = 120.0,
         clock: Callable[[], float] = time.time,
+        depth: int = PIPELINE_DEPTH,
+        linger: float = LINGER,
     ) -> None:
+        if depth < 1:
+            raise ValueError("the pipeline's depth is at least 1")
         self.store = store
         self.ledger = ledger
         self.sender = sender
@@ -402,6 +437,11 @@ class ReleaseRelayer:
         self.max_group = max_group
         self.receipt_timeout = receipt_timeout
         self._clock = clock
+        self.depth = depth
+        self.linger = linger
+        self._flights: deque[_Flight] = deque()
+        self._last_sent = 0.0
+        self._poll = POLL
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._address = to_checksum_address(ledger.consent.address)
@@ -464,52 +504,102 @@ class ReleaseRelayer:
                 if not reconciled:
                     self.reconcile()
                     reconciled = True
-                if self.step():
+                if self.pump():
                     continue  # what arrived meanwhile goes into the next group at once
-                if time.monotonic() - checked >= CHECK_CHAIN_EVERY:
+                if not self._flights and time.monotonic() - checked >= CHECK_CHAIN_EVERY:
                     checked = time.monotonic()
                     reconciled = not self.chain_behind()
             except ChainError as exc:
                 log.warning("release relayer: %s (retrying)", exc)
-                reconciled = False  # a send may or may not have reached the node: settle it first
+                self._land()  # a send may or may not have reached the node: settle it first
+                reconciled = False
                 self._stop.wait(0.5)
             except StoreUnavailable as exc:  # e.g. a locked SQLite file while a receipt was applied
                 log.warning("release relayer: %s (retrying)", exc)
-                reconciled = False  # a mined transaction may wait for its log entries: settle it first
+                self._land()  # a mined transaction may wait for its log entries: settle it first
+                reconciled = False
                 self._stop.wait(0.5)
             except Exception:  # the thread must survive; the intents stay pending
                 log.exception("release relayer failed (retrying)")
+                self._land()
                 reconciled = False
                 self._stop.wait(0.5)
-            self._wake.wait(0.05)
+            self._wake.wait(self._poll if self._flights else IDLE_WAIT)
             self._wake.clear()
 
-    # ---- one group -------------------------------------------------------------------------------
+    def _land(self) -> None:
+        """Forget the transactions in flight: they are stored as sent, and :meth:`reconcile`
+        settles them in nonce order (their receipts applied, or their intents back to pending)."""
+        with self._lock:
+            self._flights.clear()
+
+    # ---- the pipeline ----------------------------------------------------------------------------
 
     def step(self) -> int:
-        """Record every pending intent (up to ``max_group`` grant releases in one transaction, and
-        each emergency release in its own); returns how many intents were handled."""
+        """Record every pending intent and wait for the outcome: up to ``max_group`` grant releases
+        in one transaction and each emergency release in its own, the pipeline drained. Returns how
+        many intents were handled."""
         with self._lock:
-            with self.store.session() as s:
-                rows = s.scalars(
-                    select(ReleaseIntent)
-                    .where(ReleaseIntent.status == "pending")
-                    .order_by(ReleaseIntent.created_at, ReleaseIntent.id)
-                    .limit(self.max_group)
-                ).all()
-            if not rows:
-                return 0
-            grants = [r for r in rows if r.kind == "grant"]
-            done: list[str] = []
-            if grants:
-                done += self._record_group(grants)
-            for row in rows:
-                if row.kind == "emergency":
-                    done += self._record_emergency(row)
+            try:
+                handled, done = self._launch()
+                done += self._drain()
+            except BaseException:
+                self._flights.clear()  # stored as sent: reconcile() settles them
+                raise
             self.notify(done)
-            return len(rows)
+            return handled
 
-    def _record_group(self, rows: Sequence[ReleaseIntent]) -> list[str]:
+    def pump(self) -> int:
+        """One turn of the pipeline, without waiting for a block: apply the receipts that are in
+        (oldest transaction first, so the log follows the chain's order), look after the oldest
+        transaction if it waits too long, and send the next group when fewer than ``depth``
+        transactions are in flight. While earlier groups are in flight a partial group is held back
+        for ``linger`` seconds, so that a slow block gathers a few large groups rather than many
+        small ones. Returns how many intents were sent or settled."""
+        with self._lock:
+            done = self._settle() if self._flights else []
+            handled = 0
+            if len(self._flights) < self.depth and (
+                not self._flights or time.monotonic() - self._last_sent >= self.linger
+            ):
+                handled, launched = self._launch()
+                done += launched
+            if done:
+                self.notify(done)
+            if handled or done:
+                self._poll = POLL
+            else:
+                self._poll = min(self._poll * 1.5, MAX_POLL)
+            return handled + len(done)
+
+    @property
+    def in_flight(self) -> int:
+        """Transactions sent and not yet settled."""
+        return len(self._flights)
+
+    def _launch(self) -> tuple[int, list[str]]:
+        """Send the pending intents (one grouped transaction and one per emergency release);
+        returns how many were taken and which of them are final already (refused at once)."""
+        with self.store.session() as s:
+            rows = s.scalars(
+                select(ReleaseIntent)
+                .where(ReleaseIntent.status == "pending")
+                .order_by(ReleaseIntent.created_at, ReleaseIntent.id)
+                .limit(self.max_group)
+            ).all()
+        if not rows:
+            return 0, []
+        grants = [r for r in rows if r.kind == "grant"]
+        done: list[str] = []
+        if grants:
+            done += self._send_group(grants)
+        for row in rows:
+            if row.kind == "emergency":
+                done += self._send_emergency(row)
+        self._last_sent = time.monotonic()
+        return len(rows), done
+
+    def _send_group(self, rows: Sequence[ReleaseIntent]) -> list[str]:
         items = []
         for row in rows:
             terms = GrantTerms.from_message(json.loads(row.terms))
@@ -525,15 +615,9 @@ class ReleaseRelayer:
         data = self.ledger.calldata("recordReleases", items)
         gas = GROUP_GAS_BASE + GROUP_GAS_PER_ITEM * len(items)
         tx = self.sender.sign(self._address, data, gas)
-        ids = [r.id for r in rows]
-        self._submitted(tx, "releases", ids)
-        receipt = self._send_and_wait(tx, ids)
-        if receipt is None:
-            return [i for i in ids if self._is_final(i)]
-        self.groups += 1
-        return self._apply(receipt, tx.tx_hash)
+        return self._send(tx, "releases", [r.id for r in rows], group=True)
 
-    def _record_emergency(self, row: ReleaseIntent) -> list[str]:
+    def _send_emergency(self, row: ReleaseIntent) -> list[str]:
         scope = EmergencyScope.from_message(json.loads(row.terms))
         fn = self.ledger.consent.functions.recordEmergencyRelease(
             scope.as_tuple(),
@@ -550,11 +634,86 @@ class ReleaseRelayer:
             return [row.id]
         data = bytes(HexBytes(fn._encode_transaction_data()))
         tx = self.sender.sign(self._address, data, EMERGENCY_GAS)
-        self._submitted(tx, "emergency-release", [row.id])
-        receipt = self._send_and_wait(tx, [row.id])
-        if receipt is None:
-            return [row.id] if self._is_final(row.id) else []
-        return self._apply(receipt, tx.tx_hash)
+        return self._send(tx, "emergency-release", [row.id], group=False)
+
+    def _send(self, tx: SignedTx, purpose: str, ids: list[str], *, group: bool) -> list[str]:
+        """Store ``tx`` and its intents, send it and put it in flight; returns the intents that
+        became final (a node that refused it: they wait for the next group, or fail after
+        ``MAX_ATTEMPTS``)."""
+        self._submitted(tx, purpose, ids)
+        try:
+            self.sender.send(tx)
+        except SendRefused as exc:
+            log.warning("release relayer: %s; the %d intents wait for the next group", exc, len(ids))
+            return self._requeue(tx.tx_hash, ids, dropped=True)
+        now = time.monotonic()
+        self._flights.append(
+            _Flight(tx=tx, ids=ids, group=group, look_at=now + LOST_AFTER, deadline=now + self.receipt_timeout)
+        )
+        return []
+
+    def _settle(self) -> list[str]:
+        """Apply the receipts of the transactions in flight that are mined, oldest first (one
+        JSON-RPC batch for all of them), and look after the oldest if it is not; returns the
+        intents that became final."""
+        done: list[str] = []
+        receipts = self.sender.receipts([f.tx.tx_hash for f in self._flights])
+        while self._flights:
+            receipt = receipts.get(self._flights[0].tx.tx_hash)
+            if receipt is None:
+                break
+            flight = self._flights.popleft()
+            done += self._apply(receipt, flight.tx.tx_hash)
+            if flight.group:
+                self.groups += 1
+        if self._flights:
+            done += self._look_after(self._flights[0])
+        return done
+
+    def _drain(self) -> list[str]:
+        """Settle every transaction in flight, waiting for their blocks."""
+        done: list[str] = []
+        delay = POLL
+        while self._flights:
+            settled = self._settle()
+            done += settled
+            if not self._flights:
+                break
+            if self._stop.is_set():
+                raise ChainUnavailable("the release relayer is stopping")
+            time.sleep(delay)
+            delay = POLL if settled else min(delay * 1.5, MAX_POLL)
+        return done
+
+    def _look_after(self, flight: _Flight) -> list[str]:
+        """The oldest transaction in flight is not mined. After ``LOST_AFTER`` seconds: one the node
+        lost is sent again (the same bytes), a nonce gap below it is filled from the stored
+        transactions, and one whose nonce another transaction used leaves the pipeline, its
+        intents back to pending (returns those that became final). After ``receipt_timeout``:
+        :class:`ChainUnavailable` (the relayer reconciles before it takes new work)."""
+        now = time.monotonic()
+        if now >= flight.deadline:
+            raise ChainUnavailable(f"transaction {flight.tx.tx_hash} was not mined within {self.receipt_timeout:.0f} s")
+        if now < flight.look_at:
+            return []
+        flight.look_at = now + LOST_AFTER
+        tx = flight.tx
+        try:
+            outcome = self.sender.heal(tx)
+        except SendRefused as exc:
+            outcome, reason = "refused", str(exc)
+        else:
+            reason = f"nonce {tx.nonce} is used by another transaction"
+        if outcome in ("mined", "pending"):
+            return []
+        if outcome in ("resent", "filled"):
+            log.warning("release relayer: transaction %s (nonce %d): %s", tx.tx_hash, tx.nonce, outcome)
+            return []
+        if self.sender.receipt(tx.tx_hash) is not None:
+            return []  # mined after all: the next turn applies it
+        log.warning("release relayer: %s; the %d intents wait for the next group", reason, len(flight.ids))
+        self._flights.remove(flight)
+        return self._requeue(tx.tx_hash, flight.ids, dropped=True)
 
     def _submitted(self, tx: SignedTx, purpose: str, ids: Sequence[str]) -> None:
         """Store the signed transaction and mark its intents, before the bytes leave the process."""
@@ -585,53 +744,11 @@ class ReleaseRelayer:
                 [{"_id": i, "_position": p} for p, i in enumerate(ids)],
             )
 
-    def _send_and_wait(self, tx: SignedTx, ids: Sequence[str]) -> dict[str, Any] | None:
-        """Send and wait for the receipt; None when the node refused it (intents back to pending)."""
-        try:
-            self.sender.send(tx)
-        except SendRefused as exc:
-            log.warning("release relayer: %s; the %d intents wait for the next group", exc, len(ids))
-            self._requeue(tx.tx_hash, ids, dropped=True)
-            return None
-        return self._wait(tx, ids)
-
-    def _wait(self, tx: SignedTx, ids: Sequence[str]) -> dict[str, Any] | None:
-        """The receipt of ``tx``; a transaction the node lost (a pool that drops nonce gaps, a
-        restarted node) is sent again with the same bytes, and when the node can no longer take
-        it its intents go back to pending (None)."""
-        deadline = time.monotonic() + self.receipt_timeout
-        while True:
-            if self._stop.is_set():
-                raise ChainUnavailable("the release relayer is stopping")
-            try:
-                return self.sender.wait(tx.tx_hash, timeout=min(LOST_AFTER, max(0.0, deadline - time.monotonic())))
-            except SendRefused:
-                raise
-            except ChainUnavailable:
-                if time.monotonic() >= deadline:
-                    raise
-            # not mined yet: lost by the node (sent again), behind a nonce gap (the gap is filled
-            # from the stored transactions), or its nonce used by another one (intents requeued)
-            try:
-                outcome = self.sender.heal(tx)
-            except SendRefused as exc:
-                outcome, reason = "refused", str(exc)
-            else:
-                reason = f"nonce {tx.nonce} is used by another transaction"
-            if outcome in ("mined", "pending"):
-                continue
-            if outcome in ("resent", "filled"):
-                log.warning("release relayer: transaction %s (nonce %d): %s", tx.tx_hash, tx.nonce, outcome)
-                continue
-            receipt = self.sender.receipt(tx.tx_hash)
-            if receipt is not None:
-                return receipt
-            log.warning("release relayer: %s; the %d intents wait for the next group", reason, len(ids))
-            self._requeue(tx.tx_hash, ids, dropped=True)
-            return None
-
-    def _requeue(self, tx_hash: str, ids: Sequence[str], *, dropped: bool) -> None:
+    def _requeue(self, tx_hash: str, ids: Sequence[str], *, dropped: bool) -> list[str]:
+        """Put ``ids`` (submitted with ``tx_hash``) back to pending, or failed after
+        ``MAX_ATTEMPTS``; returns those that failed."""
         now = self._clock()
+        failed: list[str] = []
         with self.store.session() as s:
             if dropped:
                 s.execute(
@@ -643,9 +760,11 @@ class ReleaseRelayer:
                     continue
                 if row.attempts >= MAX_ATTEMPTS:
                     row.status, row.error = "failed", "TransactionFailed"
+                    failed.append(intent_id)
                 else:
                     row.status = "pending"
                 row.tx_hash, row.position, row.updated_at = None, None, now
+        return failed
 
     def _is_final(self, intent_id: str) -> bool:
         with self.store.session() as s:
@@ -805,6 +924,7 @@ class ReleaseRelayer:
         nonce order); one the node never got is sent again (the same bytes); one the node can no
         longer take puts its intents back to pending. Returns the transactions settled."""
         with self._lock:
+            self._flights.clear()  # every one is stored as sent: settled below, in nonce order
             with self.store.session() as s:
                 txs = s.scalars(
                     select(RelayerTransaction)

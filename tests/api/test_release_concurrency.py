@@ -268,6 +268,57 @@ def test_max_uses_five_releases_exactly_five_under_concurrency(live: Live) -> No
     assert live.log_indexes() == list(range(5))
 
 
+def test_groups_pipelined_while_a_block_is_awaited_are_logged_in_chain_order(live: Live) -> None:
+    """With blocks on demand (a network's block time), releases that arrive while earlier groups
+    wait for their block are sent as further groups at once, up to the pipeline's depth; one block
+    then records them all, and the log follows the chain's order across the groups."""
+    from db.release_log import release_id
+
+    relayer = live.vault.relayer
+    relayer.depth, relayer.linger = 8, 0.2  # room for every group, whatever the machine's pace
+    grants = [live.citizen.grant(live.dept.address, ["id_card"], f"pipeline-{i}")["grant_id"] for i in range(3)]
+    w3 = live.deployed.ledger.w3
+    w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    answers: list[httpx.Response] = []
+    waves = []
+    try:
+        for wave in range(3):
+            bodies = [live.dept.release_request(grants[wave], "id_card") for _ in range(8)]
+            thread = threading.Thread(target=lambda b=bodies: answers.extend(live.post_all(b)))
+            thread.start()
+            waves.append(thread)
+            deadline = time.monotonic() + 30
+            while _submitted(live) < 8 * (wave + 1):  # this wave sent, the earlier ones unmined
+                assert time.monotonic() < deadline, f"{_submitted(live)} intents submitted"
+                time.sleep(0.02)
+        with live.vault.store.session() as s:
+            sent = s.scalars(select(RelayerTransaction).where(RelayerTransaction.status == "sent")).all()
+        assert relayer.in_flight == len(sent) >= 3  # a group per wave at least, all awaiting one block
+        assert sorted(t.nonce for t in sent) == [min(t.nonce for t in sent) + i for i in range(len(sent))]
+    finally:
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+    for thread in waves:
+        thread.join(60)
+    assert [a.status_code for a in answers] == [201] * 24, [a.json() for a in answers if a.status_code != 201]
+    assert len({a.json()["block_number"] for a in answers}) == 1  # three groups, one block
+    ledger = live.deployed.ledger
+    chain_order = [
+        release_id(e.args.grantee, bytes(e.args.requestId))
+        for e in ledger.events("ReleaseRecorded", from_block=ledger.deployment.deploy_block)
+    ]
+    with live.vault.store.session() as s:
+        logged = s.scalars(select(ReleaseLogRow.release_id).order_by(ReleaseLogRow.idx)).all()
+    assert list(logged) == chain_order and len(chain_order) == 24
+    report = live.auditor.call("POST", "/v1/audit/verify", json={})
+    assert report["violations"] == [] and report["releases"] == 24 and report["log_entries"] == 24
+
+
+def _submitted(live: Live) -> int:
+    with live.vault.store.session() as s:
+        return len(s.scalars(select(ReleaseIntent.id).where(ReleaseIntent.status == "submitted")).all())
+
+
 # ---- the relayer killed between the send and the block ------------------------------------------
 
 _CHILD = """

@@ -159,22 +159,25 @@ def test_a_gap_the_pool_refuses_is_resent_from_the_lowest_unmined_nonce(node: Fa
 def test_the_release_relayer_sends_a_lost_transaction_again(
     node: FakeBesu, compiled: CompilationResult, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time
+
     from vault import releases
 
     monkeypatch.setattr(releases, "LOST_AFTER", 0.05)
     abi = compiled["ConsentLedger"].abi
     ledger = SimpleNamespace(consent=SimpleNamespace(address="0x" + "22" * 20, abi=abi))
     relayer = releases.ReleaseRelayer(store=None, ledger=ledger, sender=_sender(node), receipt_timeout=5)  # type: ignore[arg-type]
+    applied: list[str] = []
+    relayer._apply = lambda receipt, tx_hash: applied.append(tx_hash) or []  # type: ignore[method-assign]
     tx = relayer.sender.sign("0x" + "22" * 20, b"\x01", 50_000)
     node.lose_next = 1
     relayer.sender.send(tx)
     assert not relayer.sender.known(tx.tx_hash)  # the node lost it
-
-    import threading
+    now = time.monotonic()
+    relayer._flights.append(releases._Flight(tx=tx, ids=[], group=True, look_at=now + 0.05, deadline=now + 5))
 
     def mine_later() -> None:
-        import time
-
         deadline = time.monotonic() + 5
         while tx.tx_hash not in node.pool and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -182,7 +185,80 @@ def test_the_release_relayer_sends_a_lost_transaction_again(
 
     miner = threading.Thread(target=mine_later)
     miner.start()
-    receipt = relayer._wait(tx, [])
+    relayer._drain()
     miner.join()
-    assert receipt is not None and receipt["transactionHash"] == tx.tx_hash
+    assert applied == [tx.tx_hash] and relayer.in_flight == 0
     assert node.sent.count(tx.tx_hash) == 2  # the same bytes, sent again
+
+
+def test_the_pipeline_applies_receipts_oldest_first_and_reads_them_in_one_batch(
+    node: FakeBesu, compiled: CompilationResult
+) -> None:
+    """Three transactions in flight; the node mines them in one block: their receipts are read
+    in one JSON-RPC batch and applied in nonce order (the chain's order), none before an older
+    one is mined."""
+    import time
+
+    from vault import releases
+
+    abi = compiled["ConsentLedger"].abi
+    ledger = SimpleNamespace(consent=SimpleNamespace(address="0x" + "22" * 20, abi=abi))
+    relayer = releases.ReleaseRelayer(store=None, ledger=ledger, sender=_sender(node), receipt_timeout=5)  # type: ignore[arg-type]
+    applied: list[str] = []
+    relayer._apply = lambda receipt, tx_hash: applied.append(tx_hash) or []  # type: ignore[method-assign]
+    sent = []
+    for _ in range(3):
+        tx = relayer.sender.sign("0x" + "22" * 20, b"\x01", 50_000)
+        relayer.sender.send(tx)
+        now = time.monotonic()
+        relayer._flights.append(releases._Flight(tx=tx, ids=[], group=True, look_at=now + 60, deadline=now + 60))
+        sent.append(tx.tx_hash)
+    assert relayer._settle() == [] and applied == []  # nothing mined: nothing applied
+    node.batches.clear()
+    node.mine()
+    relayer._settle()
+    assert applied == sent  # oldest first
+    assert node.batches == [3]  # one batch for the three receipts
+    assert relayer.in_flight == 0 and relayer.groups == 3
+
+
+def test_the_call_group_keeps_up_to_depth_multicalls_in_flight(node: FakeBesu, compiled: CompilationResult) -> None:
+    """Grants, revocations and pauses do not wait for the previous group's block: each group is
+    sent while earlier ones are unmined, up to ``depth``; the next waits for a free place."""
+    import time
+
+    from chain_client.relayer.group import CallGroup
+
+    group = CallGroup(
+        sender=_sender(node),
+        ledger_address="0x" + "22" * 20,
+        abi=compiled["ConsentLedger"].abi,  # type: ignore[arg-type]
+        decoder=None,
+        depth=3,
+        linger=0.0,
+    )
+
+    def until(condition: Any) -> None:
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    try:
+        futures = []
+        for wave in range(3):
+            futures.append(group.submit(bytes([wave + 1])))
+            until(lambda wave=wave: len(node.pool) == wave + 1)  # sent: nothing is mined
+        fourth = group.submit(b"\x09")
+        time.sleep(0.3)
+        assert group.in_flight == 3 and len(node.pool) == 3 and not fourth.done()  # no place for it
+        node.mine()
+        receipts = [f.result(timeout=10) for f in futures]
+        assert len({r.tx_hash for r in receipts}) == 3  # three transactions, one block's worth
+        until(lambda: len(node.pool) == 1)  # a place freed: the fourth is sent
+        node.mine()
+        assert fourth.result(timeout=10).tx_hash not in {r.tx_hash for r in receipts}
+        assert group.groups == 4 and group.calls == 4
+        until(lambda: group.in_flight == 0)
+    finally:
+        group.stop()
