@@ -1,10 +1,13 @@
 """Group commit of independent ledger calls (grants, revocations, pauses) through ``multicall``.
 
 Callers hand in a call's calldata and get a :class:`concurrent.futures.Future`; one thread takes
-every call that arrived while the previous transaction was being mined and sends them as ONE
+every call that arrived while the previous transaction was being sent and sends them as ONE
 ``multicall`` transaction (signed here, fixed gas, see :class:`~chain_client.relayer.RawSender`).
-The contract runs each call on its own: a refused call emits ``CallFailed`` with its revert data,
-which resolves that caller's future with the typed error, and does not undo the others.
+It does not wait for that transaction's block: up to ``depth`` transactions are in flight at once
+(consecutive nonces), each awaited by a thread of its own, so a network with 1-2 s blocks takes
+several groups per block. While others are in flight a partial group gathers for ``linger``
+seconds first. The contract runs each call on its own: a refused call emits ``CallFailed`` with its
+revert data, which resolves that caller's future with the typed error, and does not undo the others.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import functools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -33,6 +37,10 @@ MAX_CALLS = 100
 #: group, a first nonce of a bitmap word 17,000 more; unused gas is not paid for).
 GAS_BASE = 60_000
 GAS_PER_CALL = 110_000
+#: Multicall transactions in flight at once (the next group is sent while earlier ones wait).
+PIPELINE_DEPTH = 4
+#: Seconds a partial group gathers before it is sent while earlier groups are in flight.
+LINGER = 0.05
 _CALL_FAILED = keccak(text="CallFailed(uint256,bytes)")
 
 
@@ -55,7 +63,11 @@ class CallGroup:
         abi: list[dict[str, Any]],
         decoder: Any,
         receipt_timeout: float = 120.0,
+        depth: int = PIPELINE_DEPTH,
+        linger: float = LINGER,
     ) -> None:
+        if depth < 1:
+            raise ValueError("the pipeline's depth is at least 1")
         self.sender = sender
         self.address = ledger_address
         self._abi = abi
@@ -65,6 +77,12 @@ class CallGroup:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.depth = depth
+        self.linger = linger
+        #: one per transaction in flight; the sending thread takes one before it sends
+        self._slots = threading.Semaphore(depth)
+        self._flying = 0
+        self._waiters: ThreadPoolExecutor | None = None
         self.groups = 0
         self.calls = 0
         #: Told each signed transaction before it is sent, and each mined one (the API stores them,
@@ -79,10 +97,18 @@ class CallGroup:
         self._queue.put((calldata, future))
         return future
 
+    @property
+    def in_flight(self) -> int:
+        """Multicall transactions sent and not yet settled."""
+        with self._lock:
+            return self._flying
+
     def _ensure_running(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
+                if self._waiters is None:
+                    self._waiters = ThreadPoolExecutor(max_workers=self.depth, thread_name_prefix="qcl-call-receipts")
                 self._thread = threading.Thread(target=self._run, name="qcl-call-group", daemon=True)
                 self._thread.start()
 
@@ -91,6 +117,10 @@ class CallGroup:
         self._queue.put((b"", Future()))  # wake the thread
         if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout)
+        with self._lock:
+            waiters, self._waiters = self._waiters, None
+        if waiters is not None:
+            waiters.shutdown(wait=False, cancel_futures=False)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -98,15 +128,38 @@ class CallGroup:
                 first = self._queue.get(timeout=0.5)
             except queue.Empty:
                 continue
-            batch = [first]
-            while len(batch) < MAX_CALLS:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
+            while not self._slots.acquire(timeout=0.5):  # depth transactions in flight: wait for one
+                if self._stop.is_set():
                     break
-            batch = [(data, future) for data, future in batch if data]  # drop the wake-up
-            if batch:
-                self._commit(batch)
+            if self._stop.is_set():
+                self._fail([first], ChainUnavailable("the ledger's call group is stopping"))
+                break
+            batch = self._gather(first)
+            if not batch:
+                self._slots.release()
+                continue
+            tx = self._send(batch)
+            if tx is None:
+                self._slots.release()
+                continue
+            with self._lock:
+                self._flying += 1
+                waiters = self._waiters
+            assert waiters is not None
+            waiters.submit(self._settle, tx, batch)
+
+    def _gather(self, first: tuple[bytes, Future[CallReceipt]]) -> list[tuple[bytes, Future[CallReceipt]]]:
+        """``first`` and every call queued behind it (up to MAX_CALLS); while other transactions are
+        in flight, a partial group waits up to ``linger`` seconds for more."""
+        batch = [first]
+        until = time.monotonic() + (self.linger if self.in_flight else 0.0)
+        while len(batch) < MAX_CALLS:
+            left = until - time.monotonic()
+            try:
+                batch.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return [(data, future) for data, future in batch if data]  # drop the wake-up
 
     @functools.cached_property
     def _selector(self) -> bytes:
@@ -126,30 +179,44 @@ class CallGroup:
                     raise
         raise AssertionError("unreachable")
 
-    def _commit(self, batch: list[tuple[bytes, Future[CallReceipt]]]) -> None:
+    def _send(self, batch: list[tuple[bytes, Future[CallReceipt]]]) -> SignedTx | None:
+        """Sign and send ``batch`` as one multicall; None (every future failed) when it could not be sent."""
         calls = [data for data, _ in batch]
         data = self._selector + abi_encode(["bytes[]"], [calls])
         try:
-            tx = self._sign_and_send(data, GAS_BASE + GAS_PER_CALL * len(calls))
+            return self._sign_and_send(data, GAS_BASE + GAS_PER_CALL * len(calls))
+        except ChainError as exc:
+            self._fail(batch, exc)
+        except Exception as exc:
+            log.exception("call group failed")
+            self._fail(batch, ChainUnavailable(f"the ledger call could not be sent: {exc}"))
+        return None
+
+    def _settle(self, tx: SignedTx, batch: list[tuple[bytes, Future[CallReceipt]]]) -> None:
+        """Wait for ``tx``'s receipt (looked after if it waits: RawSender.wait) and resolve each call."""
+        try:
             receipt = self.sender.wait(tx.tx_hash, timeout=self.receipt_timeout, tx=tx)
             if self.on_mined is not None:
                 self.on_mined(tx.tx_hash)
         except ChainError as exc:
-            for _, future in batch:
-                future.set_exception(exc)
+            self._fail(batch, exc)
             return
         except Exception as exc:
             log.exception("call group failed")
-            for _, future in batch:
-                future.set_exception(ChainUnavailable(f"the ledger call could not be sent: {exc}"))
+            self._fail(batch, ChainUnavailable(f"the ledger call could not be sent: {exc}"))
             return
+        finally:
+            with self._lock:
+                self._flying -= 1
+            self._slots.release()
+        self._resolve(tx, receipt, batch)
+
+    def _resolve(self, tx: SignedTx, receipt: dict[str, Any], batch: list[tuple[bytes, Future[CallReceipt]]]) -> None:
         status = receipt.get("status")
         block = _int(receipt.get("blockNumber"))
         if _int(status) != 1:
             message = f"grouped transaction {tx.tx_hash} failed as a whole; send the request again"
-            error = ChainUnavailable(message, public=message)
-            for _, future in batch:
-                future.set_exception(error)
+            self._fail(batch, ChainUnavailable(message, public=message))
             return
         failed: dict[int, bytes] = {}
         for entry in receipt.get("logs") or ():
@@ -162,13 +229,20 @@ class CallGroup:
                 index = int.from_bytes(topics[1], "big")
                 (reason,) = _decode_bytes(bytes(HexBytes(entry["data"])))
                 failed[index] = reason
-        self.groups += 1
-        self.calls += len(batch)
+        with self._lock:
+            self.groups += 1
+            self.calls += len(batch)
         for index, (_, future) in enumerate(batch):
             if index in failed:
                 future.set_exception(self.decoder.decode(failed[index], tx_hash=tx.tx_hash))
             else:
                 future.set_result(CallReceipt(tx_hash=tx.tx_hash, block_number=block))
+
+    @staticmethod
+    def _fail(batch: list[tuple[bytes, Future[CallReceipt]]], error: BaseException) -> None:
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(error)
 
 
 def _int(value: Any) -> int:
