@@ -232,6 +232,13 @@ def main() -> None:  # noqa: C901 - one linear script
         default=os.environ.get("QCL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
         help="split: a PostgreSQL URL whose server the benchmark may create a database on",
     )
+    parser.add_argument(
+        "--block-time",
+        type=float,
+        default=0.0,
+        help="seconds between blocks once the members are onboarded (a consortium network's pace, e.g. "
+        "Besu QBFT's 1-2 s); 0: anvil mines each transaction at once",
+    )
     args = parser.parse_args()
 
     compile_contracts()
@@ -288,6 +295,10 @@ def main() -> None:  # noqa: C901 - one linear script
             address=chain["contracts"]["ConsentLedger"], abi=compile_contracts()["ConsentLedger"].abi
         )
         profiles: list[tuple[str, Path]] = []
+        if args.block_time:
+            # a block every block_time seconds from here on, whatever arrives (interval mining)
+            node.w3.provider.make_request("evm_setAutomine", [False])
+            node.w3.provider.make_request("evm_setIntervalMining", [args.block_time])
 
         pids = {
             "api": api.pid,
@@ -388,6 +399,12 @@ def main() -> None:  # noqa: C901 - one linear script
         )
         print(checks)
         rows = [r.row() for r in (*grant_runs, *release_runs, *read_runs, naive)]
+        blocks_args = f" --block-time {args.block_time:g}" if args.block_time else ""
+        blocks_text = (
+            f", a block every {args.block_time:g} s once the members are onboarded (anvil's interval mining)"
+            if args.block_time
+            else ", each transaction mined at once"
+        )
         if args.deployment == "split":
             deployment_args = f" --deployment split --api-workers {args.api_workers}"
             deployment_text = (
@@ -401,8 +418,8 @@ def main() -> None:  # noqa: C901 - one linear script
         ratio = best / naive.rate if naive.rate else 0.0
         body = (
             f"Command: `.venv/bin/python scripts/bench_release.py --releases {args.releases} --grants {args.grants} "
-            f"--subjects {args.subjects} --clients {' '.join(map(str, args.clients))}{deployment_args}` — "
-            f"{deployment_text} on anvil, the load generator (aiohttp, asyncio, pre-signed bodies) in another "
+            f"--subjects {args.subjects} --clients {' '.join(map(str, args.clients))}{deployment_args}{blocks_args}` — "
+            f"{deployment_text} on anvil{blocks_text}; the load generator (aiohttp, asyncio, pre-signed bodies) in another "
             f"process, all on this 2-core machine. Latency in ms.\n\n"
             "| operation | clients | requests | per second | p50 | p99 | failed (codes) | CPU ms per request: API / worker / anvil / load generator |\n"
             "|---|---:|---:|---:|---:|---:|---|---|\n" + "\n".join(rows) + "\n\n"
@@ -445,7 +462,12 @@ def main() -> None:  # noqa: C901 - one linear script
             )
         body += profile_text
         if not args.no_write:
-            if args.deployment == "split":
+            if args.block_time:
+                key, title = (
+                    "release-blocks",
+                    f"The release path with a block every {args.block_time:g} s (a consortium network's pace)",
+                )
+            elif args.deployment == "split":
                 key, title = (
                     f"release-split-{args.api_workers}",
                     f"The release path, `qcl worker` + `qcl serve --workers {args.api_workers}` on PostgreSQL",
