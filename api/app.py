@@ -130,7 +130,7 @@ def create_app(
         redoc_url=None,
         dependencies=[Depends(reject_unknown_query)],  # undeclared query parameters: 422 unknown_parameter
     )
-    app.state.calls = CallGroups(ledger, vault.store)
+    app.state.calls = CallGroups(ledger, vault.store, depth=settings.pipeline_depth)
     app.state.checkpoints = anchor
     app.state.log_tree = LogTree(vault.store)
     app.state.indexer = indexer

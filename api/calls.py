@@ -7,17 +7,19 @@ import threading
 
 from chain_client import Ledger
 from chain_client.relayer import RawSender
-from chain_client.relayer.group import CallGroup
+from chain_client.relayer.group import PIPELINE_DEPTH, CallGroup
 from db.store import Store
 
 
 class CallGroups:
     """Holds the one :class:`CallGroup` of this process, built when a route first needs it."""
 
-    def __init__(self, ledger: Ledger, store: Store | None = None) -> None:
-        """``store``: where the group's signed transactions are kept (vault/reconcile.py)."""
+    def __init__(self, ledger: Ledger, store: Store | None = None, *, depth: int = PIPELINE_DEPTH) -> None:
+        """``store``: where the group's signed transactions are kept (vault/reconcile.py);
+        ``depth``: multicalls in flight at once."""
         self._ledger = ledger
         self._store = store
+        self._depth = depth
         self._group: CallGroup | None = None
         self._lock = threading.Lock()
 
@@ -32,6 +34,7 @@ class CallGroups:
                     ledger_address=ledger.consent.address,
                     abi=ledger.consent.abi,  # type: ignore[arg-type]
                     decoder=ledger.decoder,
+                    depth=self._depth,
                 )
                 if self._store is not None:
                     from vault.reconcile import keep_transactions

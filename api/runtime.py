@@ -103,7 +103,7 @@ def release_relayer(settings: Settings, ledger: Ledger, store: Store) -> Release
     """The release log's writer of this deployment (run by ``qcl dev`` or ``qcl worker``)."""
     account = release_account(settings)
     sender = RawSender(w3=ledger.w3, account=account, chain_id=ledger.chain_id)
-    return ReleaseRelayer(store=store, ledger=ledger, sender=sender)
+    return ReleaseRelayer(store=store, ledger=ledger, sender=sender, depth=settings.pipeline_depth)
 
 
 def operator_accounts(settings: Settings) -> DevAccounts:

@@ -71,6 +71,13 @@ class Settings(BaseSettings):
         30.0, gt=0, le=600, description="seconds a release request waits for its block before 503 release_pending"
     )
     relayer: bool = Field(True, description="record releases in this process (qcl dev; qcl serve never does)")
+    pipeline_depth: int = Field(
+        4,
+        ge=1,
+        le=50,
+        description="grouped transactions each relayer (releases; grants, revocations and pauses) keeps in flight "
+        "at once; 1: wait for each one's block (a node whose pool keeps fewer transactions per sender)",
+    )
     shutdown_timeout: float = Field(
         2.0, gt=0, le=120, description="seconds a stopping process gives open requests, then its background loops"
     )

@@ -234,8 +234,8 @@ def main() -> None:  # noqa: C901 - one linear script
     )
     parser.add_argument(
         "--block-time",
-        type=float,
-        default=0.0,
+        type=int,
+        default=0,
         help="seconds between blocks once the members are onboarded (a consortium network's pace, e.g. "
         "Besu QBFT's 1-2 s); 0: anvil mines each transaction at once",
     )
@@ -297,8 +297,10 @@ def main() -> None:  # noqa: C901 - one linear script
         profiles: list[tuple[str, Path]] = []
         if args.block_time:
             # a block every block_time seconds from here on, whatever arrives (interval mining)
-            node.w3.provider.make_request("evm_setAutomine", [False])
-            node.w3.provider.make_request("evm_setIntervalMining", [args.block_time])
+            for method, params in (("evm_setAutomine", [False]), ("evm_setIntervalMining", [args.block_time])):
+                answer = node.w3.provider.make_request(method, params)
+                if answer.get("error"):
+                    raise SystemExit(f"{method}{params}: {answer['error']}")
 
         pids = {
             "api": api.pid,
@@ -399,9 +401,9 @@ def main() -> None:  # noqa: C901 - one linear script
         )
         print(checks)
         rows = [r.row() for r in (*grant_runs, *release_runs, *read_runs, naive)]
-        blocks_args = f" --block-time {args.block_time:g}" if args.block_time else ""
+        blocks_args = f" --block-time {args.block_time}" if args.block_time else ""
         blocks_text = (
-            f", a block every {args.block_time:g} s once the members are onboarded (anvil's interval mining)"
+            f", a block every {args.block_time} s once the members are onboarded (anvil's interval mining)"
             if args.block_time
             else ", each transaction mined at once"
         )
@@ -465,7 +467,7 @@ def main() -> None:  # noqa: C901 - one linear script
             if args.block_time:
                 key, title = (
                     "release-blocks",
-                    f"The release path with a block every {args.block_time:g} s (a consortium network's pace)",
+                    f"The release path with a block every {args.block_time} s (a consortium network's pace)",
                 )
             elif args.deployment == "split":
                 key, title = (
