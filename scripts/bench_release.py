@@ -458,9 +458,10 @@ def main() -> None:  # noqa: C901 - one linear script
                 "of intents, sealing the document; in `qcl dev` also the relayer's grouped transaction (ABI "
                 "encoding, receipt decoding, the log) and the indexer's event fan-out, which `qcl worker` runs "
                 "elsewhere in the split deployment. What would close the gap to 300/s: more cores (the split "
-                "deployment puts the worker and each API process on their own), a pipelined release relayer (the "
-                "next group sent while the previous waits for its block: needed on Besu, whose 1-2 s blocks "
-                "bound one relayer to 200 releases a block), and the framework's per-request cost."
+                "deployment puts the worker and each API process on their own) and the framework's per-request "
+                "cost. The relayers are pipelined (up to `QCL_PIPELINE_DEPTH` grouped transactions in flight), so "
+                "on a network with 1-2 s blocks one relayer account is not bound to one group (200 releases) a "
+                "block: see the `--block-time` section."
             )
         body += profile_text
         if not args.no_write:
