@@ -539,14 +539,17 @@ class ReleaseRelayer:
         """Record every pending intent and wait for the outcome: up to ``max_group`` grant releases
         in one transaction and each emergency release in its own, the pipeline drained. Returns how
         many intents were handled."""
+        done: list[str] = []
         with self._lock:
             try:
-                handled, done = self._launch()
-                done += self._drain()
+                handled = self._launch(done)
+                self._drain(done)
             except BaseException:
                 self._flights.clear()  # stored as sent: reconcile() settles them
                 raise
-            self.notify(done)
+            finally:
+                if done:
+                    self.notify(done)
             return handled
 
     def pump(self) -> int:
@@ -555,21 +558,22 @@ class ReleaseRelayer:
         transaction if it waits too long, and send the next group when fewer than ``depth``
         transactions are in flight. While earlier groups are in flight a partial group is held back
         for ``linger`` seconds, so that a slow block gathers a few large groups rather than many
-        small ones. Returns how many intents were sent or settled."""
+        small ones. Returns how many intents were sent or settled. Whatever became final is
+        notified, even when a later part of the turn fails."""
+        done: list[str] = []
         with self._lock:
-            done = self._settle() if self._flights else []
-            handled = 0
-            if len(self._flights) < self.depth and (
-                not self._flights or time.monotonic() - self._last_sent >= self.linger
-            ):
-                handled, launched = self._launch()
-                done += launched
-            if done:
-                self.notify(done)
-            if handled or done:
-                self._poll = POLL
-            else:
-                self._poll = min(self._poll * 1.5, MAX_POLL)
+            try:
+                if self._flights:
+                    self._settle(done)
+                handled = 0
+                if len(self._flights) < self.depth and (
+                    not self._flights or time.monotonic() - self._last_sent >= self.linger
+                ):
+                    handled = self._launch(done)
+            finally:
+                if done:
+                    self.notify(done)
+            self._poll = POLL if handled or done else min(self._poll * 1.5, MAX_POLL)
             return handled + len(done)
 
     @property
@@ -577,9 +581,9 @@ class ReleaseRelayer:
         """Transactions sent and not yet settled."""
         return len(self._flights)
 
-    def _launch(self) -> tuple[int, list[str]]:
+    def _launch(self, done: list[str]) -> int:
         """Send the pending intents (one grouped transaction and one per emergency release);
-        returns how many were taken and which of them are final already (refused at once)."""
+        returns how many were taken, and adds to ``done`` those final already (refused at once)."""
         with self.store.session() as s:
             rows = s.scalars(
                 select(ReleaseIntent)
@@ -588,16 +592,15 @@ class ReleaseRelayer:
                 .limit(self.max_group)
             ).all()
         if not rows:
-            return 0, []
+            return 0
         grants = [r for r in rows if r.kind == "grant"]
-        done: list[str] = []
+        self._last_sent = time.monotonic()
         if grants:
             done += self._send_group(grants)
         for row in rows:
             if row.kind == "emergency":
                 done += self._send_emergency(row)
-        self._last_sent = time.monotonic()
-        return len(rows), done
+        return len(rows)
 
     def _send_group(self, rows: Sequence[ReleaseIntent]) -> list[str]:
         items = []
@@ -652,11 +655,10 @@ class ReleaseRelayer:
         )
         return []
 
-    def _settle(self) -> list[str]:
+    def _settle(self, done: list[str]) -> None:
         """Apply the receipts of the transactions in flight that are mined, oldest first (one
-        JSON-RPC batch for all of them), and look after the oldest if it is not; returns the
-        intents that became final."""
-        done: list[str] = []
+        JSON-RPC batch for all of them), and look after the oldest if it is not; adds the intents
+        that became final to ``done``."""
         receipts = self.sender.receipts([f.tx.tx_hash for f in self._flights])
         while self._flights:
             receipt = receipts.get(self._flights[0].tx.tx_hash)
@@ -668,22 +670,19 @@ class ReleaseRelayer:
                 self.groups += 1
         if self._flights:
             done += self._look_after(self._flights[0])
-        return done
 
-    def _drain(self) -> list[str]:
+    def _drain(self, done: list[str]) -> None:
         """Settle every transaction in flight, waiting for their blocks."""
-        done: list[str] = []
         delay = POLL
         while self._flights:
-            settled = self._settle()
-            done += settled
+            before = len(done)
+            self._settle(done)
             if not self._flights:
                 break
             if self._stop.is_set():
                 raise ChainUnavailable("the release relayer is stopping")
             time.sleep(delay)
-            delay = POLL if settled else min(delay * 1.5, MAX_POLL)
-        return done
+            delay = POLL if len(done) > before else min(delay * 1.5, MAX_POLL)
 
     def _look_after(self, flight: _Flight) -> list[str]:
         """The oldest transaction in flight is not mined. After ``LOST_AFTER`` seconds: one the node

@@ -185,7 +185,7 @@ def test_the_release_relayer_sends_a_lost_transaction_again(
 
     miner = threading.Thread(target=mine_later)
     miner.start()
-    relayer._drain()
+    relayer._drain([])
     miner.join()
     assert applied == [tx.tx_hash] and relayer.in_flight == 0
     assert node.sent.count(tx.tx_hash) == 2  # the same bytes, sent again
@@ -213,10 +213,11 @@ def test_the_pipeline_applies_receipts_oldest_first_and_reads_them_in_one_batch(
         now = time.monotonic()
         relayer._flights.append(releases._Flight(tx=tx, ids=[], group=True, look_at=now + 60, deadline=now + 60))
         sent.append(tx.tx_hash)
-    assert relayer._settle() == [] and applied == []  # nothing mined: nothing applied
+    relayer._settle([])
+    assert applied == []  # nothing mined: nothing applied
     node.batches.clear()
     node.mine()
-    relayer._settle()
+    relayer._settle([])
     assert applied == sent  # oldest first
     assert node.batches == [3]  # one batch for the three receipts
     assert relayer.in_flight == 0 and relayer.groups == 3
@@ -262,3 +263,37 @@ def test_the_call_group_keeps_up_to_depth_multicalls_in_flight(node: FakeBesu, c
         until(lambda: group.in_flight == 0)
     finally:
         group.stop()
+
+
+def test_a_turn_that_fails_after_settling_still_wakes_the_settled_callers(
+    node: FakeBesu, compiled: CompilationResult
+) -> None:
+    import time
+
+    from db.store import StoreUnavailable
+    from vault import releases
+
+    abi = compiled["ConsentLedger"].abi
+    ledger = SimpleNamespace(consent=SimpleNamespace(address="0x" + "22" * 20, abi=abi))
+    woken: list[str] = []
+    relayer = releases.ReleaseRelayer(
+        store=None,  # type: ignore[arg-type]
+        ledger=ledger,  # type: ignore[arg-type]
+        sender=_sender(node),
+        notify=woken.extend,
+        receipt_timeout=5,
+    )
+    relayer._apply = lambda receipt, tx_hash: ["intent-1", "intent-2"]  # type: ignore[method-assign]
+
+    def store_down(done: list[str]) -> int:
+        raise StoreUnavailable("the database is locked")
+
+    relayer._launch = store_down  # type: ignore[method-assign]
+    tx = relayer.sender.sign("0x" + "22" * 20, b"\x01", 50_000)
+    relayer.sender.send(tx)
+    now = time.monotonic()
+    relayer._flights.append(releases._Flight(tx=tx, ids=[], group=True, look_at=now + 60, deadline=now + 60))
+    node.mine()
+    with pytest.raises(StoreUnavailable):
+        relayer.pump()
+    assert woken == ["intent-1", "intent-2"]  # settled before the failure: their callers are told
