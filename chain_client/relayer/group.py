@@ -4,7 +4,7 @@ Callers hand in a call's calldata and get a :class:`concurrent.futures.Future`; 
 every call that arrived while the previous transaction was being sent and sends them as ONE
 ``multicall`` transaction (signed here, fixed gas, see :class:`~chain_client.relayer.RawSender`).
 It does not wait for that transaction's block: up to ``depth`` transactions are in flight at once
-(consecutive nonces), each awaited by a thread of its own, so a network with 1-2 s blocks takes
+(consecutive nonces), each awaited by a daemon thread of its own, so a network with 1-2 s blocks takes
 several groups per block. While others are in flight a partial group gathers for ``linger``
 seconds first. The contract runs each call on its own: a refused call emits ``CallFailed`` with its
 revert data, which resolves that caller's future with the typed error, and does not undo the others.
@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -82,7 +82,6 @@ class CallGroup:
         #: one per transaction in flight; the sending thread takes one before it sends
         self._slots = threading.Semaphore(depth)
         self._flying = 0
-        self._waiters: ThreadPoolExecutor | None = None
         self.groups = 0
         self.calls = 0
         #: Told each signed transaction before it is sent, and each mined one (the API stores them,
@@ -107,8 +106,6 @@ class CallGroup:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
-                if self._waiters is None:
-                    self._waiters = ThreadPoolExecutor(max_workers=self.depth, thread_name_prefix="qcl-call-receipts")
                 self._thread = threading.Thread(target=self._run, name="qcl-call-group", daemon=True)
                 self._thread.start()
 
@@ -117,10 +114,6 @@ class CallGroup:
         self._queue.put((b"", Future()))  # wake the thread
         if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout)
-        with self._lock:
-            waiters, self._waiters = self._waiters, None
-        if waiters is not None:
-            waiters.shutdown(wait=False, cancel_futures=False)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -144,9 +137,9 @@ class CallGroup:
                 continue
             with self._lock:
                 self._flying += 1
-                waiters = self._waiters
-            assert waiters is not None
-            waiters.submit(self._settle, tx, batch)
+            # a daemon thread per transaction in flight (at most depth): a process that stops
+            # while the chain is slow never waits for one (an executor's threads are joined at exit)
+            threading.Thread(target=self._settle, args=(tx, batch), name="qcl-call-receipt", daemon=True).start()
 
     def _gather(self, first: tuple[bytes, Future[CallReceipt]]) -> list[tuple[bytes, Future[CallReceipt]]]:
         """``first`` and every call queued behind it (up to MAX_CALLS); while other transactions are
