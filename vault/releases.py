@@ -441,6 +441,9 @@ class ReleaseRelayer:
         self.linger = linger
         self._flights: deque[_Flight] = deque()
         self._last_sent = 0.0
+        #: when (monotonic) to query for pending intents again after a query found none (unless
+        #: woken): a pipeline polling its receipts every few ms does not query the intents as often
+        self._look_from = 0.0
         self._poll = POLL
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -482,6 +485,8 @@ class ReleaseRelayer:
     # ---- running ---------------------------------------------------------------------------------
 
     def wake(self) -> None:
+        """New intents are waiting (an API in this process admitted them): look at once."""
+        self._look_from = 0.0
         self._wake.set()
 
     def start(self) -> None:
@@ -566,8 +571,11 @@ class ReleaseRelayer:
                 if self._flights:
                     self._settle(done)
                 handled = 0
-                if len(self._flights) < self.depth and (
-                    not self._flights or time.monotonic() - self._last_sent >= self.linger
+                now = time.monotonic()
+                if (
+                    len(self._flights) < self.depth
+                    and now >= self._look_from
+                    and (not self._flights or now - self._last_sent >= self.linger)
                 ):
                     handled = self._launch(done)
             finally:
@@ -592,6 +600,7 @@ class ReleaseRelayer:
                 .limit(self.max_group)
             ).all()
         if not rows:
+            self._look_from = time.monotonic() + IDLE_WAIT
             return 0
         grants = [r for r in rows if r.kind == "grant"]
         self._last_sent = time.monotonic()
