@@ -90,10 +90,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if settings.env != "test":  # a test process builds many apps: nothing of theirs is frozen
-            from .runtime import settle_heap
+        from .runtime import settle_heap
 
-            settle_heap()
+        settle_heap(settings)
         if settings.relayer:
             vault.relayer.start()
             app.state.verifications.start_runner()

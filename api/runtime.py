@@ -211,11 +211,16 @@ def share_nonces(ledger: Ledger, store: Store) -> None:
         transactor.nonces = SharedNonces(store, ledger.w3, transactor.address)
 
 
-def settle_heap() -> None:
+def settle_heap(settings: Settings) -> None:
     """After start-up: move every object made so far (modules, ABIs, compiled queries, the app)
     out of the cyclic garbage collector's reach (``gc.freeze``) and collect young objects less
     often. A service process holds a few hundred thousand long-lived objects that every full
-    collection would walk again; the requests' own garbage is still collected."""
+    collection would walk again; the requests' own garbage is still collected.
+
+    Nothing is done when ``settings.env`` is ``test``: a test process builds many apps, and
+    nothing of theirs is frozen."""
+    if settings.env == "test":
+        return
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
