@@ -66,11 +66,6 @@ def create_app(
         from .runtime import open_vault
 
         vault = open_vault(settings, ledger)
-    else:
-        from vault.reconcile import keep_ledger_transactions
-
-        if isinstance(ledger, Ledger):  # a stand-in ledger of a test sends nothing
-            keep_ledger_transactions(ledger, vault.store)  # stored before they are sent (as open_vault does)
     anchor = CheckpointAnchor(vault, interval=settings.checkpoint_interval, every=settings.checkpoint_every)
     indexer = (
         Indexer(ledger=ledger, store=SqlIndexStore(vault.store), confirmations=settings.index_confirmations)

@@ -190,18 +190,14 @@ def open_keyring(settings: Settings) -> FileKeyRing:
 
 def open_vault(settings: Settings, ledger: Ledger | None) -> Vault:
     """The vault of this deployment: its database, key ring and (for chain work) ledger, whose
-    operator (and relay) account then stores each transaction before it is sent.
+    operator (and relay) account then stores each transaction before it is sent (:class:`Vault`).
 
     On PostgreSQL (where several processes share the deployment: ``qcl serve --workers N`` beside
     ``qcl worker``) the operator's and the relayer's nonces are taken from the database
     (:class:`db.nonces.SharedNonces`), so two processes never sign with the same nonce."""
     store = open_store(settings)
-    if ledger is not None:
-        from vault.reconcile import keep_ledger_transactions
-
-        keep_ledger_transactions(ledger, store)
-        if store.url.startswith("postgresql"):
-            share_nonces(ledger, store)
+    if ledger is not None and store.url.startswith("postgresql"):
+        share_nonces(ledger, store)
     return Vault(store=store, keyring=open_keyring(settings), ledger=ledger)  # type: ignore[arg-type]
 
 
