@@ -66,11 +66,6 @@ def create_app(
         from .runtime import open_vault
 
         vault = open_vault(settings, ledger)
-    else:
-        from vault.reconcile import keep_ledger_transactions
-
-        if isinstance(ledger, Ledger):  # a stand-in ledger of a test sends nothing
-            keep_ledger_transactions(ledger, vault.store)  # stored before they are sent (as open_vault does)
     anchor = CheckpointAnchor(vault, interval=settings.checkpoint_interval, every=settings.checkpoint_every)
     indexer = (
         Indexer(ledger=ledger, store=SqlIndexStore(vault.store), confirmations=settings.index_confirmations)
@@ -90,10 +85,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if settings.env != "test":  # a test process builds many apps: nothing of theirs is frozen
-            from .runtime import settle_heap
+        from .runtime import settle_heap
 
-            settle_heap()
+        settle_heap(settings)
         if settings.relayer:
             vault.relayer.start()
             app.state.verifications.start_runner()

@@ -1,18 +1,20 @@
 """Pages for people (issue 15): the landing page, 我的数据 (/app/my), the department desk
 (/app/desk), the auditor explorer (/app/audit), and Swagger UI (/docs) and ReDoc (/redoc).
 
-Every asset is served from ``api/static`` (the vendor files are copied there from
+Every page is a file of ``api/static/pages`` whose shared parts (``pages/parts``) are included
+when it is served. Every asset is served from ``api/static`` (the vendor files are copied there from
 ``node_modules`` by ``scripts/build_pages.mjs``, run by ``make pages``): nothing is fetched from
 the internet, and the Content-Security-Policy of the pages allows this origin only.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -37,16 +39,30 @@ PAGES = {"/": "index.html", "/app/my": "my.html", "/app/desk": "desk.html", "/ap
 router = APIRouter(include_in_schema=False)
 
 
-def _page(name: str) -> FileResponse:
-    return FileResponse(
-        STATIC / "pages" / name,
+#: A line ``<!--#include parts/header.html -->`` of a page stands for that file of ``pages/``: the
+#: head, the site header and the sign-in block the pages share are written once.
+_INCLUDE = re.compile(r"^<!--#include ([\w./-]+) -->\n", re.MULTILINE)
+
+
+def render_page(name: str) -> str:
+    """The page ``name`` of ``static/pages`` with its includes expanded (read on each request,
+    as a file would be served: an edited page shows on reload)."""
+    pages = STATIC / "pages"
+    return _INCLUDE.sub(
+        lambda m: (pages / m[1]).read_text(encoding="utf-8"), (pages / name).read_text(encoding="utf-8")
+    )
+
+
+def _page(name: str) -> HTMLResponse:
+    return HTMLResponse(
+        render_page(name),
         media_type="text/html; charset=utf-8",
         headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
     )
 
 
 def _add_page(path: str, name: str) -> None:
-    def page() -> FileResponse:
+    def page() -> HTMLResponse:
         return _page(name)
 
     router.add_api_route(path, page, methods=["GET"], name=f"page_{name.removesuffix('.html')}")

@@ -190,18 +190,14 @@ def open_keyring(settings: Settings) -> FileKeyRing:
 
 def open_vault(settings: Settings, ledger: Ledger | None) -> Vault:
     """The vault of this deployment: its database, key ring and (for chain work) ledger, whose
-    operator (and relay) account then stores each transaction before it is sent.
+    operator (and relay) account then stores each transaction before it is sent (:class:`Vault`).
 
     On PostgreSQL (where several processes share the deployment: ``qcl serve --workers N`` beside
     ``qcl worker``) the operator's and the relayer's nonces are taken from the database
     (:class:`db.nonces.SharedNonces`), so two processes never sign with the same nonce."""
     store = open_store(settings)
-    if ledger is not None:
-        from vault.reconcile import keep_ledger_transactions
-
-        keep_ledger_transactions(ledger, store)
-        if store.url.startswith("postgresql"):
-            share_nonces(ledger, store)
+    if ledger is not None and store.url.startswith("postgresql"):
+        share_nonces(ledger, store)
     return Vault(store=store, keyring=open_keyring(settings), ledger=ledger)  # type: ignore[arg-type]
 
 
@@ -211,11 +207,16 @@ def share_nonces(ledger: Ledger, store: Store) -> None:
         transactor.nonces = SharedNonces(store, ledger.w3, transactor.address)
 
 
-def settle_heap() -> None:
+def settle_heap(settings: Settings) -> None:
     """After start-up: move every object made so far (modules, ABIs, compiled queries, the app)
     out of the cyclic garbage collector's reach (``gc.freeze``) and collect young objects less
     often. A service process holds a few hundred thousand long-lived objects that every full
-    collection would walk again; the requests' own garbage is still collected."""
+    collection would walk again; the requests' own garbage is still collected.
+
+    Nothing is done when ``settings.env`` is ``test``: a test process builds many apps, and
+    nothing of theirs is frozen."""
+    if settings.env == "test":
+        return
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)

@@ -134,8 +134,7 @@ def run_worker() -> None:
                 vault.store, poll=settings.webhook_poll, allow_private=settings.webhooks_reach_private
             )
             clocks = EventClocks(vault.store)
-            if settings.env != "test":
-                settle_heap()
+            settle_heap(settings)
             relayer.start()
             jobs.start_runner()
             webhooks.start()

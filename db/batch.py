@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
+from .lookup import rows_in
+
 if TYPE_CHECKING:
     from .store import Store
 
@@ -76,11 +78,8 @@ def _prefetch(session: Session, writes: list[Callable[[Session], Any]]) -> None:
     known: dict[tuple[type[Any], Any], Any] = {}
     for model, keys in wanted.items():
         (column,) = inspect(model).primary_key
-        ordered = sorted(keys)
-        for start in range(0, len(ordered), 500):
-            chunk = ordered[start : start + 500]
-            found = {getattr(row, column.key): row for row in session.scalars(select(model).where(column.in_(chunk)))}
-            known.update(((model, key), found.get(key)) for key in chunk)
+        found = {getattr(row, column.key): row for row in rows_in(session, select(model), column, sorted(keys))}
+        known.update(((model, key), found.get(key)) for key in keys)
     session.info[_KNOWN] = known
 
 

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from eth_account import Account
 
 from chain_client import compile_contracts, free_port, start_node
 from chain_client.ids import RequestIdAllocator
+from db.scratch import create_database, drop_database
 from qcl_client import QclClient, open_release
 from scripts._bench import (
     ROOT,
@@ -171,27 +171,6 @@ def _family_cpu(pid: int | None) -> float:
     return total
 
 
-def _create_database(admin_url: str) -> str:
-    """A new database on the server of ``admin_url`` (dropped at the end); its URL."""
-    from sqlalchemy import create_engine, text
-
-    name = f"qcl_bench_{secrets.token_hex(6)}"
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return f"{admin_url.rsplit('/', 1)[0]}/{name}"
-
-
-def _drop_database(admin_url: str, url: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    engine.dispose()
-
-
 def _start(deployment: str, api_workers: int, env: dict[str, str], work: Path) -> list[subprocess.Popen[bytes]]:
     """The processes under test, the API last: `qcl dev`, or `qcl worker` then `qcl serve --workers N`."""
     qcl = str(ROOT / ".venv" / "bin" / "qcl")
@@ -268,7 +247,7 @@ def main() -> None:  # noqa: C901 - one linear script
     }
     database = None
     if args.deployment == "split":
-        database = _create_database(args.postgres)
+        database = create_database(args.postgres, "qcl_bench")
         env["QCL_DATABASE_URL"] = database
     procs = _start(args.deployment, args.api_workers, env, work)
     api, worker = procs[-1], (procs[0] if args.deployment == "split" else None)
@@ -484,7 +463,7 @@ def main() -> None:  # noqa: C901 - one linear script
             end(proc)
         node.stop()
         if database:
-            _drop_database(args.postgres, database)
+            drop_database(args.postgres, database)
 
 
 def _naive(

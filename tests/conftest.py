@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +10,11 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from sqlalchemy import create_engine, text
 
 from chain_client import CompilationResult, Ledger, Node, compile_contracts, deploy, start_node
 from chain_client._revert import RevertDecoder
 from chain_client._tx import Transactor
+from db.scratch import create_database, drop_database
 
 NODE_KINDS = ["anvil", "hardhat", "ganache", "eth-tester"]
 
@@ -26,25 +25,14 @@ PG_ADMIN_URL = os.environ.get("QCL_TEST_POSTGRES", "postgresql+psycopg://postgre
 
 def create_pg_database(prefix: str) -> str:
     """A new, empty PostgreSQL database named ``<prefix>_<random>``; its URL. ``pytest.fail`` without a server."""
-    name = f"{prefix}_{secrets.token_hex(6)}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        return create_database(PG_ADMIN_URL, prefix)
     except Exception as exc:  # noqa: BLE001 - whatever the driver raises, the test cannot run
         pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is needed (set QCL_TEST_POSTGRES to another server): {exc}")
-    finally:
-        admin.dispose()
-    return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
 
 
 def drop_pg_database(url: str) -> None:
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    drop_database(PG_ADMIN_URL, url)
 
 
 @pytest.fixture(scope="module")

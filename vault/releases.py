@@ -260,15 +260,14 @@ class IntentWatcher:
     def check(self) -> int:
         """Notify the waiting callers whose intents are final (their outcomes kept for them to
         :meth:`take`, so they need not read them again); how many."""
+        from db.lookup import rows_in
+
         keys = self.waiters.waiting()
-        final: list[Intent] = []
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            with self.store.session() as s:
-                rows = s.scalars(
-                    select(ReleaseIntent).where(ReleaseIntent.id.in_(chunk), ReleaseIntent.status.in_(FINAL))
-                ).all()
-                final += [Intent.of(r) for r in rows]
+        if not keys:
+            return 0
+        with self.store.session() as s:
+            rows = rows_in(s, select(ReleaseIntent).where(ReleaseIntent.status.in_(FINAL)), ReleaseIntent.id, keys)
+            final = [Intent.of(r) for r in rows]
         if final:
             with self._outcomes_lock:
                 if len(self._outcomes) > Waiters.RECENT:  # outcomes of callers that gave up waiting

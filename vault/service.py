@@ -42,6 +42,7 @@ from .errors import (
     VaultError,
 )
 from .keyring import KeyRing
+from .reconcile import keep_ledger_transactions
 from .releases import MAX_ATTEMPTS, Intent, ReleaseDesk, ReleaseRelayer, ReleaseRequest
 
 log = logging.getLogger("qcl.vault")
@@ -115,7 +116,10 @@ class RotationReport:
 
 
 class Vault:
-    """The safe-deposit box. Collaborators come in through the constructor."""
+    """The safe-deposit box. Collaborators come in through the constructor.
+
+    Given a ``ledger``, the vault's database keeps every transaction the ledger's operator (and
+    relay) account signs, before it is sent (:func:`vault.reconcile.keep_ledger_transactions`)."""
 
     def __init__(
         self, *, store: Store, keyring: KeyRing, ledger: Ledger | None, clock: Callable[[], float] = time.time
@@ -123,6 +127,8 @@ class Vault:
         self.store = store
         self.keyring = keyring
         self._ledger = ledger
+        if ledger is not None:
+            keep_ledger_transactions(ledger, store)
         self._clock = clock
         self._last_ns = 0
         self._ns_lock = threading.Lock()

@@ -24,8 +24,8 @@ import pytest
 from api.notifications import EventClocks
 from chain_client.ids import resource_id
 from qcl_client import ApiError
+from tests.api._deadlines import events_of, open_deadlines, rpc, sync
 from tests.api.conftest import Platform
-from tests.api.test_events import _rpc, _sync, events_of
 
 
 def _head_time(p: Platform) -> int:
@@ -72,19 +72,19 @@ def test_a_release_at_the_last_second_then_at_the_end_then_after_a_jump(alone: P
     ]
     until = start + 3600
 
-    _rpc(p, "evm_setNextBlockTimestamp", until - 1)
+    rpc(p, "evm_setNextBlockTimestamp", until - 1)
     released = _release(p, gid, "tax_record")
     assert _block_time(p, released["tx_hash"]) == until - 1
     assert _status(p, gid) == "active"
     assert gid in _listed(p, "active")
 
-    _rpc(p, "evm_setNextBlockTimestamp", until)
+    rpc(p, "evm_setNextBlockTimestamp", until)
     assert _refused(lambda: _release(p, gid, "tax_record")) == (403, "grant_expired")
     assert _head_time(p) == until  # the refusal was the contract's, in the block of that second
     assert _status(p, gid) == "expired"
     assert gid in _listed(p, "expired") and gid not in _listed(p, "active")
 
-    _rpc(p, "evm_increaseTime", 7 * 86400)
+    rpc(p, "evm_increaseTime", 7 * 86400)
     assert _refused(lambda: _release(p, gid, "tax_record")) == (403, "grant_expired")
     assert _head_time(p) >= until + 7 * 86400
     assert _status(p, gid) == "expired"
@@ -105,11 +105,11 @@ def test_statuses_follow_the_chain_time_not_the_wall_clock(alone: Platform) -> N
     assert _refused(lambda: _release(p, later_id, "tax_record")) == (403, "grant_not_yet_valid")
 
     # the node's clock jumps an hour: no block yet, so the head still says what it said
-    _rpc(p, "evm_increaseTime", 3600)
+    rpc(p, "evm_increaseTime", 3600)
     assert (_status(p, ending_id), _status(p, later_id)) == ("active", "not_yet_valid")
     # the first block after the jump moves every status with it, while the wall clock has moved
     # neither past the first grant's end nor into the second one's window
-    _rpc(p, "evm_mine")
+    rpc(p, "evm_mine")
     assert _head_time(p) >= now + 3600 > int(time.time())
     assert (_status(p, ending_id), _status(p, later_id)) == ("expired", "active")
     assert _listed(p, "expired") == {ending_id} and _listed(p, "active") == {later_id}
@@ -148,61 +148,44 @@ def test_an_emergency_window_at_its_last_second_and_its_end(alone: Platform) -> 
     eid = p.admin.propose_emergency(message, "Flood response")["emergency_id"]
     p.auditor.approve_emergency(message)
     until = message["validUntil"]
-    _sync(p)
+    sync(p)
     assert _active(p, eid)
 
-    _rpc(p, "evm_setNextBlockTimestamp", until - 1)
+    rpc(p, "evm_setNextBlockTimestamp", until - 1)
     released = _emergency_release(p, eid, "id_card")
     assert _block_time(p, released["tx_hash"]) == until - 1
-    _sync(p)
+    sync(p)
     assert _active(p, eid)
 
-    _rpc(p, "evm_setNextBlockTimestamp", until)
+    rpc(p, "evm_setNextBlockTimestamp", until)
     assert _refused(lambda: _emergency_release(p, eid, "id_card")) == (403, "emergency_outside_window")
     if _head_time(p) < until:  # refused by the simulation before any transaction: mine that second
-        _rpc(p, "evm_mine")
+        rpc(p, "evm_mine")
     assert _head_time(p) == until
-    _sync(p)
+    sync(p)
     assert not _active(p, eid)
-    _rpc(p, "evm_increaseTime", 86400)
+    rpc(p, "evm_increaseTime", 86400)
     assert _refused(lambda: _emergency_release(p, eid, "id_card")) == (403, "emergency_outside_window")
 
 
 def test_expiry_events_fire_on_the_chain_time_after_a_jump(alone: Platform) -> None:
     p = alone
-    now = int(time.time())
-    gid = p.citizen.grant(p.dept.address, ["tax_record"], "loan-application", valid_from=now - 60, valid_for=1800)[
-        "grant_id"
-    ]
-    message = p.admin.emergency_message(["id_card"], [p.dept.address], "Fire drill", hours=0.5)
-    p.admin.propose_emergency(message, "Fire drill")
-    p.auditor.approve_emergency(message)
-    asked = p.dept.call(
-        "POST",
-        "/v1/access-requests",
-        json={
-            "subject": p.citizen.address,
-            "resources": ["tax_record"],
-            "purpose": "x",
-            "valid_for": 60,
-            "expires_in": 3600,
-        },
-    )
-    _sync(p)
+    d = open_deadlines(p, grant_for=1800, emergency_hours=0.5, request_expires_in=3600)
+    gid, asked = d.grant_id, d.request
     clocks = EventClocks(p.vault.store)  # the worker's clocks, on the wall clock
     assert clocks.step() == 0
 
-    _rpc(p, "evm_increaseTime", 7200)
-    _rpc(p, "evm_mine")
+    rpc(p, "evm_increaseTime", 7200)
+    rpc(p, "evm_mine")
     # not indexed yet: the events wait for the indexer, as the status waits for the head
     assert clocks.step() == 0
-    _sync(p)
+    sync(p)
     assert _status(p, gid) == "expired"
-    assert int(time.time()) < now + 1800  # the wall clock is still inside both windows
+    assert int(time.time()) < d.grant_until + 60  # the wall clock is still inside both windows
     assert clocks.step() == 2  # grant.expired and emergency.expired
     assert clocks.step() == 0  # once
     expired = [e for e in events_of(p.dept) if e["type"] == "grant.expired"]
-    assert [(e["data"]["grant_id"], e["occurred_at"]) for e in expired] == [(gid, now - 60 + 1800)]
+    assert [(e["data"]["grant_id"], e["occurred_at"]) for e in expired] == [(gid, d.grant_until)]
     assert [e["type"] for e in events_of(p.auditor)].count("emergency.expired") == 1
     # the access request's expiry is a service clock (SPEC §9.2): the wall clock's
     assert p.dept.call("GET", f"/v1/access-requests/{asked['id']}")["status"] == "pending"
@@ -218,7 +201,7 @@ def test_expiry_events_fire_on_the_chain_time_after_a_jump(alone: Platform) -> N
         valid_for=600,
         deadline_in=chain_now - int(time.time()) + 600,
     )
-    _sync(p)
+    sync(p)
     ahead = EventClocks(p.vault.store, clock=lambda: time.time() + 30 * 86400)
     assert ahead.step() == 1  # the access request only
     assert p.dept.call("GET", f"/v1/access-requests/{asked['id']}")["status"] == "expired"

@@ -7,33 +7,21 @@ import json
 import threading
 import time
 from collections import Counter
-from typing import Any
 
 import pytest
 from eth_account import Account
 from sqlalchemy import select, update
-from web3.types import RPCEndpoint
 
 from chain_client import CompilationResult
 from db import events as member_events
 from db.models import CorrectionRow, DemandRow, EventClock, EventRow
 from db.store import Store
 from qcl_client import ApiError, QclClient
+from tests.api._deadlines import events_of, open_deadlines, rpc, sync
 from tests.api.conftest import Platform
 from tests.conftest import Deployed
 
 pytestmark = pytest.mark.both_databases  # the platform's tests on SQLite, then PostgreSQL
-
-
-def events_of(client: QclClient, after: int = 0) -> list[dict[str, Any]]:
-    """Every event of the client's member after ``after``, through the paged feed."""
-    items: list[dict[str, Any]] = []
-    while True:
-        page = client.call("GET", "/v1/events", params={"after": after, "limit": 7})
-        items += page["items"]
-        if not page["items"]:
-            return items
-        after = page["items"][-1]["sequence"]
 
 
 def types_of(client: QclClient) -> Counter[str]:
@@ -45,17 +33,13 @@ def _gap_free(client: QclClient) -> None:
     assert sequences == list(range(1, len(sequences) + 1))
 
 
-def _sync(p: Platform) -> None:
-    p.http.app.state.indexer.sync()  # type: ignore[attr-defined]
-
-
 def _fire(p: Platform, now: int) -> int:
     return member_events.fire_due(p.vault.store, now)
 
 
 def test_every_event_type_reaches_its_members(platform: Platform) -> None:
     p = platform
-    _sync(p)  # the index knows the ADMIN and AUDITOR of the deployment
+    sync(p)  # the index knows the ADMIN and AUDITOR of the deployment
     # grants: recorded, paused, resumed, a release (the last use: exhausted), revoked
     p.provider.store_document(p.citizen.address, "tax_record", b"tax 2025")
     grant = p.citizen.grant(p.dept.address, ["tax_record"], "loan-application", max_uses=1)
@@ -65,7 +49,7 @@ def test_every_event_type_reaches_its_members(platform: Platform) -> None:
     p.dept.release(gid, "tax_record", p.dept_key)
     p.citizen.revoke(gid)
     p.citizen.grant(p.other_dept.address, ["tax_record"], "loan-application", valid_for=300)
-    _sync(p)
+    sync(p)
     # access requests: rejected, withdrawn, granted, expired
     body = {"subject": p.citizen.address, "resources": ["tax_record"], "purpose": "loan-application", "valid_for": 600}
     asked = [p.dept.call("POST", "/v1/access-requests", json=body) for _ in range(3)]
@@ -97,7 +81,7 @@ def test_every_event_type_reaches_its_members(platform: Platform) -> None:
     message = p.admin.emergency_message(["id_card"], [p.dept.address], "Flood response", hours=2)
     p.admin.propose_emergency(message, "Flood response")
     p.auditor.approve_emergency(message)
-    _sync(p)
+    sync(p)
     # the clocks: the request's expiry and the short grant's, then the emergency's
     assert _fire(p, lapsing["expires_at"] - 1) == 0
     with p.vault.store.session() as s:
@@ -156,15 +140,9 @@ def test_a_revocation_mined_outside_the_api_still_notifies(
     signature = eip712.sign(p.citizen.domain(), "Revoke", message, p.citizen.account.key)
     outsider = Account.create()
     deployed.ledger_as(outsider, compiled).revoke(message["grantId"], message["nonce"], message["deadline"], signature)
-    _sync(p)
+    sync(p)
     revoked = [e for e in events_of(p.dept) if e["type"] == "grant.revoked"]
     assert len(revoked) == 1 and revoked[0]["data"]["grant_id"] == gid and revoked[0]["block_number"]
-
-
-def _rpc(p: Platform, method: str, *params: Any) -> Any:
-    response = p.deployed.node.w3.provider.make_request(RPCEndpoint(method), list(params))
-    assert "error" not in response, response
-    return response.get("result")
 
 
 def test_expiry_at_the_boundary_second(alone: Platform) -> None:
@@ -172,28 +150,11 @@ def test_expiry_at_the_boundary_second(alone: Platform) -> None:
     (200, never a 500) and grant.expired fires once; likewise the emergency, the request, the
     correction and the demand at their own second."""
     p = alone
-    start = int(time.time()) - 60
-    grant = p.citizen.grant(p.dept.address, ["tax_record"], "loan-application", valid_from=start, valid_for=3600)
-    gid, until = grant["grant_id"], start + 3600
-    message = p.admin.emergency_message(["id_card"], [p.dept.address], "Fire drill", hours=2)
-    proposed = p.admin.propose_emergency(message, "Fire drill")
-    p.auditor.approve_emergency(message)
-    e_until = message["validUntil"]
-    asked = p.dept.call(
-        "POST",
-        "/v1/access-requests",
-        json={
-            "subject": p.citizen.address,
-            "resources": ["tax_record"],
-            "purpose": "x",
-            "valid_for": 60,
-            "expires_in": 4 * 3600,
-        },
-    )
-    _sync(p)
+    d = open_deadlines(p, grant_for=3600, emergency_hours=2, request_expires_in=4 * 3600)
+    gid, until, e_until, asked = d.grant_id, d.grant_until, d.emergency_until, d.request
     for second, expected in ((until - 1, "active"), (until, "expired")):
-        _rpc(p, "evm_setNextBlockTimestamp", second)
-        _rpc(p, "evm_mine")
+        rpc(p, "evm_setNextBlockTimestamp", second)
+        rpc(p, "evm_mine")
         assert p.citizen.grant_detail(gid)["status"] == expected
         listed = p.dept.call("GET", "/v1/grants", params={"status": expected})
         listed = listed["items"] if isinstance(listed, dict) else listed  # a list, or a page once paged
@@ -204,11 +165,11 @@ def test_expiry_at_the_boundary_second(alone: Platform) -> None:
     assert _fire(p, until + 5) == 0
 
     for second, active in ((e_until - 1, True), (e_until, False)):
-        _rpc(p, "evm_setNextBlockTimestamp", second)
-        _rpc(p, "evm_mine")
+        rpc(p, "evm_setNextBlockTimestamp", second)
+        rpc(p, "evm_mine")
         listed = {e["emergency_id"]: e for e in p.admin.emergencies()}
-        assert listed[proposed["emergency_id"]]["active"] is active
-        assert p.dept.call("GET", f"/v1/emergencies/{proposed['emergency_id']}")["emergency_id"]
+        assert listed[d.emergency_id]["active"] is active
+        assert p.dept.call("GET", f"/v1/emergencies/{d.emergency_id}")["emergency_id"]
         fired = _fire(p, second)
         assert fired == (0 if active else 1)
     assert types_of(p.auditor)["emergency.expired"] == 1
@@ -241,13 +202,13 @@ def test_expiry_at_the_boundary_second(alone: Platform) -> None:
 def test_a_reorg_retracts_with_a_corrective_event(alone: Platform) -> None:
     p = alone
     grant = p.citizen.grant(p.dept.address, ["tax_record"], "loan-application", valid_for=3600)
-    _sync(p)
+    sync(p)
     recorded = [e for e in events_of(p.dept) if e["type"] == "grant.recorded"]
     assert [e["data"]["grant_id"] for e in recorded] == [grant["grant_id"]]
-    _rpc(p, "anvil_rollback", 1)  # the block of the grant leaves the chain
+    rpc(p, "anvil_rollback", 1)  # the block of the grant leaves the chain
     for _ in range(3):
-        _rpc(p, "evm_mine")
-    _sync(p)
+        rpc(p, "evm_mine")
+    sync(p)
     for client in (p.citizen, p.dept):
         events = events_of(client)
         retraction = events[-1]

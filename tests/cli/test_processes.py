@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import time
@@ -18,28 +17,23 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
 from eth_account import Account
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from chain_client import free_port, start_node
 from db.models import ReleaseIntent, ReleaseLogRow
 from db.store import Store
 from qcl_client import QclClient, open_release
+from tests.conftest import create_pg_database, drop_pg_database
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_ADMIN_URL = os.environ.get("QCL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 QCL = str(ROOT / ".venv" / "bin" / "qcl")
 
 
 @pytest.fixture
 def database() -> Iterator[str]:
-    name = f"qcl_proc_{secrets.token_hex(6)}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:  # a missing PostgreSQL fails the test, never skips it
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    url = create_pg_database("qcl_proc")  # a missing PostgreSQL fails the test, never skips it
+    yield url
+    drop_pg_database(url)
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

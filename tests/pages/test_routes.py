@@ -25,6 +25,9 @@ def test_pages_and_docs_reference_only_local_assets(deployed: Deployed, tmp_path
         assert response.status_code == 200, path
         assert response.headers["content-type"].startswith("text/html")
         assert "default-src 'self'" in response.headers["content-security-policy"]
+        if path in PAGES:  # the shared head and site header are included, no marker left
+            assert "<!--#include" not in response.text, path
+            assert '<meta charset="utf-8">' in response.text and 'id="lang-switch"' in response.text, path
         sources = re.findall(r'(?:src|href)="([^"]+)"', response.text)
         assert sources, path
         for source in sources:

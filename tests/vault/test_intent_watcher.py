@@ -11,6 +11,7 @@ import time
 
 from sqlalchemy import event, update
 
+from db.lookup import CHUNK
 from db.models import ReleaseIntent
 from db.store import Store
 from vault.releases import Intent, ReleaseDesk
@@ -99,3 +100,32 @@ def test_the_watcher_notifies_final_intents_only(store: Store) -> None:
         return [f.done() for f in futures]
 
     assert asyncio.run(run()) == [False, True, False]
+
+
+def test_the_watcher_reads_more_waiting_intents_than_one_in_list_holds(store: Store) -> None:
+    count = 2 * CHUNK + 3  # three IN lists
+    with store.session() as s:
+        s.add_all([_intent(2000 + i) for i in range(count)])
+        s.flush()
+        final = [_id(2000 + i) for i in range(0, count, 2)]
+        s.execute(update(ReleaseIntent).where(ReleaseIntent.id.in_(final)).values(status="recorded"))
+    desk = ReleaseDesk(store=store)
+    reads: list[str] = []
+
+    def counted(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        if "release_intents" in statement and statement.lstrip().upper().startswith("SELECT"):
+            reads.append(statement)
+
+    async def run() -> list[bool]:
+        futures = [desk.waiters.register(_id(2000 + i)) for i in range(count)]
+        event.listen(store.engine, "before_cursor_execute", counted)
+        try:
+            assert desk.watcher.check() == len(final)
+        finally:
+            event.remove(store.engine, "before_cursor_execute", counted)
+        await asyncio.sleep(0.01)
+        return [f.done() for f in futures]
+
+    assert asyncio.run(run()) == [i % 2 == 0 for i in range(count)]
+    assert len(reads) == 3
+    assert {desk.watcher.take(i).status for i in final} == {"recorded"}  # type: ignore[union-attr]

@@ -23,8 +23,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from eth_account import Account
 from sqlalchemy import select, text
+from web3 import Web3
 
+from chain_client import Transactor
+from chain_client._revert import RevertDecoder
 from db.models import DocumentRow
 from db.store import Store
 from vault import DocumentDeleted, FileKeyRing, Vault, crypto
@@ -49,6 +53,8 @@ class StubLedger:
     def __init__(self) -> None:
         self.anchored: list[bytes] = []
         self.shredded: list[bytes] = []
+        #: The operator account, whose transactions a Vault keeps (this stub signs none).
+        self.tx = self.relay = Transactor(w3=Web3(), account=Account.create(), decoder=RevertDecoder([]))
 
     def anchor_document(self, doc_id: bytes, *_args: Any) -> SimpleNamespace:
         self.anchored.append(doc_id)
