@@ -42,7 +42,7 @@ from chain_client.errors import ContractRevert
 from chain_client.ids import checksum
 from chain_client.indexer import _EventDecoder
 from chain_client.ledger import abi_type
-from chain_client.relayer import RawSender, SendRefused, SignedTx
+from chain_client.relayer import BlockPace, RawSender, SendRefused, SignedTx
 from chain_client.types import EmergencyScope, GrantTerms
 from db.batch import looks_up, lookup, remember
 from db.models import RelayerTransaction, ReleaseIntent, ReleaseLogRow
@@ -71,8 +71,9 @@ CHECK_CHAIN_EVERY = 2.0
 #: their block (DESIGN.md "Relayer rules"), so a network with 1-2 s blocks records several groups
 #: per block, not one. 1 = one transaction at a time.
 PIPELINE_DEPTH = 4
-#: Seconds a partial group gathers before it is sent while earlier groups are in flight (with none
-#: in flight it is sent at once).
+#: Seconds a partial group gathers at least before it is sent while earlier groups are in flight
+#: (with none in flight it is sent at once); more on a slow chain (BlockPace: the block interval
+#: over the depth).
 LINGER = 0.05
 #: Receipt polling of the transactions in flight: one JSON-RPC batch per poll, the interval
 #: growing from POLL to MAX_POLL while nothing is mined.
@@ -165,6 +166,8 @@ class _Flight:
     tx: SignedTx
     ids: list[str]
     group: bool
+    #: when (monotonic) it was sent
+    sent: float
     #: when (monotonic) to look after it if it is still not mined
     look_at: float
     #: when (monotonic) to give up on it (the relayer then reconciles)
@@ -440,6 +443,8 @@ class ReleaseRelayer:
         self.linger = linger
         self._flights: deque[_Flight] = deque()
         self._last_sent = 0.0
+        #: the chain's pace, from the blocks the receipts land in
+        self.pace = BlockPace()
         #: when (monotonic) to query for pending intents again after a query found none (unless
         #: woken): a pipeline polling its receipts every few ms does not query the intents as often
         self._look_from = 0.0
@@ -574,7 +579,7 @@ class ReleaseRelayer:
                 if (
                     len(self._flights) < self.depth
                     and now >= self._look_from
-                    and (not self._flights or now - self._last_sent >= self.linger)
+                    and (not self._flights or now - self._last_sent >= self.pace.linger(self.depth, self.linger))
                 ):
                     handled = self._launch(done)
             finally:
@@ -659,7 +664,9 @@ class ReleaseRelayer:
             return self._requeue(tx.tx_hash, ids, dropped=True)
         now = time.monotonic()
         self._flights.append(
-            _Flight(tx=tx, ids=ids, group=group, look_at=now + LOST_AFTER, deadline=now + self.receipt_timeout)
+            _Flight(
+                tx=tx, ids=ids, group=group, sent=now, look_at=now + LOST_AFTER, deadline=now + self.receipt_timeout
+            )
         )
         return []
 
@@ -673,6 +680,7 @@ class ReleaseRelayer:
             if receipt is None:
                 break
             flight = self._flights.popleft()
+            self.pace.observe(time.monotonic() - flight.sent)
             done += self._apply(receipt, flight.tx.tx_hash)
             if flight.group:
                 self.groups += 1

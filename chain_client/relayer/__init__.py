@@ -15,6 +15,7 @@ at most :data:`MAX_BATCH_CALLS` per batch (Besu's default ``rpc-max-batch-size``
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from web3.types import RPCEndpoint
 from .._tx import NonceManager, Nonces, guard
 from ..errors import ChainUnavailable
 
-__all__ = ["MAX_BATCH_CALLS", "RawSender", "SendRefused", "SignedTx"]
+__all__ = ["MAX_BATCH_CALLS", "BlockPace", "RawSender", "SendRefused", "SignedTx"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,36 @@ PRIORITY_FEE = 10**9
 HEAL_AFTER = 3.0
 #: Gas of the empty transaction that fills a nonce nothing stored can fill.
 FILL_GAS = 21_000
+
+
+class BlockPace:
+    """How long a pipelined relayer's transactions wait for their block: the longest recent wait,
+    decaying (``DECAY`` per transaction settled). A transaction sent just after a block waits about
+    a block interval; one sent just before, almost nothing; idle spells do not count.
+
+    It sets how long a partial group gathers while others are in flight (:meth:`linger`): that
+    wait shared by the transactions a block can take from this relayer, so that with 2 s blocks
+    and 4 in flight the groups leave about every half second (rather than all four in the first
+    200 ms after a block, the rest of the interval's requests then waiting a whole block more);
+    with a node that mines at once the floor applies."""
+
+    #: Factor applied to the estimate at every transaction settled before the new wait is taken in.
+    DECAY = 0.9
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        #: The estimated seconds a transaction waits for its block at most (0 until one settled).
+        self.interval = 0.0
+
+    def observe(self, waited: float) -> None:
+        """One of our transactions was mined ``waited`` seconds after it was sent."""
+        with self._lock:
+            self.interval = max(waited, self.interval * self.DECAY)
+
+    def linger(self, depth: int, floor: float, ceiling: float = 1.0) -> float:
+        """Seconds a partial group waits for more while others are in flight: the wait over
+        ``depth``, within ``[floor, ceiling]``."""
+        return min(ceiling, max(floor, self.interval / depth))
 
 
 @dataclass(frozen=True)

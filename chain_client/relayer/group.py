@@ -27,7 +27,7 @@ from eth_utils import function_abi_to_4byte_selector, keccak, to_checksum_addres
 from hexbytes import HexBytes
 
 from ..errors import ChainError, ChainUnavailable
-from . import RawSender, SendRefused, SignedTx
+from . import BlockPace, RawSender, SendRefused, SignedTx
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,8 @@ class CallGroup:
         #: one per transaction in flight; the sending thread takes one before it sends
         self._slots = threading.Semaphore(depth)
         self._flying = 0
+        #: the chain's pace, from the blocks the receipts land in (sets the linger)
+        self.pace = BlockPace()
         self.groups = 0
         self.calls = 0
         #: Told each signed transaction before it is sent, and each mined one (the API stores them,
@@ -139,13 +141,15 @@ class CallGroup:
                 self._flying += 1
             # a daemon thread per transaction in flight (at most depth): a process that stops
             # while the chain is slow never waits for one (an executor's threads are joined at exit)
-            threading.Thread(target=self._settle, args=(tx, batch), name="qcl-call-receipt", daemon=True).start()
+            threading.Thread(
+                target=self._settle, args=(tx, batch, time.monotonic()), name="qcl-call-receipt", daemon=True
+            ).start()
 
     def _gather(self, first: tuple[bytes, Future[CallReceipt]]) -> list[tuple[bytes, Future[CallReceipt]]]:
         """``first`` and every call queued behind it (up to MAX_CALLS); while other transactions are
         in flight, a partial group waits up to ``linger`` seconds for more."""
         batch = [first]
-        until = time.monotonic() + (self.linger if self.in_flight else 0.0)
+        until = time.monotonic() + (self.pace.linger(self.depth, self.linger) if self.in_flight else 0.0)
         while len(batch) < MAX_CALLS:
             left = until - time.monotonic()
             try:
@@ -185,8 +189,8 @@ class CallGroup:
             self._fail(batch, ChainUnavailable(f"the ledger call could not be sent: {exc}"))
         return None
 
-    def _settle(self, tx: SignedTx, batch: list[tuple[bytes, Future[CallReceipt]]]) -> None:
-        """Wait for ``tx``'s receipt (looked after if it waits: RawSender.wait) and resolve each call."""
+    def _settle(self, tx: SignedTx, batch: list[tuple[bytes, Future[CallReceipt]]], sent: float) -> None:
+        """Wait for ``tx``'s receipt (sent at ``sent``, monotonic) (looked after if it waits: RawSender.wait) and resolve each call."""
         try:
             receipt = self.sender.wait(tx.tx_hash, timeout=self.receipt_timeout, tx=tx)
             if self.on_mined is not None:
@@ -202,6 +206,7 @@ class CallGroup:
             with self._lock:
                 self._flying -= 1
             self._slots.release()
+        self.pace.observe(time.monotonic() - sent)
         self._resolve(tx, receipt, batch)
 
     def _resolve(self, tx: SignedTx, receipt: dict[str, Any], batch: list[tuple[bytes, Future[CallReceipt]]]) -> None:

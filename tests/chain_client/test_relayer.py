@@ -175,7 +175,7 @@ def test_the_release_relayer_sends_a_lost_transaction_again(
     relayer.sender.send(tx)
     assert not relayer.sender.known(tx.tx_hash)  # the node lost it
     now = time.monotonic()
-    relayer._flights.append(releases._Flight(tx=tx, ids=[], group=True, look_at=now + 0.05, deadline=now + 5))
+    relayer._flights.append(releases._Flight(tx=tx, ids=[], group=True, sent=now, look_at=now + 0.05, deadline=now + 5))
 
     def mine_later() -> None:
         deadline = time.monotonic() + 5
@@ -211,7 +211,9 @@ def test_the_pipeline_applies_receipts_oldest_first_and_reads_them_in_one_batch(
         tx = relayer.sender.sign("0x" + "22" * 20, b"\x01", 50_000)
         relayer.sender.send(tx)
         now = time.monotonic()
-        relayer._flights.append(releases._Flight(tx=tx, ids=[], group=True, look_at=now + 60, deadline=now + 60))
+        relayer._flights.append(
+            releases._Flight(tx=tx, ids=[], group=True, sent=now, look_at=now + 60, deadline=now + 60)
+        )
         sent.append(tx.tx_hash)
     relayer._settle([])
     assert applied == []  # nothing mined: nothing applied
@@ -292,8 +294,24 @@ def test_a_turn_that_fails_after_settling_still_wakes_the_settled_callers(
     tx = relayer.sender.sign("0x" + "22" * 20, b"\x01", 50_000)
     relayer.sender.send(tx)
     now = time.monotonic()
-    relayer._flights.append(releases._Flight(tx=tx, ids=[], group=True, look_at=now + 60, deadline=now + 60))
+    relayer._flights.append(releases._Flight(tx=tx, ids=[], group=True, sent=now, look_at=now + 60, deadline=now + 60))
     node.mine()
     with pytest.raises(StoreUnavailable):
         relayer.pump()
     assert woken == ["intent-1", "intent-2"]  # settled before the failure: their callers are told
+
+
+def test_the_block_pace_spreads_a_slow_blocks_groups_over_its_interval() -> None:
+    from chain_client.relayer import BlockPace
+
+    pace = BlockPace()
+    assert pace.linger(4, 0.05) == 0.05  # nothing seen yet: the floor
+    for waited in (0.01, 2.0, 1.5, 1.0, 0.5):  # a 2 s block: sent just after it waits longest
+        pace.observe(waited)
+    assert pace.interval == pytest.approx(2.0 * BlockPace.DECAY**3)  # the longest wait, decayed thrice
+    assert pace.linger(4, 0.05) == pytest.approx(pace.interval / 4)
+    pace.observe(30.0)  # a transaction the node lost and got again
+    assert pace.linger(4, 0.05) == 1.0  # never more than the ceiling
+    for _ in range(200):
+        pace.observe(0.002)  # a node that mines at once
+    assert pace.linger(4, 0.05) == 0.05
