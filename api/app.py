@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from audit.log_tree import LogTree
 from chain_client import Ledger
@@ -148,13 +148,8 @@ def create_app(
     app.state.rate_limiter = RateLimiter(settings)
     errors.install(app)
     _document_problems(app)
-    for module in (system, auth, members, catalog, documents, grants, access_requests, releases, emergencies, audit):
-        app.include_router(module.router)
-    app.include_router(corrections.router)
-    app.include_router(data_quality.router)
-    app.include_router(demands.router)
-    app.include_router(purposes.router)
-    app.include_router(events.router)
+    for router in _matching_order():
+        app.include_router(router)
     pages.install(app)
     app.add_middleware(
         BodyGuard,
@@ -166,6 +161,38 @@ def create_app(
     )
     restore_recursion_limit(settings.recursion_limit)
     return app
+
+
+#: The routers as the OpenAPI document lists their operations.
+DOCUMENTED = tuple(
+    module.router
+    for module in (
+        system,
+        auth,
+        members,
+        catalog,
+        documents,
+        grants,
+        access_requests,
+        releases,
+        emergencies,
+        audit,
+        corrections,
+        data_quality,
+        demands,
+        purposes,
+        events,
+    )
+)
+#: Included first: the router tries each route's pattern in turn, so the city-scale paths
+#: (``POST /v1/releases``, ``POST /v1/grants``, a grant's status) match after a few tries instead
+#: of after some forty. No path of another router matches theirs (tests/api/test_system.py), so
+#: the order changes what a request costs, not where it goes.
+HOT = (releases.router, grants.router)
+
+
+def _matching_order() -> list[APIRouter]:
+    return [*HOT, *(router for router in DOCUMENTED if router not in HOT)]
 
 
 def restore_recursion_limit(limit: int) -> None:
@@ -189,7 +216,9 @@ def _document_problems(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            rank = {id(router): i for i, router in enumerate(DOCUMENTED)}
+            routes = sorted(app.routes, key=lambda route: rank.get(id(getattr(route, "original_router", None)), -1))
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components["ProblemPublic"] = ProblemPublic.model_json_schema(ref_template="#/components/schemas/{model}")
             add_links(schema)

@@ -136,7 +136,9 @@ class BodyGuard:
             await self._refuse(scope, receive, send, 413, "body_too_large", self._too_large())
             return
         try:
-            body, disconnected = await asyncio.wait_for(self._read(receive), timeout=self.body_timeout)
+            # a deadline on this task, not wait_for's extra task per request
+            async with asyncio.timeout(self.body_timeout):
+                body, disconnected = await self._read(receive)
         except _BodyTooLarge:
             await self._refuse(scope, receive, send, 413, "body_too_large", self._too_large())
             return

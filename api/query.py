@@ -36,6 +36,8 @@ def _query_names(dependant: Dependant) -> set[str]:
 
 
 async def reject_unknown_query(request: Request) -> None:
+    if not request.scope.get("query_string"):  # most requests: nothing to parse
+        return
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or not request.query_params:
         return

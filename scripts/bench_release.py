@@ -197,6 +197,9 @@ def main() -> None:  # noqa: C901 - one linear script
     parser.add_argument("--subjects", type=int, default=100, help="citizens (one document each)")
     parser.add_argument("--clients", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--naive", type=int, default=300, help="releases of the naive pattern")
+    parser.add_argument(
+        "--grant-reads", type=int, default=0, help="also this many grant status reads (GET /v1/grants/{id}) per level"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--profile", type=Path, help="sample the API process with py-spy per phase into this folder")
     parser.add_argument(
@@ -315,6 +318,12 @@ def main() -> None:  # noqa: C901 - one linear script
                     messages[answer["grant_id"]] = body[2]["message"]
             grant_runs.append(run)
             print(run.row())
+            if args.grant_reads and messages:
+                recorded = list(messages)
+                reads = [("GET", f"/v1/grants/{recorded[i % len(recorded)]}", None) for i in range(args.grant_reads)]
+                run, _ = measured(_load("grant status (GET /v1/grants/{id})", url, reads, clients, dept.token or ""))
+                grant_runs.append(run)
+                print(run.row())
         # one grant per citizen is enough to release under (unlimited uses)
         by_subject: dict[str, str] = {}
         for grant_id, message in messages.items():

@@ -11,9 +11,10 @@ writes: the tail reaches the head), and gives what the contract's own views give
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from audit import rules, snapshot
 from chain_client import Ledger
@@ -21,6 +22,8 @@ from chain_client.indexer import IndexedEvent, Indexer
 from db import ledger_state
 from db.index_store import SqlIndexStore
 from db.store import Store
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,55 @@ class EmergencyView:
     active: bool
 
 
+class SharedFetch(Generic[T]):
+    """Calls of :meth:`get` from many threads share calls of ``fetch``, each caller the result of a
+    call that started after its own call began (linearisable: never a result older than the caller).
+
+    While a fetch runs, the callers that arrive wait for it to end, then one of them starts the next
+    fetch for all of them: at most two fetches' time for each, however many wait.
+    """
+
+    def __init__(self, fetch: Callable[[], T]) -> None:
+        self._fetch = fetch
+        self._changed = threading.Condition()
+        self._started = 0  # fetches started so far; each one's number is its generation
+        self._running = False
+        self._last: tuple[int, T] | None = None  # generation and result of the newest fetch that succeeded
+        self._failed = 0  # generation of the newest fetch that raised
+
+    def get(self) -> T:
+        with self._changed:
+            wanted = self._started + 1  # the first fetch to start from now on
+            while True:
+                if self._last is not None and self._last[0] >= wanted:
+                    return self._last[1]
+                if self._failed >= wanted:
+                    generation = 0  # that fetch raised: fetch alone, as if nobody had shared
+                    break
+                if not self._running:
+                    self._started += 1
+                    generation = self._started
+                    self._running = True
+                    break
+                self._changed.wait()
+        if not generation:
+            return self._fetch()
+        try:
+            result = self._fetch()
+        except BaseException:
+            with self._changed:
+                self._failed = max(self._failed, generation)
+                self._running = False
+                self._changed.notify_all()
+            raise
+        with self._changed:
+            if self._last is None or self._last[0] < generation:
+                self._last = (generation, result)
+            self._running = False
+            self._changed.notify_all()
+        return result
+
+
 class LedgerView:
     """Reads of the ledger's state for ``ledger``'s deployment on ``store``'s index."""
 
@@ -68,7 +120,19 @@ class LedgerView:
         return self.ledger.emergency_threshold()
 
     def head(self) -> Head:
-        """The newest block and the events after the index's cursor (at most two RPC calls)."""
+        """The newest block and the events after the index's cursor (at most two RPC calls).
+
+        Concurrent reads share one such fetch, but only one that began after they were called (a
+        caller never gets a head read before its call, so it still sees its own writes): under load
+        a burst of status reads costs one header read, one cursor read and one ``eth_getLogs``
+        between them instead of each. A fetch that fails is not shared: its waiters read alone."""
+        return self._heads.get()
+
+    @functools.cached_property
+    def _heads(self) -> SharedFetch[Head]:
+        return SharedFetch(self._read_head)
+
+    def _read_head(self) -> Head:
         header = self.indexer.head_header()
         cursor = self.indexer.cursor()
         through = min(cursor.number, header.number) if cursor is not None else self.indexer.start_block - 1
