@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -368,13 +368,19 @@ class ReleaseDesk:
         return intent, created
 
     async def wait(
-        self, intent_id: str, *, timeout: float, poll: float | None = None, known: Intent | None = None
+        self,
+        intent_id: str,
+        *,
+        timeout: float,
+        poll: float | None = None,
+        known: Intent | None = None,
+        hop: Callable[..., Awaitable[Any]] | None = None,
     ) -> Intent:
         """Wait until the intent is final: woken by the relayer when it runs in this process, else
         by the process's :class:`IntentWatcher` (one query every 50 ms for all waiting callers);
-        the caller reads the database itself again only every second, as a safety net."""
-        from starlette.concurrency import run_in_threadpool
-
+        the caller reads the database itself again only every second, as a safety net, on a thread
+        through ``hop`` (default: asyncio's default executor; the API passes its own)."""
+        hop = hop or _default_hop
         if not self.local:
             self.watcher.ensure_started()
         poll = poll if poll is not None else 1.0
@@ -392,7 +398,7 @@ class ReleaseDesk:
                 elif (found := self.watcher.take(intent_id)) is not None:
                     intent = found  # the watcher read it for this caller
                 else:
-                    intent = await run_in_threadpool(self.find, intent_id)
+                    intent = await hop(self.find, intent_id)
                 if intent is None or intent.final:
                     assert intent is not None
                     return intent
@@ -400,7 +406,8 @@ class ReleaseDesk:
                 if remaining <= 0:
                     return intent
                 try:
-                    await asyncio.wait_for(future, min(remaining, poll))
+                    async with asyncio.timeout(min(remaining, poll)):  # no task per wait (wait_for's)
+                        await future
                 except TimeoutError:
                     pass
             finally:
@@ -984,6 +991,10 @@ class ReleaseRelayer:
         if self.last_recovery.lost_transactions:
             self.sender.resync()
         return settled
+
+
+async def _default_hop(func: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, func, *args)
 
 
 def _document_commitments(session: Any, document_ids: set[str]) -> dict[str, str]:

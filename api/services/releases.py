@@ -112,7 +112,7 @@ def find_delivered(vault: Vault, consumer: Member, release_id: str) -> tuple[Int
 async def answer(vault: Vault, consumer: Member, intent: Intent, *, timeout: float) -> ReleasePublic:
     """Wait for the intent's outcome; the sealed document once recorded, its refusal otherwise."""
     if not intent.final:
-        intent = await vault.desk.wait(intent.id, timeout=timeout, known=intent)
+        intent = await vault.desk.wait(intent.id, timeout=timeout, known=intent, hop=in_thread)
     if not intent.final:
         raise ReleasePending(
             "the release is not recorded yet (the chain is slow or down); send the same signed request again"
