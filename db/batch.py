@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
+from .shapes import padded
+
 if TYPE_CHECKING:
     from .store import Store
 
@@ -79,7 +81,9 @@ def _prefetch(session: Session, writes: list[Callable[[Session], Any]]) -> None:
         ordered = sorted(keys)
         for start in range(0, len(ordered), 500):
             chunk = ordered[start : start + 500]
-            found = {getattr(row, column.key): row for row in session.scalars(select(model).where(column.in_(chunk)))}
+            found = {
+                getattr(row, column.key): row for row in session.scalars(select(model).where(column.in_(padded(chunk))))
+            }
             known.update(((model, key), found.get(key)) for key in chunk)
     session.info[_KNOWN] = known
 

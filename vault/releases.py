@@ -44,6 +44,7 @@ from chain_client.types import EmergencyScope, GrantTerms
 from db.batch import looks_up, lookup, remember
 from db.models import RelayerTransaction, ReleaseIntent, ReleaseLogRow
 from db.release_log import LogEntry, release_id
+from db.shapes import padded
 from db.store import Store, StoreUnavailable
 
 log = logging.getLogger("qcl.releases")
@@ -237,7 +238,7 @@ class IntentWatcher:
             chunk = keys[start : start + 500]
             with self.store.session() as s:
                 rows = s.scalars(
-                    select(ReleaseIntent).where(ReleaseIntent.id.in_(chunk), ReleaseIntent.status.in_(FINAL))
+                    select(ReleaseIntent).where(ReleaseIntent.id.in_(padded(chunk)), ReleaseIntent.status.in_(FINAL))
                 ).all()
                 final += [Intent.of(r) for r in rows]
         if final:
@@ -858,7 +859,7 @@ def _document_commitments(session: Any, document_ids: set[str]) -> dict[str, str
     if not document_ids:
         return {}
     rows = session.execute(
-        select(DocumentRow.id, DocumentRow.commitment).where(DocumentRow.id.in_(sorted(document_ids)))
+        select(DocumentRow.id, DocumentRow.commitment).where(DocumentRow.id.in_(padded(sorted(document_ids))))
     ).all()
     return {str(i): str(c) for i, c in rows}
 
