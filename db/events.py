@@ -52,6 +52,7 @@ from .models import (
     WebhookDelivery,
     WebhookRow,
 )
+from .shapes import padded
 from .store import Store
 
 #: Every event type (SPEC §9.1). A reorg's correction of one is ``<type>.retracted``.
@@ -180,7 +181,9 @@ def _names(session: Session, resources: Iterable[str], purpose: str | None) -> d
 def _lookup_names(session: Session, ids: list[str], purpose: str | None) -> dict[str, Any]:
     codes = dict(
         session.execute(
-            select(CatalogEntryRow.resource_id, CatalogEntryRow.code).where(CatalogEntryRow.resource_id.in_(ids))
+            select(CatalogEntryRow.resource_id, CatalogEntryRow.code).where(
+                CatalogEntryRow.resource_id.in_(padded(ids))
+            )
         ).all()
     )
     named: dict[str, Any] = {"resource_codes": [codes.get(r) for r in ids]} if ids else {}
@@ -345,7 +348,7 @@ def emit_many(
     hooks: dict[str, list[tuple[str, list[str]]]] = {}
     for owner, hook_id, hook_types in session.execute(
         select(WebhookRow.owner, WebhookRow.id, WebhookRow.types).where(
-            WebhookRow.owner.in_(sorted(per_member)), WebhookRow.deleted_at.is_(None)
+            WebhookRow.owner.in_(padded(sorted(per_member))), WebhookRow.deleted_at.is_(None)
         )
     ):
         hooks.setdefault(owner, []).append((str(hook_id), json.loads(hook_types)))

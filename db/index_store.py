@@ -43,6 +43,7 @@ from chain_client.indexer import (
 
 from . import events as member_events
 from .models import IndexedBlock, IndexerState, LedgerEvent, LedgerTransaction
+from .shapes import padded
 from .store import Store
 
 
@@ -80,7 +81,7 @@ class SqlIndexStore:
         with self.store.session() as session:
             for offset in range(0, len(ids), 500):
                 stmt = select(LedgerEvent.grant_id, LedgerEvent.subject, LedgerEvent.grantee).where(
-                    LedgerEvent.event == "GrantRecorded", LedgerEvent.grant_id.in_(ids[offset : offset + 500])
+                    LedgerEvent.event == "GrantRecorded", LedgerEvent.grant_id.in_(padded(ids[offset : offset + 500]))
                 )
                 for grant_id, subject, grantee in session.execute(stmt):
                     if grant_id and subject and grantee:

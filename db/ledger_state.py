@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, exists, false, func, l
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from .models import GrantRecord, LedgerEvent
+from .shapes import padded, padded_cases
 
 _Row = TypeVarTuple("_Row")
 
@@ -53,6 +54,17 @@ class GrantTail:
                 tail.paused[grant_id] = (bool(args["paused"]), int(args["sequence"]))
         return tail
 
+    def only(self, grant_id: str) -> GrantTail:
+        """The part of the tail about ``grant_id`` (a query of that grant alone is then one of a
+        few SQL texts, whatever else the tail holds: see :mod:`db.shapes`)."""
+        key = grant_id.lower()
+        return GrantTail(
+            recorded=self.recorded & {key},
+            revoked=self.revoked & {key},
+            uses={key: self.uses[key]} if key in self.uses else {},
+            paused={key: self.paused[key]} if key in self.paused else {},
+        )
+
 
 @dataclass(frozen=True)
 class GrantFilter:
@@ -74,7 +86,7 @@ class GrantStateRow:
 
 def _in(column: InstrumentedAttribute[str], values: Iterable[str]) -> ColumnElement[bool]:
     values = sorted(values)
-    return column.in_(values) if values else false()
+    return column.in_(padded(values)) if values else false()
 
 
 def _indexed(event: str, through: int) -> ColumnElement[bool]:
@@ -86,7 +98,7 @@ def _indexed(event: str, through: int) -> ColumnElement[bool]:
 def state_columns(through: int, timestamp: int, tail: GrantTail) -> tuple[ColumnElement[str], ColumnElement[int]]:
     """The ``status`` and ``uses`` of a ``grants`` row at block ``through`` plus ``tail``, at ``timestamp``."""
     indexed_uses = select(func.count()).where(_indexed("ReleaseRecorded", through)).scalar_subquery()
-    tail_uses = case(tail.uses, value=GrantRecord.grant_id, else_=0) if tail.uses else literal(0)
+    tail_uses = case(padded_cases(tail.uses, 0), value=GrantRecord.grant_id, else_=0) if tail.uses else literal(0)
     uses = indexed_uses + tail_uses
     revoked = or_(exists().where(_indexed("GrantRevoked", through)), _in(GrantRecord.grant_id, tail.revoked))
     recorded = or_(exists().where(_indexed("GrantRecorded", through)), _in(GrantRecord.grant_id, tail.recorded))
@@ -142,6 +154,8 @@ def grant_page(
 ) -> tuple[list[GrantStateRow], int]:
     """One page of grants (newest block first, then by id) with their status and uses, and the
     number of grants the filter matches."""
+    if where.grant_id is not None:  # the rest of the tail cannot change this grant's row
+        tail = tail.only(where.grant_id)
     status, uses = state_columns(through, timestamp, tail)
     rows = session.execute(
         _filtered(select(GrantRecord, status.label("status"), uses.label("uses")), where, status)
@@ -188,7 +202,7 @@ def events_of(
         .join(IndexedBlock, IndexedBlock.number == LedgerEvent.block_number, isouter=True)
         .where(
             LedgerEvent.event.in_(list(names)),
-            getattr(LedgerEvent, column).in_(wanted),
+            getattr(LedgerEvent, column).in_(padded(wanted)),
             LedgerEvent.block_number <= through,
         )
         .order_by(LedgerEvent.block_number, LedgerEvent.log_index)

@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Select
 from sqlalchemy.orm import QueryableAttribute, Session
 
+from .shapes import padded
+
 T = TypeVar("T")
 
 #: Keys in one ``IN (…)`` list: well below the bound parameters a statement may hold (SQLite
@@ -19,8 +21,9 @@ def rows_in(
     session: Session, statement: Select[T], column: ColumnElement[Any] | QueryableAttribute[Any], keys: Sequence[Any]
 ) -> list[T]:
     """The rows of ``statement`` whose ``column`` is one of ``keys`` (its other conditions kept),
-    in as many queries as there are chunks of :data:`CHUNK` keys; none for no keys."""
+    in as many queries as there are chunks of :data:`CHUNK` keys; none for no keys. Each list is
+    padded to a power of two (:func:`db.shapes.padded`), so the SQL texts stay few."""
     rows: list[T] = []
     for start in range(0, len(keys), CHUNK):
-        rows += session.scalars(statement.where(column.in_(keys[start : start + CHUNK]))).all()
+        rows += session.scalars(statement.where(column.in_(padded(keys[start : start + CHUNK])))).all()
     return rows

@@ -47,6 +47,7 @@ from chain_client.types import EmergencyScope, GrantTerms
 from db.batch import looks_up, lookup, remember
 from db.models import RelayerTransaction, ReleaseIntent, ReleaseLogRow
 from db.release_log import LogEntry, release_id
+from db.shapes import padded
 from db.store import Store, StoreUnavailable
 
 log = logging.getLogger("qcl.releases")
@@ -1004,7 +1005,7 @@ def _document_commitments(session: Any, document_ids: set[str]) -> dict[str, str
     if not document_ids:
         return {}
     rows = session.execute(
-        select(DocumentRow.id, DocumentRow.commitment).where(DocumentRow.id.in_(sorted(document_ids)))
+        select(DocumentRow.id, DocumentRow.commitment).where(DocumentRow.id.in_(padded(sorted(document_ids))))
     ).all()
     return {str(i): str(c) for i, c in rows}
 
