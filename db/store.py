@@ -53,6 +53,10 @@ class Store:
             # server's default of 100 connections
             else {"pool_size": 24, "max_overflow": 6, "pool_timeout": busy_timeout}
         )
+        if pool:
+            # last in, first out: the few connections a steady load needs stay hot, and those a
+            # burst opened sit idle (their statement caches and SQLite's heap no longer grow)
+            pool["pool_use_lifo"] = True
         self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=not sqlite, **pool)
         if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
