@@ -111,6 +111,7 @@ def configure(
     tests: list[str],
     extra: list[str] = (),  # type: ignore[assignment]
     isolation: str = "fork",
+    timeout_multiplier: float = 15.0,
 ) -> None:
     """Append mutmut's table: mutate ``modules``, run ``tests``, copy every other top-level entry.
 
@@ -118,6 +119,11 @@ def configure(
     ``fork``, mutmut's own process, which ran the tests once to map them to functions; ``forkserver``,
     a process that only imported them, so each mutant starts as a fresh process would (the
     verifier's check-2 pool is then started under each mutant by the same code as in production).
+
+    ``timeout_multiplier``: mutmut stops a mutant (SIGXCPU, counted as timed out) after ``(t + 1) *
+    timeout_multiplier`` seconds of wall time, ``t`` the time the tests of its function took unmutated (and
+    twice that of CPU time). mutmut's default, 15, lets a mutant that loops forever in a function whose
+    tests take 14 s run for almost 4 minutes.
     """
     source_paths = sorted({m.split("/", 1)[0] for m in modules})
     also_copy = sorted(p.name for p in WORK.iterdir() if p.name not in source_paths and p.name != "pyproject.toml")
@@ -130,6 +136,7 @@ def configure(
         f"pytest_add_cli_args = {json.dumps(pytest_args)}\n"
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
         f"process_isolation = {json.dumps(isolation)}\n"
+        f"timeout_multiplier = {float(timeout_multiplier)!r}\n"
     )
     with (WORK / "pyproject.toml").open("a") as fh:
         fh.write(table)
@@ -226,6 +233,18 @@ def main() -> int:
         default="fork",
         help="fork each mutant from mutmut's process (fork) or from a clean fork server",
     )
+    parser.add_argument(
+        "--timeout-multiplier",
+        type=float,
+        default=15.0,
+        help="a mutant is stopped as timed out after (its tests' unmutated time + 1 s) times this (mutmut: 15)",
+    )
+    parser.add_argument(
+        "--test-timeout",
+        type=float,
+        help="fail any one test that runs longer than this many seconds (pytest-timeout, PYTEST_TIMEOUT): "
+        "a mutant that loops forever is killed by the test it hangs in",
+    )
     parser.add_argument("modules", nargs="+", help="source files to mutate, e.g. api/siwe.py")
     args = parser.parse_args()
     global WORK
@@ -248,13 +267,15 @@ def main() -> int:
             shutil.copy2(ROOT / module, WORK / module)
         pyproject = WORK / "pyproject.toml"
         pyproject.write_text(pyproject.read_text().split("\n[tool.mutmut]\n", 1)[0])
-        configure(args.modules, args.tests, extra, args.isolation)
+        configure(args.modules, args.tests, extra, args.isolation, args.timeout_multiplier)
     else:
         copy_checkout()
-        configure(args.modules, args.tests, extra, args.isolation)
+        configure(args.modules, args.tests, extra, args.isolation, args.timeout_multiplier)
         os.makedirs(WORK / "mutants", exist_ok=True)
         (WORK / "mutants" / "node_modules").symlink_to(ROOT / "node_modules")
     env = dict(os.environ, QCL_PROJECT_ROOT=str(ROOT))
+    if args.test_timeout is not None:  # read by each mutant's pytest; not part of mutmut's cached settings
+        env["PYTEST_TIMEOUT"] = str(args.test_timeout)
     env.pop("PYTHONPATH", None)  # the mutants, not the checkout, must be what the tests import
     started = time.monotonic()
     run = subprocess.run(
