@@ -387,3 +387,20 @@ def test_an_event_of_a_grant_outside_the_trail_names_no_resource(
     assert all(grant != unknown for _, grant in by_card) and by_card
     by_citizen = [e["args"].get("grantId") for e in audit.trail(subject=CITIZEN)]
     assert unknown in by_citizen
+
+
+def test_the_grantee_filter_reads_the_grantee_an_event_names(
+    ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A release names its grantee itself: the grantee filter matches what the event says, also for a
+    release of a grant the trail never saw recorded (whose grantee the trail cannot look up)."""
+    unknown = "0x" + "0f" * 32
+    extra = [raw("ReleaseRecorded", 11, 1, 10, grantId=unknown, grantee=DEPT, resource=CARD)]
+    monkeypatch.setattr(sys.modules[__name__], "RAW", RAW + extra)
+    audit = auditor(ledger)
+
+    def events(**kwargs: Any) -> list[tuple[str, int]]:
+        return [(e["event"], e["block_number"]) for e in audit.trail(**kwargs)]
+
+    assert events(grantee=DEPT) == [("GrantRecorded", 7), ("ReleaseRecorded", 8), ("ReleaseRecorded", 11)]
+    assert ("ReleaseRecorded", 11) not in events(grantee=CLINIC)
