@@ -7,6 +7,7 @@ batches, :meth:`RawSender.wait`'s polling and healing schedule, and :func:`chain
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Any
 
@@ -31,7 +32,8 @@ CHAIN_ID = 2026
 
 class Node(FakeBesu):
     """FakeBesu with a base fee (None: a chain without EIP-1559), a gas price, a missing latest block,
-    scripted refusals of ``eth_sendRawTransaction``, a pool that may queue transactions behind a nonce gap
+    scripted refusals of ``eth_sendRawTransaction`` (and of bytes not written as the JSON-RPC spec
+    writes them), a pool that may queue transactions behind a nonce gap
     (``queue_gaps``), and every call and sent transaction recorded."""
 
     def __init__(self) -> None:
@@ -60,6 +62,8 @@ class Node(FakeBesu):
         if method == "eth_gasPrice":
             return {"result": hex(self.gas_price)}
         if method == "eth_sendRawTransaction":
+            if not re.fullmatch("0x([0-9a-f]{2})+", params[0]):  # the JSON-RPC spec's bytes: lower-case 0x
+                return {"error": {"code": -32602, "message": f"invalid hex bytes {params[0][:10]!r}"}}
             raw = bytes.fromhex(params[0][2:])
             tx_hash = "0x" + keccak(raw).hex()
             self.raw_sent.append(raw)
