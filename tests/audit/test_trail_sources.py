@@ -255,6 +255,7 @@ def test_the_auditor_reads_the_index_when_it_has_one(ledger: FakeLedger) -> None
     plain = auditor(ledger, private_texts=lambda: ["x"])
     assert type(plain.source) is RpcTrail and plain.source is plain.rpc and plain.head() == 12
     assert plain.event_count(10) is None and plain.source.private_texts() == ["x"]
+    assert plain.source.log_entries() == [b"entry"]  # the release log verification compares with the chain
     indexer = FakeIndexer(ledger)
     indexed = auditor(ledger, indexer, private_texts=lambda: ["y"])
     assert isinstance(indexed.source, IndexTrail) and indexed.head() == 11
