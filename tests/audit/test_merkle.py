@@ -499,6 +499,9 @@ def test_edge_cases_of_verification() -> None:
     h = leaf_hash(b"data")
     assert verify_inclusion_hash(h, 0, 1, [], h)
     assert verify_inclusion(b"data", 0, 1, [], h)
+    assert verify_inclusion(bytearray(b"data"), 0, 1, [], h) and verify_inclusion(memoryview(b"data"), 0, 1, [], h)
+    assert not verify_inclusion("data", 0, 1, [], h)  # type: ignore[arg-type]  # not bytes: no leaf at all
+    assert not verify_inclusion(None, 0, 1, [], h)  # type: ignore[arg-type]
     assert not verify_inclusion_hash(h, 0, 1, [], b"")
     assert not verify_inclusion_hash(b"", 0, 1, [], h)
     assert not verify_inclusion_hash(h, 0, 0, [], h)
