@@ -154,7 +154,8 @@ def load_results(modules: list[str]) -> dict[str, dict[str, int | None]]:
 
 def forget_survivors(modules: list[str]) -> int:
     """Clear the result of every survivor and no-test mutant, so that ``mutmut run`` (which runs the
-    mutants without a result) tests them again; how many were cleared."""
+    mutants without a result) tests them again; how many it will run (also those a stopped run never
+    reached)."""
     cleared = 0
     for module in modules:
         meta = WORK / "mutants" / (module + ".meta")
@@ -165,7 +166,7 @@ def forget_survivors(modules: list[str]) -> int:
         for name, code in codes.items():
             if code in SURVIVED or code not in KILLED | TIMEOUT:
                 codes[name] = None
-                cleared += code is not None
+                cleared += 1
         meta.write_text(json.dumps(data, indent=4))
     return cleared
 
@@ -258,7 +259,7 @@ def main() -> int:
     names: list[str] = list(args.only)
     if args.survivors:
         if not forget_survivors(args.modules):
-            parser.error(f"no previous survivors in {WORK}")
+            parser.error(f"no previous survivors or untested mutants in {WORK}")
         for test in args.tests:  # the new tests, into the copy and into mutmut's own copy of it
             for target in (WORK / test, WORK / "mutants" / test):
                 target.parent.mkdir(parents=True, exist_ok=True)
