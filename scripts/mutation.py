@@ -78,6 +78,33 @@ EQUIVALENT: dict[str, str] = {
     "inside one transaction)",
     "audit.verify.x__domain_separator__mutmut_18": '`"deadline": 1` in the sample message: the header '
     "(0x1901 || domain separator) taken from it does not depend on the message",
+    "audit._sigcheck.x__recover__mutmut_17": "`key.format(compressed=None)`: coincurve tests the flag for truth "
+    "(`33 if compressed else 65`), so None gives the same 65-byte uncompressed key",
+    "audit._sigcheck.x__verified__mutmut_10": "`except ValueError: return True`: unreachable. `key.verify` raises "
+    "ValueError only for a digest not of 32 bytes (keccak's always is) or DER that libsecp256k1 cannot parse, and "
+    "`_der` always writes minimal DER integers of at most 33 bytes (an r or s at or above the curve order parses as 0 "
+    "and verifies False); checked on all 169 pairs of r, s from 0, 1, 0x7f, 0x80, 0xff, 2^255 +/- 1, n - 1, n, n + 1, "
+    "2^256 - 1, 1 << 247, 0x80 << 248 and 200,000 random ones: no ValueError",
+    "audit.trail.xǁAuditorǁtrail__mutmut_1": "`from_block: int = 1`: block 0 (genesis) holds no ledger event, so "
+    "skipping it skips nothing",
+    "audit.trail.xǁAuditorǁverify__mutmut_1": "`from_block: int = 1`: block 0 (genesis) holds no ledger event or "
+    "transaction",
+    "audit.trail.xǁAuditorǁtrail__mutmut_62": '`args.get("grantId", None)` for an event without a grant id: the '
+    "grants are keyed by the grant ids of GrantRecorded events (0x-hex strings), never None, so the lookup finds "
+    "no grant either way",
+    "audit.trail.xǁAuditorǁtrail__mutmut_64": '`args.get("grantId")` (default None): the same',
+    "audit.trail.xǁAuditorǁtrail__mutmut_68": '`args.get("grantId", "XXXX")`: no grant id is "XXXX" (0x-hex '
+    "strings), the same",
+    "audit.trail.xǁAuditorǁ__init____mutmut_1": "`self.ledger = None`: no code reads `Auditor.ledger` (the trails "
+    "are given the ledger directly)",
+    "audit.merkle.x_root__mutmut_5": "`_leaf_hashes(leaves, len(leaves), None)`: the name is only in the error for a "
+    "size above the number of leaves, and `root` asks for exactly that number",
+    "audit.merkle.x_root__mutmut_9": '`_leaf_hashes(…, "XXsizeXX")`: the same',
+    "audit.merkle.x_root__mutmut_10": '`_leaf_hashes(…, "SIZE")`: the same',
+    "audit.merkle.x__subproof__mutmut_28": "`whole = None` where the recursion leaves the original tree: `whole` is "
+    "only read as `not whole`, and None is as falsy as False",
+    "audit.merkle.xǁMerkleLogǁextend__mutmut_33": "`if want >= have`: with `want == have` the range of pairs to hash "
+    "is empty and `b''.join` of nothing adds nothing to the level",
     "audit.verify.xǁ_Replayǁapply__mutmut_10": "`timestamp=None` for the transition: the replay sets the time again "
     "before every check, and the one transition that reads it (an approval's `activated_at`) is compared only "
     "with 0 by the release check, which None is not either",
