@@ -682,3 +682,31 @@ def test_each_error_names_the_argument_and_the_bound() -> None:
         assert str(raised.value) == message
         assert raised.value.__cause__ is None
     assert log.size == 8 and log.root() == ref_mth(leaves)  # the failed appends and extends changed nothing
+
+
+def test_verification_refuses_a_size_or_a_root_of_the_wrong_type() -> None:
+    """A proof that verifies is refused as soon as one size is not a non-negative int (a bool, a float) or one
+    root is not 32 bytes, whichever of the arguments it is and whatever the others are."""
+    leaves = distinct_leaves(5)
+    log = MerkleLog.from_leaves(leaves)
+    r1, r5 = log.root(1), log.root(5)
+    proof = log.consistency_proof(1, 5)
+    assert verify_consistency(1, 5, r1, r5, proof)
+    assert not verify_consistency(True, 5, r1, r5, proof)
+    assert not verify_consistency(1, 5.0, r1, r5, proof)  # type: ignore[arg-type]
+    assert verify_consistency(1, 1, r1, r1, [])
+    assert not verify_consistency(1, True, r1, r1, [])
+    assert not verify_consistency(True, 1, r1, r1, [])
+    assert verify_consistency(0, 5, EMPTY_ROOT, r5, [])
+    assert not verify_consistency(0, 5, EMPTY_ROOT, r5[:31], [])
+    assert not verify_consistency(0, 5, EMPTY_ROOT, b"", [])
+    assert not verify_consistency(5, 5, b"", b"", [])
+    assert not verify_consistency(5, 5, r5 + b"\0", r5 + b"\0", [])
+    assert not verify_consistency(False, 0, EMPTY_ROOT, EMPTY_ROOT, [])
+    assert not verify_consistency(0, False, EMPTY_ROOT, EMPTY_ROOT, [])
+    path = log.inclusion_proof(1, 5)
+    assert verify_inclusion(leaves[1], 1, 5, path, r5)
+    assert not verify_inclusion(leaves[1], True, 5, path, r5)
+    assert not verify_inclusion(leaves[1], 1, 5.0, path, r5)  # type: ignore[arg-type]
+    assert not verify_inclusion(leaves[1], 1, 5, path, r5[:31])
+    assert not verify_inclusion_hash(leaf_hash(leaves[1])[:31], 1, 5, path, r5)
