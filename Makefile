@@ -92,9 +92,11 @@ fuzz: install
 
 # Mutation testing (mutmut): MUTATE lists the modules to mutate, MUTATION_TESTS the tests run
 # against each mutant; scores go into BENCHMARKS.md. E.g. make mutation MUTATE="api/siwe.py".
-MUTATE ?= api/siwe.py api/auth.py audit/rules.py audit/log_tree.py db/release_log.py
+MUTATE ?= api/siwe.py api/auth.py audit/rules.py audit/log_tree.py db/release_log.py \
+	chain_client/relayer/__init__.py db/nonces.py
 MUTATION_TESTS ?= tests/api/test_siwe.py tests/api/test_siwe_messages.py tests/api/test_auth.py \
-	tests/audit/test_rules.py tests/audit/test_rules_edges.py tests/audit/test_rules_replay.py tests/audit/test_log_tree.py
+	tests/audit/test_rules.py tests/audit/test_rules_edges.py tests/audit/test_rules_replay.py tests/audit/test_log_tree.py \
+	tests/chain_client/test_relayer_nonces.py tests/vault/test_nonce_counter.py
 MUTATION_JOBS ?= $(shell nproc)
 mutation: install
 	@$(PY) scripts/mutation.py --jobs $(MUTATION_JOBS) --tests $(MUTATION_TESTS) -- $(MUTATE)

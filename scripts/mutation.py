@@ -78,6 +78,33 @@ EQUIVALENT: dict[str, str] = {
     "inside one transaction)",
     "audit.verify.x__domain_separator__mutmut_18": '`"deadline": 1` in the sample message: the header '
     "(0x1901 || domain separator) taken from it does not depend on the message",
+    "audit._sigcheck.x__recover__mutmut_17": "`key.format(compressed=None)`: coincurve tests the flag for truth "
+    "(`33 if compressed else 65`), so None gives the same 65-byte uncompressed key",
+    "audit._sigcheck.x__verified__mutmut_10": "`except ValueError: return True`: unreachable. `key.verify` raises "
+    "ValueError only for a digest not of 32 bytes (keccak's always is) or DER that libsecp256k1 cannot parse, and "
+    "`_der` always writes minimal DER integers of at most 33 bytes (an r or s at or above the curve order parses as 0 "
+    "and verifies False); checked on all 169 pairs of r, s from 0, 1, 0x7f, 0x80, 0xff, 2^255 +/- 1, n - 1, n, n + 1, "
+    "2^256 - 1, 1 << 247, 0x80 << 248 and 200,000 random ones: no ValueError",
+    "audit.trail.xǁAuditorǁtrail__mutmut_1": "`from_block: int = 1`: block 0 (genesis) holds no ledger event, so "
+    "skipping it skips nothing",
+    "audit.trail.xǁAuditorǁverify__mutmut_1": "`from_block: int = 1`: block 0 (genesis) holds no ledger event or "
+    "transaction",
+    "audit.trail.xǁAuditorǁtrail__mutmut_62": '`args.get("grantId", None)` for an event without a grant id: the '
+    "grants are keyed by the grant ids of GrantRecorded events (0x-hex strings), never None, so the lookup finds "
+    "no grant either way",
+    "audit.trail.xǁAuditorǁtrail__mutmut_64": '`args.get("grantId")` (default None): the same',
+    "audit.trail.xǁAuditorǁtrail__mutmut_68": '`args.get("grantId", "XXXX")`: no grant id is "XXXX" (0x-hex '
+    "strings), the same",
+    "audit.trail.xǁAuditorǁ__init____mutmut_1": "`self.ledger = None`: no code reads `Auditor.ledger` (the trails "
+    "are given the ledger directly)",
+    "audit.merkle.x_root__mutmut_5": "`_leaf_hashes(leaves, len(leaves), None)`: the name is only in the error for a "
+    "size above the number of leaves, and `root` asks for exactly that number",
+    "audit.merkle.x_root__mutmut_9": '`_leaf_hashes(…, "XXsizeXX")`: the same',
+    "audit.merkle.x_root__mutmut_10": '`_leaf_hashes(…, "SIZE")`: the same',
+    "audit.merkle.x__subproof__mutmut_28": "`whole = None` where the recursion leaves the original tree: `whole` is "
+    "only read as `not whole`, and None is as falsy as False",
+    "audit.merkle.xǁMerkleLogǁextend__mutmut_33": "`if want >= have`: with `want == have` the range of pairs to hash "
+    "is empty and `b''.join` of nothing adds nothing to the level",
     "audit.verify.xǁ_Replayǁapply__mutmut_10": "`timestamp=None` for the transition: the replay sets the time again "
     "before every check, and the one transition that reads it (an approval's `activated_at`) is compared only "
     "with 0 by the release check, which None is not either",
@@ -111,6 +138,7 @@ def configure(
     tests: list[str],
     extra: list[str] = (),  # type: ignore[assignment]
     isolation: str = "fork",
+    timeout_multiplier: float = 15.0,
 ) -> None:
     """Append mutmut's table: mutate ``modules``, run ``tests``, copy every other top-level entry.
 
@@ -118,6 +146,11 @@ def configure(
     ``fork``, mutmut's own process, which ran the tests once to map them to functions; ``forkserver``,
     a process that only imported them, so each mutant starts as a fresh process would (the
     verifier's check-2 pool is then started under each mutant by the same code as in production).
+
+    ``timeout_multiplier``: mutmut stops a mutant (SIGXCPU, counted as timed out) after ``(t + 1) *
+    timeout_multiplier`` seconds of wall time, ``t`` the time the tests of its function took unmutated (and
+    twice that of CPU time). mutmut's default, 15, lets a mutant that loops forever in a function whose
+    tests take 14 s run for almost 4 minutes.
     """
     source_paths = sorted({m.split("/", 1)[0] for m in modules})
     also_copy = sorted(p.name for p in WORK.iterdir() if p.name not in source_paths and p.name != "pyproject.toml")
@@ -130,6 +163,7 @@ def configure(
         f"pytest_add_cli_args = {json.dumps(pytest_args)}\n"
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
         f"process_isolation = {json.dumps(isolation)}\n"
+        f"timeout_multiplier = {float(timeout_multiplier)!r}\n"
     )
     with (WORK / "pyproject.toml").open("a") as fh:
         fh.write(table)
@@ -147,7 +181,8 @@ def load_results(modules: list[str]) -> dict[str, dict[str, int | None]]:
 
 def forget_survivors(modules: list[str]) -> int:
     """Clear the result of every survivor and no-test mutant, so that ``mutmut run`` (which runs the
-    mutants without a result) tests them again; how many were cleared."""
+    mutants without a result) tests them again; how many it will run (also those a stopped run never
+    reached)."""
     cleared = 0
     for module in modules:
         meta = WORK / "mutants" / (module + ".meta")
@@ -158,7 +193,7 @@ def forget_survivors(modules: list[str]) -> int:
         for name, code in codes.items():
             if code in SURVIVED or code not in KILLED | TIMEOUT:
                 codes[name] = None
-                cleared += code is not None
+                cleared += 1
         meta.write_text(json.dumps(data, indent=4))
     return cleared
 
@@ -226,6 +261,18 @@ def main() -> int:
         default="fork",
         help="fork each mutant from mutmut's process (fork) or from a clean fork server",
     )
+    parser.add_argument(
+        "--timeout-multiplier",
+        type=float,
+        default=15.0,
+        help="a mutant is stopped as timed out after (its tests' unmutated time + 1 s) times this (mutmut: 15)",
+    )
+    parser.add_argument(
+        "--test-timeout",
+        type=float,
+        help="fail any one test that runs longer than this many seconds (pytest-timeout, PYTEST_TIMEOUT): "
+        "a mutant that loops forever is killed by the test it hangs in",
+    )
     parser.add_argument("modules", nargs="+", help="source files to mutate, e.g. api/siwe.py")
     args = parser.parse_args()
     global WORK
@@ -239,7 +286,7 @@ def main() -> int:
     names: list[str] = list(args.only)
     if args.survivors:
         if not forget_survivors(args.modules):
-            parser.error(f"no previous survivors in {WORK}")
+            parser.error(f"no previous survivors or untested mutants in {WORK}")
         for test in args.tests:  # the new tests, into the copy and into mutmut's own copy of it
             for target in (WORK / test, WORK / "mutants" / test):
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -248,13 +295,15 @@ def main() -> int:
             shutil.copy2(ROOT / module, WORK / module)
         pyproject = WORK / "pyproject.toml"
         pyproject.write_text(pyproject.read_text().split("\n[tool.mutmut]\n", 1)[0])
-        configure(args.modules, args.tests, extra, args.isolation)
+        configure(args.modules, args.tests, extra, args.isolation, args.timeout_multiplier)
     else:
         copy_checkout()
-        configure(args.modules, args.tests, extra, args.isolation)
+        configure(args.modules, args.tests, extra, args.isolation, args.timeout_multiplier)
         os.makedirs(WORK / "mutants", exist_ok=True)
         (WORK / "mutants" / "node_modules").symlink_to(ROOT / "node_modules")
     env = dict(os.environ, QCL_PROJECT_ROOT=str(ROOT))
+    if args.test_timeout is not None:  # read by each mutant's pytest; not part of mutmut's cached settings
+        env["PYTEST_TIMEOUT"] = str(args.test_timeout)
     env.pop("PYTHONPATH", None)  # the mutants, not the checkout, must be what the tests import
     started = time.monotonic()
     run = subprocess.run(

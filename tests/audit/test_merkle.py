@@ -499,6 +499,9 @@ def test_edge_cases_of_verification() -> None:
     h = leaf_hash(b"data")
     assert verify_inclusion_hash(h, 0, 1, [], h)
     assert verify_inclusion(b"data", 0, 1, [], h)
+    assert verify_inclusion(bytearray(b"data"), 0, 1, [], h) and verify_inclusion(memoryview(b"data"), 0, 1, [], h)
+    assert not verify_inclusion("data", 0, 1, [], h)  # type: ignore[arg-type]  # not bytes: no leaf at all
+    assert not verify_inclusion(None, 0, 1, [], h)  # type: ignore[arg-type]
     assert not verify_inclusion_hash(h, 0, 1, [], b"")
     assert not verify_inclusion_hash(b"", 0, 1, [], h)
     assert not verify_inclusion_hash(h, 0, 0, [], h)
@@ -626,3 +629,84 @@ def test_performance_200k() -> None:
         f"inclusion proof {t_inclusion * 1e3:.3f} ms; consistency proof {t_consistency * 1e3:.3f} ms; "
         f"root() function over the data {t_function_root:.3f} s"
     )
+
+
+def test_each_error_names_the_argument_and_the_bound() -> None:
+    """The exact message of every refusal: which argument, its value, and the bound it broke."""
+    leaves = distinct_leaves(8)
+    log = MerkleLog.from_leaves(leaves)
+    cases: list[tuple[Any, type[Exception], str]] = [
+        (lambda: log.leaf_hash(8), ValueError, "leaf index 8 out of range for a log of size 8"),
+        (lambda: log.leaf_hash(-1), ValueError, "index must be non-negative, got -1"),
+        (lambda: log.leaf_hash(1.0), TypeError, "index must be an integer, not float"),
+        (lambda: log.root(9), ValueError, "size 9 exceeds the log size 8"),
+        (lambda: log.root(-1), ValueError, "size must be non-negative, got -1"),
+        (lambda: log.root("1"), TypeError, "size must be an integer, not str"),
+        (lambda: log.inclusion_proof(0, 9), ValueError, "size 9 exceeds the log size 8"),
+        (lambda: log.inclusion_proof(0, -3), ValueError, "size must be non-negative, got -3"),
+        (lambda: log.inclusion_proof(-1), ValueError, "index must be non-negative, got -1"),
+        (lambda: log.inclusion_proof(None), TypeError, "index must be an integer, not NoneType"),
+        (lambda: log.inclusion_proof(2, 2), ValueError, "leaf index 2 out of range for tree size 2"),
+        (lambda: log.inclusion_proof(8), ValueError, "leaf index 8 out of range for tree size 8"),
+        (lambda: log.consistency_proof(1, 9), ValueError, "second 9 exceeds the log size 8"),
+        (lambda: log.consistency_proof(1, -1), ValueError, "second must be non-negative, got -1"),
+        (lambda: log.consistency_proof(-2, 4), ValueError, "first must be non-negative, got -2"),
+        (lambda: log.consistency_proof(b"", 4), TypeError, "first must be an integer, not bytes"),
+        (lambda: log.consistency_proof(5, 4), ValueError, "first tree size 5 is larger than second tree size 4"),
+        (lambda: log.consistency_proof(9), ValueError, "first tree size 9 is larger than second tree size 8"),
+        (lambda: log.subtree_hash(0, 9), ValueError, "end 9 exceeds the log size 8"),
+        (lambda: log.subtree_hash(0, -1), ValueError, "end must be non-negative, got -1"),
+        (lambda: log.subtree_hash(-1, 3), ValueError, "start must be non-negative, got -1"),
+        (lambda: log.subtree_hash(0.5, 3), TypeError, "start must be an integer, not float"),
+        (lambda: log.subtree_hash(3, 3), ValueError, "empty or reversed range [3, 3)"),
+        (lambda: log.subtree_hash(5, 3), ValueError, "empty or reversed range [5, 3)"),
+        (lambda: log.append(b"short"), ValueError, "a leaf hash must be 32 bytes"),
+        (lambda: log.extend([bytes(32), b"x" * 33]), ValueError, "a leaf hash must be 32 bytes"),
+        (lambda: log.extend(["a" * 32]), ValueError, "a leaf hash must be 32 bytes"),
+        (lambda: inclusion_proof(leaves, 0, 9), ValueError, "tree_size 9 exceeds the number of leaves 8"),
+        (lambda: inclusion_proof(leaves, 0, -1), ValueError, "tree_size must be non-negative, got -1"),
+        (lambda: inclusion_proof(leaves, 0, 2.0), TypeError, "tree_size must be an integer, not float"),
+        (lambda: inclusion_proof(leaves, -1, 8), ValueError, "index must be non-negative, got -1"),
+        (lambda: inclusion_proof(leaves, "0", 8), TypeError, "index must be an integer, not str"),
+        (lambda: inclusion_proof(leaves, 8, 8), ValueError, "leaf index 8 out of range for tree size 8"),
+        (lambda: inclusion_proof(leaves, 3, 3), ValueError, "leaf index 3 out of range for tree size 3"),
+        (lambda: consistency_proof(leaves, 1, 9), ValueError, "second 9 exceeds the number of leaves 8"),
+        (lambda: consistency_proof(leaves, 1, -2), ValueError, "second must be non-negative, got -2"),
+        (lambda: consistency_proof(leaves, -1, 4), ValueError, "first must be non-negative, got -1"),
+        (lambda: consistency_proof(leaves, None, 4), TypeError, "first must be an integer, not NoneType"),
+        (lambda: consistency_proof(leaves, 5, 4), ValueError, "first tree size 5 is larger than second tree size 4"),
+    ]
+    for call, kind, message in cases:
+        with pytest.raises(kind) as raised:
+            call()
+        assert str(raised.value) == message
+        assert raised.value.__cause__ is None
+    assert log.size == 8 and log.root() == ref_mth(leaves)  # the failed appends and extends changed nothing
+
+
+def test_verification_refuses_a_size_or_a_root_of_the_wrong_type() -> None:
+    """A proof that verifies is refused as soon as one size is not a non-negative int (a bool, a float) or one
+    root is not 32 bytes, whichever of the arguments it is and whatever the others are."""
+    leaves = distinct_leaves(5)
+    log = MerkleLog.from_leaves(leaves)
+    r1, r5 = log.root(1), log.root(5)
+    proof = log.consistency_proof(1, 5)
+    assert verify_consistency(1, 5, r1, r5, proof)
+    assert not verify_consistency(True, 5, r1, r5, proof)
+    assert not verify_consistency(1, 5.0, r1, r5, proof)  # type: ignore[arg-type]
+    assert verify_consistency(1, 1, r1, r1, [])
+    assert not verify_consistency(1, True, r1, r1, [])
+    assert not verify_consistency(True, 1, r1, r1, [])
+    assert verify_consistency(0, 5, EMPTY_ROOT, r5, [])
+    assert not verify_consistency(0, 5, EMPTY_ROOT, r5[:31], [])
+    assert not verify_consistency(0, 5, EMPTY_ROOT, b"", [])
+    assert not verify_consistency(5, 5, b"", b"", [])
+    assert not verify_consistency(5, 5, r5 + b"\0", r5 + b"\0", [])
+    assert not verify_consistency(False, 0, EMPTY_ROOT, EMPTY_ROOT, [])
+    assert not verify_consistency(0, False, EMPTY_ROOT, EMPTY_ROOT, [])
+    path = log.inclusion_proof(1, 5)
+    assert verify_inclusion(leaves[1], 1, 5, path, r5)
+    assert not verify_inclusion(leaves[1], True, 5, path, r5)
+    assert not verify_inclusion(leaves[1], 1, 5.0, path, r5)  # type: ignore[arg-type]
+    assert not verify_inclusion(leaves[1], 1, 5, path, r5[:31])
+    assert not verify_inclusion_hash(leaf_hash(leaves[1])[:31], 1, 5, path, r5)

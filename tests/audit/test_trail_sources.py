@@ -255,6 +255,7 @@ def test_the_auditor_reads_the_index_when_it_has_one(ledger: FakeLedger) -> None
     plain = auditor(ledger, private_texts=lambda: ["x"])
     assert type(plain.source) is RpcTrail and plain.source is plain.rpc and plain.head() == 12
     assert plain.event_count(10) is None and plain.source.private_texts() == ["x"]
+    assert plain.source.log_entries() == [b"entry"]  # the release log verification compares with the chain
     indexer = FakeIndexer(ledger)
     indexed = auditor(ledger, indexer, private_texts=lambda: ["y"])
     assert isinstance(indexed.source, IndexTrail) and indexed.head() == 11
@@ -387,3 +388,20 @@ def test_an_event_of_a_grant_outside_the_trail_names_no_resource(
     assert all(grant != unknown for _, grant in by_card) and by_card
     by_citizen = [e["args"].get("grantId") for e in audit.trail(subject=CITIZEN)]
     assert unknown in by_citizen
+
+
+def test_the_grantee_filter_reads_the_grantee_an_event_names(
+    ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A release names its grantee itself: the grantee filter matches what the event says, also for a
+    release of a grant the trail never saw recorded (whose grantee the trail cannot look up)."""
+    unknown = "0x" + "0f" * 32
+    extra = [raw("ReleaseRecorded", 11, 1, 10, grantId=unknown, grantee=DEPT, resource=CARD)]
+    monkeypatch.setattr(sys.modules[__name__], "RAW", RAW + extra)
+    audit = auditor(ledger)
+
+    def events(**kwargs: Any) -> list[tuple[str, int]]:
+        return [(e["event"], e["block_number"]) for e in audit.trail(**kwargs)]
+
+    assert events(grantee=DEPT) == [("GrantRecorded", 7), ("ReleaseRecorded", 8), ("ReleaseRecorded", 11)]
+    assert ("ReleaseRecorded", 11) not in events(grantee=CLINIC)
