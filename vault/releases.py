@@ -82,6 +82,10 @@ POLL = 0.005
 MAX_POLL = 0.1
 #: How long the idle relayer sleeps when no intent wakes it (another process's intents).
 IDLE_WAIT = 0.05
+#: Seconds between a waiting caller's own reads of its intent: a safety net only (the relayer in
+#: this process, or the process's IntentWatcher, wakes it). On a chain with 2 s blocks and 512
+#: callers waiting, a read each second per caller cost the API more than the release itself.
+SAFETY_READ = 5.0
 #: Intent states from which nothing changes any more.
 FINAL = frozenset({"recorded", "rejected", "failed"})
 #: The refusal recorded for an item the ledger skipped silently (a signature that is not the grantee's).
@@ -379,12 +383,12 @@ class ReleaseDesk:
     ) -> Intent:
         """Wait until the intent is final: woken by the relayer when it runs in this process, else
         by the process's :class:`IntentWatcher` (one query every 50 ms for all waiting callers);
-        the caller reads the database itself again only every second, as a safety net, on a thread
+        the caller reads the database itself again only every ``SAFETY_READ`` seconds, as a safety net, on a thread
         through ``hop`` (default: asyncio's default executor; the API passes its own)."""
         hop = hop or _default_hop
         if not self.local:
             self.watcher.ensure_started()
-        poll = poll if poll is not None else 1.0
+        poll = poll if poll is not None else SAFETY_READ
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
