@@ -114,6 +114,7 @@ bench: install
 	@$(PY) scripts/bench_release.py
 	@$(PY) scripts/bench_release.py --deployment split --api-workers 1
 	@$(PY) scripts/bench_release.py --deployment split --api-workers 2
+	@$(PY) scripts/bench_release.py --deployment split --api-workers 1 --block-time 2 --releases 3000 --clients 128 512 --naive 100
 	@$(PY) scripts/bench_gas.py
 	@$(PY) scripts/bench_vault.py
 	@$(PY) scripts/bench_verify.py
