@@ -45,12 +45,16 @@ def _intent(i: int) -> ReleaseIntent:
     )
 
 
-def test_waiting_callers_are_woken_by_one_query_per_interval(store: Store) -> None:
-    count = 100
+def _callers_wait_for_a_block(
+    store: Store, first: int, count: int, block_seconds: float
+) -> tuple[list[Intent], list[str], float]:
+    """``count`` callers wait for their pending intents (ids from ``first``) while the worker, in
+    another process, records them all after ``block_seconds``. Returns the outcomes, the reads of
+    ``release_intents`` meanwhile, and how long the callers waited."""
     with store.session() as s:
-        s.add_all([_intent(i) for i in range(count)])
+        s.add_all([_intent(first + i) for i in range(count)])
     with store.session() as s:
-        pending = [Intent.of(s.get(ReleaseIntent, _id(i))) for i in range(count)]  # type: ignore[arg-type]
+        pending = [Intent.of(s.get(ReleaseIntent, _id(first + i))) for i in range(count)]  # type: ignore[arg-type]
     desk = ReleaseDesk(store=store)
     assert not desk.local  # no relayer in this process
     reads: list[str] = []
@@ -59,8 +63,8 @@ def test_waiting_callers_are_woken_by_one_query_per_interval(store: Store) -> No
         if "release_intents" in statement and statement.lstrip().upper().startswith("SELECT"):
             reads.append(statement)
 
-    def record_later() -> None:  # the worker, in another process: it settles every intent at once
-        time.sleep(0.4)
+    def record_later() -> None:  # the worker settles every intent at once
+        time.sleep(block_seconds)
         with store.session() as s:
             s.execute(
                 update(ReleaseIntent)
@@ -68,19 +72,25 @@ def test_waiting_callers_are_woken_by_one_query_per_interval(store: Store) -> No
                 .values(status="recorded", log_index=7)
             )
 
-    async def run() -> list[Intent]:
+    async def run() -> tuple[list[Intent], float]:
         event.listen(store.engine, "before_cursor_execute", counted)
         threading.Thread(target=record_later).start()
         started = time.monotonic()
         outcomes = await asyncio.gather(*(desk.wait(i.id, timeout=10, known=i) for i in pending))
-        assert time.monotonic() - started < 0.95  # woken by the watcher, not by the callers' own re-reads
+        waited = time.monotonic() - started
         event.remove(store.engine, "before_cursor_execute", counted)
-        return outcomes
+        return outcomes, waited
 
     try:
-        outcomes = asyncio.run(run())
+        outcomes, waited = asyncio.run(run())
     finally:
         desk.watcher.stop()
+    return outcomes, reads, waited
+
+
+def test_waiting_callers_are_woken_by_one_query_per_interval(store: Store) -> None:
+    outcomes, reads, waited = _callers_wait_for_a_block(store, 0, 100, 0.4)
+    assert waited < 0.95  # woken by the watcher, not by the callers' own re-reads
     assert {(o.status, o.log_index) for o in outcomes} == {("recorded", 7)}
     # about one query per 50 ms while the callers wait (0.4 s), not 100 callers times 8 polls
     assert 3 <= len(reads) <= 20, len(reads)
@@ -89,36 +99,7 @@ def test_waiting_callers_are_woken_by_one_query_per_interval(store: Store) -> No
 def test_callers_waiting_for_a_slow_block_do_not_read_their_intents_themselves(store: Store) -> None:
     """A block that takes 2.5 s: the watcher's one query per 50 ms answers every caller; none of
     the 100 callers reads its own intent meanwhile (each did once a second: 200 more reads)."""
-    count = 100
-    with store.session() as s:
-        s.add_all([_intent(5000 + i) for i in range(count)])
-    with store.session() as s:
-        pending = [Intent.of(s.get(ReleaseIntent, _id(5000 + i))) for i in range(count)]  # type: ignore[arg-type]
-    desk = ReleaseDesk(store=store)
-    reads: list[str] = []
-
-    def counted(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        if "release_intents" in statement and statement.lstrip().upper().startswith("SELECT"):
-            reads.append(statement)
-
-    def record_later() -> None:
-        time.sleep(2.5)
-        with store.session() as s:
-            s.execute(
-                update(ReleaseIntent).where(ReleaseIntent.id.in_([i.id for i in pending])).values(status="recorded")
-            )
-
-    async def run() -> list[Intent]:
-        event.listen(store.engine, "before_cursor_execute", counted)
-        threading.Thread(target=record_later).start()
-        outcomes = await asyncio.gather(*(desk.wait(i.id, timeout=10, known=i) for i in pending))
-        event.remove(store.engine, "before_cursor_execute", counted)
-        return outcomes
-
-    try:
-        outcomes = asyncio.run(run())
-    finally:
-        desk.watcher.stop()
+    outcomes, reads, _ = _callers_wait_for_a_block(store, 5000, 100, 2.5)
     assert {o.status for o in outcomes} == {"recorded"}
     assert len(reads) <= 2.5 / 0.05 * 1.5 + 5, len(reads)  # the watcher's polls only
 
