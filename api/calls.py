@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 
 from chain_client import Ledger
-from chain_client.relayer import RawSender
-from chain_client.relayer.group import PIPELINE_DEPTH, CallGroup
+from chain_client.relayer import PIPELINE_DEPTH, RawSender
+from chain_client.relayer.group import CallGroup
 from db.store import Store
 
 

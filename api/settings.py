@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chain_client import LOCAL_KINDS
+from chain_client.relayer import PIPELINE_DEPTH
 from vault.keyring import DEV_PASSPHRASES
 
 DEV_PASSPHRASE = "dev-only-insecure-passphrase"
@@ -72,7 +73,7 @@ class Settings(BaseSettings):
     )
     relayer: bool = Field(True, description="record releases in this process (qcl dev; qcl serve never does)")
     pipeline_depth: int = Field(
-        4,
+        PIPELINE_DEPTH,
         ge=1,
         le=50,
         description="grouped transactions each relayer (releases; grants, revocations and pauses) keeps in flight "

@@ -42,7 +42,7 @@ from chain_client.errors import ContractRevert
 from chain_client.ids import checksum
 from chain_client.indexer import _EventDecoder
 from chain_client.ledger import abi_type
-from chain_client.relayer import BlockPace, RawSender, SendRefused, SignedTx
+from chain_client.relayer import LINGER, PIPELINE_DEPTH, BlockPace, RawSender, SendRefused, SignedTx
 from chain_client.types import EmergencyScope, GrantTerms
 from db.batch import looks_up, lookup, remember
 from db.models import RelayerTransaction, ReleaseIntent, ReleaseLogRow
@@ -68,14 +68,6 @@ MAX_ATTEMPTS = 3
 LOST_AFTER = 3.0
 #: Seconds between the idle relayer's checks that the chain still holds what it recorded.
 CHECK_CHAIN_EVERY = 2.0
-#: Grouped transactions in flight at once: the next group is sent while the previous ones wait for
-#: their block (DESIGN.md "Relayer rules"), so a network with 1-2 s blocks records several groups
-#: per block, not one. 1 = one transaction at a time.
-PIPELINE_DEPTH = 4
-#: Seconds a partial group gathers at least before it is sent while earlier groups are in flight
-#: (with none in flight it is sent at once); more on a slow chain (BlockPace: the block interval
-#: over the depth).
-LINGER = 0.05
 #: Receipt polling of the transactions in flight: one JSON-RPC batch per poll, the interval
 #: growing from POLL to MAX_POLL while nothing is mined.
 POLL = 0.005

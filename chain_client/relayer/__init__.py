@@ -28,7 +28,7 @@ from web3.types import RPCEndpoint
 from .._tx import NonceManager, Nonces, guard
 from ..errors import ChainUnavailable
 
-__all__ = ["MAX_BATCH_CALLS", "BlockPace", "RawSender", "SendRefused", "SignedTx"]
+__all__ = ["LINGER", "MAX_BATCH_CALLS", "PIPELINE_DEPTH", "BlockPace", "RawSender", "SendRefused", "SignedTx"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,15 @@ PRIORITY_FEE = 10**9
 HEAL_AFTER = 3.0
 #: Gas of the empty transaction that fills a nonce nothing stored can fill.
 FILL_GAS = 21_000
+
+
+#: Transactions a pipelined relayer (the release relayer, the call group) keeps in flight at once:
+#: the next group is sent while the previous ones wait for their block (DESIGN.md "Relayer rules"),
+#: so a network with 1-2 s blocks records several groups per block, not one. 1 = one at a time.
+PIPELINE_DEPTH = 4
+#: Seconds a partial group gathers at least before it is sent while earlier groups are in flight
+#: (with none in flight it is sent at once); more on a slow chain (:meth:`BlockPace.linger`).
+LINGER = 0.05
 
 
 class BlockPace:

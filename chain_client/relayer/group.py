@@ -27,7 +27,7 @@ from eth_utils import function_abi_to_4byte_selector, keccak, to_checksum_addres
 from hexbytes import HexBytes
 
 from ..errors import ChainError, ChainUnavailable
-from . import BlockPace, RawSender, SendRefused, SignedTx
+from . import LINGER, PIPELINE_DEPTH, BlockPace, RawSender, SendRefused, SignedTx
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,6 @@ MAX_CALLS = 100
 #: group, a first nonce of a bitmap word 17,000 more; unused gas is not paid for).
 GAS_BASE = 60_000
 GAS_PER_CALL = 110_000
-#: Multicall transactions in flight at once (the next group is sent while earlier ones wait).
-PIPELINE_DEPTH = 4
-#: Seconds a partial group gathers before it is sent while earlier groups are in flight.
-LINGER = 0.05
 _CALL_FAILED = keccak(text="CallFailed(uint256,bytes)")
 
 
