@@ -85,9 +85,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        from .runtime import settle_heap
+        from .heap import settle_heap
 
-        settle_heap(settings)
+        keeper = settle_heap(settings)
         if settings.relayer:
             vault.relayer.start()
             app.state.verifications.start_runner()
@@ -110,6 +110,8 @@ def create_app(
                 ]
             if follower is not None:
                 stoppers.append(follower.stop)
+            if keeper is not None:
+                stoppers.append(keeper.stop)
             stop_all(stoppers, min(1.0, settings.shutdown_timeout))
             if settings.relayer:
                 app.state.webhooks.close(0.0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 from collections.abc import Callable
@@ -205,22 +204,3 @@ def share_nonces(ledger: Ledger, store: Store) -> None:
     """Take the nonces of the ledger's operator and relayer accounts from ``store``."""
     for transactor in {id(t): t for t in (ledger.tx, ledger.relay)}.values():
         transactor.nonces = SharedNonces(store, ledger.w3, transactor.address)
-
-
-def settle_heap(settings: Settings) -> None:
-    """After start-up: move every object made so far (modules, ABIs, compiled queries, the app)
-    out of the cyclic garbage collector's reach (``gc.freeze``) and collect young objects less
-    often. A service process holds a few hundred thousand long-lived objects that every full
-    collection would walk again; the requests' own garbage is still collected.
-
-    Nothing is done when ``settings.env`` is ``test``: a test process builds many apps, and
-    nothing of theirs is frozen."""
-    if settings.env == "test":
-        return
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
-#: Young-generation threshold raised from CPython's 700 (a request allocates thousands of objects).
-GC_THRESHOLDS = (20_000, 20, 20)

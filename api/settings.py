@@ -79,6 +79,19 @@ class Settings(BaseSettings):
         description="grouped transactions each relayer (releases; grants, revocations and pauses) keeps in flight "
         "at once; 1: wait for each one's block (a node whose pool keeps fewer transactions per sender)",
     )
+    malloc_arenas: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="malloc arenas a service process's threads share (glibc; 0: glibc's default of 8 per core; "
+        "the environment's MALLOC_ARENA_MAX wins)",
+    )
+    heap_trim_interval: float = Field(
+        60.0,
+        ge=0,
+        description="seconds between handing a service process's free heap pages back to the system "
+        "(glibc's malloc_trim; 0: never)",
+    )
     shutdown_timeout: float = Field(
         2.0, gt=0, le=120, description="seconds a stopping process gives open requests, then its background loops"
     )

@@ -21,8 +21,9 @@ from typing import Any
 from sqlalchemy import text
 
 from api.background import CheckpointAnchor, IndexFollower, VerificationJobs, stop_all, verification_runner
+from api.heap import settle_heap
 from api.notifications import EventClocks, WebhookDeliverer
-from api.runtime import bootstrap, open_node, open_vault, release_relayer, settle_heap
+from api.runtime import bootstrap, open_node, open_vault, release_relayer
 from api.settings import Settings
 from chain_client import ChainError
 from chain_client.indexer import Indexer
@@ -134,7 +135,7 @@ def run_worker() -> None:
                 vault.store, poll=settings.webhook_poll, allow_private=settings.webhooks_reach_private
             )
             clocks = EventClocks(vault.store)
-            settle_heap(settings)
+            keeper = settle_heap(settings)
             relayer.start()
             jobs.start_runner()
             webhooks.start()
@@ -147,6 +148,7 @@ def run_worker() -> None:
             say("worker stopping")
             stoppers = [relayer.stop, jobs.stop, anchor.stop, webhooks.stop, clocks.stop]
             stoppers += [follower.stop] if follower is not None else []
+            stoppers += [keeper.stop] if keeper is not None else []
             stop_all(stoppers, min(1.0, settings.shutdown_timeout))
             webhooks.close(0.0)
     finally:

@@ -70,26 +70,6 @@ def test_health_is_503_when_the_chain_is_gone(compiled: CompilationResult, tmp_p
     assert "Traceback" not in response.text
 
 
-def test_a_settled_heap_is_out_of_the_collectors_reach(tmp_path: Path) -> None:
-    """What `qcl serve`, `qcl dev` and `qcl worker` do after start-up (api/runtime.py settle_heap):
-    the objects made so far are frozen and young objects are collected less often; in a test
-    process (``env=test``, many apps built) nothing is frozen."""
-    import gc
-
-    from api.runtime import GC_THRESHOLDS, settle_heap
-
-    before, frozen = gc.get_threshold(), gc.get_freeze_count()
-    try:
-        settle_heap(Settings(env="test", data_dir=tmp_path))
-        assert gc.get_freeze_count() == frozen and gc.get_threshold() == before
-        settle_heap(Settings(env="dev", data_dir=tmp_path))
-        assert gc.get_freeze_count() > 10_000  # the modules, ABIs and app objects of this process
-        assert gc.get_threshold() == GC_THRESHOLDS
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)
-
-
 def test_the_routers_matched_first_share_no_path_with_the_others() -> None:
     """create_app includes the release and grant routers first (fewer patterns tried per request):
     sound only while no path one of them serves is matched by another router's route, nor the reverse."""
