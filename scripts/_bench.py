@@ -23,6 +23,7 @@ from eth_account import Account
 
 from chain_client import Node, compile_contracts, start_node
 from chain_client.ids import RequestIdAllocator, new_nonce, purpose_id, resource_id
+from db.scratch import create_database, drop_database
 from qcl_client import QclClient
 from tests.faults._procs import dev_env, end, fund_accounts, spawn
 
@@ -97,8 +98,9 @@ class Members:
 
 @dataclass
 class Dev:
-    """`qcl dev` (API, release relayer, indexer follower, checkpoints in one process) on an anvil of
-    its own, and its members."""
+    """The service under test on an anvil of its own, and its members: `qcl dev` (API, release
+    relayer, indexer follower, checkpoints in one process, SQLite), or ``split``: `qcl worker`
+    beside `qcl serve` (one API process) on PostgreSQL."""
 
     node: Node
     api: subprocess.Popen[bytes]
@@ -106,6 +108,8 @@ class Dev:
     data: Path
     http: httpx.Client
     members: Members
+    worker: subprocess.Popen[bytes] | None = None
+    database: str | None = None  # the PostgreSQL URL (split); None: ``data/vault.db``
 
     @property
     def anvil_pid(self) -> int | None:
@@ -155,26 +159,59 @@ def onboard(http: httpx.Client, admin: Any, auditor: Any, subjects: int) -> Memb
 
 
 @contextmanager
-def dev_deployment(work: Path, *, subjects: int, checkpoint_interval: float = 5) -> Iterator[Dev]:
+def dev_deployment(
+    work: Path, *, subjects: int, checkpoint_interval: float = 5, postgres: str | None = None
+) -> Iterator[Dev]:
     """Start anvil and `qcl dev` on free ports in ``work`` (the deployment's accounts in its data
-    directory, the release relayer with an account of its own), onboard the members; stop both after."""
+    directory, the release relayer with an account of its own), onboard the members; stop both after.
+
+    With ``postgres`` (a URL whose server a database may be created on): a new database there, and
+    `qcl worker` then `qcl serve` (one API process) instead of `qcl dev`; the database is dropped
+    after."""
     compile_contracts()
     node = start_node("anvil", log_dir=work / "anvil-logs")
     data = work / "data"
     accounts = fund_accounts(node, data)
-    env = dev_env(data, str(node.url), QCL_CHECKPOINT_INTERVAL=str(checkpoint_interval), QCL_INDEX_INTERVAL="2")
+    database = create_database(postgres, "qcl_soak") if postgres else None
+    env = dev_env(
+        data,
+        str(node.url),
+        database=database,
+        QCL_CHECKPOINT_INTERVAL=str(checkpoint_interval),
+        QCL_INDEX_INTERVAL="2",
+    )
     url = env["QCL_PUBLIC_URL"]
-    api = spawn(["dev"], env, work / "api.log")
+    procs: list[subprocess.Popen[bytes]] = []
     try:
+        worker = None
+        if database:
+            worker = spawn(["worker"], env, work / "worker.log")
+            procs.append(worker)
+            wait_log(work / "worker.log", "worker active", worker)
+        api = spawn(["serve"] if database else ["dev"], env, work / "api.log")
+        procs.append(api)
         wait_health(url, api)
-        print(f"qcl dev up at {url} (pid {api.pid}); anvil at {node.url}", flush=True)
+        what = f"qcl worker (pid {worker.pid}) + qcl serve" if worker else "qcl dev"
+        print(f"{what} up at {url} (pid {api.pid}); anvil at {node.url}", flush=True)
         with httpx.Client(base_url=url, timeout=120.0) as http:
             members = onboard(http, accounts["admin"], accounts["auditor"], subjects)
             print(f"{subjects} citizens onboarded with one document each", flush=True)
-            yield Dev(node, api, url, data, http, members)
+            yield Dev(node, api, url, data, http, members, worker=worker, database=database)
     finally:
-        end(api)
+        for proc in reversed(procs):
+            end(proc)
         node.stop()
+        if postgres and database:
+            drop_database(postgres, database)
+
+
+def wait_log(log: Path, line: str, proc: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
+    """Wait until ``log`` holds ``line`` (the process must keep running)."""
+    deadline = time.monotonic() + timeout
+    while line not in (log.read_text() if log.exists() else ""):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{log.stem} did not start: {log.read_text()[-2000:] if log.exists() else ''}")
+        time.sleep(0.25)
 
 
 # ---- requests ----------------------------------------------------------------------------------

@@ -1,24 +1,28 @@
-"""Soak: a steady load on `qcl dev` for minutes, sampled every few seconds (`qcl bench soak`).
+"""Soak: a steady load on the service for minutes, sampled every few seconds (`qcl bench soak`).
 
 Usage: .venv/bin/qcl bench soak [--minutes 10] [--release-rate 25] [--grant-rate 10] [--read-rate 5]
-(prints a table and rewrites the "soak" section of BENCHMARKS.md, or of ``--output``).
+[--deployment dev|split] (prints a table and rewrites the "soak" section of BENCHMARKS.md, or
+"soak-split", or the section of ``--output``).
 
 What it does, all on this machine:
 1. starts anvil and `qcl dev` (API, release relayer, indexer follower and checkpoints in one
-   process) on free ports, as scripts/bench_release.py does; onboards a provider, a department, the
-   auditor and ``--subjects`` citizens, each with one document and one grant to the department;
+   process, SQLite) on free ports, as scripts/bench_release.py does, or with ``--deployment
+   split`` `qcl worker` beside `qcl serve` (one API process) on a new PostgreSQL database;
+   onboards a provider, a department, the auditor and ``--subjects`` citizens, each with one
+   document and one grant to the department;
 2. sends, open loop (each request at its scheduled second, whatever the answers before it), sealed
    releases (POST /v1/releases), new grants signed by the citizens (POST /v1/grants) and status
    reads (GET /v1/releases/{id} and GET /v1/grants/{id}, alternately) at the given rates;
 3. every ``--interval`` seconds samples: requests done, errors by code, p50/p99 latency in that
-   window, resident memory (VmRSS) of the API process, anvil and the load generator, the database's
-   size (pages in use, through its WAL) and its rows;
+   window, resident memory (VmRSS) and CPU time of the API process (and the worker), anvil and the
+   load generator, the database's size (SQLite: pages in use, through its WAL; PostgreSQL:
+   ``pg_database_size``) and its rows;
 4. checks at the end: no error; p99 stable (the last third of the run against the first third,
-   releases and grants each); the API process's resident memory grew less than 10% from the end of
-   the warm-up to the end; the database and anvil's resident memory (anvil keeps the whole chain in
-   memory) grew with the data written (bytes per release or grant, second half of the run against
-   the first); every grant answered 2xx is on chain; the
-   release log holds exactly the releases answered 2xx; `POST /v1/audit/verify` finds no violation.
+   releases and grants each); the API process's (and the worker's) resident memory grew less than
+   10% from the end of the warm-up to the end; the database and anvil's resident memory (anvil
+   keeps the whole chain in memory) grew with the data written (bytes per release or grant,
+   second half of the run against the first); every grant answered 2xx is on chain; the release
+   log holds exactly the releases answered 2xx; `POST /v1/audit/verify` finds no violation.
 Exits 1 when a check fails.
 """
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sqlite3
 import sys
@@ -40,10 +45,21 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from chain_client import compile_contracts
 from chain_client.ids import RequestIdAllocator
-from scripts._bench import BENCHMARKS, Dev, dev_deployment, memory_kib, send, signed_grant, signed_release
+from scripts._bench import (
+    BENCHMARKS,
+    Dev,
+    cpu_seconds,
+    dev_deployment,
+    memory_kib,
+    send,
+    signed_grant,
+    signed_release,
+)
 from scripts._bench import write_section as write
 
 KINDS = ("release", "grant", "read")
@@ -67,6 +83,7 @@ class Window:
     errors: Counter[str] = field(default_factory=Counter)  # "<kind> <status> <code>" or "<kind> <error>"
     latencies: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
     rss_kib: dict[str, int] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds used so far, per process
     db_bytes: int = 0
     rows: int = 0
     load: str = "?"  # the machine's 1-minute load average
@@ -84,7 +101,26 @@ def merged(windows: list[Window], kind: str | None = None) -> list[float]:
     return [x for w in windows for k, xs in w.latencies.items() if kind in (None, k) for x in xs]
 
 
-def database(path: Path) -> tuple[int, int, dict[str, int]]:
+def database(dev: Dev) -> tuple[int, int, dict[str, int]]:
+    """The deployment's database: :func:`sqlite_database` or :func:`postgres_database`."""
+    return postgres_database(dev.database) if dev.database else sqlite_database(dev.data / "vault.db")
+
+
+def postgres_database(url: str) -> tuple[int, int, dict[str, int]]:
+    """The database's size on disk (``pg_database_size``: tables, indexes, dead rows not yet
+    vacuumed), the same again for :func:`sqlite_database`'s "on disk", and the rows of each table."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as con:
+            size = int(con.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+            tables = con.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars()
+            rows = {t: int(con.execute(text(f'SELECT count(*) FROM "{t}"')).scalar_one()) for t in list(tables)}
+    finally:
+        engine.dispose()
+    return size, size, rows
+
+
+def sqlite_database(path: Path) -> tuple[int, int, dict[str, int]]:
     """The database's size in use (page count x page size, read through the WAL: what is committed,
     whether or not checkpointed), its file sizes on disk (main + WAL), and the rows of each table."""
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
@@ -112,15 +148,23 @@ class Soak:
         self.rows: dict[str, int] = {}
         self.disk_bytes = 0
         self.started = 0.0
+        self.start = Window(end=0.0)  # sampled when the load starts
 
     @property
     def pids(self) -> dict[str, int | None]:
-        return {"API": self.dev.api.pid, "anvil": self.dev.anvil_pid, "load generator": None}
+        worker = {"worker": self.dev.worker.pid} if self.dev.worker else {}
+        return {"API": self.dev.api.pid, **worker, "anvil": self.dev.anvil_pid, "load generator": None}
+
+    @property
+    def services(self) -> list[str]:
+        """The processes of the service under test (whose memory must not grow)."""
+        return [name for name in self.pids if name in ("API", "worker")]
 
     def sample(self, window: Window) -> None:
         window.rss_kib = {name: memory_kib(pid) for name, pid in self.pids.items()}
+        window.cpu_s = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         window.load = load_average().split(" / ")[0]
-        used, self.disk_bytes, self.rows = database(self.dev.data / "vault.db")
+        used, self.disk_bytes, self.rows = database(self.dev)
         window.db_bytes, window.rows = used, sum(self.rows.values())
 
     def window(self) -> Window:
@@ -185,7 +229,7 @@ class Soak:
         print(
             f"{w.end:7.0f} s  done {sum(w.done.values()):5d}  errors {errors:3d}  p50 {pct(merged([w]), 0.5):6.0f}"
             f"  p99 {pct(merged([w]), 0.99):6.0f} ms  releases p99 {pct(w.latencies['release'], 0.99):6.0f} ms"
-            f"  RSS API / anvil / load {rss} MiB  db {w.db_bytes / 2**20:.1f} MiB  rows {w.rows:,}  load {w.load}"
+            f"  RSS {' / '.join(self.pids)} {rss} MiB  db {w.db_bytes / 2**20:.1f} MiB  rows {w.rows:,}  load {w.load}"
             + ("  (" + ", ".join(f"{k}: {v}" for k, v in sorted(w.errors.items())) + ")" if w.errors else ""),
             flush=True,
         )
@@ -205,6 +249,8 @@ class Soak:
                 self.grants.append(payload["grant_id"])
             count = max(1, round(seconds / args.interval))
             self.windows = [Window(end=seconds * (i + 1) / count) for i in range(count)]
+            self.start = Window(end=0.0)
+            self.sample(self.start)
             self.started = time.monotonic()
             until = self.started + seconds
             streams = await asyncio.gather(
@@ -273,16 +319,17 @@ def checks(soak: Soak, warmup: float) -> list[Check]:
             )
         )
     base = next((w for w in windows if w.end >= warmup), windows[0])
-    before, after = base.rss_kib["API"], windows[-1].rss_kib["API"]
-    growth = (after - before) / before if before else 0.0
-    out.append(
-        Check(
-            "API resident memory",
-            growth < RSS_GROWTH,
-            f"{before / 1024:,.0f} MiB at {base.end:.0f} s, {after / 1024:,.0f} MiB at the end: {growth:+.1%} "
-            f"(limit {RSS_GROWTH:+.0%})",
+    for name in soak.services:
+        before, after = base.rss_kib[name], windows[-1].rss_kib[name]
+        growth = (after - before) / before if before else 0.0
+        out.append(
+            Check(
+                f"{name} resident memory",
+                growth < RSS_GROWTH,
+                f"{before / 1024:,.0f} MiB at {base.end:.0f} s, {after / 1024:,.0f} MiB at the end: {growth:+.1%} "
+                f"(limit {RSS_GROWTH:+.0%})",
+            )
         )
-    )
     # anvil keeps the whole chain in memory (blocks, receipts, states), and the database keeps
     # every release and grant: both must grow with the data written, no faster
     out.append(grows_with_data("anvil resident memory", windows, base, lambda w: w.rss_kib["anvil"] * 1024))
@@ -323,21 +370,26 @@ def checks(soak: Soak, warmup: float) -> list[Check]:
 
 def table(soak: Soak, group: int) -> str:
     """One row per ``group`` windows: requests, errors, latency, memory, database."""
+    names = " / ".join(soak.pids)
+    busy = [k for k in soak.pids if soak.pids[k] is not None]  # the load generator's CPU: not of interest
     lines = [
         "| until | releases | grants | reads | errors | p50 ms | p99 ms | releases p99 ms | "
-        "RSS API / anvil / load generator MiB | database MiB | rows | load average |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        f"RSS {names} MiB | CPU {' / '.join(busy)} % of a core | database MiB | rows | load average |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|",
     ]
     windows = soak.windows
     for i in range(0, len(windows), group):
         part = windows[i : i + group]
         end = part[-1]
+        first = windows[i - 1] if i else soak.start
         done = sum((w.done for w in part), Counter[str]())
         rss = " / ".join(f"{end.rss_kib.get(k, 0) / 1024:,.0f}" for k in soak.pids)
+        period = end.end - first.end
+        cpu = " / ".join(f"{100 * (end.cpu_s.get(k, 0) - first.cpu_s.get(k, 0)) / period:.0f}" for k in busy)
         lines.append(
             f"| {end.end:,.0f} s | {done['release']:,} | {done['grant']:,} | {done['read']:,} | "
             f"{sum(sum(w.errors.values()) for w in part)} | {pct(merged(part), 0.5):,.0f} | "
-            f"{pct(merged(part), 0.99):,.0f} | {pct(merged(part, 'release'), 0.99):,.0f} | {rss} | "
+            f"{pct(merged(part), 0.99):,.0f} | {pct(merged(part, 'release'), 0.99):,.0f} | {rss} | {cpu} | "
             f"{end.db_bytes / 2**20:,.1f} | {end.rows:,} | {end.load} |"
         )
     return "\n".join(lines)
@@ -362,7 +414,20 @@ def main() -> None:
         "--warmup", type=float, default=60.0, help="seconds before memory growth is measured (at most a third)"
     )
     parser.add_argument("--connections", type=int, default=128, help="most requests in flight")
-    parser.add_argument("--output", type=Path, default=BENCHMARKS, help="the file whose soak section is rewritten")
+    parser.add_argument(
+        "--deployment",
+        choices=("dev", "split"),
+        default="dev",
+        help="dev: `qcl dev` (one process, SQLite); split: `qcl worker` beside `qcl serve` on PostgreSQL",
+    )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("QCL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+        help="split: a PostgreSQL URL whose server the soak may create a database on",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=BENCHMARKS, help="the file whose soak (or soak-split) section is rewritten"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; write no file")
     parser.add_argument("--note", default="", help="a sentence added to the section (e.g. the machine's load)")
     args = parser.parse_args()
@@ -370,7 +435,8 @@ def main() -> None:
     warmup = min(args.warmup, seconds / 3)
     load_before = load_average()
     work = Path(tempfile.mkdtemp(prefix="qcl-soak-"))
-    with dev_deployment(work, subjects=args.subjects) as dev:
+    split = args.deployment == "split"
+    with dev_deployment(work, subjects=args.subjects, postgres=args.postgres if split else None) as dev:
         soak = Soak(dev, args)
         asyncio.run(soak.run())
         load_after = load_average()
@@ -381,12 +447,22 @@ def main() -> None:
     command = (
         f"`.venv/bin/qcl bench soak --minutes {args.minutes:g} --release-rate {args.release_rate:g} "
         f"--grant-rate {args.grant_rate:g} --read-rate {args.read_rate:g} --subjects {args.subjects} "
-        f"--interval {args.interval:g}`"
+        f"--interval {args.interval:g}" + (" --deployment split" if split else "") + "`"
+    )
+    service = (
+        "`qcl worker` (release relayer, indexer follower, checkpoints) beside `qcl serve` (one API process) on "
+        "PostgreSQL (a database of its own on the local server)"
+        if split
+        else "`qcl dev` (API, release relayer, indexer follower and checkpoints in one process, SQLite)"
+    )
+    size = (
+        "database = `pg_database_size` (tables, indexes and rows not yet vacuumed)"
+        if split
+        else "database = pages in use (through the WAL)"
     )
     biggest = ", ".join(f"{t} {n:,}" for t, n in sorted(written.items(), key=lambda kv: -kv[1])[:6])
     body = (
-        f"Command: {command} (scripts/bench_soak.py). `qcl dev` (API, release relayer, indexer follower and "
-        f"checkpoints in one process, SQLite) on an anvil of its own; the load generator (aiohttp, open loop: "
+        f"Command: {command} (scripts/bench_soak.py). {service} on an anvil of its own; the load generator (aiohttp, open loop: "
         f"each request sent at its scheduled time) in another process, all on this shared 2-core machine "
         f"(load average {load_before} before, {load_after} after). {args.minutes:g} minutes at "
         f"{args.release_rate:g} sealed releases/s, {args.grant_rate:g} grants/s and {args.read_rate:g} status "
@@ -395,8 +471,8 @@ def main() -> None:
         f"{done['grant']:,} grants and {done['read']:,} reads answered 2xx. Memory growth is measured from "
         f"{warmup:.0f} s (after the warm-up) to the end. "
         + (args.note + " " if args.note else "")
-        + f"Latency in ms, resident memory (VmRSS) at the end of each row's period, database = pages in use "
-        f"(through the WAL); {soak.disk_bytes / 2**20:,.1f} MiB on disk at the end (main file + WAL); load "
+        + f"Latency in ms, resident memory (VmRSS) at the end of each row's period, CPU = user + system time "
+        f"over the row's period, {size}; {soak.disk_bytes / 2**20:,.1f} MiB on disk at the end; load "
         f"average = the machine's 1-minute load average at the row's end (2 cores, shared). "
         f"Largest tables at the end: {biggest}.\n\n"
         + table(soak, group)
@@ -405,7 +481,10 @@ def main() -> None:
     )
     print("\n" + body)
     if not args.no_write:
-        write("soak", f"Soak: a steady load for {args.minutes:g} minutes (scripts/bench_soak.py)", body, args.output)
+        title = f"Soak: a steady load for {args.minutes:g} minutes (scripts/bench_soak.py)"
+        if split:
+            title += ", `qcl worker` + `qcl serve` on PostgreSQL"
+        write("soak-split" if split else "soak", title, body, args.output)
     sys.exit(0 if all(c.ok for c in results) else 1)
 
 
