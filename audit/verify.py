@@ -129,6 +129,19 @@ class Violation:
     log_index: int | None = None
 
 
+@dataclass(frozen=True)
+class Relocation:
+    """A release the log holds at one block and the chain at another, in the same transaction with
+    the same fields (check 3): its first block was lost (a reorg, a node back from an older state)
+    and the vault sent the same signed bytes again (vault/reconcile.py), so the contract checked it
+    again at ``chain_block``. Reported, not a violation: the log and the chain still agree one to one."""
+
+    tx_hash: str
+    log_index: int
+    logged_block: int
+    chain_block: int
+
+
 @dataclass
 class Report:
     from_block: int
@@ -141,6 +154,7 @@ class Report:
     transactions_scanned: int = 0
     signatures_checked: int = 0
     violations: list[Violation] = field(default_factory=list)
+    relocated: list[Relocation] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -163,6 +177,30 @@ class _Release:
     authority: str
     subject: str | None
     resource: str
+
+
+def _compare(report: Report, release: _Release, entry: dict[str, Any], index: int) -> None:
+    """Check 3 for one log entry and the release the chain recorded under its key: the same
+    transaction, with the same kind, authority, resource and subject; a different block only is a
+    :class:`Relocation`, not a violation."""
+    tx_hash, block = entry["tx_hash"], entry["block_number"]
+    if release.tx_hash != tx_hash and release.tx_hash != str(tx_hash).lower():
+        report.violations.append(
+            Violation(3, "receipt_mismatch", "log and chain name different transactions", tx_hash, index)
+        )
+    elif (
+        release.kind != entry.get("kind")
+        or not _same(release.authority, entry.get("authority"))
+        or not _same(release.resource, entry.get("resource"))
+        or not isinstance(block, int)
+        or isinstance(block, bool)
+        or (release.subject is not None and not _same(release.subject, entry.get("subject")))
+    ):
+        report.violations.append(
+            Violation(3, "log_mismatch", "the log entry and the chain's receipt differ", tx_hash, index)
+        )
+    elif release.block_number != block:  # the same transaction, mined again after its block was lost
+        report.relocated.append(Relocation(release.tx_hash, index, block, release.block_number))
 
 
 def _word(hex32: str) -> bytes:
@@ -534,20 +572,7 @@ class Verifier:
                         )
                     )
                 continue
-            if release.tx_hash != tx_hash and release.tx_hash != str(tx_hash).lower():
-                violations.append(
-                    Violation(3, "receipt_mismatch", "log and chain name different transactions", tx_hash, index)
-                )
-            elif (
-                release.kind != entry.get("kind")
-                or not _same(release.authority, entry.get("authority"))
-                or not _same(release.resource, entry.get("resource"))
-                or release.block_number != block
-                or (release.subject is not None and not _same(release.subject, entry.get("subject")))
-            ):
-                violations.append(
-                    Violation(3, "log_mismatch", "the log entry and the chain's receipt differ", tx_hash, index)
-                )
+            _compare(report, release, entry, index)
         for key, release in chain.items():
             if first <= release.block_number <= last and key not in logged:
                 violations.append(

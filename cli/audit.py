@@ -117,6 +117,11 @@ def verify(
         out.print(
             f"[red]check {v['check']} {v['code']}[/]: {v['detail']} (tx {v.get('tx_hash')}, entry {v.get('log_index')})"
         )
+    for r in combined.get("relocated", []):
+        out.print(
+            f"[yellow]relocated[/]: entry {r['log_index']} logged at block {r['logged_block']}, recorded again at "
+            f"block {r['chain_block']} after its block was lost (tx {r['tx_hash']})"
+        )
     verdict = "[green]no violation found[/]" if not violations else f"[red]{len(violations)} violation(s)[/]"
     out.print(
         f"{combined['releases']} releases, {combined['emergency_releases']} emergency releases, "

@@ -90,6 +90,13 @@ class ViolationPublic(BaseModel):
     log_index: int | None
 
 
+class RelocationPublic(BaseModel):
+    tx_hash: str
+    log_index: int
+    logged_block: int
+    chain_block: int
+
+
 class VerifyReport(BaseModel):
     ok: bool
     from_block: int
@@ -102,6 +109,11 @@ class VerifyReport(BaseModel):
     transactions_scanned: int
     signatures_checked: int
     violations: list[ViolationPublic]
+    relocated: list[RelocationPublic] = Field(
+        default_factory=list,
+        description="releases the log holds at another block than the chain, in the same transaction with the "
+        "same fields: recorded again after their first block was lost (a reorg); not violations",
+    )
 
 
 @router.post("/verify", response_model=VerifyReport)

@@ -68,6 +68,7 @@ def encode(fields: dict) -> bytes:
 def test_an_untouched_trail_verifies(trail: synthetic.SyntheticTrail) -> None:
     report = Verifier(trail, workers=1).verify()
     assert report.ok, report.violations[:5]
+    assert report.relocated == []
     assert (report.releases, report.signatures_checked, report.log_entries, report.checkpoints) == (600, 600, 600, 6)
     assert report.transactions_scanned == 12
 
@@ -487,7 +488,14 @@ def test_a_transaction_hash_in_upper_case_is_the_same(trail: synthetic.Synthetic
 
 @pytest.mark.parametrize(
     "change",
-    [{"kind": "emergency"}, {"authority": "0x" + "ab" * 32}, {"block_number": 999}, {"subject": "0x" + "cd" * 20}],
+    [
+        {"kind": "emergency"},
+        {"authority": "0x" + "ab" * 32},
+        {"subject": "0x" + "cd" * 20},
+        {"block_number": "999"},
+        {"block_number": True},
+        {"block_number": 999, "resource": "0x" + "ef" * 32},
+    ],
 )
 def test_an_entry_differing_from_its_receipt(trail: synthetic.SyntheticTrail, change: dict) -> None:
     fields = entry(trail, 9) | change
@@ -495,6 +503,21 @@ def test_an_entry_differing_from_its_receipt(trail: synthetic.SyntheticTrail, ch
     report = Verifier(trail, workers=1).verify()
     detail = "the log entry and the chain's receipt differ"
     assert full(report, "log_mismatch") == [(3, "log_mismatch", detail, fields["tx_hash"], 9)]
+    assert report.relocated == []
+
+
+def test_an_entry_whose_transaction_was_mined_again_elsewhere_is_relocated(trail: synthetic.SyntheticTrail) -> None:
+    """The same transaction with the same fields at another block (its first block was lost and
+    the vault sent the same bytes again): listed in ``relocated``, not a violation of check 3."""
+    fields = entry(trail, 9)
+    chain_block = fields["block_number"]
+    trail.entries[9] = encode(fields | {"block_number": chain_block - 3})
+    report = Verifier(trail, workers=1).verify()
+    assert "log_mismatch" not in codes(report) and not full(report, "receipt_mismatch")
+    assert report.relocated == [verify.Relocation(fields["tx_hash"], 9, chain_block - 3, chain_block)]
+    assert report.as_dict()["relocated"] == [
+        {"tx_hash": fields["tx_hash"], "log_index": 9, "logged_block": chain_block - 3, "chain_block": chain_block}
+    ]
 
 
 def test_entries_out_of_order_in_full(trail: synthetic.SyntheticTrail) -> None:

@@ -13,13 +13,16 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
+from hexbytes import HexBytes
 from sqlalchemy import select
+from web3 import Web3
+from web3.exceptions import TransactionNotFound
 
 from chain_client import CompilationResult, Role, start_node
-from db.models import LostCallRow, RelayerTransaction
+from db.models import LostCallRow, RelayerTransaction, ReleaseLogRow
 from qcl_client import QclClient
 from tests.conftest import deploy_fresh
-from tests.faults._live import LiveApi
+from tests.faults._live import LiveApi, Load
 
 
 @pytest.fixture
@@ -185,3 +188,62 @@ def test_a_nonce_gap_of_the_operator_account_is_filled_with_its_stored_bytes(liv
     admin.onboard(second, ["SUBJECT"], "Citizen Zhao")  # waits behind the gap until it is filled
     assert Role.SUBJECT in ledger.member(first).roles and Role.SUBJECT in ledger.member(second).roles
     assert w3.eth.get_transaction_receipt(lost_hash)["status"] == 1  # the same transaction, mined again
+
+
+def _block_of(w3: Web3, tx_hash: bytes) -> bytes | None:
+    """The hash of the block holding ``tx_hash`` (None: not in the chain)."""
+    try:
+        return bytes(w3.eth.get_transaction_receipt(HexBytes(tx_hash))["blockHash"])
+    except TransactionNotFound:
+        return None
+
+
+def test_a_reorg_of_the_last_three_blocks_under_load_loses_nothing(live: LiveApi) -> None:
+    """16 clients (grants and releases) while the node replaces its last 3 blocks with empty ones
+    (``anvil_reorg``: their transactions are gone, the head is as high as before). Without anyone
+    doing anything: every grant and release answered 2xx is on chain, every release answered 2xx is
+    in the log once, nothing stays pending, and the audit is clean."""
+    w3 = live.deployed.node.w3
+    load = Load(live, clients=16)
+    load.start()
+    try:
+        time.sleep(2.0)
+        head = w3.eth.block_number
+        mined = {  # the transactions of the last blocks, and the hash of the block each is in
+            bytes(t): bytes(block["hash"])
+            for block in (w3.eth.get_block(n) for n in range(max(1, head - 5), head + 1))
+            for t in block["transactions"]
+        }
+        answer = w3.provider.make_request("anvil_reorg", [3, []])  # type: ignore[arg-type]
+        assert "error" not in answer, answer
+        assert [t for t, block in mined.items() if _block_of(w3, t) != block], "the reorg took no transaction with it"
+        time.sleep(3.0)
+    finally:
+        load.stop()
+
+    ok = [a for a in load.answers if a.status in (200, 201)]
+    failed = [(a.kind, a.status, a.code) for a in load.answers if a.status not in (200, 201)]
+    assert all(code in ("chain_unavailable", "release_pending") for _k, _s, code in failed), failed
+    releases = {a.body["message"]["requestId"] for a in ok if a.kind == "release"}
+    grants = {a.answer["grant_id"] for a in ok if a.kind == "grant"}
+    assert len(releases) > 20 and grants, load.counts()
+
+    deadline = time.monotonic() + 60
+    while True:
+        on_grants, on_releases = _on_chain(live)
+        if grants <= on_grants and releases <= on_releases and not live.unsettled():
+            break
+        assert time.monotonic() < deadline, (
+            f"{len(grants - on_grants)} grants and {len(releases - on_releases)} releases answered 2xx "
+            f"are not on chain; {live.unsettled()} intents unsettled"
+        )
+        time.sleep(0.5)
+    answered = {a.answer["release_id"] for a in ok if a.kind == "release"}
+    assert answered <= live.log_ids()
+    with live.store.session() as s:
+        logged = s.scalars(select(ReleaseLogRow.release_id)).all()
+    assert len(logged) == len(set(logged))  # no release logged twice
+    auditor = QclClient(http=live.http, account=live.deployed.auditor)
+    auditor.login()
+    audit = auditor.call("POST", "/v1/audit/verify", json={})
+    assert audit["violations"] == [], audit["violations"]
