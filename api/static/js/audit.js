@@ -116,14 +116,21 @@ async function runVerification() {
       releases: rep.releases + rep.emergency_releases, grants: rep.grants, log: rep.log_entries, cps: rep.checkpoints,
       sigs: rep.signatures_checked,
     }), ` · ${t("col.block")} ${rep.from_block}–${rep.to_block}`);
+    const txLink = (tx) => h("a", { href: `#`, onclick: (e) => { e.preventDefault(); showTx(tx); } }, short(tx));
+    const relocated = rep.relocated || [];
+    const moved = relocated.length
+      ? h("div", { class: "msg", role: "note", id: "verify-relocated" }, t("audit.relocated", { n: relocated.length }),
+        h("ul", {}, relocated.map((r) => h("li", {},
+          t("audit.relocatedItem", { entry: r.log_index, logged: r.logged_block, chain: r.chain_block }), " ", txLink(r.tx_hash)))))
+      : "";
     if (rep.ok) {
-      $("verify-out").replaceChildren(h("div", { class: "msg msg-ok", role: "status", id: "verify-result", "data-ok": "true" }, t("audit.ok")), summary);
+      $("verify-out").replaceChildren(h("div", { class: "msg msg-ok", role: "status", id: "verify-result", "data-ok": "true" }, t("audit.ok")), summary, moved);
     } else {
       $("verify-out").replaceChildren(
         h("div", { class: "msg msg-error", role: "alert", id: "verify-result", "data-ok": "false" }, `${t("audit.violations")}: ${rep.violations.length}`),
         summary,
-        h("ul", {}, rep.violations.map((v) => h("li", {}, `#${v.check} ${v.code}: ${v.detail} `,
-          v.tx_hash ? h("a", { href: `#`, onclick: (e) => { e.preventDefault(); showTx(v.tx_hash); } }, short(v.tx_hash)) : ""))),
+        moved,
+        h("ul", {}, rep.violations.map((v) => h("li", {}, `#${v.check} ${v.code}: ${v.detail} `, v.tx_hash ? txLink(v.tx_hash) : ""))),
       );
     }
   });

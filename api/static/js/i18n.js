@@ -72,6 +72,8 @@ export const TEXTS = {
     "audit.charts": "统计图表", "audit.perDay": "每日各部门调用次数", "audit.byStatus": "授权状态分布",
     "audit.onTime": "各提供方更正按时率", "audit.stage": "阶段", "audit.events": "已回放事件",
     "audit.summary": "调用 {releases} 次，授权 {grants} 项，日志 {log} 条，检查点 {cps} 个，签名核验 {sigs} 个",
+    "audit.relocated": "{n} 次调用所在区块已丢失（链重组），已由同一笔交易在其他区块重新记录（非违规）",
+    "audit.relocatedItem": "日志第 {entry} 条：记录于区块 {logged}，现位于区块 {chain}",
     "audit.root": "根哈希", "audit.leaf": "叶序号", "audit.size": "树大小",
   },
   en: {
@@ -146,6 +148,8 @@ export const TEXTS = {
     "audit.charts": "Charts", "audit.perDay": "Releases per day per department", "audit.byStatus": "Grants by status",
     "audit.onTime": "Correction on-time rate per provider", "audit.stage": "Stage", "audit.events": "Events replayed",
     "audit.summary": "{releases} releases, {grants} grants, {log} log entries, {cps} checkpoints, {sigs} signatures checked",
+    "audit.relocated": "{n} releases were recorded again by the same transaction in another block after their block was lost (a reorg; not a violation)",
+    "audit.relocatedItem": "log entry {entry}: logged at block {logged}, now in block {chain}",
     "audit.root": "Root hash", "audit.leaf": "Leaf index", "audit.size": "Tree size",
   },
 };
