@@ -64,6 +64,10 @@ GROUP_GAS_PER_ITEM = 75_000
 EMERGENCY_GAS = 250_000
 #: Whole-transaction failures (out of gas, a node that lost it) an intent survives before it fails.
 MAX_ATTEMPTS = 3
+#: Seconds the relayer waits before sending again after the node refused a transaction (a node
+#: restarting, a full pool): a refusal is not counted as an attempt of its intents, so without a
+#: pause a run of refusals would be met with a resend every few milliseconds.
+REFUSED_BACKOFF = 0.25
 #: Seconds without a receipt after which the relayer asks whether the node still has the transaction.
 LOST_AFTER = 3.0
 #: Seconds between the idle relayer's checks that the chain still holds what it recorded.
@@ -452,6 +456,8 @@ class ReleaseRelayer:
         #: when (monotonic) to query for pending intents again after a query found none (unless
         #: woken): a pipeline polling its receipts every few ms does not query the intents as often
         self._look_from = 0.0
+        #: no group is sent before this (monotonic) after the node refused one
+        self._refused_until = 0.0
         self._poll = POLL
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -583,6 +589,7 @@ class ReleaseRelayer:
                 if (
                     len(self._flights) < self.depth
                     and now >= self._look_from
+                    and now >= self._refused_until
                     and (not self._flights or now - self._last_sent >= self.pace.linger(self.depth, self.linger))
                 ):
                     handled = self._launch(done)
@@ -665,7 +672,8 @@ class ReleaseRelayer:
             self.sender.send(tx)
         except SendRefused as exc:
             log.warning("release relayer: %s; the %d intents wait for the next group", exc, len(ids))
-            return self._requeue(tx.tx_hash, ids, dropped=True)
+            self._refused_until = time.monotonic() + REFUSED_BACKOFF
+            return self._requeue(tx.tx_hash, ids, dropped=True, refused=True)
         now = time.monotonic()
         self._flights.append(
             _Flight(
@@ -732,7 +740,9 @@ class ReleaseRelayer:
             return []  # mined after all: the next turn applies it
         log.warning("release relayer: %s; the %d intents wait for the next group", reason, len(flight.ids))
         self._flights.remove(flight)
-        return self._requeue(tx.tx_hash, flight.ids, dropped=True)
+        if outcome == "refused":
+            self._refused_until = time.monotonic() + REFUSED_BACKOFF
+        return self._requeue(tx.tx_hash, flight.ids, dropped=True, refused=outcome == "refused")
 
     def _submitted(self, tx: SignedTx, purpose: str, ids: Sequence[str]) -> None:
         """Store the signed transaction and mark its intents, before the bytes leave the process."""
@@ -763,9 +773,11 @@ class ReleaseRelayer:
                 [{"_id": i, "_position": p} for p, i in enumerate(ids)],
             )
 
-    def _requeue(self, tx_hash: str, ids: Sequence[str], *, dropped: bool) -> list[str]:
+    def _requeue(self, tx_hash: str, ids: Sequence[str], *, dropped: bool, refused: bool = False) -> list[str]:
         """Put ``ids`` (submitted with ``tx_hash``) back to pending, or failed after
-        ``MAX_ATTEMPTS``; returns those that failed."""
+        ``MAX_ATTEMPTS``; returns those that failed. ``refused``: the node refused the transaction,
+        which says nothing about its intents: the send is not counted as one of their attempts,
+        and none fails for it."""
         now = self._clock()
         failed: list[str] = []
         with self.store.session() as s:
@@ -777,7 +789,9 @@ class ReleaseRelayer:
                 row = s.get(ReleaseIntent, intent_id)
                 if row is None or row.status != "submitted":
                     continue
-                if row.attempts >= MAX_ATTEMPTS:
+                if refused:
+                    row.status, row.attempts = "pending", max(0, row.attempts - 1)
+                elif row.attempts >= MAX_ATTEMPTS:
                     row.status, row.error = "failed", "TransactionFailed"
                     failed.append(intent_id)
                 else:

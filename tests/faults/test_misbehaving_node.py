@@ -83,6 +83,24 @@ def test_internal_errors_and_late_receipts(faults: tuple[LiveApi, RpcProxy]) -> 
     assert {b["message"]["requestId"] for b in bodies} <= _on_chain(live)
 
 
+def test_a_run_of_refused_sends_fails_no_release(faults: tuple[LiveApi, RpcProxy]) -> None:
+    """Five sends in a row refused with an internal error (a node restarting, a full pool): a
+    refusal is never the releases' fault, so none of them is failed for it (it was: three refusals
+    within milliseconds, the relayer resending at once, made a release final ``502
+    transaction_failed`` and its signed request useless). Callers see 201 or a clear 503, and the
+    same signed requests then return their releases."""
+    live, proxy = faults
+    proxy.fail["eth_sendRawTransaction"] = 5
+    bodies = _requests(live, 6)
+    answers = _post_all(live, bodies)
+    codes = {(a.status_code, a.json().get("code")) for a in answers}
+    assert codes <= {(201, None), (503, "release_pending"), (503, "chain_unavailable")}, codes
+    assert proxy.fail["eth_sendRawTransaction"] == 0
+    again = _post_all(live, bodies)
+    assert {a.status_code for a in again} <= {200, 201}, [a.text for a in again]
+    assert {b["message"]["requestId"] for b in bodies} <= _on_chain(live)
+
+
 def test_a_slow_node_gives_success_or_a_clear_503(faults: tuple[LiveApi, RpcProxy]) -> None:
     live, proxy = faults
     proxy.delay = 2.0  # every JSON-RPC call takes 2 s
