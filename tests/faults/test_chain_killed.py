@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from chain_client import CompilationResult, start_node
 from tests.conftest import deploy_fresh
@@ -38,7 +39,9 @@ def _release_once(live: LiveApi) -> httpx.Response:
     return live.http.post("/v1/releases", json=body, headers={"Authorization": f"Bearer {live.dept.token}"})
 
 
-def test_anvil_killed_mid_load_recovers_by_itself(compiled: CompilationResult, tmp_path: Path) -> None:
+def test_anvil_killed_mid_load_recovers_by_itself(
+    compiled: CompilationResult, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     node = start_node("anvil", log_dir=tmp_path / "logs", state_path=tmp_path / "anvil-state.json", state_interval=1)
     node.supervise(interval=0.2)
     assert node.process is not None
@@ -73,7 +76,10 @@ def test_anvil_killed_mid_load_recovers_by_itself(compiled: CompilationResult, t
         allowed = {(201, None), (200, None), (503, "chain_unavailable"), (503, "release_pending")}
         assert {(status, code) for _kind, status, code in counts} <= allowed, counts
         assert counts[("release", 201, None)] > 0 and counts[("grant", 201, None)] > 0, counts
-        assert sum(n for (_k, status, _c), n in counts.items() if status == 503) > 0, "the outage was not seen"
+        # the outage was seen: callers answered 503, or (a restart quicker than any request that
+        # needed the chain, as on a busy machine) the relayer's or the indexer's calls failing
+        refused = sum(n for (_k, status, _c), n in counts.items() if status == 503)
+        assert refused or "the chain did not answer" in caplog.text, "the outage was not seen"
 
         # nothing released without a receipt, nothing answered 201 lost: on chain and in the log
         released = [a for a in load.answers if a.kind == "release" and a.status == 201]
