@@ -210,7 +210,7 @@ def wait_log(log: Path, line: str, proc: subprocess.Popen[bytes], timeout: float
     deadline = time.monotonic() + timeout
     while line not in (log.read_text() if log.exists() else ""):
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"{log.stem} did not start: {log.read_text()[-2000:] if log.exists() else ''}")
+            raise SystemExit(f"qcl {log.stem} did not start: {log.read_text()[-2000:] if log.exists() else ''}")
         time.sleep(0.25)
 
 

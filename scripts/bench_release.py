@@ -54,6 +54,7 @@ from scripts._bench import (
     signed_grant,
     signed_release,
     wait_health,
+    wait_log,
     write_section,
 )
 from scripts._profile import sampled, steps, top_self
@@ -182,11 +183,7 @@ def _start(deployment: str, api_workers: int, env: dict[str, str], work: Path) -
     if deployment == "dev":
         return [spawn("dev")]
     worker = spawn("worker")
-    deadline = time.monotonic() + 180
-    while "worker active" not in (work / "worker.log").read_text():
-        if worker.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"qcl worker did not start: {(work / 'worker.log').read_text()[-2000:]}")
-        time.sleep(0.25)
+    wait_log(work / "worker.log", "worker active", worker)
     return [worker, spawn("serve", "--workers", str(api_workers))]
 
 
