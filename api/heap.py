@@ -17,6 +17,7 @@ The last two are glibc's; on another C library (musl) they do nothing.
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import os
 import threading
@@ -30,8 +31,10 @@ GC_THRESHOLDS = (20_000, 20, 20)
 M_ARENA_MAX = -8
 
 
+@functools.cache
 def _glibc() -> Any | None:
-    """This process's C library when it is glibc (it has ``malloc_trim``), else None."""
+    """This process's C library when it is glibc (it has ``malloc_trim``), else None (looked up
+    once: the keeper trims every minute)."""
     try:
         libc = ctypes.CDLL(None)
     except OSError:  # pragma: no cover - every Linux process has one
